@@ -1,0 +1,235 @@
+// Package audit records security events. Writes are queued and stored by a background
+// worker, so an audit write never blocks or fails the request it describes.
+package audit
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"log/slog"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/pvpipe/pvauth/x"
+)
+
+// Results.
+const (
+	ResultSuccess = "success"
+	ResultFailure = "failure"
+)
+
+// Event types. Dotted names group by domain so that the listing can filter by type.
+const (
+	TypeLogin            = "login"
+	TypeOTPSetup         = "otp.setup"
+	TypeOTPVerify        = "otp.verify"
+	TypeOTPEnroll        = "otp.enroll"
+	TypeServiceOTPVerify = "otp.service_verify"
+	TypeTokenRefresh     = "token.refresh"
+	TypeTokenReuse       = "token.refresh_reuse"
+	TypeTokenRevoke      = "token.revoke"
+	TypeLogout           = "logout"
+	TypeIdentityCreate   = "admin.identity.create"
+	TypeIdentityUpdate   = "admin.identity.update"
+	TypeIdentityDelete   = "admin.identity.delete"
+	TypeIdentityPassword = "admin.identity.password"
+	TypeIdentityOTPReset = "admin.identity.otp_reset"
+	TypeIdentitySessions = "admin.identity.sessions_revoke"
+	TypeKeyRotate        = "admin.keys.rotate"
+	TypeSignatureVerify  = "admin.signature.verify"
+	TypeDeviceRegister   = "device.register"
+	TypeDeviceDelete     = "device.delete"
+	TypeBiometricLogin   = "biometric.login"
+	TypeConfirmation     = "confirmation"
+	TypePushFailure      = "push.failure"
+	TypePasskey          = "passkey"
+	TypeAdminAuthFailure = "admin.auth_failure"
+	TypeRateLimited      = "ratelimit.exceeded"
+)
+
+// Event is one audit record.
+type Event struct {
+	ID        string         `json:"id"`
+	Type      string         `json:"type"`
+	UserID    *int64         `json:"userId"`
+	DeviceID  *string        `json:"deviceId,omitempty"`
+	IP        string         `json:"ip"`
+	UserAgent string         `json:"userAgent"`
+	Result    string         `json:"result"`
+	Reason    string         `json:"reason,omitempty"`
+	CreatedAt time.Time      `json:"createdAt"`
+	Metadata  map[string]any `json:"metadata"`
+}
+
+// Filter selects events for the admin listing; newest first.
+type Filter struct {
+	UserID *int64
+	Type   string
+	Since  *time.Time
+	// BeforeID continues a listing: only events with a smaller (older) id.
+	BeforeID string
+	Limit    int
+}
+
+// Persister stores and lists events.
+type Persister interface {
+	InsertAuditEvents(ctx context.Context, events []Event) error
+	ListAuditEvents(ctx context.Context, f Filter) ([]Event, error)
+}
+
+// LoggerProvider is implemented by the registry.
+type LoggerProvider interface {
+	AuditLogger() *Logger
+}
+
+// Logger queues events and writes them in batches.
+type Logger struct {
+	p     Persister
+	queue chan Event
+	done  chan struct{}
+	wg    sync.WaitGroup
+	mu    sync.Mutex
+	// pending counts events queued but not yet stored (Flush waits for zero).
+	pending atomic.Int64
+	closed  bool
+}
+
+// QueueSize bounds memory; when full, events are dropped with a log line rather than
+// slowing requests down.
+const QueueSize = 8192
+
+// NewLogger starts the background writer.
+func NewLogger(p Persister) *Logger {
+	l := &Logger{p: p, queue: make(chan Event, QueueSize), done: make(chan struct{})}
+	l.wg.Add(1)
+	go l.run()
+	return l
+}
+
+// Log queues e, filling id, time and defaults. It never blocks.
+func (l *Logger) Log(ctx context.Context, e Event) {
+	if e.ID == "" {
+		id, err := uuid.NewV7()
+		if err != nil {
+			id = uuid.New()
+		}
+		e.ID = id.String()
+	}
+	if e.CreatedAt.IsZero() {
+		e.CreatedAt = time.Now().UTC()
+	}
+	if e.Result == "" {
+		e.Result = ResultSuccess
+	}
+	if e.Metadata == nil {
+		e.Metadata = map[string]any{}
+	}
+	if e.IP == "" {
+		e.IP = x.ClientIPFromContext(ctx)
+	}
+	if e.UserAgent == "" {
+		e.UserAgent = userAgentFromContext(ctx)
+	}
+	if len(e.UserAgent) > 512 {
+		e.UserAgent = e.UserAgent[:512]
+	}
+	if len(e.Reason) > 255 {
+		e.Reason = e.Reason[:255]
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		return
+	}
+	l.pending.Add(1)
+	select {
+	case l.queue <- e:
+	default:
+		l.pending.Add(-1)
+		slog.Warn("audit queue full; event dropped", "type", e.Type)
+	}
+}
+
+func (l *Logger) run() {
+	defer l.wg.Done()
+	batch := make([]Event, 0, 256)
+	for {
+		select {
+		case e, ok := <-l.queue:
+			if !ok {
+				return
+			}
+			batch = append(batch[:0], e)
+		drain:
+			for len(batch) < cap(batch) {
+				select {
+				case e, ok := <-l.queue:
+					if !ok {
+						break drain
+					}
+					batch = append(batch, e)
+				default:
+					break drain
+				}
+			}
+			l.write(batch)
+		}
+	}
+}
+
+func (l *Logger) write(batch []Event) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := l.p.InsertAuditEvents(ctx, batch); err != nil {
+		slog.Error("writing audit events failed", "count", len(batch), "error", err)
+	}
+	l.pending.Add(-int64(len(batch)))
+}
+
+// Flush waits until every queued event is stored (tests, shutdown).
+func (l *Logger) Flush() {
+	for l.pending.Load() > 0 {
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+// Close stores what is queued and stops the writer.
+func (l *Logger) Close() {
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		return
+	}
+	l.closed = true
+	close(l.queue)
+	l.mu.Unlock()
+	l.wg.Wait()
+}
+
+// Hash is how challenges and signatures appear in audit metadata: hex SHA-256.
+func Hash(s string) string {
+	sum := sha256.Sum256([]byte(s))
+	return hex.EncodeToString(sum[:])
+}
+
+type uaKey struct{}
+
+// WithUserAgent middleware remembers the User-Agent for events logged with the context.
+func WithUserAgent(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), uaKey{}, r.UserAgent())))
+	})
+}
+
+func userAgentFromContext(ctx context.Context) string {
+	s, _ := ctx.Value(uaKey{}).(string)
+	return s
+}
+
+// Int64 is a helper for Event.UserID.
+func Int64(v int64) *int64 { return &v }

@@ -1,0 +1,5 @@
+package sql
+
+import stdsql "database/sql"
+
+var errSQLNoRows = stdsql.ErrNoRows

@@ -1,0 +1,258 @@
+// Package sql is pvauth's one Persister: pop connections, transactions carried in the
+// context, embedded migrations, and one persister_<domain>.go file per domain interface.
+package sql
+
+import (
+	"context"
+	"embed"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/gobuffalo/pop/v6"
+	"github.com/gobuffalo/pop/v6/logging"
+	"github.com/google/uuid"
+)
+
+//go:embed migrations/*.sql
+var migrations embed.FS
+
+// Persister implements every domain's storage interface on one pop connection.
+type Persister struct {
+	conn *pop.Connection
+}
+
+func init() {
+	// pop logs every migration and, in debug, every query with its arguments; route the
+	// former to slog at debug level and never print arguments.
+	pop.SetLogger(func(lvl logging.Level, s string, args ...any) {
+		if lvl == logging.SQL {
+			return
+		}
+		slog.Debug("pop: " + fmt.Sprintf(s, args...))
+	})
+	pop.Debug = false
+}
+
+// Dialect names as pop calls them.
+const (
+	DialectSQLite    = "sqlite3"
+	DialectPostgres  = "postgres"
+	DialectCockroach = "cockroach"
+)
+
+// New opens a connection for dsn: "memory", "sqlite://PATH?...", "postgres://...",
+// "cockroach://...". SQLite gets one connection: writes are serialized by SQLite anyway,
+// and one connection keeps an in-memory database alive and free of lock errors.
+func New(ctx context.Context, dsn string) (*Persister, error) {
+	deets, err := connectionDetails(dsn)
+	if err != nil {
+		return nil, err
+	}
+	c, err := pop.NewConnection(deets)
+	if err != nil {
+		return nil, fmt.Errorf("database: %w", err)
+	}
+	if err := c.Open(); err != nil {
+		return nil, fmt.Errorf("database: %w", err)
+	}
+	p := &Persister{conn: c}
+	if deets.Dialect == DialectSQLite {
+		// WAL lets readers of other processes (the CLI) proceed while the server writes.
+		if !strings.Contains(deets.Database, "mode=memory") && !strings.Contains(deets.Database, ":memory:") {
+			_ = c.RawQuery("PRAGMA journal_mode=WAL").Exec()
+			_ = c.RawQuery("PRAGMA synchronous=NORMAL").Exec()
+		}
+	}
+	return p, nil
+}
+
+func connectionDetails(dsn string) (*pop.ConnectionDetails, error) {
+	switch {
+	case dsn == "memory":
+		// A uniquely named shared-cache memory database, so parallel tests do not collide.
+		return &pop.ConnectionDetails{
+			URL:  "sqlite3://file:pvauth-" + uuid.NewString() + "?mode=memory&cache=shared&_fk=true&_busy_timeout=10000",
+			Pool: 1, IdlePool: 1,
+		}, nil
+	case strings.HasPrefix(dsn, "sqlite://"), strings.HasPrefix(dsn, "sqlite3://"):
+		u := dsn
+		if !strings.Contains(u, "_fk=") {
+			if strings.Contains(u, "?") {
+				u += "&_fk=true"
+			} else {
+				u += "?_fk=true"
+			}
+		}
+		return &pop.ConnectionDetails{URL: u, Pool: 1, IdlePool: 1}, nil
+	case strings.HasPrefix(dsn, "postgres://"), strings.HasPrefix(dsn, "postgresql://"):
+		return &pop.ConnectionDetails{URL: "postgres://" + strings.SplitN(dsn, "://", 2)[1], Pool: 32, IdlePool: 16, ConnMaxLifetime: 5 * time.Minute}, nil
+	case strings.HasPrefix(dsn, "cockroach://"):
+		return &pop.ConnectionDetails{URL: dsn, Pool: 32, IdlePool: 16, ConnMaxLifetime: 5 * time.Minute}, nil
+	default:
+		return nil, fmt.Errorf("dsn: unsupported scheme in %q (want memory, sqlite://, postgres:// or cockroach://)", redactDSN(dsn))
+	}
+}
+
+// redactDSN hides the password of a DSN for error messages.
+func redactDSN(dsn string) string {
+	u, err := url.Parse(dsn)
+	if err != nil || u.User == nil {
+		return dsn
+	}
+	if _, ok := u.User.Password(); ok {
+		u.User = url.UserPassword(u.User.Username(), "xxxxx")
+	}
+	return u.String()
+}
+
+// Dialect is the pop dialect name ("sqlite3", "postgres", "cockroach").
+func (p *Persister) Dialect() string { return p.conn.Dialect.Name() }
+
+// Close closes the connection pool.
+func (p *Persister) Close() error { return p.conn.Close() }
+
+// Ping checks that the database answers (readiness).
+func (p *Persister) Ping(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	var one int
+	return p.Connection(ctx).RawQuery("SELECT 1").First(&one)
+}
+
+type txKey struct{}
+
+// Connection returns the transaction carried by ctx, or the pool bound to ctx.
+func (p *Persister) Connection(ctx context.Context) *pop.Connection {
+	if tx, ok := ctx.Value(txKey{}).(*pop.Connection); ok && tx != nil {
+		return tx
+	}
+	return p.conn.WithContext(ctx)
+}
+
+// Transaction runs fn in a transaction carried by the context it receives; inside an
+// existing transaction it joins it. Any error rolls everything back.
+func (p *Persister) Transaction(ctx context.Context, fn func(ctx context.Context) error) error {
+	if _, ok := ctx.Value(txKey{}).(*pop.Connection); ok {
+		return fn(ctx)
+	}
+	return p.conn.WithContext(ctx).Transaction(func(tx *pop.Connection) error {
+		return fn(context.WithValue(ctx, txKey{}, tx))
+	})
+}
+
+// BeginTX, Commit and Rollback implement fosite's storage.Transactional.
+func (p *Persister) BeginTX(ctx context.Context) (context.Context, error) {
+	if _, ok := ctx.Value(txKey{}).(*pop.Connection); ok {
+		return ctx, errors.New("a transaction is already open in this context")
+	}
+	tx, err := p.conn.NewTransactionContext(ctx)
+	if err != nil {
+		return ctx, err
+	}
+	return context.WithValue(ctx, txKey{}, tx), nil
+}
+
+func (p *Persister) Commit(ctx context.Context) error {
+	tx, ok := ctx.Value(txKey{}).(*pop.Connection)
+	if !ok || tx.TX == nil {
+		return errors.New("commit: no transaction in context")
+	}
+	return tx.TX.Commit()
+}
+
+func (p *Persister) Rollback(ctx context.Context) error {
+	tx, ok := ctx.Value(txKey{}).(*pop.Connection)
+	if !ok || tx.TX == nil {
+		return errors.New("rollback: no transaction in context")
+	}
+	err := tx.TX.Rollback()
+	if err != nil && strings.Contains(err.Error(), "already been committed or rolled back") {
+		return nil
+	}
+	return err
+}
+
+func (p *Persister) migrationBox() (pop.MigrationBox, error) {
+	sub, err := fs.Sub(migrations, "migrations")
+	if err != nil {
+		return pop.MigrationBox{}, err
+	}
+	mb, err := pop.NewMigrationBox(sub, p.conn)
+	if err != nil {
+		return pop.MigrationBox{}, err
+	}
+	mb.SchemaPath = ""
+	return mb, nil
+}
+
+// MigrateUp applies every pending migration.
+func (p *Persister) MigrateUp(ctx context.Context) error {
+	mb, err := p.migrationBox()
+	if err != nil {
+		return err
+	}
+	return mb.Up()
+}
+
+// MigrationStatus writes a table of migrations and their state.
+func (p *Persister) MigrationStatus(ctx context.Context, w io.Writer) error {
+	mb, err := p.migrationBox()
+	if err != nil {
+		return err
+	}
+	return mb.Status(w)
+}
+
+// PendingMigrations counts migrations of this dialect that are not applied yet.
+func (p *Persister) PendingMigrations(ctx context.Context) (int, error) {
+	mb, err := p.migrationBox()
+	if err != nil {
+		return 0, err
+	}
+	if err := mb.CreateSchemaMigrations(); err != nil {
+		return 0, err
+	}
+	name := p.conn.Dialect.Name()
+	n := 0
+	for _, m := range mb.UpMigrations.Migrations {
+		if m.DBType != "all" && m.DBType != name {
+			continue
+		}
+		exists, err := p.Connection(ctx).Where("version = ?", m.Version).Exists(p.conn.MigrationTableName())
+		if err != nil {
+			return 0, err
+		}
+		if !exists {
+			n++
+		}
+	}
+	return n, nil
+}
+
+// now is the time stored in the database: UTC, whole seconds, so that SQLite's text
+// timestamps compare correctly in SQL.
+func now() time.Time { return time.Now().UTC().Truncate(time.Second) }
+
+// dbTime normalizes a time the same way before it is stored or compared.
+func dbTime(t time.Time) time.Time { return t.UTC().Truncate(time.Second) }
+
+// IsUniqueViolation reports a unique-constraint failure on any dialect.
+func IsUniqueViolation(err error) bool {
+	if err == nil {
+		return false
+	}
+	s := err.Error()
+	return strings.Contains(s, "UNIQUE constraint failed") || strings.Contains(s, "SQLSTATE 23505") ||
+		strings.Contains(s, "duplicate key value")
+}
+
+// IsNotFound reports "no rows".
+func IsNotFound(err error) bool {
+	return err != nil && (errors.Is(err, errSQLNoRows) || strings.Contains(err.Error(), "no rows in result set"))
+}

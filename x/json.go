@@ -1,0 +1,173 @@
+package x
+
+import (
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"mime"
+	"net/http"
+	"strconv"
+	"strings"
+)
+
+// MaxBodyBytes is the largest request body any endpoint accepts.
+const MaxBodyBytes = 1 << 20
+
+// ErrorBody is the contract's error body.
+type ErrorBody struct {
+	Message    string `json:"message"`
+	StatusCode int    `json:"statusCode"`
+	Error      string `json:"error"`
+}
+
+type envelope struct {
+	Data any `json:"data"`
+}
+
+// WriteData writes {"data": v} with the given status.
+func WriteData(w http.ResponseWriter, status int, v any) {
+	WriteJSON(w, status, envelope{Data: v})
+}
+
+// WriteJSON writes v as JSON without the envelope (OAuth2 shapes, health).
+func WriteJSON(w http.ResponseWriter, status int, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		slog.Error("encoding response failed", "error", err)
+		status = http.StatusInternalServerError
+		b, _ = json.Marshal(ErrorBody{Message: ErrInternal.Message, StatusCode: status, Error: ErrInternal.Code})
+	}
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.WriteHeader(status)
+	_, _ = w.Write(append(b, '\n'))
+}
+
+// WriteError writes the contract's error body. 5xx causes are logged with the request id;
+// nothing the client sent is echoed into the log line.
+func WriteError(w http.ResponseWriter, r *http.Request, err error) {
+	e := AsError(err)
+	if e.Status >= 500 {
+		slog.ErrorContext(r.Context(), "request failed", "request_id", RequestID(r.Context()),
+			"method", r.Method, "path", r.URL.Path, "status", e.Status, "error", err.Error())
+	}
+	if e.RetryAfter > 0 {
+		w.Header().Set("Retry-After", strconv.Itoa(e.RetryAfter))
+	}
+	WriteJSON(w, e.Status, ErrorBody{Message: e.Message, StatusCode: e.Status, Error: e.Code})
+}
+
+// Validator is implemented by request structs that check their own fields after decoding.
+type Validator interface {
+	Validate() error
+}
+
+// DecodeJSON reads a JSON body into v (at most MaxBodyBytes), then runs v.Validate when
+// v implements Validator. Every failure is a 4xx *Error whose message names the problem.
+func DecodeJSON(r *http.Request, v any) error {
+	if ct := r.Header.Get("Content-Type"); ct != "" {
+		mt, _, err := mime.ParseMediaType(ct)
+		if err != nil || (mt != "application/json" && !strings.HasSuffix(mt, "+json")) {
+			return ErrUnsupportedMedia
+		}
+	}
+	body := http.MaxBytesReader(nil, r.Body, MaxBodyBytes)
+	dec := json.NewDecoder(body)
+	if err := dec.Decode(v); err != nil {
+		return decodeError(err)
+	}
+	// Trailing garbage after the object is malformed JSON too.
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return ErrTooLarge
+		}
+		return ErrBadRequest.WithMessage("Malformed JSON: unexpected data after the JSON object.")
+	}
+	if val, ok := v.(Validator); ok {
+		if err := val.Validate(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func decodeError(err error) error {
+	var (
+		syn  *json.SyntaxError
+		typ  *json.UnmarshalTypeError
+		mbe  *http.MaxBytesError
+		inva *json.InvalidUnmarshalError
+	)
+	switch {
+	case errors.As(err, &mbe):
+		return ErrTooLarge
+	case errors.Is(err, io.EOF):
+		return ErrBadRequest.WithMessage("The request body is empty; a JSON object is required.")
+	case errors.As(err, &syn), errors.Is(err, io.ErrUnexpectedEOF):
+		return ErrBadRequest.WithMessage("Malformed JSON in the request body.")
+	case errors.As(err, &typ):
+		field := typ.Field
+		if field == "" {
+			return ErrBadRequest.WithMessagef("The request body must be a JSON object, not %s.", typ.Value)
+		}
+		return ErrBadRequest.WithMessagef("Field '%s' must be of type %s, not %s.", field, jsonTypeName(typ.Type.Kind().String()), typ.Value)
+	case errors.As(err, &inva):
+		return ErrInternal.WithCause(err)
+	default:
+		return ErrBadRequest.WithMessage("Malformed JSON in the request body.").WithCause(err)
+	}
+}
+
+func jsonTypeName(kind string) string {
+	switch kind {
+	case "string":
+		return "string"
+	case "bool":
+		return "boolean"
+	case "slice", "array":
+		return "array"
+	case "map", "struct", "ptr":
+		return "object"
+	default:
+		return "number"
+	}
+}
+
+// Field validation helpers that return 400s naming the field.
+
+// Required fails when s is empty.
+func Required(field, s string) error {
+	if strings.TrimSpace(s) == "" {
+		return ErrBadRequest.WithMessagef("Field '%s' is required.", field)
+	}
+	return nil
+}
+
+// MaxLen fails when s is longer than n characters.
+func MaxLen(field, s string, n int) error {
+	if len([]rune(s)) > n {
+		return ErrBadRequest.WithMessagef("Field '%s' must be at most %d characters.", field, n)
+	}
+	return nil
+}
+
+// OneOf fails when s is not one of the allowed values.
+func OneOf(field, s string, allowed ...string) error {
+	for _, a := range allowed {
+		if s == a {
+			return nil
+		}
+	}
+	return ErrBadRequest.WithMessagef("Field '%s' must be one of: %s.", field, strings.Join(allowed, ", "))
+}
+
+// FirstError returns the first non-nil error.
+func FirstError(errs ...error) error {
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -1,0 +1,19 @@
+package x
+
+import (
+	"net/http"
+	"strconv"
+)
+
+// PageSize reads page_size (default def, at most max); a bad value is a 400.
+func PageSize(r *http.Request, def, max int) (int, error) {
+	s := r.URL.Query().Get("page_size")
+	if s == "" {
+		return def, nil
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 1 || n > max {
+		return 0, ErrBadRequest.WithMessagef("Query parameter 'page_size' must be an integer from 1 to %d.", max)
+	}
+	return n, nil
+}
