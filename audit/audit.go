@@ -6,11 +6,14 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"log/slog"
 	"net/http"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/google/uuid"
 
@@ -66,6 +69,20 @@ type Event struct {
 	Metadata  map[string]any `json:"metadata"`
 }
 
+// MarshalJSON writes the contract's shape: createdAt as RFC 3339 in UTC (whole seconds,
+// as stored) and metadata as {} rather than null.
+func (e Event) MarshalJSON() ([]byte, error) {
+	type plain Event
+	out := struct {
+		plain
+		CreatedAt string `json:"createdAt"`
+	}{plain: plain(e), CreatedAt: e.CreatedAt.UTC().Format(time.RFC3339)}
+	if out.Metadata == nil {
+		out.Metadata = map[string]any{}
+	}
+	return json.Marshal(out)
+}
+
 // Filter selects events for the admin listing; newest first.
 type Filter struct {
 	UserID *int64
@@ -91,25 +108,51 @@ type LoggerProvider interface {
 type Logger struct {
 	p     Persister
 	queue chan Event
-	done  chan struct{}
 	wg    sync.WaitGroup
-	mu    sync.Mutex
+	// mu guards closed against the close of queue: Log holds it shared, Close exclusively.
+	mu     sync.RWMutex
+	closed bool
 	// pending counts events queued but not yet stored (Flush waits for zero).
 	pending atomic.Int64
-	closed  bool
+	dropped atomic.Int64
+	onDrop  atomic.Pointer[func()]
 }
 
 // QueueSize bounds memory; when full, events are dropped with a log line rather than
 // slowing requests down.
 const QueueSize = 8192
 
+// maxBatch is the most events one write stores.
+const maxBatch = 256
+
+// Column limits of audit_events, in characters.
+const (
+	maxType      = 64
+	maxIP        = 64
+	maxUserAgent = 512
+	maxReason    = 255
+)
+
 // NewLogger starts the background writer.
 func NewLogger(p Persister) *Logger {
-	l := &Logger{p: p, queue: make(chan Event, QueueSize), done: make(chan struct{})}
+	l := &Logger{p: p, queue: make(chan Event, QueueSize)}
 	l.wg.Add(1)
 	go l.run()
 	return l
 }
+
+// OnDrop registers fn to be called for every event dropped because the queue was full
+// (the metrics counter pvauth_audit_dropped_total). It is safe to call at any time.
+func (l *Logger) OnDrop(fn func()) {
+	if fn == nil {
+		l.onDrop.Store(nil)
+		return
+	}
+	l.onDrop.Store(&fn)
+}
+
+// Dropped returns how many events were dropped because the queue was full.
+func (l *Logger) Dropped() int64 { return l.dropped.Load() }
 
 // Log queues e, filling id, time and defaults. It never blocks.
 func (l *Logger) Log(ctx context.Context, e Event) {
@@ -135,14 +178,13 @@ func (l *Logger) Log(ctx context.Context, e Event) {
 	if e.UserAgent == "" {
 		e.UserAgent = userAgentFromContext(ctx)
 	}
-	if len(e.UserAgent) > 512 {
-		e.UserAgent = e.UserAgent[:512]
-	}
-	if len(e.Reason) > 255 {
-		e.Reason = e.Reason[:255]
-	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
+	e.Type = truncate(e.Type, maxType)
+	e.IP = truncate(e.IP, maxIP)
+	e.UserAgent = truncate(e.UserAgent, maxUserAgent)
+	e.Reason = truncate(e.Reason, maxReason)
+
+	l.mu.RLock()
+	defer l.mu.RUnlock()
 	if l.closed {
 		return
 	}
@@ -151,44 +193,75 @@ func (l *Logger) Log(ctx context.Context, e Event) {
 	case l.queue <- e:
 	default:
 		l.pending.Add(-1)
+		l.dropped.Add(1)
+		if fn := l.onDrop.Load(); fn != nil {
+			(*fn)()
+		}
 		slog.Warn("audit queue full; event dropped", "type", e.Type)
 	}
 }
 
+// truncate cuts s to at most n characters without splitting a UTF-8 sequence (PostgreSQL
+// refuses invalid UTF-8), replacing invalid bytes.
+func truncate(s string, n int) string {
+	if !utf8.ValidString(s) {
+		s = strings.ToValidUTF8(s, "\uFFFD")
+	}
+	if len(s) <= n {
+		return s
+	}
+	i := 0
+	for pos := range s {
+		if i == n {
+			return s[:pos]
+		}
+		i++
+	}
+	return s
+}
+
 func (l *Logger) run() {
 	defer l.wg.Done()
-	batch := make([]Event, 0, 256)
-	for {
-		select {
-		case e, ok := <-l.queue:
-			if !ok {
-				return
-			}
-			batch = append(batch[:0], e)
-		drain:
-			for len(batch) < cap(batch) {
-				select {
-				case e, ok := <-l.queue:
-					if !ok {
-						break drain
-					}
-					batch = append(batch, e)
-				default:
+	batch := make([]Event, 0, maxBatch)
+	for e := range l.queue {
+		batch = append(batch[:0], e)
+	drain:
+		for len(batch) < cap(batch) {
+			select {
+			case e, ok := <-l.queue:
+				if !ok {
 					break drain
 				}
+				batch = append(batch, e)
+			default:
+				break drain
 			}
-			l.write(batch)
 		}
+		l.write(batch)
 	}
 }
 
 func (l *Logger) write(batch []Event) {
+	defer l.pending.Add(-int64(len(batch)))
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if err := l.p.InsertAuditEvents(ctx, batch); err != nil {
-		slog.Error("writing audit events failed", "count", len(batch), "error", err)
+	err := l.p.InsertAuditEvents(ctx, batch)
+	if err == nil {
+		return
 	}
-	l.pending.Add(-int64(len(batch)))
+	if len(batch) == 1 {
+		slog.Error("writing audit event failed", "type", batch[0].Type, "error", err)
+		return
+	}
+	// One bad event must not lose the batch: store the events one by one.
+	failed := 0
+	for i := range batch {
+		if err := l.p.InsertAuditEvents(ctx, batch[i:i+1]); err != nil {
+			failed++
+			slog.Error("writing audit event failed", "type", batch[i].Type, "error", err)
+		}
+	}
+	slog.Error("writing audit batch failed; stored events one by one", "count", len(batch), "failed", failed)
 }
 
 // Flush waits until every queued event is stored (tests, shutdown).
@@ -198,7 +271,7 @@ func (l *Logger) Flush() {
 	}
 }
 
-// Close stores what is queued and stops the writer.
+// Close stores what is queued and stops the writer. Events logged after Close are ignored.
 func (l *Logger) Close() {
 	l.mu.Lock()
 	if l.closed {

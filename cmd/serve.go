@@ -1,0 +1,51 @@
+package cmd
+
+import (
+	"context"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/spf13/cobra"
+
+	"github.com/pvpipe/pvauth/driver"
+	"github.com/pvpipe/pvauth/driver/config"
+)
+
+func newServeCmd() *cobra.Command {
+	var file string
+	var dev bool
+	c := &cobra.Command{
+		Use:   "serve",
+		Short: "Run the public (default :8080) and admin (default 127.0.0.1:8081) servers",
+		Long: `Run pvauth. --dev is for a first try on a laptop: it generates throw-away secrets when
+none are configured (kept beside the SQLite file so restarts still work), migrates the
+database on start, and allows plain http. Without --dev a missing secret or an unmigrated
+database stops the start with a clear error.`,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := config.Load(config.Options{File: file, Dev: dev})
+			if err != nil {
+				return err
+			}
+			logger := driver.NewLogger(cfg)
+			slog.SetDefault(logger)
+			if dev {
+				logger.Warn("running in --dev mode: do not use in production")
+			} else if len(cfg.Issuer()) > 7 && cfg.Issuer()[:7] == "http://" {
+				logger.Warn("the issuer URL uses plain http; put pvauth behind TLS in production", "issuer", cfg.Issuer())
+			}
+			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			reg, err := driver.New(ctx, cfg, driver.Options{Migrate: dev, Logger: logger})
+			if err != nil {
+				return err
+			}
+			defer reg.Close()
+			return reg.ListenAndServe(ctx)
+		},
+	}
+	c.Flags().StringVarP(&file, "config", "c", "", "config file (YAML); defaults are the annotated config.yaml")
+	c.Flags().BoolVar(&dev, "dev", false, "development mode: throw-away secrets, migrate on start, plain http")
+	return c
+}

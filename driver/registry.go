@@ -1,0 +1,227 @@
+// Package driver builds every dependency once (the Registry), wires the handlers to the
+// public and admin routers, and runs both servers.
+package driver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/pvpipe/pvauth/audit"
+	"github.com/pvpipe/pvauth/driver/config"
+	"github.com/pvpipe/pvauth/identity"
+	"github.com/pvpipe/pvauth/metrics"
+	sqlp "github.com/pvpipe/pvauth/persistence/sql"
+	"github.com/pvpipe/pvauth/ratelimit"
+	"github.com/pvpipe/pvauth/schema"
+	"github.com/pvpipe/pvauth/selfservice/password"
+	"github.com/pvpipe/pvauth/session"
+	"github.com/pvpipe/pvauth/x"
+	"github.com/pvpipe/pvauth/x/secretbox"
+)
+
+// Registry holds every dependency, built once in New. Handlers receive it through the
+// narrow interfaces they declare.
+type Registry struct {
+	cfg        *config.Config
+	logger     *slog.Logger
+	persister  *sqlp.Persister
+	box        *secretbox.Box
+	hasher     *identity.Hasher
+	identities *identity.Manager
+	tokens     *session.Tokens
+	audit      *audit.Logger
+	limiter    *ratelimit.Limiter
+	metrics    *metrics.Metrics
+
+	public *x.PublicRouter
+	admin  *x.AdminRouter
+}
+
+// Options tune New.
+type Options struct {
+	// Migrate applies migrations on start (--dev, dsn memory, tests).
+	Migrate bool
+	Logger  *slog.Logger
+	// RateLimitStore replaces the in-memory counter store.
+	RateLimitStore ratelimit.Store
+}
+
+// New builds the registry: opens and checks the database, loads keys, composes handlers.
+func New(ctx context.Context, cfg *config.Config, o Options) (*Registry, error) {
+	r := &Registry{cfg: cfg, logger: o.Logger}
+	if r.logger == nil {
+		r.logger = NewLogger(cfg)
+	}
+	p, err := sqlp.New(ctx, resolveDSN(cfg))
+	if err != nil {
+		return nil, err
+	}
+	r.persister = p
+	if o.Migrate || cfg.DSN == "memory" {
+		if err := p.MigrateUp(ctx); err != nil {
+			p.Close()
+			return nil, fmt.Errorf("migrating the database: %w", err)
+		}
+	} else {
+		n, err := p.PendingMigrations(ctx)
+		if err != nil {
+			p.Close()
+			return nil, fmt.Errorf("checking migrations: %w", err)
+		}
+		if n > 0 {
+			p.Close()
+			return nil, fmt.Errorf("the database is not migrated (%d pending migrations): run `pvauth migrate sql -e --yes` first, or start with --dev", n)
+		}
+	}
+	if r.box, err = secretbox.New(cfg.Secrets.Cipher); err != nil {
+		p.Close()
+		return nil, fmt.Errorf("secrets.cipher: %w", err)
+	}
+	if r.hasher, err = identity.NewHasher(cfg.Hashers.Argon2); err != nil {
+		p.Close()
+		return nil, fmt.Errorf("hashers.argon2: %w", err)
+	}
+	traits, err := schema.IdentityTraits()
+	if err != nil {
+		p.Close()
+		return nil, err
+	}
+	r.identities = identity.NewManager(p, r.hasher, traits)
+
+	keys := session.NewKeyManager(p, r.box, cfg.Tokens.Algorithm, func() time.Duration { return cfg.TTL.AccessToken })
+	if err := keys.Init(ctx); err != nil {
+		p.Close()
+		return nil, err
+	}
+	r.tokens = session.NewTokens(cfg, p, keys)
+	r.tokens.SubjectCheck = r.subjectCheck
+
+	r.audit = audit.NewLogger(p)
+	store := o.RateLimitStore
+	if store == nil {
+		store = ratelimit.NewMemoryStore()
+	}
+	rules := map[string]ratelimit.Rule{}
+	for name, rule := range cfg.RateLimit.Rules {
+		rules[name] = ratelimit.Rule{Limit: rule.Limit, Window: rule.Window}
+	}
+	r.limiter = ratelimit.New(cfg.RateLimit.Enabled, rules, store)
+	r.metrics = metrics.New()
+
+	pw := password.NewHandler(r)
+	r.tokens.PendingCheck = pw.PendingCheck
+	r.public, r.admin = x.NewPublicRouter(), x.NewAdminRouter()
+	r.registerRoutes(pw)
+	return r, nil
+}
+
+func (r *Registry) registerRoutes(pw *password.Handler) {
+	health := &healthHandler{ping: r.persister.Ping}
+	health.RegisterPublicRoutes(r.public)
+	health.RegisterAdminRoutes(r.admin)
+	pw.RegisterPublicRoutes(r.public)
+	pw.RegisterAdminRoutes(r.admin)
+	sh := session.NewHandler(r)
+	sh.RegisterPublicRoutes(r.public)
+	sh.RegisterAdminRoutes(r.admin)
+	identity.NewHandler(r).RegisterAdminRoutes(r.admin)
+	audit.NewHandler(r).RegisterAdminRoutes(r.admin)
+	r.metrics.RegisterAdminRoutes(r.admin)
+}
+
+// subjectCheck refuses token refreshes for identities that were deleted or disabled.
+func (r *Registry) subjectCheck(ctx context.Context, id int64) error {
+	i, err := r.persister.GetIdentity(ctx, id)
+	if err != nil {
+		return err
+	}
+	if i.State != identity.StateActive {
+		return errors.New("identity is disabled")
+	}
+	return nil
+}
+
+// resolveDSN makes a relative sqlite path relative to the config file's directory.
+func resolveDSN(cfg *config.Config) string {
+	if p := cfg.SQLitePath(); p != "" {
+		q := ""
+		if i := strings.IndexByte(cfg.DSN, '?'); i >= 0 {
+			q = cfg.DSN[i:]
+		}
+		return "sqlite://" + p + q
+	}
+	return cfg.DSN
+}
+
+// NewLogger builds the slog logger of log.level and log.format.
+func NewLogger(cfg *config.Config) *slog.Logger {
+	var lvl slog.Level
+	_ = lvl.UnmarshalText([]byte(cfg.Log.Level))
+	opts := &slog.HandlerOptions{Level: lvl}
+	if cfg.Log.Format == "text" {
+		return slog.New(slog.NewTextHandler(os.Stderr, opts))
+	}
+	return slog.New(slog.NewJSONHandler(os.Stderr, opts))
+}
+
+// Accessors: the registry satisfies every handler's dependency interface.
+
+func (r *Registry) Config() *config.Config                     { return r.cfg }
+func (r *Registry) Logger() *slog.Logger                       { return r.logger }
+func (r *Registry) Persister() *sqlp.Persister                 { return r.persister }
+func (r *Registry) Cipher() *secretbox.Box                     { return r.box }
+func (r *Registry) IdentityHasher() *identity.Hasher           { return r.hasher }
+func (r *Registry) IdentityManager() *identity.Manager         { return r.identities }
+func (r *Registry) IdentityPersister() identity.Persister      { return r.persister }
+func (r *Registry) LoginFlowPersister() password.FlowPersister { return r.persister }
+func (r *Registry) AuditPersister() audit.Persister            { return r.persister }
+func (r *Registry) Tokens() *session.Tokens                    { return r.tokens }
+func (r *Registry) AuditLogger() *audit.Logger                 { return r.audit }
+func (r *Registry) RateLimiter() *ratelimit.Limiter            { return r.limiter }
+func (r *Registry) Metrics() *metrics.Metrics                  { return r.metrics }
+func (r *Registry) SessionRevoker() identity.SessionRevoker    { return r.tokens }
+func (r *Registry) PublicRouter() *x.PublicRouter              { return r.public }
+func (r *Registry) AdminRouter() *x.AdminRouter                { return r.admin }
+
+// Close flushes the audit log and closes the database.
+func (r *Registry) Close() {
+	r.audit.Close()
+	_ = r.persister.Close()
+}
+
+type healthHandler struct {
+	ping func(context.Context) error
+}
+
+const (
+	RouteAlive = "/health/alive"
+	RouteReady = "/health/ready"
+)
+
+func (h *healthHandler) RegisterPublicRoutes(r *x.PublicRouter) {
+	r.Handler(http.MethodGet, RouteAlive, http.HandlerFunc(h.alive))
+	r.Handler(http.MethodGet, RouteReady, http.HandlerFunc(h.ready))
+}
+
+func (h *healthHandler) RegisterAdminRoutes(r *x.AdminRouter) {
+	r.Handler(http.MethodGet, RouteAlive, http.HandlerFunc(h.alive))
+	r.Handler(http.MethodGet, RouteReady, http.HandlerFunc(h.ready))
+}
+
+func (h *healthHandler) alive(w http.ResponseWriter, _ *http.Request) {
+	x.WriteJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+func (h *healthHandler) ready(w http.ResponseWriter, r *http.Request) {
+	if err := h.ping(r.Context()); err != nil {
+		x.WriteError(w, r, x.ErrUnavailable.WithMessage("The database is unreachable.").WithCause(err))
+		return
+	}
+	x.WriteJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}

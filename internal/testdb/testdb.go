@@ -1,0 +1,88 @@
+// Package testdb gives tests real databases: an in-memory SQLite and, when the test
+// command has started one, a fresh PostgreSQL database per call.
+package testdb
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"net/url"
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/google/uuid"
+	_ "github.com/jackc/pgx/v5/stdlib"
+
+	sqlp "github.com/pvpipe/pvauth/persistence/sql"
+)
+
+// EnvPostgres names the variable the test command sets to its PostgreSQL server's DSN.
+const EnvPostgres = "TEST_DATABASE_POSTGRESQL"
+
+// ForEach runs fn as a subtest once per database kind ("sqlite", "postgres"), each with
+// a fresh, empty database DSN. Without TEST_DATABASE_POSTGRESQL the postgres subtest is
+// skipped, or fails when CI is set.
+func ForEach(t *testing.T, fn func(t *testing.T, dsn string)) {
+	t.Helper()
+	t.Run("sqlite", func(t *testing.T) { fn(t, "memory") })
+	t.Run("postgres", func(t *testing.T) { fn(t, Postgres(t)) })
+}
+
+// Postgres creates a fresh database on the test server and returns its DSN; it is
+// dropped when the test ends.
+func Postgres(t testing.TB) string {
+	t.Helper()
+	base := os.Getenv(EnvPostgres)
+	if base == "" {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("%s is not set: run the tests with scripts/test.sh, which starts PostgreSQL", EnvPostgres)
+		}
+		t.Skipf("%s is not set; run scripts/test.sh for the PostgreSQL tests", EnvPostgres)
+	}
+	admin, err := sql.Open("pgx", base)
+	if err != nil {
+		t.Fatalf("postgres: %v", err)
+	}
+	defer admin.Close()
+	name := "pvauth_test_" + strings.ReplaceAll(uuid.NewString(), "-", "")[:16]
+	if _, err := admin.ExecContext(context.Background(), "CREATE DATABASE "+name); err != nil {
+		t.Fatalf("postgres: create database: %v", err)
+	}
+	t.Cleanup(func() {
+		db, err := sql.Open("pgx", base)
+		if err != nil {
+			return
+		}
+		defer db.Close()
+		_, _ = db.ExecContext(context.Background(), "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)")
+	})
+	u, err := url.Parse(base)
+	if err != nil {
+		t.Fatalf("postgres: bad %s: %v", EnvPostgres, err)
+	}
+	u.Path = "/" + name
+	return u.String()
+}
+
+// Persister opens dsn, migrates it and closes it when the test ends.
+func Persister(t testing.TB, dsn string) *sqlp.Persister {
+	t.Helper()
+	ctx := context.Background()
+	p, err := sqlp.New(ctx, dsn)
+	if err != nil {
+		t.Fatalf("open %s: %v", kind(dsn), err)
+	}
+	t.Cleanup(func() { _ = p.Close() })
+	if err := p.MigrateUp(ctx); err != nil {
+		t.Fatalf("migrate %s: %v", kind(dsn), err)
+	}
+	return p
+}
+
+func kind(dsn string) string {
+	if i := strings.Index(dsn, "://"); i > 0 {
+		return dsn[:i]
+	}
+	return fmt.Sprint(dsn)
+}

@@ -1,0 +1,154 @@
+#!/usr/bin/env bash
+# The test command: starts a throw-away PostgreSQL 15 on a free loopback port, exports its
+# DSN as TEST_DATABASE_POSTGRESQL, runs every Go test with the race detector, then stops
+# the server and removes its files. Extra arguments go to `go test` (packages, -run, -v…):
+#
+#   bash scripts/test.sh                         # everything
+#   bash scripts/test.sh ./x/... -run TestClientIP -v
+#
+# Works as root (CI: the server runs as the `postgres` user, since initdb refuses root)
+# and as an ordinary user. PG_BIN overrides the PostgreSQL binary directory.
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+
+PG_BIN="${PG_BIN:-/usr/lib/postgresql/15/bin}"
+for b in initdb pg_ctl pg_isready; do
+	if [ ! -x "$PG_BIN/$b" ]; then
+		echo "scripts/test.sh: $PG_BIN/$b not found." >&2
+		echo "  Install PostgreSQL 15:  sudo apt-get install -y postgresql-15" >&2
+		echo "  (or set PG_BIN to the directory holding initdb, pg_ctl and pg_isready)" >&2
+		exit 2
+	fi
+done
+if ! command -v go >/dev/null 2>&1 && [ -x /usr/local/go/bin/go ]; then
+	export PATH="/usr/local/go/bin:$PATH"
+fi
+if ! command -v go >/dev/null 2>&1; then
+	echo "scripts/test.sh: go not found on PATH" >&2
+	exit 2
+fi
+
+is_root=0
+[ "$(id -u)" -eq 0 ] && is_root=1
+
+# Runs a command line as the database owner: `postgres` when we are root, ourselves otherwise.
+as_pg() {
+	if [ "$is_root" -eq 1 ]; then
+		local cmd="cd / && LC_ALL=C && export LC_ALL &&" a
+		for a in "$@"; do cmd+=" $(printf '%q' "$a")"; done
+		su postgres -s /bin/sh -c "$cmd"
+	else
+		(cd / && LC_ALL=C "$@")
+	fi
+}
+
+# The directory must be traversable by `postgres` when we are root, and short enough for
+# a unix socket path (about 100 bytes).
+if [ "$is_root" -eq 1 ]; then
+	if ! id postgres >/dev/null 2>&1; then
+		echo "scripts/test.sh: running as root needs the 'postgres' user (created by the postgresql-15 package)" >&2
+		exit 2
+	fi
+	PG_TMP="$(mktemp -d /tmp/pvauth-pg.XXXXXX)"
+	chown postgres: "$PG_TMP"
+else
+	PG_TMP="$(mktemp -d "${TMPDIR:-/tmp}/pvauth-pg.XXXXXX")"
+fi
+PGDATA_DIR="$PG_TMP/data"
+PG_LOG="$PG_TMP/postgres.log"
+started=0
+
+cleanup() {
+	local rc=$?
+	if [ "$started" -eq 1 ]; then
+		as_pg "$PG_BIN/pg_ctl" -D "$PGDATA_DIR" -m immediate -w stop >/dev/null 2>&1 || true
+	fi
+	rm -rf "$PG_TMP"
+	exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# A port is taken when something accepts a connection on it.
+port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+pick_port() {
+	local p i
+	for i in $(seq 1 50); do
+		p=$((20000 + (RANDOM * 32768 + RANDOM) % 40000))
+		if ! port_in_use "$p"; then
+			echo "$p"
+			return 0
+		fi
+	done
+	return 1
+}
+
+echo "==> starting a throw-away PostgreSQL ($PG_BIN) in $PG_TMP"
+t0=$(date +%s)
+as_pg "$PG_BIN/initdb" -D "$PGDATA_DIR" -U postgres --auth=trust --no-sync \
+	--locale=C --encoding=UTF8 >"$PG_TMP/initdb.log" 2>&1 || {
+	cat "$PG_TMP/initdb.log" >&2
+	echo "scripts/test.sh: initdb failed" >&2
+	exit 2
+}
+# Appending keeps the file's owner; the last setting of a key wins.
+cat >>"$PGDATA_DIR/postgresql.conf" <<CONF
+
+# scripts/test.sh: a disposable server, durability off for speed.
+listen_addresses = '127.0.0.1'
+unix_socket_directories = '$PG_TMP'
+fsync = off
+synchronous_commit = off
+full_page_writes = off
+max_connections = 300
+CONF
+
+PG_PORT=""
+for attempt in 1 2 3 4 5; do
+	port="$(pick_port)" || { echo "scripts/test.sh: no free port found" >&2; exit 2; }
+	if as_pg "$PG_BIN/pg_ctl" -D "$PGDATA_DIR" -l "$PG_LOG" -w -t 60 -o "-p $port" start >/dev/null 2>&1; then
+		started=1
+		PG_PORT="$port"
+		break
+	fi
+	# The port may have been taken between the check and the start; try another one.
+	echo "    start on port $port failed (attempt $attempt), retrying" >&2
+done
+if [ -z "$PG_PORT" ]; then
+	cat "$PG_LOG" >&2 || true
+	echo "scripts/test.sh: PostgreSQL did not start" >&2
+	exit 2
+fi
+for i in $(seq 1 100); do
+	if "$PG_BIN/pg_isready" -q -h 127.0.0.1 -p "$PG_PORT" -U postgres; then
+		break
+	fi
+	if [ "$i" -eq 100 ]; then
+		cat "$PG_LOG" >&2 || true
+		echo "scripts/test.sh: PostgreSQL is not ready after 10s" >&2
+		exit 2
+	fi
+	sleep 0.1
+done
+echo "==> PostgreSQL ready on 127.0.0.1:$PG_PORT after $(($(date +%s) - t0))s"
+
+export TEST_DATABASE_POSTGRESQL="postgres://postgres@127.0.0.1:$PG_PORT/postgres?sslmode=disable"
+
+# Package arguments replace ./... so that one package can be tested alone; flags are
+# passed through either way.
+pkgs=(./...)
+for a in "$@"; do
+	case "$a" in
+	./* | ../* | github.com/pvpipe/pvauth*) pkgs=() ;;
+	esac
+done
+echo "==> go test -race -tags sqlite -count=1 -timeout 20m ${pkgs[*]} $*"
+set +e
+go test -race -tags sqlite -count=1 -timeout 20m "${pkgs[@]}" "$@"
+rc=$?
+set -e
+echo "==> go test exited with $rc after $(($(date +%s) - t0))s"
+exit "$rc"

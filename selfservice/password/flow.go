@@ -1,0 +1,58 @@
+// Package password serves the password + TOTP self-service API: /login, /otp/setup,
+// /otp/verify, /me, /refresh and /logout.
+package password
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// Flow states.
+const (
+	FlowPending   = "pending"
+	FlowCompleted = "completed"
+)
+
+// MaxOTPFailures is how many wrong codes a pending token survives.
+const MaxOTPFailures = 5
+
+// Flow is a login between the password step and the second factor. Its token (the
+// "pending" token) is stored only as a hash.
+type Flow struct {
+	ID                string    `db:"id"`
+	TokenHash         string    `db:"token_hash"`
+	IdentityID        int64     `db:"identity_id"`
+	PendingTOTPSecret *string   `db:"pending_totp_secret"`
+	FailedAttempts    int       `db:"failed_attempts"`
+	State             string    `db:"state"`
+	RememberMe        bool      `db:"remember_me"`
+	ExpiresAt         time.Time `db:"expires_at"`
+	CreatedAt         time.Time `db:"created_at"`
+}
+
+// Usable reports whether the pending token may still be used.
+func (f *Flow) Usable(now time.Time) bool {
+	return f.State == FlowPending && f.FailedAttempts < MaxOTPFailures && now.Before(f.ExpiresAt)
+}
+
+// ErrFlowNotFound is returned for unknown pending tokens.
+var ErrFlowNotFound = errors.New("login flow not found")
+
+// FlowPersister stores login flows.
+type FlowPersister interface {
+	CreateLoginFlow(ctx context.Context, f *Flow) error
+	GetLoginFlowByTokenHash(ctx context.Context, tokenHash string) (*Flow, error)
+	SetLoginFlowTOTPSecret(ctx context.Context, id, encSecret string) error
+	// AddLoginFlowFailure counts one wrong code and returns the new count.
+	AddLoginFlowFailure(ctx context.Context, id string) (int, error)
+	// CompleteLoginFlow flips a pending, not exhausted flow to completed; false if another
+	// request did first or the flow is dead.
+	CompleteLoginFlow(ctx context.Context, id string) (bool, error)
+	DeleteExpiredLoginFlows(ctx context.Context, before time.Time) (int64, error)
+}
+
+// FlowPersisterProvider is implemented by the registry.
+type FlowPersisterProvider interface {
+	LoginFlowPersister() FlowPersister
+}

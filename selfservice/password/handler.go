@@ -1,0 +1,567 @@
+package password
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/julienschmidt/httprouter"
+
+	"github.com/pvpipe/pvauth/audit"
+	"github.com/pvpipe/pvauth/driver/config"
+	"github.com/pvpipe/pvauth/identity"
+	"github.com/pvpipe/pvauth/ratelimit"
+	"github.com/pvpipe/pvauth/session"
+	"github.com/pvpipe/pvauth/x"
+	"github.com/pvpipe/pvauth/x/secretbox"
+)
+
+// Routes.
+const (
+	RouteLogin     = "/api/v1/auth/login"
+	RouteOTPSetup  = "/api/v1/auth/otp/setup"
+	RouteOTPVerify = "/api/v1/auth/otp/verify"
+	RouteMe        = "/api/v1/auth/me"
+	RouteRefresh   = "/api/v1/auth/refresh"
+	RouteLogout    = "/api/v1/auth/logout"
+	RouteAdminOTP  = "/admin/otp/verify"
+)
+
+type handlerDeps interface {
+	Config() *config.Config
+	identity.PersisterProvider
+	IdentityHasher() *identity.Hasher
+	FlowPersisterProvider
+	session.TokensProvider
+	audit.LoggerProvider
+	ratelimit.LimiterProvider
+	Cipher() *secretbox.Box
+}
+
+// Handler serves the password + TOTP API.
+type Handler struct{ d handlerDeps }
+
+// NewHandler builds the handler.
+func NewHandler(d handlerDeps) *Handler { return &Handler{d: d} }
+
+func (h *Handler) RegisterPublicRoutes(r *x.PublicRouter) {
+	t := h.d.Tokens()
+	r.POST(RouteLogin, h.login)
+	r.GET(RouteOTPSetup, h.otpSetup)
+	r.POST(RouteOTPVerify, h.otpVerify)
+	r.GET(RouteMe, t.RequireUser(h.me))
+	r.POST(RouteRefresh, h.refresh)
+	r.POST(RouteLogout, t.RequireUser(h.logout))
+}
+
+func (h *Handler) RegisterAdminRoutes(r *x.AdminRouter) {
+	r.POST(RouteAdminOTP, h.adminOTPVerify)
+}
+
+// Errors of this API.
+var (
+	ErrBadCredentials = x.ErrUnauthorized.WithMessage("Invalid email or password.")
+	ErrPendingInvalid = x.ErrUnauthorized.WithMessage("The login session is invalid or expired. Log in again.")
+	ErrBadOTP         = x.ErrUnauthorized.WithMessage("Invalid one-time code.")
+	ErrOTPEnrolled    = x.ErrConflict.WithMessage("TOTP is already enrolled for this account.")
+	ErrSetupFirst     = x.ErrBadRequest.WithMessage("TOTP is not set up yet: call GET /api/v1/auth/otp/setup first.")
+)
+
+type loginBody struct {
+	Email      string `json:"email"`
+	Password   string `json:"password"`
+	RememberMe bool   `json:"rememberMe"`
+}
+
+func (b *loginBody) Validate() error {
+	return x.FirstError(
+		x.Required("email", b.Email), x.MaxLen("email", b.Email, 320),
+		x.Required("password", b.Password), x.MaxLen("password", b.Password, 1024),
+	)
+}
+
+type loginResult struct {
+	RegisterOTP bool   `json:"registerOtp"`
+	Token       string `json:"token"`
+}
+
+func (h *Handler) login(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
+	ctx := r.Context()
+	var b loginBody
+	if err := x.DecodeJSON(r, &b); err != nil {
+		x.WriteError(w, r, err)
+		return
+	}
+	email := identity.NormalizeEmail(b.Email)
+	lim := h.d.RateLimiter()
+	if err := x.FirstError(
+		lim.Allow(ctx, ratelimit.RuleLogin, "email:"+email),
+		lim.Allow(ctx, ratelimit.RuleLogin, "ip:"+x.ClientIPFromContext(ctx)),
+	); err != nil {
+		h.d.AuditLogger().Log(ctx, audit.Event{Type: audit.TypeLogin, Result: audit.ResultFailure, Reason: "rate_limited"})
+		x.WriteError(w, r, err)
+		return
+	}
+
+	hasher := h.d.IdentityHasher()
+	id, err := h.d.IdentityPersister().FindIdentityByEmail(ctx, email)
+	if errors.Is(err, identity.ErrNotFound) {
+		// Same work and the same answer as a wrong password.
+		_ = hasher.CompareDummy(ctx, b.Password)
+		h.d.AuditLogger().Log(ctx, audit.Event{Type: audit.TypeLogin, Result: audit.ResultFailure, Reason: "unknown_email"})
+		x.WriteError(w, r, ErrBadCredentials)
+		return
+	} else if err != nil {
+		x.WriteError(w, r, err)
+		return
+	}
+	var cmpErr error
+	if id.PasswordHash == "" {
+		cmpErr = hasher.CompareDummy(ctx, b.Password)
+	} else {
+		cmpErr = hasher.Compare(ctx, b.Password, id.PasswordHash)
+	}
+	if cmpErr != nil || id.State != identity.StateActive {
+		reason := "wrong_password"
+		if cmpErr == nil {
+			reason = "identity_disabled"
+		} else if !errors.Is(cmpErr, identity.ErrMismatchedPassword) {
+			if ctx.Err() != nil {
+				x.WriteError(w, r, x.ErrUnavailable.WithCause(cmpErr))
+				return
+			}
+			reason = "unreadable_hash"
+		}
+		h.d.AuditLogger().Log(ctx, audit.Event{Type: audit.TypeLogin, UserID: audit.Int64(id.ID), Result: audit.ResultFailure, Reason: reason})
+		x.WriteError(w, r, ErrBadCredentials)
+		return
+	}
+
+	tok, err := newPendingToken()
+	if err != nil {
+		x.WriteError(w, r, err)
+		return
+	}
+	tok = session.PendingTokenPrefix + tok
+	f := &Flow{
+		ID: uuid.NewString(), TokenHash: hashToken(tok), IdentityID: id.ID, State: FlowPending,
+		RememberMe: b.RememberMe, ExpiresAt: time.Now().Add(h.d.Config().TTL.PendingLogin),
+	}
+	if err := h.d.LoginFlowPersister().CreateLoginFlow(ctx, f); err != nil {
+		x.WriteError(w, r, err)
+		return
+	}
+	h.d.AuditLogger().Log(ctx, audit.Event{Type: audit.TypeLogin, UserID: audit.Int64(id.ID), Result: audit.ResultSuccess,
+		Metadata: map[string]any{"step": "password", "registerOtp": !id.MFAEnabled}})
+	x.WriteData(w, http.StatusOK, loginResult{RegisterOTP: !id.MFAEnabled, Token: tok})
+}
+
+// pending resolves the pending token of the request to its live flow and identity.
+func (h *Handler) pending(ctx context.Context, r *http.Request) (*Flow, *identity.Identity, error) {
+	tok := session.BearerToken(r)
+	if !strings.HasPrefix(tok, session.PendingTokenPrefix) || len(tok) > 256 {
+		return nil, nil, ErrPendingInvalid
+	}
+	f, err := h.d.LoginFlowPersister().GetLoginFlowByTokenHash(ctx, hashToken(tok))
+	if errors.Is(err, ErrFlowNotFound) {
+		return nil, nil, ErrPendingInvalid
+	} else if err != nil {
+		return nil, nil, err
+	}
+	if !f.Usable(time.Now()) {
+		return nil, nil, ErrPendingInvalid
+	}
+	id, err := h.d.IdentityPersister().GetIdentity(ctx, f.IdentityID)
+	if errors.Is(err, identity.ErrNotFound) {
+		return nil, nil, ErrPendingInvalid
+	} else if err != nil {
+		return nil, nil, err
+	}
+	if id.State != identity.StateActive {
+		return nil, nil, ErrPendingInvalid
+	}
+	return f, id, nil
+}
+
+// PendingCheck reports whether tok is a live pending token (for the 403 on full endpoints).
+func (h *Handler) PendingCheck(ctx context.Context, tok string) bool {
+	f, err := h.d.LoginFlowPersister().GetLoginFlowByTokenHash(ctx, hashToken(tok))
+	return err == nil && f.Usable(time.Now())
+}
+
+type setupResult struct {
+	Secret     string `json:"secret"`
+	OTPAuthURL string `json:"otpauthUrl"`
+	QRCodePNG  string `json:"qrCodePng"`
+}
+
+func (h *Handler) otpSetup(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
+	ctx := r.Context()
+	f, id, err := h.pending(ctx, r)
+	if err != nil {
+		x.WriteError(w, r, err)
+		return
+	}
+	if id.MFAEnabled {
+		x.WriteError(w, r, ErrOTPEnrolled)
+		return
+	}
+	key, err := newTOTPKey(h.d.Config().WebAuthn.RP.DisplayName, id.Email)
+	if err != nil {
+		x.WriteError(w, r, err)
+		return
+	}
+	enc, err := h.d.Cipher().Seal([]byte(key.Secret()), flowAAD(f.ID))
+	if err != nil {
+		x.WriteError(w, r, err)
+		return
+	}
+	if err := h.d.LoginFlowPersister().SetLoginFlowTOTPSecret(ctx, f.ID, enc); err != nil {
+		x.WriteError(w, r, err)
+		return
+	}
+	png, err := qrPNGDataURI(key.URL())
+	if err != nil {
+		x.WriteError(w, r, err)
+		return
+	}
+	h.d.AuditLogger().Log(ctx, audit.Event{Type: audit.TypeOTPSetup, UserID: audit.Int64(id.ID)})
+	x.WriteData(w, http.StatusOK, setupResult{Secret: key.Secret(), OTPAuthURL: key.URL(), QRCodePNG: png})
+}
+
+func flowAAD(flowID string) []byte { return []byte("totp:flow:" + flowID) }
+func identityAAD(identityID int64) []byte {
+	return []byte("totp:identity:" + strconv.FormatInt(identityID, 10))
+}
+
+type otpBody struct {
+	OTP string `json:"otp"`
+}
+
+func (b *otpBody) Validate() error {
+	b.OTP = strings.TrimSpace(b.OTP)
+	return x.FirstError(x.Required("otp", b.OTP), x.MaxLen("otp", b.OTP, 64))
+}
+
+type verifyResult struct {
+	*session.TokenSet
+	RecoveryCodes []string `json:"recoveryCodes,omitempty"`
+}
+
+func (h *Handler) otpVerify(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
+	ctx := r.Context()
+	var b otpBody
+	if err := x.DecodeJSON(r, &b); err != nil {
+		x.WriteError(w, r, err)
+		return
+	}
+	f, id, err := h.pending(ctx, r)
+	if err != nil {
+		x.WriteError(w, r, err)
+		return
+	}
+	if err := h.d.RateLimiter().Allow(ctx, ratelimit.RuleOTPVerify, "user:"+strconv.FormatInt(id.ID, 10)); err != nil {
+		x.WriteError(w, r, err)
+		return
+	}
+
+	var recovery []string
+	method := "totp"
+	if !id.MFAEnabled {
+		recovery, err = h.enroll(ctx, f, id, b.OTP)
+		method = "enroll"
+	} else {
+		method, err = h.checkSecondFactor(ctx, id, b.OTP)
+	}
+	if err != nil {
+		var xe *x.Error
+		if errors.As(err, &xe) && xe.Status == http.StatusUnauthorized {
+			n, ferr := h.d.LoginFlowPersister().AddLoginFlowFailure(ctx, f.ID)
+			if ferr != nil {
+				x.WriteError(w, r, ferr)
+				return
+			}
+			h.d.AuditLogger().Log(ctx, audit.Event{Type: audit.TypeOTPVerify, UserID: audit.Int64(id.ID), Result: audit.ResultFailure,
+				Reason: xe.Message, Metadata: map[string]any{"failedAttempts": n, "method": method}})
+		}
+		x.WriteError(w, r, err)
+		return
+	}
+	// One pending token completes one login, even if two good codes race.
+	ok, err := h.d.LoginFlowPersister().CompleteLoginFlow(ctx, f.ID)
+	if err != nil {
+		x.WriteError(w, r, err)
+		return
+	}
+	if !ok {
+		x.WriteError(w, r, ErrPendingInvalid)
+		return
+	}
+	ts, err := h.d.Tokens().Issue(ctx, session.IssueRequest{
+		IdentityID: id.ID, Email: id.Email, AMR: []string{session.AMRPassword, session.AMROTP}, RememberMe: f.RememberMe,
+	})
+	if err != nil {
+		x.WriteError(w, r, err)
+		return
+	}
+	typ := audit.TypeOTPVerify
+	if recovery != nil {
+		typ = audit.TypeOTPEnroll
+	}
+	h.d.AuditLogger().Log(ctx, audit.Event{Type: typ, UserID: audit.Int64(id.ID), Result: audit.ResultSuccess,
+		Metadata: map[string]any{"method": method, "sessionId": ts.SessionID, "rememberMe": f.RememberMe}})
+	x.WriteData(w, http.StatusOK, verifyResult{TokenSet: ts, RecoveryCodes: recovery})
+}
+
+// enroll completes TOTP enrolment with the first code and returns the recovery codes.
+func (h *Handler) enroll(ctx context.Context, f *Flow, id *identity.Identity, code string) ([]string, error) {
+	if f.PendingTOTPSecret == nil {
+		return nil, ErrSetupFirst
+	}
+	secret, err := h.d.Cipher().Open(*f.PendingTOTPSecret, flowAAD(f.ID))
+	if err != nil {
+		return nil, err
+	}
+	step, ok := matchStep(string(secret), code, time.Now())
+	if !isTOTPCode(code) || !ok {
+		return nil, ErrBadOTP
+	}
+	enc, err := h.d.Cipher().Seal(secret, identityAAD(id.ID))
+	if err != nil {
+		return nil, err
+	}
+	codes, hashes, err := newRecoveryCodes()
+	if err != nil {
+		return nil, err
+	}
+	if err := h.d.IdentityPersister().EnrollTOTP(ctx, id.ID, enc, step, hashes); errors.Is(err, identity.ErrAlreadyEnrolled) {
+		return nil, ErrOTPEnrolled
+	} else if err != nil {
+		return nil, err
+	}
+	return codes, nil
+}
+
+// checkSecondFactor accepts an unused TOTP code or an unused recovery code; it returns
+// which one matched.
+func (h *Handler) checkSecondFactor(ctx context.Context, id *identity.Identity, code string) (string, error) {
+	if isTOTPCode(code) {
+		secret, err := h.d.Cipher().Open(id.TOTPSecret, identityAAD(id.ID))
+		if err != nil {
+			return "totp", err
+		}
+		step, ok := matchStep(string(secret), code, time.Now())
+		if !ok {
+			return "totp", ErrBadOTP
+		}
+		fresh, err := h.d.IdentityPersister().ConsumeTOTPStep(ctx, id.ID, step)
+		if err != nil {
+			return "totp", err
+		}
+		if !fresh {
+			return "totp", ErrBadOTP.WithMessage("This one-time code was already used. Wait for the next one.")
+		}
+		return "totp", nil
+	}
+	ok, err := h.d.IdentityPersister().ConsumeRecoveryCode(ctx, id.ID, hashRecoveryCode(code))
+	if err != nil {
+		return "recovery_code", err
+	}
+	if !ok {
+		return "recovery_code", ErrBadOTP
+	}
+	return "recovery_code", nil
+}
+
+// Profile is GET /me.
+type Profile struct {
+	ID                  int64               `json:"id"`
+	Email               string              `json:"email"`
+	Department          identity.Department `json:"department"`
+	Employee            identity.Employee   `json:"employee"`
+	IsSuperAdmin        bool                `json:"isSuperAdmin"`
+	MFAEnabled          bool                `json:"mfaEnabled"`
+	Permissions         []string            `json:"permissions"`
+	PasskeyPromptStatus string              `json:"passkeyPromptStatus"`
+	Signature           string              `json:"signature"`
+	SignatureExpiresAt  time.Time           `json:"signatureExpiresAt"`
+}
+
+// ErrNotAUser is the 403 for tokens that do not belong to a user (client credentials).
+var ErrNotAUser = x.ErrForbidden.WithMessage("This token does not belong to a user.")
+
+func (h *Handler) me(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
+	ctx := r.Context()
+	p := session.PrincipalFrom(ctx)
+	if p == nil || p.IdentityID == 0 {
+		x.WriteError(w, r, ErrNotAUser)
+		return
+	}
+	id, err := h.d.IdentityPersister().GetIdentity(ctx, p.IdentityID)
+	if errors.Is(err, identity.ErrNotFound) {
+		x.WriteError(w, r, session.ErrTokenInvalid)
+		return
+	} else if err != nil {
+		x.WriteError(w, r, err)
+		return
+	}
+	t := id.TypedTraits()
+	prof := Profile{
+		ID: id.ID, Email: id.Email, IsSuperAdmin: id.IsSuperAdmin, MFAEnabled: id.MFAEnabled,
+		Permissions: id.Permissions, PasskeyPromptStatus: id.PasskeyPromptStatus,
+		Signature:          h.d.Tokens().FileSigner().Sign(id.ID, p.ExpiresAt),
+		SignatureExpiresAt: p.ExpiresAt,
+	}
+	if t.Department != nil {
+		prof.Department = *t.Department
+	}
+	if t.Employee != nil {
+		prof.Employee = *t.Employee
+	}
+	if prof.Permissions == nil {
+		prof.Permissions = []string{}
+	}
+	if prof.PasskeyPromptStatus == "" {
+		prof.PasskeyPromptStatus = identity.PromptPending
+	}
+	x.WriteData(w, http.StatusOK, prof)
+}
+
+type refreshBody struct {
+	RefreshToken string `json:"refreshToken"`
+}
+
+func (b *refreshBody) Validate() error {
+	return x.FirstError(x.Required("refreshToken", b.RefreshToken), x.MaxLen("refreshToken", b.RefreshToken, 512))
+}
+
+// RefreshTokens rotates a refresh token and writes the audit event; the mobile refresh
+// endpoint shares it.
+func RefreshTokens(ctx context.Context, d interface {
+	session.TokensProvider
+	audit.LoggerProvider
+}, refreshToken string) (*session.TokenSet, error) {
+	ts, s, err := d.Tokens().Refresh(ctx, refreshToken)
+	if err != nil {
+		ev := audit.Event{Type: audit.TypeTokenRefresh, Result: audit.ResultFailure, Reason: "invalid"}
+		if xe := x.AsError(err); xe.Message == session.ErrRefreshReused.Message {
+			ev.Type, ev.Reason = audit.TypeTokenReuse, "refresh token reuse: family revoked"
+		}
+		d.AuditLogger().Log(ctx, ev)
+		return nil, err
+	}
+	ev := audit.Event{Type: audit.TypeTokenRefresh, UserID: audit.Int64(s.IdentityID), Metadata: map[string]any{"sessionId": s.SessionID}}
+	if s.DeviceID != "" {
+		did := s.DeviceID
+		ev.DeviceID = &did
+	}
+	d.AuditLogger().Log(ctx, ev)
+	return ts, nil
+}
+
+func (h *Handler) refresh(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
+	var b refreshBody
+	if err := x.DecodeJSON(r, &b); err != nil {
+		x.WriteError(w, r, err)
+		return
+	}
+	ts, err := RefreshTokens(r.Context(), h.d, b.RefreshToken)
+	if err != nil {
+		x.WriteError(w, r, err)
+		return
+	}
+	x.WriteData(w, http.StatusOK, ts)
+}
+
+type logoutBody struct {
+	RefreshToken string `json:"refreshToken"`
+}
+
+func (h *Handler) logout(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
+	ctx := r.Context()
+	var b logoutBody
+	if r.ContentLength != 0 {
+		if err := x.DecodeJSON(r, &b); err != nil {
+			x.WriteError(w, r, err)
+			return
+		}
+	}
+	p := session.PrincipalFrom(ctx)
+	t := h.d.Tokens()
+	if err := t.RevokeSession(ctx, p.SessionID); err != nil {
+		x.WriteError(w, r, err)
+		return
+	}
+	// A refresh token of another of the caller's own sessions ends that one too.
+	if b.RefreshToken != "" {
+		if sid := t.SessionIDOf(ctx, b.RefreshToken); sid != "" && sid != p.SessionID {
+			if other, _, err := t.Refreshable(ctx, b.RefreshToken); err == nil && other == p.Subject {
+				_ = t.RevokeSession(ctx, sid)
+			}
+		}
+	}
+	h.d.AuditLogger().Log(ctx, audit.Event{Type: audit.TypeLogout, UserID: audit.Int64(p.IdentityID), Metadata: map[string]any{"sessionId": p.SessionID}})
+	x.WriteData(w, http.StatusOK, map[string]bool{"success": true})
+}
+
+type adminOTPBody struct {
+	UserID *int64 `json:"userId"`
+	OTP    string `json:"otp"`
+}
+
+func (b *adminOTPBody) Validate() error {
+	if b.UserID == nil {
+		return x.ErrBadRequest.WithMessage("Field 'userId' is required.")
+	}
+	if *b.UserID <= 0 {
+		return x.ErrBadRequest.WithMessage("Field 'userId' must be a positive integer.")
+	}
+	b.OTP = strings.TrimSpace(b.OTP)
+	return x.FirstError(x.Required("otp", b.OTP), x.MaxLen("otp", b.OTP, 64))
+}
+
+// adminOTPVerify lets another PVPipe service check a user's current TOTP code (single
+// use, rate limited per user). It answers valid:false rather than 4xx for a wrong code.
+func (h *Handler) adminOTPVerify(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
+	ctx := r.Context()
+	var b adminOTPBody
+	if err := x.DecodeJSON(r, &b); err != nil {
+		x.WriteError(w, r, err)
+		return
+	}
+	uid := *b.UserID
+	if err := h.d.RateLimiter().Allow(ctx, ratelimit.RuleOTPVerify, "user:"+strconv.FormatInt(uid, 10)); err != nil {
+		x.WriteError(w, r, err)
+		return
+	}
+	id, err := h.d.IdentityPersister().GetIdentity(ctx, uid)
+	if errors.Is(err, identity.ErrNotFound) {
+		x.WriteError(w, r, x.ErrNotFound.WithMessage("Identity not found."))
+		return
+	} else if err != nil {
+		x.WriteError(w, r, err)
+		return
+	}
+	valid := false
+	if id.MFAEnabled && id.State == identity.StateActive {
+		_, err := h.checkSecondFactor(ctx, id, b.OTP)
+		if err != nil {
+			if xe := x.AsError(err); xe.Status >= 500 {
+				x.WriteError(w, r, err)
+				return
+			}
+		} else {
+			valid = true
+		}
+	}
+	res := audit.ResultSuccess
+	if !valid {
+		res = audit.ResultFailure
+	}
+	h.d.AuditLogger().Log(ctx, audit.Event{Type: audit.TypeServiceOTPVerify, UserID: audit.Int64(uid), Result: res})
+	x.WriteData(w, http.StatusOK, map[string]any{"userId": uid, "valid": valid})
+}

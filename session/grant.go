@@ -1,0 +1,115 @@
+package session
+
+import (
+	"context"
+	"time"
+
+	"github.com/ory/fosite"
+	"github.com/ory/fosite/handler/oauth2"
+	"github.com/ory/fosite/storage"
+)
+
+// GrantSelfService is the grant type of tokens minted after a self-service login. It is
+// never accepted at /oauth2/token: only pvauth's own handlers build such requests, after
+// they have verified the user's credentials.
+const GrantSelfService = "urn:pvauth:params:oauth:grant-type:self-service"
+
+// First-party clients of the self-service API. The "remember" client's refresh tokens
+// live ttl.refresh_token_remember_me instead of ttl.refresh_token.
+const (
+	ClientSelfService         = "pvauth-self-service"
+	ClientSelfServiceRemember = "pvauth-self-service-remember"
+)
+
+// Scopes granted to self-service sessions.
+var selfServiceScopes = []string{"openid", "offline_access"}
+
+func selfServiceClients(audience []string, refresh, refreshRemember time.Duration) []fosite.Client {
+	mk := func(id string, rt time.Duration) fosite.Client {
+		return &fosite.DefaultClientWithCustomTokenLifespans{
+			DefaultClient: &fosite.DefaultClient{
+				ID:         id,
+				Public:     true,
+				GrantTypes: []string{GrantSelfService, "refresh_token"},
+				Scopes:     selfServiceScopes,
+				Audience:   audience,
+			},
+			TokenLifespans: &fosite.ClientLifespanConfig{RefreshTokenGrantRefreshTokenLifespan: &rt},
+		}
+	}
+	return []fosite.Client{mk(ClientSelfService, refresh), mk(ClientSelfServiceRemember, refreshRemember)}
+}
+
+// selfServiceGrant mints an access and a refresh token for an already-authenticated
+// session, exactly as fosite's own grant handlers do.
+type selfServiceGrant struct {
+	strategy oauth2.CoreStrategy
+	store    *Store
+	config   interface {
+		fosite.AccessTokenLifespanProvider
+		fosite.RefreshTokenLifespanProvider
+	}
+}
+
+var _ fosite.TokenEndpointHandler = (*selfServiceGrant)(nil)
+
+func (g *selfServiceGrant) HandleTokenEndpointRequest(ctx context.Context, r fosite.AccessRequester) error {
+	if !g.CanHandleTokenEndpointRequest(ctx, r) {
+		return fosite.ErrUnknownRequest
+	}
+	// Reaching this from HTTP means someone posted the internal grant type.
+	return fosite.ErrUnsupportedGrantType.WithHint("This grant type is internal to pvauth.")
+}
+
+func (g *selfServiceGrant) PopulateTokenEndpointResponse(ctx context.Context, r fosite.AccessRequester, resp fosite.AccessResponder) (err error) {
+	if !g.CanHandleTokenEndpointRequest(ctx, r) {
+		return fosite.ErrUnknownRequest
+	}
+	now := time.Now().UTC().Round(time.Second)
+	atl := fosite.GetEffectiveLifespan(r.GetClient(), fosite.GrantTypeRefreshToken, fosite.AccessToken, g.config.GetAccessTokenLifespan(ctx))
+	rtl := fosite.GetEffectiveLifespan(r.GetClient(), fosite.GrantTypeRefreshToken, fosite.RefreshToken, g.config.GetRefreshTokenLifespan(ctx))
+	r.GetSession().SetExpiresAt(fosite.AccessToken, now.Add(atl))
+	r.GetSession().SetExpiresAt(fosite.RefreshToken, now.Add(rtl))
+
+	at, atSig, err := g.strategy.GenerateAccessToken(ctx, r)
+	if err != nil {
+		return fosite.ErrServerError.WithWrap(err).WithDebug(err.Error())
+	}
+	rt, rtSig, err := g.strategy.GenerateRefreshToken(ctx, r)
+	if err != nil {
+		return fosite.ErrServerError.WithWrap(err).WithDebug(err.Error())
+	}
+	ctx, err = storage.MaybeBeginTx(ctx, g.store)
+	if err != nil {
+		return fosite.ErrServerError.WithWrap(err)
+	}
+	defer func() {
+		if err != nil {
+			_ = storage.MaybeRollbackTx(ctx, g.store)
+		}
+	}()
+	stored := r.Sanitize(nil)
+	if err = g.store.CreateAccessTokenSession(ctx, atSig, stored); err != nil {
+		return fosite.ErrServerError.WithWrap(err)
+	}
+	if err = g.store.CreateRefreshTokenSession(ctx, rtSig, atSig, stored); err != nil {
+		return fosite.ErrServerError.WithWrap(err)
+	}
+	if err = storage.MaybeCommitTx(ctx, g.store); err != nil {
+		return fosite.ErrServerError.WithWrap(err)
+	}
+	resp.SetAccessToken(at)
+	resp.SetTokenType("bearer")
+	resp.SetExpiresIn(atl)
+	resp.SetScopes(r.GetGrantedScopes())
+	resp.SetExtra("refresh_token", rt)
+	return nil
+}
+
+func (g *selfServiceGrant) CanSkipClientAuth(context.Context, fosite.AccessRequester) bool {
+	return true
+}
+
+func (g *selfServiceGrant) CanHandleTokenEndpointRequest(_ context.Context, r fosite.AccessRequester) bool {
+	return r.GetGrantTypes().ExactOne(GrantSelfService)
+}

@@ -1,0 +1,178 @@
+package session
+
+import (
+	"context"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/julienschmidt/httprouter"
+
+	"github.com/pvpipe/pvauth/audit"
+	"github.com/pvpipe/pvauth/x"
+)
+
+// Routes.
+const (
+	RouteJWKS            = "/.well-known/jwks.json"
+	RouteAdminIntrospect = "/admin/oauth2/introspect"
+	RouteAdminSigVerify  = "/admin/signatures/verify"
+	RouteAdminKeys       = "/admin/keys"
+	RouteAdminKeysRotate = "/admin/keys/rotate"
+)
+
+type handlerDeps interface {
+	TokensProvider
+	audit.LoggerProvider
+}
+
+// Handler serves the token endpoints that are not OAuth2 flows.
+type Handler struct{ d handlerDeps }
+
+// NewHandler builds the handler.
+func NewHandler(d handlerDeps) *Handler { return &Handler{d: d} }
+
+func (h *Handler) RegisterPublicRoutes(r *x.PublicRouter) {
+	r.GET(RouteJWKS, h.jwks)
+}
+
+func (h *Handler) RegisterAdminRoutes(r *x.AdminRouter) {
+	r.POST(RouteAdminIntrospect, h.introspect)
+	r.POST(RouteAdminSigVerify, h.verifySignature)
+	r.GET(RouteAdminKeys, h.listKeys)
+	r.POST(RouteAdminKeysRotate, h.rotateKeys)
+}
+
+func (h *Handler) jwks(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
+	// Public keys may be cached briefly; rotation publishes a key before it signs.
+	w.Header().Set("Cache-Control", "public, max-age=60")
+	w.Header().Del("Pragma")
+	x.WriteJSON(w, http.StatusOK, h.d.Tokens().Keys().JWKS())
+}
+
+// introspect is RFC 7662 for trusted callers on the admin port: a form body, and the
+// bare response (not wrapped), like the public OAuth2 endpoint.
+func (h *Handler) introspect(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
+	if err := r.ParseForm(); err != nil {
+		writeOAuthError(w, http.StatusBadRequest, "invalid_request", "The request body must be application/x-www-form-urlencoded.")
+		return
+	}
+	token := r.PostForm.Get("token")
+	if token == "" {
+		writeOAuthError(w, http.StatusBadRequest, "invalid_request", "The parameter 'token' is required.")
+		return
+	}
+	res, err := h.d.Tokens().Introspect(r.Context(), token, r.PostForm.Get("token_type_hint"))
+	if err != nil {
+		writeOAuthError(w, http.StatusInternalServerError, "server_error", "Introspection failed.")
+		return
+	}
+	x.WriteJSON(w, http.StatusOK, res)
+}
+
+func writeOAuthError(w http.ResponseWriter, status int, code, desc string) {
+	x.WriteJSON(w, status, map[string]string{"error": code, "error_description": desc})
+}
+
+type verifySignatureBody struct {
+	Signature string `json:"signature"`
+}
+
+func (b *verifySignatureBody) Validate() error { return x.Required("signature", b.Signature) }
+
+type verifySignatureResult struct {
+	Valid     bool       `json:"valid"`
+	UserID    *int64     `json:"userId"`
+	ExpiresAt *time.Time `json:"expiresAt"`
+}
+
+func (h *Handler) verifySignature(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
+	var b verifySignatureBody
+	if err := x.DecodeJSON(r, &b); err != nil {
+		x.WriteError(w, r, err)
+		return
+	}
+	uid, exp, err := h.d.Tokens().FileSigner().Verify(b.Signature, time.Now())
+	if err != nil {
+		x.WriteData(w, http.StatusOK, verifySignatureResult{Valid: false})
+		return
+	}
+	x.WriteData(w, http.StatusOK, verifySignatureResult{Valid: true, UserID: &uid, ExpiresAt: &exp})
+}
+
+type keyView struct {
+	KID       string     `json:"kid"`
+	Alg       string     `json:"alg"`
+	State     string     `json:"state"`
+	PublicKey string     `json:"publicKey"`
+	CreatedAt time.Time  `json:"createdAt"`
+	RetiredAt *time.Time `json:"retiredAt"`
+}
+
+func keyViews(keys []*Key) []keyView {
+	out := make([]keyView, 0, len(keys))
+	for _, k := range keys {
+		out = append(out, keyView{KID: k.KID, Alg: k.Alg, State: k.State, PublicKey: PublicKeyPEM(k), CreatedAt: k.CreatedAt, RetiredAt: k.RetiredAt})
+	}
+	return out
+}
+
+func (h *Handler) listKeys(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
+	x.WriteData(w, http.StatusOK, map[string]any{"keys": keyViews(h.d.Tokens().Keys().Keys())})
+}
+
+func (h *Handler) rotateKeys(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
+	k, err := h.d.Tokens().Keys().Rotate(r.Context())
+	if err != nil {
+		x.WriteError(w, r, err)
+		return
+	}
+	h.d.AuditLogger().Log(r.Context(), audit.Event{Type: audit.TypeKeyRotate, Metadata: map[string]any{"kid": k.KID}})
+	x.WriteData(w, http.StatusOK, map[string]any{"active": keyViews([]*Key{k})[0], "keys": keyViews(h.d.Tokens().Keys().Keys())})
+}
+
+type principalKey struct{}
+
+// PrincipalFrom returns the authenticated caller stored by RequireUser.
+func PrincipalFrom(ctx context.Context) *Principal {
+	p, _ := ctx.Value(principalKey{}).(*Principal)
+	return p
+}
+
+// WithPrincipal stores p in ctx (tests and other authenticators).
+func WithPrincipal(ctx context.Context, p *Principal) context.Context {
+	return context.WithValue(ctx, principalKey{}, p)
+}
+
+// BearerToken extracts the token of "Authorization: Bearer <token>".
+func BearerToken(r *http.Request) string {
+	h := r.Header.Get("Authorization")
+	if len(h) < 7 || !strings.EqualFold(h[:7], "bearer ") {
+		return ""
+	}
+	return strings.TrimSpace(h[7:])
+}
+
+// PendingTokenPrefix starts every pending (password-only, MFA not done) token, so full
+// endpoints can answer 403 instead of 401 for them.
+const PendingTokenPrefix = "pvauth_pending_"
+
+// ErrMFAPending is the 403 for a pending token on a full endpoint.
+var ErrMFAPending = x.ErrForbidden.WithMessage("Two-factor authentication is not complete: this token is only valid for /otp/setup and /otp/verify.")
+
+// RequireUser authenticates the bearer access token before calling next.
+func (t *Tokens) RequireUser(next httprouter.Handle) httprouter.Handle {
+	return func(w http.ResponseWriter, r *http.Request, ps httprouter.Params) {
+		tok := BearerToken(r)
+		if strings.HasPrefix(tok, PendingTokenPrefix) && t.PendingCheck != nil && t.PendingCheck(r.Context(), tok) {
+			x.WriteError(w, r, ErrMFAPending)
+			return
+		}
+		p, err := t.Authenticate(r.Context(), tok)
+		if err != nil {
+			x.WriteError(w, r, err)
+			return
+		}
+		next(w, r.WithContext(WithPrincipal(r.Context(), p)), ps)
+	}
+}

@@ -1,0 +1,318 @@
+package session
+
+import (
+	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/go-jose/go-jose/v3"
+	"github.com/ory/fosite/token/jwt"
+
+	"github.com/pvpipe/pvauth/x/secretbox"
+)
+
+// Key is a signing key in memory.
+type Key struct {
+	KID       string
+	Alg       string
+	State     string
+	Private   crypto.Signer
+	CreatedAt time.Time
+	RetiredAt *time.Time
+}
+
+// PublicJWK is the key's public half as a JWK.
+func (k *Key) PublicJWK() jose.JSONWebKey {
+	return jose.JSONWebKey{Key: k.Private.Public(), KeyID: k.KID, Algorithm: k.Alg, Use: "sig"}
+}
+
+// KeyManager holds the signing keys: one active key signs, every key whose tokens may
+// still be alive verifies. Keys live in the database, private halves encrypted.
+type KeyManager struct {
+	p        KeyPersister
+	box      *secretbox.Box
+	alg      string
+	keepFor  func() time.Duration
+	mu       sync.RWMutex
+	active   *Key
+	byKID    map[string]*Key
+	reloadMu sync.Mutex
+	lastLoad time.Time
+}
+
+// NewKeyManager builds a manager; keepFor tells how long a retired key must still verify
+// (the longest access or ID token lifetime).
+func NewKeyManager(p KeyPersister, box *secretbox.Box, alg string, keepFor func() time.Duration) *KeyManager {
+	return &KeyManager{p: p, box: box, alg: alg, keepFor: keepFor, byKID: map[string]*Key{}}
+}
+
+// Init loads the keys and creates the first one when there is none.
+func (m *KeyManager) Init(ctx context.Context) error {
+	if err := m.load(ctx); err != nil {
+		return err
+	}
+	m.mu.RLock()
+	has := m.active != nil && m.active.Alg == m.alg
+	m.mu.RUnlock()
+	if has {
+		return nil
+	}
+	_, err := m.Rotate(ctx)
+	return err
+}
+
+func (m *KeyManager) load(ctx context.Context) error {
+	stored, err := m.p.ListSigningKeys(ctx)
+	if err != nil {
+		return fmt.Errorf("loading signing keys: %w", err)
+	}
+	byKID := make(map[string]*Key, len(stored))
+	var active *Key
+	for _, s := range stored {
+		k, err := m.decode(s)
+		if err != nil {
+			return fmt.Errorf("signing key %s: %w (is secrets.cipher the key it was stored with?)", s.KID, err)
+		}
+		byKID[k.KID] = k
+		// Several replicas may create a key at once; the newest active one signs.
+		if k.State == KeyActive && (active == nil || k.CreatedAt.After(active.CreatedAt) ||
+			(k.CreatedAt.Equal(active.CreatedAt) && k.KID > active.KID)) {
+			active = k
+		}
+	}
+	m.mu.Lock()
+	m.byKID, m.active, m.lastLoad = byKID, active, time.Now()
+	m.mu.Unlock()
+	return nil
+}
+
+func (m *KeyManager) decode(s StoredKey) (*Key, error) {
+	der, err := m.box.Open(s.PrivateKey, []byte("signing-key:"+s.KID))
+	if err != nil {
+		return nil, err
+	}
+	pk, err := x509.ParsePKCS8PrivateKey(der)
+	if err != nil {
+		return nil, err
+	}
+	signer, ok := pk.(crypto.Signer)
+	if !ok {
+		return nil, errors.New("not a signing key")
+	}
+	return &Key{KID: s.KID, Alg: s.Alg, State: s.State, Private: signer, CreatedAt: s.CreatedAt, RetiredAt: s.RetiredAt}, nil
+}
+
+// Rotate creates a new key and makes it the signing key; the previous keys are retired
+// but keep verifying until their tokens have expired. The new key is stored before it
+// signs anything, so it is in the JWKS before any token carries its kid.
+func (m *KeyManager) Rotate(ctx context.Context) (*Key, error) {
+	priv, err := generateKey(m.alg)
+	if err != nil {
+		return nil, err
+	}
+	der, err := x509.MarshalPKCS8PrivateKey(priv)
+	if err != nil {
+		return nil, err
+	}
+	kid := thumbprintKID(priv.Public())
+	enc, err := m.box.Seal(der, []byte("signing-key:"+kid))
+	if err != nil {
+		return nil, err
+	}
+	k := &Key{KID: kid, Alg: m.alg, State: KeyActive, Private: priv, CreatedAt: time.Now().UTC().Truncate(time.Second)}
+	pub, err := json.Marshal(k.PublicJWK())
+	if err != nil {
+		return nil, err
+	}
+	if err := m.p.InsertSigningKey(ctx, &StoredKey{KID: kid, Alg: m.alg, PrivateKey: enc, PublicJWK: string(pub), State: KeyActive, CreatedAt: k.CreatedAt}); err != nil {
+		return nil, err
+	}
+	if err := m.p.RetireSigningKeys(ctx, kid, time.Now().UTC()); err != nil {
+		return nil, err
+	}
+	if err := m.load(ctx); err != nil {
+		return nil, err
+	}
+	return k, nil
+}
+
+func generateKey(alg string) (crypto.Signer, error) {
+	switch alg {
+	case "ES256":
+		return ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	case "RS256":
+		return rsa.GenerateKey(rand.Reader, 2048)
+	default:
+		return nil, fmt.Errorf("unsupported signing algorithm %q", alg)
+	}
+}
+
+// thumbprintKID names a key by its RFC 7638 thumbprint.
+func thumbprintKID(pub crypto.PublicKey) string {
+	tp, err := (&jose.JSONWebKey{Key: pub}).Thumbprint(crypto.SHA256)
+	if err != nil {
+		sum := sha256.Sum256([]byte(fmt.Sprint(pub)))
+		tp = sum[:]
+	}
+	return base64.RawURLEncoding.EncodeToString(tp)[:16]
+}
+
+// Keys lists the keys that verify (active first, then newest).
+func (m *KeyManager) Keys() []*Key {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	out := make([]*Key, 0, len(m.byKID))
+	for _, k := range m.byKID {
+		if m.verifies(k) {
+			out = append(out, k)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if (out[i] == m.active) != (out[j] == m.active) {
+			return out[i] == m.active
+		}
+		return out[i].CreatedAt.After(out[j].CreatedAt)
+	})
+	return out
+}
+
+// verifies reports whether tokens signed by k may still be alive.
+func (m *KeyManager) verifies(k *Key) bool {
+	if k.State == KeyActive || k.RetiredAt == nil {
+		return true
+	}
+	return time.Since(*k.RetiredAt) <= m.keepFor()+time.Minute
+}
+
+// JWKS is the public key set published at /.well-known/jwks.json.
+func (m *KeyManager) JWKS() jose.JSONWebKeySet {
+	keys := m.Keys()
+	set := jose.JSONWebKeySet{Keys: make([]jose.JSONWebKey, 0, len(keys))}
+	for _, k := range keys {
+		set.Keys = append(set.Keys, k.PublicJWK())
+	}
+	return set
+}
+
+// Active returns the signing key.
+func (m *KeyManager) Active() *Key {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	return m.active
+}
+
+// lookup finds a verifying key by kid; an unknown kid may be a key another replica just
+// created, so the store is re-read (at most once a second).
+func (m *KeyManager) lookup(ctx context.Context, kid string) *Key {
+	m.mu.RLock()
+	k := m.byKID[kid]
+	m.mu.RUnlock()
+	if k != nil {
+		if m.verifies(k) {
+			return k
+		}
+		return nil
+	}
+	m.reloadMu.Lock()
+	defer m.reloadMu.Unlock()
+	m.mu.RLock()
+	recent := time.Since(m.lastLoad) < time.Second
+	m.mu.RUnlock()
+	if !recent {
+		_ = m.load(ctx)
+	}
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	if k = m.byKID[kid]; k != nil && m.verifies(k) {
+		return k
+	}
+	return nil
+}
+
+// Signer implements fosite's jwt.Signer over the KeyManager: it signs with the active
+// key and verifies with whichever key the token's kid names.
+type Signer struct{ m *KeyManager }
+
+var _ jwt.Signer = (*Signer)(nil)
+
+// Signer returns the fosite signer of these keys.
+func (m *KeyManager) Signer() *Signer { return &Signer{m: m} }
+
+func (s *Signer) Generate(ctx context.Context, claims jwt.MapClaims, header jwt.Mapper) (string, string, error) {
+	k := s.m.Active()
+	if k == nil {
+		return "", "", errors.New("no active signing key")
+	}
+	tok := jwt.NewWithClaims(jose.SignatureAlgorithm(k.Alg), claims)
+	if header != nil {
+		for hk, hv := range header.ToMap() {
+			tok.Header[hk] = hv
+		}
+	}
+	tok.Header["kid"] = k.KID
+	raw, err := tok.SignedString(k.Private)
+	if err != nil {
+		return "", "", err
+	}
+	sig, err := s.GetSignature(ctx, raw)
+	return raw, sig, err
+}
+
+func (s *Signer) Decode(ctx context.Context, token string) (*jwt.Token, error) {
+	return jwt.ParseWithClaims(token, jwt.MapClaims{}, func(t *jwt.Token) (any, error) {
+		kid, _ := t.Header["kid"].(string)
+		k := s.m.lookup(ctx, kid)
+		if k == nil {
+			return nil, &jwt.ValidationError{Errors: jwt.ValidationErrorUnverifiable}
+		}
+		if string(t.Method) != k.Alg {
+			return nil, &jwt.ValidationError{Errors: jwt.ValidationErrorSignatureInvalid}
+		}
+		return k.Private.Public(), nil
+	})
+}
+
+func (s *Signer) Validate(ctx context.Context, token string) (string, error) {
+	if _, err := s.Decode(ctx, token); err != nil {
+		return "", err
+	}
+	return s.GetSignature(ctx, token)
+}
+
+func (s *Signer) GetSignature(_ context.Context, token string) (string, error) {
+	i := strings.LastIndexByte(token, '.')
+	if i < 0 || strings.Count(token, ".") != 2 {
+		return "", errors.New("header, body and signature must all be set")
+	}
+	return token[i+1:], nil
+}
+
+func (s *Signer) Hash(_ context.Context, in []byte) ([]byte, error) {
+	sum := sha256.Sum256(in)
+	return sum[:], nil
+}
+
+func (s *Signer) GetSigningMethodLength(context.Context) int { return sha256.Size }
+
+// PublicKeyPEM renders a key's public half (admin listing).
+func PublicKeyPEM(k *Key) string {
+	der, err := x509.MarshalPKIXPublicKey(k.Private.Public())
+	if err != nil {
+		return ""
+	}
+	return string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}))
+}

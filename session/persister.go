@@ -1,0 +1,86 @@
+package session
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// Token kinds, one table each.
+const (
+	KindAccess  = "access"
+	KindRefresh = "refresh"
+	KindCode    = "code"
+	KindOIDC    = "oidc"
+	KindPKCE    = "pkce"
+)
+
+// TokenRow is one stored token. Signature is already the SHA-256 hex of fosite's signature.
+type TokenRow struct {
+	Signature         string     `db:"signature"`
+	RequestID         string     `db:"request_id"`
+	RequestedAt       time.Time  `db:"requested_at"`
+	ClientID          string     `db:"client_id"`
+	Scope             string     `db:"scope"`
+	GrantedScope      string     `db:"granted_scope"`
+	RequestedAudience string     `db:"requested_audience"`
+	GrantedAudience   string     `db:"granted_audience"`
+	Form              string     `db:"form_data"`
+	SessionData       string     `db:"session_data"`
+	Subject           string     `db:"subject"`
+	DeviceID          *string    `db:"device_id"`
+	Active            bool       `db:"active"`
+	ExpiresAt         *time.Time `db:"expires_at"`
+	// AccessSignature links a refresh token to the access token issued with it.
+	AccessSignature *string `db:"-"`
+}
+
+// ErrTokenNotFound is returned for unknown signatures.
+var ErrTokenNotFound = errors.New("token not found")
+
+// TokenPersister is what fosite's storage needs, in plain rows.
+type TokenPersister interface {
+	InsertToken(ctx context.Context, kind string, row *TokenRow) error
+	GetToken(ctx context.Context, kind, signature string) (*TokenRow, error)
+	DeleteToken(ctx context.Context, kind, signature string) error
+	// DeactivateToken flips one active token to inactive; false when it was not active.
+	DeactivateToken(ctx context.Context, kind, signature string) (bool, error)
+	// DeactivateFamily deactivates every token of kind with this request id.
+	DeactivateFamily(ctx context.Context, kind, requestID string) (int64, error)
+	// RevokeSubject deactivates every access and refresh token of a subject and returns
+	// how many sessions (families with an active refresh token) it ended.
+	RevokeSubject(ctx context.Context, subject string) (int, error)
+	// RevokeDevice does the same for the tokens issued through a device.
+	RevokeDevice(ctx context.Context, deviceID string) (int, error)
+	// DeleteExpiredTokens removes tokens that expired before t.
+	DeleteExpiredTokens(ctx context.Context, before time.Time) (int64, error)
+
+	BeginTX(ctx context.Context) (context.Context, error)
+	Commit(ctx context.Context) error
+	Rollback(ctx context.Context) error
+}
+
+// StoredKey is a signing key as stored: the private key is encrypted.
+type StoredKey struct {
+	KID        string     `db:"kid"`
+	Alg        string     `db:"alg"`
+	PrivateKey string     `db:"private_key"`
+	PublicJWK  string     `db:"public_jwk"`
+	State      string     `db:"state"`
+	CreatedAt  time.Time  `db:"created_at"`
+	RetiredAt  *time.Time `db:"retired_at"`
+}
+
+// Key states.
+const (
+	KeyActive  = "active"
+	KeyRetired = "retired"
+)
+
+// KeyPersister stores signing keys.
+type KeyPersister interface {
+	ListSigningKeys(ctx context.Context) ([]StoredKey, error)
+	InsertSigningKey(ctx context.Context, k *StoredKey) error
+	// RetireSigningKeys marks every active key except keep as retired at t.
+	RetireSigningKeys(ctx context.Context, keep string, t time.Time) error
+}

@@ -1,0 +1,250 @@
+package session
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/ory/fosite"
+	"github.com/ory/fosite/handler/oauth2"
+	"github.com/ory/fosite/storage"
+)
+
+// ClientGetter finds registered OAuth2 clients (fosite.ErrNotFound when unknown).
+type ClientGetter interface {
+	GetClient(ctx context.Context, id string) (fosite.Client, error)
+}
+
+// Store adapts TokenPersister rows to fosite's storage interfaces. First-party clients
+// (the self-service grant) live in memory; others come from the ClientGetter.
+type Store struct {
+	p        TokenPersister
+	internal map[string]fosite.Client
+	clients  ClientGetter
+}
+
+var (
+	_ fosite.Storage                = (*Store)(nil)
+	_ oauth2.CoreStorage            = (*Store)(nil)
+	_ oauth2.TokenRevocationStorage = (*Store)(nil)
+	_ storage.Transactional         = (*Store)(nil)
+)
+
+// NewStore builds the fosite storage.
+func NewStore(p TokenPersister, internal []fosite.Client, clients ClientGetter) *Store {
+	m := make(map[string]fosite.Client, len(internal))
+	for _, c := range internal {
+		m[c.GetID()] = c
+	}
+	return &Store{p: p, internal: m, clients: clients}
+}
+
+// SetClientGetter plugs in the OAuth2 client registry.
+func (s *Store) SetClientGetter(c ClientGetter) { s.clients = c }
+
+// hashSignature is how signatures are keyed at rest.
+func hashSignature(sig string) string {
+	sum := sha256.Sum256([]byte(sig))
+	return hex.EncodeToString(sum[:])
+}
+
+func (s *Store) GetClient(ctx context.Context, id string) (fosite.Client, error) {
+	if c, ok := s.internal[id]; ok {
+		return c, nil
+	}
+	if s.clients == nil {
+		return nil, fosite.ErrNotFound
+	}
+	return s.clients.GetClient(ctx, id)
+}
+
+// JWT client assertions are not accepted (no private_key_jwt clients), so there is no
+// jti to remember.
+func (s *Store) ClientAssertionJWTValid(context.Context, string) error { return nil }
+func (s *Store) SetClientAssertionJWT(context.Context, string, time.Time) error {
+	return nil
+}
+
+func (s *Store) BeginTX(ctx context.Context) (context.Context, error) { return s.p.BeginTX(ctx) }
+func (s *Store) Commit(ctx context.Context) error                     { return s.p.Commit(ctx) }
+func (s *Store) Rollback(ctx context.Context) error                   { return s.p.Rollback(ctx) }
+
+func (s *Store) toRow(sig string, r fosite.Requester, tt fosite.TokenType) (*TokenRow, error) {
+	sess, _ := r.GetSession().(*Session)
+	raw, err := json.Marshal(r.GetSession())
+	if err != nil {
+		return nil, err
+	}
+	row := &TokenRow{
+		Signature:         hashSignature(sig),
+		RequestID:         r.GetID(),
+		RequestedAt:       r.GetRequestedAt(),
+		ClientID:          r.GetClient().GetID(),
+		Scope:             strings.Join(r.GetRequestedScopes(), " "),
+		GrantedScope:      strings.Join(r.GetGrantedScopes(), " "),
+		RequestedAudience: strings.Join(r.GetRequestedAudience(), " "),
+		GrantedAudience:   strings.Join(r.GetGrantedAudience(), " "),
+		Form:              r.GetRequestForm().Encode(),
+		SessionData:       string(raw),
+		Active:            true,
+	}
+	if r.GetRequestedAt().IsZero() {
+		row.RequestedAt = time.Now().UTC()
+	}
+	if sess != nil {
+		row.Subject = sess.Subject
+		if sess.DeviceID != "" {
+			d := sess.DeviceID
+			row.DeviceID = &d
+		}
+		if exp := sess.GetExpiresAt(tt); !exp.IsZero() {
+			row.ExpiresAt = &exp
+		}
+	}
+	return row, nil
+}
+
+func (s *Store) toRequest(ctx context.Context, row *TokenRow, session fosite.Session) (*fosite.Request, error) {
+	c, err := s.GetClient(ctx, row.ClientID)
+	if err != nil {
+		return nil, err
+	}
+	if session == nil {
+		session = &Session{}
+	}
+	if err := json.Unmarshal([]byte(row.SessionData), session); err != nil {
+		return nil, err
+	}
+	form, _ := url.ParseQuery(row.Form)
+	return &fosite.Request{
+		ID:                row.RequestID,
+		RequestedAt:       row.RequestedAt,
+		Client:            c,
+		RequestedScope:    fields(row.Scope),
+		GrantedScope:      fields(row.GrantedScope),
+		Form:              form,
+		Session:           session,
+		RequestedAudience: fields(row.RequestedAudience),
+		GrantedAudience:   fields(row.GrantedAudience),
+	}, nil
+}
+
+func fields(s string) fosite.Arguments {
+	if s == "" {
+		return fosite.Arguments{}
+	}
+	return fosite.Arguments(strings.Fields(s))
+}
+
+func (s *Store) create(ctx context.Context, kind, sig string, r fosite.Requester, tt fosite.TokenType) error {
+	row, err := s.toRow(sig, r, tt)
+	if err != nil {
+		return err
+	}
+	return s.p.InsertToken(ctx, kind, row)
+}
+
+// get loads a token; an inactive one comes back with the request and errInactive, as
+// fosite expects for refresh-reuse detection and used authorization codes.
+func (s *Store) get(ctx context.Context, kind, sig string, session fosite.Session, errInactive error) (fosite.Requester, error) {
+	row, err := s.p.GetToken(ctx, kind, hashSignature(sig))
+	if errors.Is(err, ErrTokenNotFound) {
+		return nil, fosite.ErrNotFound
+	} else if err != nil {
+		return nil, err
+	}
+	req, err := s.toRequest(ctx, row, session)
+	if err != nil {
+		return nil, err
+	}
+	if !row.Active {
+		return req, errInactive
+	}
+	return req, nil
+}
+
+func (s *Store) delete(ctx context.Context, kind, sig string) error {
+	return s.p.DeleteToken(ctx, kind, hashSignature(sig))
+}
+
+func (s *Store) CreateAuthorizeCodeSession(ctx context.Context, code string, r fosite.Requester) error {
+	return s.create(ctx, KindCode, code, r, fosite.AuthorizeCode)
+}
+
+func (s *Store) GetAuthorizeCodeSession(ctx context.Context, code string, session fosite.Session) (fosite.Requester, error) {
+	return s.get(ctx, KindCode, code, session, fosite.ErrInvalidatedAuthorizeCode)
+}
+
+func (s *Store) InvalidateAuthorizeCodeSession(ctx context.Context, code string) error {
+	ok, err := s.p.DeactivateToken(ctx, KindCode, hashSignature(code))
+	if err != nil {
+		return err
+	}
+	if !ok {
+		// Another exchange of the same code won the race.
+		return fosite.ErrSerializationFailure
+	}
+	return nil
+}
+
+func (s *Store) CreateAccessTokenSession(ctx context.Context, sig string, r fosite.Requester) error {
+	return s.create(ctx, KindAccess, sig, r, fosite.AccessToken)
+}
+
+func (s *Store) GetAccessTokenSession(ctx context.Context, sig string, session fosite.Session) (fosite.Requester, error) {
+	return s.get(ctx, KindAccess, sig, session, fosite.ErrInactiveToken)
+}
+
+func (s *Store) DeleteAccessTokenSession(ctx context.Context, sig string) error {
+	return s.delete(ctx, KindAccess, sig)
+}
+
+func (s *Store) CreateRefreshTokenSession(ctx context.Context, sig, accessSig string, r fosite.Requester) error {
+	row, err := s.toRow(sig, r, fosite.RefreshToken)
+	if err != nil {
+		return err
+	}
+	if accessSig != "" {
+		h := hashSignature(accessSig)
+		row.AccessSignature = &h
+	}
+	return s.p.InsertToken(ctx, KindRefresh, row)
+}
+
+func (s *Store) GetRefreshTokenSession(ctx context.Context, sig string, session fosite.Session) (fosite.Requester, error) {
+	return s.get(ctx, KindRefresh, sig, session, fosite.ErrInactiveToken)
+}
+
+func (s *Store) DeleteRefreshTokenSession(ctx context.Context, sig string) error {
+	return s.delete(ctx, KindRefresh, sig)
+}
+
+// RotateRefreshToken retires the presented refresh token with one conditional update:
+// of concurrent refreshes with the same token exactly one gets past this point. The
+// family's older access tokens are revoked with it.
+func (s *Store) RotateRefreshToken(ctx context.Context, requestID, sig string) error {
+	ok, err := s.p.DeactivateToken(ctx, KindRefresh, hashSignature(sig))
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return fosite.ErrSerializationFailure
+	}
+	_, err = s.p.DeactivateFamily(ctx, KindAccess, requestID)
+	return err
+}
+
+func (s *Store) RevokeRefreshToken(ctx context.Context, requestID string) error {
+	_, err := s.p.DeactivateFamily(ctx, KindRefresh, requestID)
+	return err
+}
+
+func (s *Store) RevokeAccessToken(ctx context.Context, requestID string) error {
+	_, err := s.p.DeactivateFamily(ctx, KindAccess, requestID)
+	return err
+}

@@ -1,0 +1,473 @@
+package session
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/ory/fosite"
+	"github.com/ory/fosite/compose"
+	"github.com/ory/fosite/handler/oauth2"
+
+	"github.com/pvpipe/pvauth/driver/config"
+	"github.com/pvpipe/pvauth/x"
+)
+
+// TokenSet is what every self-service login and refresh returns.
+type TokenSet struct {
+	AccessToken           string    `json:"accessToken"`
+	AccessTokenExpiresAt  time.Time `json:"accessTokenExpiresAt"`
+	RefreshToken          string    `json:"refreshToken"`
+	RefreshTokenExpiresAt time.Time `json:"refreshTokenExpiresAt"`
+	Signature             string    `json:"signature"`
+	// SessionID is the token family, for audit events; not part of the response.
+	SessionID string `json:"-"`
+}
+
+// IssueRequest describes an authenticated self-service login.
+type IssueRequest struct {
+	IdentityID int64
+	Email      string
+	AMR        []string
+	DeviceID   string
+	RememberMe bool
+}
+
+// Principal is the caller behind a valid access token.
+type Principal struct {
+	IdentityID int64
+	Subject    string
+	Email      string
+	SessionID  string
+	AMR        []string
+	DeviceID   string
+	ClientID   string
+	Scopes     []string
+	ExpiresAt  time.Time
+}
+
+// Tokens is the one token mechanism: a fosite provider with pvauth's storage, keys and
+// self-service grant.
+type Tokens struct {
+	provider fosite.OAuth2Provider
+	fcfg     *fosite.Config
+	store    *Store
+	p        TokenPersister
+	keys     *KeyManager
+	files    *FileSigner
+	cfg      *config.Config
+	// SubjectCheck, when set, refuses refreshes for identities that no longer may log in.
+	SubjectCheck func(ctx context.Context, identityID int64) error
+	// PendingCheck, when set, reports whether a token is a live pending (MFA) token.
+	PendingCheck func(ctx context.Context, token string) bool
+}
+
+// TokensProvider is implemented by the registry.
+type TokensProvider interface {
+	Tokens() *Tokens
+}
+
+// NewTokens composes the fosite provider. Extra factories (the OAuth2 flows) are
+// appended by the oauth2 package through Compose options.
+func NewTokens(cfg *config.Config, p TokenPersister, keys *KeyManager, extra ...compose.Factory) *Tokens {
+	secrets := make([][]byte, 0, len(cfg.Secrets.Default))
+	for _, s := range cfg.Secrets.Default {
+		secrets = append(secrets, []byte(s))
+	}
+	issuer := cfg.Issuer()
+	fcfg := &fosite.Config{
+		AccessTokenLifespan:            cfg.TTL.AccessToken,
+		RefreshTokenLifespan:           cfg.TTL.RefreshToken,
+		AuthorizeCodeLifespan:          10 * time.Minute,
+		IDTokenLifespan:                cfg.TTL.AccessToken,
+		AccessTokenIssuer:              issuer,
+		IDTokenIssuer:                  issuer,
+		TokenURL:                       issuer + "/oauth2/token",
+		GlobalSecret:                   secrets[0],
+		RotatedGlobalSecrets:           secrets[1:],
+		ScopeStrategy:                  fosite.ExactScopeStrategy,
+		AudienceMatchingStrategy:       fosite.DefaultAudienceMatchingStrategy,
+		RefreshTokenScopes:             []string{"offline_access", "offline"},
+		EnforcePKCEForPublicClients:    true,
+		EnablePKCEPlainChallengeMethod: false,
+		SendDebugMessagesToClients:     false,
+		TokenEntropy:                   32,
+		MinParameterEntropy:            fosite.MinParameterEntropy,
+	}
+	store := NewStore(p, selfServiceClients(cfg.Tokens.Audience, cfg.TTL.RefreshToken, cfg.TTL.RefreshTokenRememberMe), nil)
+	signer := keys.Signer()
+	core := &oauth2.DefaultJWTStrategy{Signer: signer, HMACSHAStrategy: compose.NewOAuth2HMACStrategy(fcfg), Config: fcfg}
+	strategy := &compose.CommonStrategy{CoreStrategy: core, Signer: signer}
+	grant := func(c fosite.Configurator, st any, s any) any {
+		return &selfServiceGrant{strategy: core, store: store, config: fcfg}
+	}
+	factories := append([]compose.Factory{
+		compose.OAuth2RefreshTokenGrantFactory,
+		compose.OAuth2TokenIntrospectionFactory,
+		compose.OAuth2TokenRevocationFactory,
+		grant,
+	}, extra...)
+	provider := compose.Compose(fcfg, store, strategy, factories...)
+	return &Tokens{provider: provider, fcfg: fcfg, store: store, p: p, keys: keys, files: NewFileSigner(cfg.Secrets.FileSignature), cfg: cfg}
+}
+
+// Provider exposes the fosite provider to the OAuth2 endpoints.
+func (t *Tokens) Provider() fosite.OAuth2Provider { return t.provider }
+
+// FositeConfig exposes fosite's configuration (the OAuth2 package adds handlers to it).
+func (t *Tokens) FositeConfig() *fosite.Config { return t.fcfg }
+
+// Store exposes the fosite storage.
+func (t *Tokens) Store() *Store { return t.store }
+
+// Keys exposes the signing keys.
+func (t *Tokens) Keys() *KeyManager { return t.keys }
+
+// FileSigner exposes the file-access signer.
+func (t *Tokens) FileSigner() *FileSigner { return t.files }
+
+// Issue mints a token set for an authenticated self-service login.
+func (t *Tokens) Issue(ctx context.Context, in IssueRequest) (*TokenSet, error) {
+	clientID := ClientSelfService
+	if in.RememberMe {
+		clientID = ClientSelfServiceRemember
+	}
+	client, err := t.store.GetClient(ctx, clientID)
+	if err != nil {
+		return nil, err
+	}
+	sess := NewSession(in.IdentityID)
+	sess.Email = in.Email
+	sess.AMR = in.AMR
+	sess.DeviceID = in.DeviceID
+	sess.RememberMe = in.RememberMe
+	sess.AuthTime = time.Now().UTC().Truncate(time.Second)
+	sess.SessionID = uuid.NewString()
+
+	ar := fosite.NewAccessRequest(sess)
+	ar.ID = sess.SessionID
+	ar.RequestedAt = time.Now().UTC().Truncate(time.Second)
+	ar.Client = client
+	ar.GrantTypes = fosite.Arguments{GrantSelfService}
+	ar.Form = url.Values{}
+	for _, s := range selfServiceScopes {
+		ar.RequestedScope = append(ar.RequestedScope, s)
+		ar.GrantScope(s)
+	}
+	for _, a := range t.cfg.Tokens.Audience {
+		ar.RequestedAudience = append(ar.RequestedAudience, a)
+		ar.GrantAudience(a)
+	}
+	resp, err := t.provider.NewAccessResponse(ctx, ar)
+	if err != nil {
+		return nil, x.ErrInternal.WithCause(err)
+	}
+	return t.tokenSet(resp, sess), nil
+}
+
+func (t *Tokens) tokenSet(resp fosite.AccessResponder, sess *Session) *TokenSet {
+	rt, _ := resp.GetExtra("refresh_token").(string)
+	at := sess.GetExpiresAt(fosite.AccessToken)
+	return &TokenSet{
+		AccessToken:           resp.GetAccessToken(),
+		AccessTokenExpiresAt:  at,
+		RefreshToken:          rt,
+		RefreshTokenExpiresAt: sess.GetExpiresAt(fosite.RefreshToken),
+		Signature:             t.files.Sign(sess.IdentityID, at),
+		SessionID:             sess.SessionID,
+	}
+}
+
+// Refresh errors.
+var (
+	ErrRefreshInvalid = x.ErrUnauthorized.WithMessage("The refresh token is invalid, expired or revoked.")
+	ErrRefreshReused  = x.ErrUnauthorized.WithMessage("The refresh token was already used; the session has been revoked.")
+)
+
+// Refresh rotates a self-service refresh token through fosite's refresh grant. A token
+// that was already rotated revokes its whole family (fosite's reuse detection).
+func (t *Tokens) Refresh(ctx context.Context, refreshToken string) (*TokenSet, *Session, error) {
+	if refreshToken == "" || len(refreshToken) > 512 {
+		return nil, nil, ErrRefreshInvalid
+	}
+	// The client is the one the token was issued to; find it from the stored row so the
+	// caller does not have to say.
+	sig := t.store.p
+	row, err := sig.GetToken(ctx, KindRefresh, hashSignature(refreshSignature(refreshToken)))
+	if errors.Is(err, ErrTokenNotFound) {
+		return nil, nil, ErrRefreshInvalid
+	} else if err != nil {
+		return nil, nil, err
+	}
+	if row.ClientID != ClientSelfService && row.ClientID != ClientSelfServiceRemember {
+		return nil, nil, ErrRefreshInvalid
+	}
+	if t.SubjectCheck != nil {
+		if id, err := strconv.ParseInt(row.Subject, 10, 64); err == nil {
+			if err := t.SubjectCheck(ctx, id); err != nil {
+				return nil, nil, ErrRefreshInvalid.WithCause(err)
+			}
+		}
+	}
+	form := url.Values{
+		"grant_type":    {"refresh_token"},
+		"refresh_token": {refreshToken},
+		"client_id":     {row.ClientID},
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "/oauth2/token", strings.NewReader(form.Encode()))
+	if err != nil {
+		return nil, nil, err
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	sess := &Session{}
+	ar, err := t.provider.NewAccessRequest(ctx, req, sess)
+	if err != nil {
+		return nil, nil, refreshError(err)
+	}
+	resp, err := t.provider.NewAccessResponse(ctx, ar)
+	if err != nil {
+		return nil, nil, refreshError(err)
+	}
+	s, _ := ar.GetSession().(*Session)
+	if s == nil {
+		return nil, nil, x.ErrInternal
+	}
+	return t.tokenSet(resp, s), s, nil
+}
+
+func refreshSignature(token string) string {
+	if i := strings.LastIndexByte(token, '.'); i >= 0 {
+		return token[i+1:]
+	}
+	return token
+}
+
+func refreshError(err error) error {
+	var rfc *fosite.RFC6749Error
+	if errors.As(err, &rfc) {
+		switch {
+		case errors.Is(err, fosite.ErrInactiveToken):
+			return ErrRefreshReused.WithCause(err)
+		case rfc.ErrorField == fosite.ErrServerError.ErrorField:
+			return x.ErrInternal.WithCause(err)
+		case strings.Contains(rfc.HintField, "already used"):
+			return ErrRefreshReused.WithCause(err)
+		default:
+			return ErrRefreshInvalid.WithCause(err)
+		}
+	}
+	return x.ErrInternal.WithCause(err)
+}
+
+// ErrTokenInvalid is the 401 for a missing, malformed, expired or revoked access token.
+var ErrTokenInvalid = x.ErrUnauthorized.WithMessage("The access token is missing, invalid, expired or revoked.")
+
+// Authenticate validates an access token: signature and expiry through the signer, and
+// liveness through the store, so logout and revocation take effect at once.
+func (t *Tokens) Authenticate(ctx context.Context, token string) (*Principal, error) {
+	if token == "" || len(token) > 4096 || strings.Count(token, ".") != 2 {
+		return nil, ErrTokenInvalid
+	}
+	sess := &Session{}
+	use, ar, err := t.provider.IntrospectToken(ctx, token, fosite.AccessToken, sess)
+	if err != nil || use != fosite.AccessToken {
+		if err != nil && isServerError(err) {
+			return nil, x.ErrInternal.WithCause(err)
+		}
+		return nil, ErrTokenInvalid
+	}
+	s, _ := ar.GetSession().(*Session)
+	if s == nil {
+		return nil, ErrTokenInvalid
+	}
+	return &Principal{
+		IdentityID: s.IdentityID,
+		Subject:    s.Subject,
+		Email:      s.Email,
+		SessionID:  ar.GetID(),
+		AMR:        s.AMR,
+		DeviceID:   s.DeviceID,
+		ClientID:   ar.GetClient().GetID(),
+		Scopes:     ar.GetGrantedScopes(),
+		ExpiresAt:  s.GetExpiresAt(fosite.AccessToken),
+	}, nil
+}
+
+func isServerError(err error) bool {
+	var rfc *fosite.RFC6749Error
+	if errors.As(err, &rfc) {
+		return rfc.ErrorField == fosite.ErrServerError.ErrorField
+	}
+	return false
+}
+
+// Introspection is the RFC 7662 response.
+type Introspection struct {
+	Active    bool     `json:"active"`
+	Aud       []string `json:"aud,omitempty"`
+	ClientID  string   `json:"client_id,omitempty"`
+	Exp       int64    `json:"exp,omitempty"`
+	Iat       int64    `json:"iat,omitempty"`
+	Iss       string   `json:"iss,omitempty"`
+	Jti       string   `json:"jti,omitempty"`
+	Nbf       int64    `json:"nbf,omitempty"`
+	Scope     string   `json:"scope,omitempty"`
+	Sub       string   `json:"sub,omitempty"`
+	TokenType string   `json:"token_type,omitempty"`
+	TokenUse  string   `json:"token_use,omitempty"`
+	Username  string   `json:"username,omitempty"`
+	Sid       string   `json:"sid,omitempty"`
+	Amr       []string `json:"amr,omitempty"`
+	Did       string   `json:"did,omitempty"`
+}
+
+// Introspect answers for any token pvauth issued; everything else is {active:false}.
+func (t *Tokens) Introspect(ctx context.Context, token, hint string) (*Introspection, error) {
+	use := fosite.AccessToken
+	if hint == "refresh_token" {
+		use = fosite.RefreshToken
+	}
+	if token == "" || len(token) > 4096 {
+		return &Introspection{Active: false}, nil
+	}
+	sess := &Session{}
+	gotUse, ar, err := t.provider.IntrospectToken(ctx, token, use, sess)
+	if err != nil {
+		if isServerError(err) {
+			return nil, err
+		}
+		return &Introspection{Active: false}, nil
+	}
+	s, _ := ar.GetSession().(*Session)
+	if s == nil {
+		return &Introspection{Active: false}, nil
+	}
+	out := &Introspection{
+		Active:   true,
+		Aud:      ar.GetGrantedAudience(),
+		ClientID: ar.GetClient().GetID(),
+		Iss:      t.cfg.Issuer(),
+		Scope:    strings.Join(ar.GetGrantedScopes(), " "),
+		Sub:      s.Subject,
+		Username: s.Email,
+		Sid:      ar.GetID(),
+		Amr:      s.AMR,
+		Did:      s.DeviceID,
+	}
+	if gotUse == fosite.AccessToken {
+		out.TokenType, out.TokenUse = "Bearer", "access_token"
+		out.Exp = s.GetExpiresAt(fosite.AccessToken).Unix()
+		// The JWT was verified by fosite above; read its registered claims.
+		if c := jwtPayload(token); c != nil {
+			out.Jti, _ = c["jti"].(string)
+			out.Iat = num(c["iat"])
+			out.Nbf = num(c["nbf"])
+			if e := num(c["exp"]); e > 0 {
+				out.Exp = e
+			}
+		}
+	} else {
+		out.TokenType, out.TokenUse = "refresh_token", "refresh_token"
+		out.Exp = s.GetExpiresAt(fosite.RefreshToken).Unix()
+		out.Iat = ar.GetRequestedAt().Unix()
+	}
+	return out, nil
+}
+
+func jwtPayload(token string) map[string]any {
+	parts := strings.Split(token, ".")
+	if len(parts) != 3 {
+		return nil
+	}
+	raw, err := base64.RawURLEncoding.DecodeString(parts[1])
+	if err != nil {
+		return nil
+	}
+	var m map[string]any
+	if json.Unmarshal(raw, &m) != nil {
+		return nil
+	}
+	return m
+}
+
+func num(v any) int64 {
+	switch n := v.(type) {
+	case float64:
+		return int64(n)
+	case json.Number:
+		i, _ := n.Int64()
+		return i
+	}
+	return 0
+}
+
+// RevokeSession revokes every token of a family (logout).
+func (t *Tokens) RevokeSession(ctx context.Context, sessionID string) error {
+	ctx, err := t.p.BeginTX(ctx)
+	if err != nil {
+		return err
+	}
+	if _, err := t.p.DeactivateFamily(ctx, KindAccess, sessionID); err != nil {
+		_ = t.p.Rollback(ctx)
+		return err
+	}
+	if _, err := t.p.DeactivateFamily(ctx, KindRefresh, sessionID); err != nil {
+		_ = t.p.Rollback(ctx)
+		return err
+	}
+	return t.p.Commit(ctx)
+}
+
+// RevokeIdentitySessions revokes every token of an identity; it returns how many
+// sessions ended.
+func (t *Tokens) RevokeIdentitySessions(ctx context.Context, identityID int64) (int, error) {
+	return t.p.RevokeSubject(ctx, strconv.FormatInt(identityID, 10))
+}
+
+// RevokeDeviceSessions revokes every token issued through a device.
+func (t *Tokens) RevokeDeviceSessions(ctx context.Context, deviceID string) (int, error) {
+	return t.p.RevokeDevice(ctx, deviceID)
+}
+
+// RevokeToken revokes the family of any token (RFC 7009 semantics: unknown is fine).
+func (t *Tokens) RevokeToken(ctx context.Context, token string) error {
+	for _, kind := range []string{KindRefresh, KindAccess} {
+		sig := refreshSignature(token)
+		row, err := t.p.GetToken(ctx, kind, hashSignature(sig))
+		if errors.Is(err, ErrTokenNotFound) {
+			continue
+		} else if err != nil {
+			return err
+		}
+		return t.RevokeSession(ctx, row.RequestID)
+	}
+	return nil
+}
+
+// SessionIDOf returns the family of a refresh token ("" when unknown).
+func (t *Tokens) SessionIDOf(ctx context.Context, refreshToken string) string {
+	row, err := t.p.GetToken(ctx, KindRefresh, hashSignature(refreshSignature(refreshToken)))
+	if err != nil {
+		return ""
+	}
+	return row.RequestID
+}
+
+// Refreshable returns the subject and family of a refresh token that is still active.
+func (t *Tokens) Refreshable(ctx context.Context, refreshToken string) (string, string, error) {
+	row, err := t.p.GetToken(ctx, KindRefresh, hashSignature(refreshSignature(refreshToken)))
+	if err != nil {
+		return "", "", err
+	}
+	if !row.Active {
+		return "", "", ErrRefreshInvalid
+	}
+	return row.Subject, row.RequestID, nil
+}
