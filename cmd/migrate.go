@@ -122,4 +122,3 @@ func newMigrateStatusCmd() *cobra.Command {
 	c.Flags().StringVarP(&file, "config", "c", "", "config file used with -e")
 	return c
 }
-
