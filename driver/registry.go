@@ -17,8 +17,11 @@ import (
 	"github.com/pvpipe/pvauth/identity"
 	"github.com/pvpipe/pvauth/metrics"
 	sqlp "github.com/pvpipe/pvauth/persistence/sql"
+	"github.com/pvpipe/pvauth/push"
 	"github.com/pvpipe/pvauth/ratelimit"
 	"github.com/pvpipe/pvauth/schema"
+	"github.com/pvpipe/pvauth/selfservice/biometric"
+	"github.com/pvpipe/pvauth/selfservice/confirmation"
 	"github.com/pvpipe/pvauth/selfservice/password"
 	"github.com/pvpipe/pvauth/session"
 	"github.com/pvpipe/pvauth/x"
@@ -38,6 +41,7 @@ type Registry struct {
 	audit      *audit.Logger
 	limiter    *ratelimit.Limiter
 	metrics    *metrics.Metrics
+	push       push.Sender
 
 	public *x.PublicRouter
 	admin  *x.AdminRouter
@@ -50,6 +54,8 @@ type Options struct {
 	Logger  *slog.Logger
 	// RateLimitStore replaces the in-memory counter store.
 	RateLimitStore ratelimit.Store
+	// PushSender replaces the sender push.fcm configures.
+	PushSender push.Sender
 }
 
 // New builds the registry: opens and checks the database, loads keys, composes handlers.
@@ -113,6 +119,12 @@ func New(ctx context.Context, cfg *config.Config, o Options) (*Registry, error) 
 	}
 	r.limiter = ratelimit.New(cfg.RateLimit.Enabled, rules, store)
 	r.metrics = metrics.New()
+	if o.PushSender != nil {
+		r.push = o.PushSender
+	} else if r.push, err = push.New(ctx, cfg.Push.FCM); err != nil {
+		p.Close()
+		return nil, err
+	}
 
 	pw := password.NewHandler(r)
 	r.tokens.PendingCheck = pw.PendingCheck
@@ -131,6 +143,12 @@ func (r *Registry) registerRoutes(pw *password.Handler) {
 	sh.RegisterPublicRoutes(r.public)
 	sh.RegisterAdminRoutes(r.admin)
 	identity.NewHandler(r).RegisterAdminRoutes(r.admin)
+	bio := biometric.NewHandler(r)
+	bio.RegisterPublicRoutes(r.public)
+	bio.RegisterAdminRoutes(r.admin)
+	conf := confirmation.NewHandler(r)
+	conf.RegisterPublicRoutes(r.public)
+	conf.RegisterAdminRoutes(r.admin)
 	audit.NewHandler(r).RegisterAdminRoutes(r.admin)
 	r.metrics.RegisterAdminRoutes(r.admin)
 }
@@ -186,8 +204,13 @@ func (r *Registry) AuditLogger() *audit.Logger                 { return r.audit 
 func (r *Registry) RateLimiter() *ratelimit.Limiter            { return r.limiter }
 func (r *Registry) Metrics() *metrics.Metrics                  { return r.metrics }
 func (r *Registry) SessionRevoker() identity.SessionRevoker    { return r.tokens }
-func (r *Registry) PublicRouter() *x.PublicRouter              { return r.public }
-func (r *Registry) AdminRouter() *x.AdminRouter                { return r.admin }
+func (r *Registry) DevicePersister() biometric.Persister       { return r.persister }
+func (r *Registry) ConfirmationPersister() confirmation.Persister {
+	return r.persister
+}
+func (r *Registry) PushSender() push.Sender       { return r.push }
+func (r *Registry) PublicRouter() *x.PublicRouter { return r.public }
+func (r *Registry) AdminRouter() *x.AdminRouter   { return r.admin }
 
 // Close flushes the audit log and closes the database.
 func (r *Registry) Close() {

@@ -160,6 +160,7 @@ func (r *Registry) janitor(ctx context.Context) {
 				r.logger.Debug("janitor: deleted expired tokens", "count", n)
 			}
 			_, _ = r.persister.DeleteExpiredLoginFlows(ctx, cut)
+			_, _ = r.persister.DeleteExpiredDeviceChallenges(ctx, cut)
 		}
 	}
 }

@@ -67,7 +67,7 @@ func (d *testDeps) IdentityManager() *identity.Manager              { return d.m
 func (d *testDeps) IdentityPersister() identity.Persister           { return d.p }
 func (d *testDeps) AuditLogger() *audit.Logger                      { return d.logger }
 func (d *testDeps) SessionRevoker() identity.SessionRevoker         { return d.revoker }
-func (d *testDeps) PasswordHasher() *identity.Hasher                { return d.h }
+func (d *testDeps) IdentityHasher() *identity.Hasher                { return d.h }
 func (d *testDeps) events(t *testing.T, userID int64) []audit.Event { return auditEvents(t, d, userID) }
 
 func newDeps(t testing.TB, dsn string) *testDeps {
@@ -619,3 +619,5 @@ func FuzzCreateIdentityBody(f *testing.F) {
 		}
 	})
 }
+
+var _ identity.HasherProvider = (*testDeps)(nil)

@@ -72,7 +72,7 @@ type argonParams struct {
 
 // HasherProvider is implemented by the registry.
 type HasherProvider interface {
-	PasswordHasher() *Hasher
+	IdentityHasher() *Hasher
 }
 
 // NewHasher returns a hasher with the given parameters; zero values get the defaults

@@ -61,15 +61,24 @@ started=0
 
 cleanup() {
 	local rc=$?
-	if [ "$started" -eq 1 ]; then
+	if [ "$started" -eq 1 ] || [ -f "$PGDATA_DIR/postmaster.pid" ]; then
 		as_pg "$PG_BIN/pg_ctl" -D "$PGDATA_DIR" -m immediate -w stop >/dev/null 2>&1 || true
 	fi
 	rm -rf "$PG_TMP"
 	exit "$rc"
 }
+# On INT/TERM, stop the tests first (their own process group, see below), then clean up.
+gopid=""
+on_signal() {
+	if [ -n "$gopid" ]; then
+		kill -"$1" -- -"$gopid" 2>/dev/null || kill -"$1" "$gopid" 2>/dev/null || true
+		wait "$gopid" 2>/dev/null || true
+	fi
+	exit "$2"
+}
 trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+trap 'on_signal INT 130' INT
+trap 'on_signal TERM 143' TERM
 
 # A port is taken when something accepts a connection on it.
 port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
@@ -146,9 +155,20 @@ for a in "$@"; do
 	esac
 done
 echo "==> go test -race -tags sqlite -count=1 -timeout 20m ${pkgs[*]} $*"
+# go test runs in the background in a session of its own, so that a TERM sent to this
+# script (a CI timeout) can stop it and the test binaries at once, and `wait` lets the
+# traps run without waiting for the tests to end.
 set +e
-go test -race -tags sqlite -count=1 -timeout 20m "${pkgs[@]}" "$@"
-rc=$?
+if command -v setsid >/dev/null 2>&1; then
+	setsid go test -race -tags sqlite -count=1 -timeout 20m "${pkgs[@]}" "$@" &
+	gopid=$!
+	wait "$gopid"
+	rc=$?
+	gopid=""
+else
+	go test -race -tags sqlite -count=1 -timeout 20m "${pkgs[@]}" "$@"
+	rc=$?
+fi
 set -e
 echo "==> go test exited with $rc after $(($(date +%s) - t0))s"
 exit "$rc"

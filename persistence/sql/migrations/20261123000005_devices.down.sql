@@ -1,0 +1,1 @@
+DROP TABLE confirmations; DROP TABLE device_challenges; DROP TABLE devices;

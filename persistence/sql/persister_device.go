@@ -1,0 +1,120 @@
+package sql
+
+import (
+	"context"
+	"time"
+
+	"github.com/pvpipe/pvauth/selfservice/biometric"
+)
+
+var _ biometric.Persister = (*Persister)(nil)
+
+const challengeColumns = "id, kind, identity_id, device_id, challenge_hash, device_name, device_type, device_fingerprint, key_algorithm, public_key, used_at, expires_at, created_at"
+
+func (p *Persister) CreateDeviceChallenge(ctx context.Context, c *biometric.Challenge) error {
+	c.CreatedAt = now()
+	c.ExpiresAt = dbTime(c.ExpiresAt)
+	return p.Connection(ctx).RawQuery("INSERT INTO device_challenges ("+challengeColumns+") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+		c.ID, c.Kind, c.IdentityID, c.DeviceID, c.ChallengeHash, c.DeviceName, c.DeviceType, c.DeviceFingerprint,
+		c.KeyAlgorithm, c.PublicKey, c.UsedAt, c.ExpiresAt, c.CreatedAt).Exec()
+}
+
+func (p *Persister) GetDeviceChallenge(ctx context.Context, id string) (*biometric.Challenge, error) {
+	var c biometric.Challenge
+	err := p.Connection(ctx).RawQuery("SELECT "+challengeColumns+" FROM device_challenges WHERE id = ?", id).First(&c)
+	if IsNotFound(err) {
+		return nil, biometric.ErrChallengeNotFound
+	}
+	if err != nil {
+		return nil, err
+	}
+	c.ExpiresAt, c.CreatedAt = c.ExpiresAt.UTC(), c.CreatedAt.UTC()
+	return &c, nil
+}
+
+func (p *Persister) ConsumeDeviceChallenge(ctx context.Context, id string, at time.Time) (bool, error) {
+	n, err := p.Connection(ctx).RawQuery("UPDATE device_challenges SET used_at = ? WHERE id = ? AND used_at IS NULL AND expires_at > ?",
+		dbTime(at), id, dbTime(at)).ExecWithCount()
+	return n == 1, err
+}
+
+const deviceColumns = "id, identity_id, device_name, device_type, device_fingerprint, key_algorithm, public_key, fcm_token, is_active, last_used_at, created_at, updated_at"
+
+func (p *Persister) CreateDevice(ctx context.Context, d *biometric.Device) error {
+	d.CreatedAt, d.UpdatedAt = now(), now()
+	d.IsActive = true
+	err := p.Connection(ctx).RawQuery("INSERT INTO devices ("+deviceColumns+") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+		d.ID, d.UserID, d.DeviceName, d.DeviceType, d.DeviceFingerprint, d.KeyAlgorithm, d.PublicKey, d.FCMToken,
+		d.IsActive, d.LastUsedAt, d.CreatedAt, d.UpdatedAt).Exec()
+	if IsUniqueViolation(err) {
+		return biometric.ErrFingerprintTaken
+	}
+	return err
+}
+
+func (p *Persister) getDevice(ctx context.Context, where string, args ...any) (*biometric.Device, error) {
+	var d biometric.Device
+	err := p.Connection(ctx).RawQuery("SELECT "+deviceColumns+" FROM devices WHERE "+where, args...).First(&d)
+	if IsNotFound(err) {
+		return nil, biometric.ErrDeviceNotFound
+	}
+	if err != nil {
+		return nil, err
+	}
+	normalizeDevice(&d)
+	return &d, nil
+}
+
+func normalizeDevice(d *biometric.Device) {
+	d.CreatedAt, d.UpdatedAt = d.CreatedAt.UTC(), d.UpdatedAt.UTC()
+	if d.LastUsedAt != nil {
+		t := d.LastUsedAt.UTC()
+		d.LastUsedAt = &t
+	}
+}
+
+func (p *Persister) GetDevice(ctx context.Context, id string) (*biometric.Device, error) {
+	return p.getDevice(ctx, "id = ?", id)
+}
+
+func (p *Persister) FindActiveDeviceByFingerprint(ctx context.Context, fp string) (*biometric.Device, error) {
+	return p.getDevice(ctx, "device_fingerprint = ? AND is_active = ?", fp, true)
+}
+
+func (p *Persister) ListDevices(ctx context.Context, identityID int64, activeOnly bool) ([]biometric.Device, error) {
+	q := "SELECT " + deviceColumns + " FROM devices WHERE identity_id = ?"
+	args := []any{identityID}
+	if activeOnly {
+		q += " AND is_active = ?"
+		args = append(args, true)
+	}
+	ds := []biometric.Device{}
+	if err := p.Connection(ctx).RawQuery(q+" ORDER BY created_at, id", args...).All(&ds); err != nil {
+		return nil, err
+	}
+	for i := range ds {
+		normalizeDevice(&ds[i])
+	}
+	return ds, nil
+}
+
+func (p *Persister) DeactivateDevice(ctx context.Context, identityID int64, id string) (bool, error) {
+	n, err := p.Connection(ctx).RawQuery("UPDATE devices SET is_active = ?, fcm_token = NULL, updated_at = ? WHERE id = ? AND identity_id = ? AND is_active = ?",
+		false, now(), id, identityID, true).ExecWithCount()
+	return n == 1, err
+}
+
+func (p *Persister) UpdateDeviceFCMToken(ctx context.Context, identityID int64, id string, enc *string) (bool, error) {
+	n, err := p.Connection(ctx).RawQuery("UPDATE devices SET fcm_token = ?, updated_at = ? WHERE id = ? AND identity_id = ? AND is_active = ?",
+		enc, now(), id, identityID, true).ExecWithCount()
+	return n == 1, err
+}
+
+func (p *Persister) TouchDevice(ctx context.Context, id string, at time.Time) error {
+	return p.Connection(ctx).RawQuery("UPDATE devices SET last_used_at = ? WHERE id = ?", dbTime(at), id).Exec()
+}
+
+func (p *Persister) DeleteExpiredDeviceChallenges(ctx context.Context, before time.Time) (int64, error) {
+	n, err := p.Connection(ctx).RawQuery("DELETE FROM device_challenges WHERE expires_at < ?", dbTime(before)).ExecWithCount()
+	return int64(n), err
+}

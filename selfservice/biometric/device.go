@@ -1,0 +1,87 @@
+// Package biometric serves device keys: registration of a phone's public key by a signed
+// challenge, mobile login by signing a fresh challenge, device management and keygen.
+package biometric
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// Device types.
+const (
+	TypeMobile  = "mobile"
+	TypeDesktop = "desktop"
+	TypeTablet  = "tablet"
+)
+
+// Device is a registered key of a user's device.
+type Device struct {
+	ID                string     `json:"id" db:"id"`
+	UserID            int64      `json:"userId" db:"identity_id"`
+	DeviceName        string     `json:"deviceName" db:"device_name"`
+	DeviceType        string     `json:"deviceType" db:"device_type"`
+	DeviceFingerprint string     `json:"deviceFingerprint" db:"device_fingerprint"`
+	KeyAlgorithm      string     `json:"keyAlgorithm" db:"key_algorithm"`
+	PublicKey         string     `json:"publicKey" db:"public_key"`
+	FCMToken          *string    `json:"fcmToken" db:"fcm_token"`
+	IsActive          bool       `json:"isActive" db:"is_active"`
+	LastUsedAt        *time.Time `json:"lastUsedAt" db:"last_used_at"`
+	CreatedAt         time.Time  `json:"createdAt" db:"created_at"`
+	UpdatedAt         time.Time  `json:"updatedAt" db:"updated_at"`
+}
+
+// Challenge kinds.
+const (
+	ChallengeRegister = "register"
+	ChallengeLogin    = "login"
+)
+
+// Challenge is a pending registration or login. For a registration it carries the device
+// that will be created.
+type Challenge struct {
+	ID                string     `db:"id"`
+	Kind              string     `db:"kind"`
+	IdentityID        int64      `db:"identity_id"`
+	DeviceID          string     `db:"device_id"`
+	ChallengeHash     string     `db:"challenge_hash"`
+	DeviceName        *string    `db:"device_name"`
+	DeviceType        *string    `db:"device_type"`
+	DeviceFingerprint *string    `db:"device_fingerprint"`
+	KeyAlgorithm      *string    `db:"key_algorithm"`
+	PublicKey         *string    `db:"public_key"`
+	UsedAt            *time.Time `db:"used_at"`
+	ExpiresAt         time.Time  `db:"expires_at"`
+	CreatedAt         time.Time  `db:"created_at"`
+}
+
+// Errors of the persister.
+var (
+	ErrDeviceNotFound    = errors.New("device not found")
+	ErrChallengeNotFound = errors.New("challenge not found")
+	ErrFingerprintTaken  = errors.New("fingerprint already registered")
+)
+
+// Persister stores devices and their challenges.
+type Persister interface {
+	CreateDeviceChallenge(ctx context.Context, c *Challenge) error
+	GetDeviceChallenge(ctx context.Context, id string) (*Challenge, error)
+	// ConsumeDeviceChallenge marks an unused, unexpired challenge used; false otherwise.
+	ConsumeDeviceChallenge(ctx context.Context, id string, now time.Time) (bool, error)
+	// CreateDevice inserts an active device; ErrFingerprintTaken when another active
+	// device has the fingerprint.
+	CreateDevice(ctx context.Context, d *Device) error
+	GetDevice(ctx context.Context, id string) (*Device, error)
+	FindActiveDeviceByFingerprint(ctx context.Context, fingerprint string) (*Device, error)
+	ListDevices(ctx context.Context, identityID int64, activeOnly bool) ([]Device, error)
+	// DeactivateDevice deactivates an active device of identityID; false if none.
+	DeactivateDevice(ctx context.Context, identityID int64, id string) (bool, error)
+	UpdateDeviceFCMToken(ctx context.Context, identityID int64, id string, encToken *string) (bool, error)
+	TouchDevice(ctx context.Context, id string, at time.Time) error
+	DeleteExpiredDeviceChallenges(ctx context.Context, before time.Time) (int64, error)
+}
+
+// PersisterProvider is implemented by the registry.
+type PersisterProvider interface {
+	DevicePersister() Persister
+}
