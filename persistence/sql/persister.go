@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net/url"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/gobuffalo/pop/v6"
@@ -24,7 +25,8 @@ var migrations embed.FS
 
 // Persister implements every domain's storage interface on one pop connection.
 type Persister struct {
-	conn *pop.Connection
+	conn   *pop.Connection
+	closed atomic.Bool
 }
 
 func init() {
@@ -115,10 +117,21 @@ func redactDSN(dsn string) string {
 func (p *Persister) Dialect() string { return p.conn.Dialect.Name() }
 
 // Close closes the connection pool.
-func (p *Persister) Close() error { return p.conn.Close() }
+func (p *Persister) Close() error {
+	if p.closed.Swap(true) {
+		return nil
+	}
+	return p.conn.Close()
+}
+
+// errClosed answers every call after Close (a readiness probe during shutdown).
+var errClosed = errors.New("database connection is closed")
 
 // Ping checks that the database answers (readiness).
 func (p *Persister) Ping(ctx context.Context) error {
+	if p.closed.Load() {
+		return errClosed
+	}
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
 	var one int
