@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/pvpipe/pvauth/audit"
+	loginui "github.com/pvpipe/pvauth/contrib/login-ui"
 	"github.com/pvpipe/pvauth/driver/config"
 	"github.com/pvpipe/pvauth/identity"
 	"github.com/pvpipe/pvauth/metrics"
@@ -22,6 +23,7 @@ import (
 	"github.com/pvpipe/pvauth/schema"
 	"github.com/pvpipe/pvauth/selfservice/biometric"
 	"github.com/pvpipe/pvauth/selfservice/confirmation"
+	"github.com/pvpipe/pvauth/selfservice/passkey"
 	"github.com/pvpipe/pvauth/selfservice/password"
 	"github.com/pvpipe/pvauth/session"
 	"github.com/pvpipe/pvauth/x"
@@ -129,11 +131,14 @@ func New(ctx context.Context, cfg *config.Config, o Options) (*Registry, error) 
 	pw := password.NewHandler(r)
 	r.tokens.PendingCheck = pw.PendingCheck
 	r.public, r.admin = x.NewPublicRouter(), x.NewAdminRouter()
-	r.registerRoutes(pw)
+	if err := r.registerRoutes(pw); err != nil {
+		p.Close()
+		return nil, fmt.Errorf("webauthn: %w", err)
+	}
 	return r, nil
 }
 
-func (r *Registry) registerRoutes(pw *password.Handler) {
+func (r *Registry) registerRoutes(pw *password.Handler) error {
 	health := &healthHandler{ping: r.persister.Ping}
 	health.RegisterPublicRoutes(r.public)
 	health.RegisterAdminRoutes(r.admin)
@@ -146,11 +151,21 @@ func (r *Registry) registerRoutes(pw *password.Handler) {
 	bio := biometric.NewHandler(r)
 	bio.RegisterPublicRoutes(r.public)
 	bio.RegisterAdminRoutes(r.admin)
+	pk, err := passkey.NewHandler(r)
+	if err != nil {
+		return err
+	}
+	pk.RegisterPublicRoutes(r.public)
+	pk.RegisterAdminRoutes(r.admin)
 	conf := confirmation.NewHandler(r)
 	conf.RegisterPublicRoutes(r.public)
 	conf.RegisterAdminRoutes(r.admin)
 	audit.NewHandler(r).RegisterAdminRoutes(r.admin)
 	r.metrics.RegisterAdminRoutes(r.admin)
+	if r.cfg.Dev {
+		loginui.Register(r.public)
+	}
+	return nil
 }
 
 // subjectCheck refuses token refreshes for identities that were deleted or disabled.
@@ -204,6 +219,7 @@ func (r *Registry) AuditLogger() *audit.Logger                 { return r.audit 
 func (r *Registry) RateLimiter() *ratelimit.Limiter            { return r.limiter }
 func (r *Registry) Metrics() *metrics.Metrics                  { return r.metrics }
 func (r *Registry) SessionRevoker() identity.SessionRevoker    { return r.tokens }
+func (r *Registry) PasskeyPersister() passkey.Persister        { return r.persister }
 func (r *Registry) DevicePersister() biometric.Persister       { return r.persister }
 func (r *Registry) ConfirmationPersister() confirmation.Persister {
 	return r.persister

@@ -161,6 +161,7 @@ func (r *Registry) janitor(ctx context.Context) {
 			}
 			_, _ = r.persister.DeleteExpiredLoginFlows(ctx, cut)
 			_, _ = r.persister.DeleteExpiredDeviceChallenges(ctx, cut)
+			_, _ = r.persister.DeleteExpiredPasskeySessions(ctx, cut)
 		}
 	}
 }

@@ -37,6 +37,20 @@ var TestSecrets = map[string]any{
 // config keys (dotted); rate limits are off unless set turns them on.
 func Start(t testing.TB, dsn string, set map[string]any) *Server {
 	t.Helper()
+	return StartWith(t, dsn, set, Options{})
+}
+
+// Options are the rarer knobs of StartWith.
+type Options struct {
+	// Dev runs as `serve --dev` (serves the sample login page at /ui/).
+	Dev bool
+	// Listener, when set, is the public listener (e.g. to know the port beforehand).
+	PublicListener net.Listener
+}
+
+// StartWith is Start with Options.
+func StartWith(t testing.TB, dsn string, set map[string]any, so Options) *Server {
+	t.Helper()
 	o := map[string]any{
 		"dsn":                       dsn,
 		"hashers.argon2.memory_kib": 64,
@@ -51,13 +65,15 @@ func Start(t testing.TB, dsn string, set map[string]any) *Server {
 	for k, v := range set {
 		o[k] = v
 	}
-	cfg, err := config.Load(config.Options{Env: func(string) (string, bool) { return "", false }, Set: o})
+	cfg, err := config.Load(config.Options{Env: func(string) (string, bool) { return "", false }, Set: o, Dev: so.Dev})
 	if err != nil {
 		t.Fatalf("config: %v", err)
 	}
-	pl, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	pl := so.PublicListener
+	if pl == nil {
+		if pl, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
+			t.Fatal(err)
+		}
 	}
 	al, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -1,0 +1,148 @@
+package sql
+
+import (
+	"context"
+	"encoding/base64"
+	"time"
+
+	"github.com/pvpipe/pvauth/selfservice/passkey"
+)
+
+var _ passkey.Persister = (*Persister)(nil)
+
+func (p *Persister) UserHandle(ctx context.Context, identityID int64, create func() []byte) ([]byte, error) {
+	var out []byte
+	err := p.Transaction(ctx, func(ctx context.Context) error {
+		c := p.Connection(ctx)
+		var h string
+		err := c.RawQuery("SELECT handle FROM webauthn_user_handles WHERE identity_id = ?", identityID).First(&h)
+		if err == nil {
+			out, err = base64.RawURLEncoding.DecodeString(h)
+			return err
+		}
+		if !IsNotFound(err) {
+			return err
+		}
+		b := create()
+		if err := c.RawQuery("INSERT INTO webauthn_user_handles (identity_id, handle) VALUES (?, ?)", identityID, base64.RawURLEncoding.EncodeToString(b)).Exec(); err != nil {
+			return err
+		}
+		out = b
+		return nil
+	})
+	if IsUniqueViolation(err) {
+		// Another request created it first.
+		return p.UserHandle(ctx, identityID, create)
+	}
+	return out, err
+}
+
+func (p *Persister) IdentityByUserHandle(ctx context.Context, handle []byte) (int64, error) {
+	var id int64
+	err := p.Connection(ctx).RawQuery("SELECT identity_id FROM webauthn_user_handles WHERE handle = ?", base64.RawURLEncoding.EncodeToString(handle)).First(&id)
+	if IsNotFound(err) {
+		return 0, passkey.ErrNotFound
+	}
+	return id, err
+}
+
+const passkeySessionColumns = "id, kind, identity_id, name, session_data, used_at, expires_at, created_at"
+
+func (p *Persister) CreatePasskeySession(ctx context.Context, s *passkey.Session) error {
+	s.CreatedAt = now()
+	s.ExpiresAt = dbTime(s.ExpiresAt)
+	return p.Connection(ctx).RawQuery("INSERT INTO webauthn_sessions ("+passkeySessionColumns+") VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+		s.ID, s.Kind, s.IdentityID, s.Name, s.Data, s.UsedAt, s.ExpiresAt, s.CreatedAt).Exec()
+}
+
+func (p *Persister) GetPasskeySession(ctx context.Context, id string) (*passkey.Session, error) {
+	var s passkey.Session
+	err := p.Connection(ctx).RawQuery("SELECT "+passkeySessionColumns+" FROM webauthn_sessions WHERE id = ?", id).First(&s)
+	if IsNotFound(err) {
+		return nil, passkey.ErrSessionNotFound
+	}
+	if err != nil {
+		return nil, err
+	}
+	s.ExpiresAt, s.CreatedAt = s.ExpiresAt.UTC(), s.CreatedAt.UTC()
+	return &s, nil
+}
+
+func (p *Persister) ConsumePasskeySession(ctx context.Context, id string, at time.Time) (bool, error) {
+	n, err := p.Connection(ctx).RawQuery("UPDATE webauthn_sessions SET used_at = ? WHERE id = ? AND used_at IS NULL AND expires_at > ?",
+		dbTime(at), id, dbTime(at)).ExecWithCount()
+	return n == 1, err
+}
+
+const passkeyColumns = "id, identity_id, credential_id, name, credential_data, attestation_type, aaguid, sign_count, clone_warning, transports, backup_eligible, backup_state, is_active, last_used_at, created_at, updated_at"
+
+func (p *Persister) CreatePasskey(ctx context.Context, c *passkey.Credential) error {
+	c.CreatedAt, c.UpdatedAt, c.IsActive = now(), now(), true
+	err := p.Connection(ctx).RawQuery("INSERT INTO webauthn_credentials ("+passkeyColumns+") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+		c.ID, c.IdentityID, c.CredentialID, c.Name, c.Data, c.AttestationType, c.AAGUID, c.SignCount, c.CloneWarning,
+		c.Transports, c.BackupEligible, c.BackupState, c.IsActive, c.LastUsedAt, c.CreatedAt, c.UpdatedAt).Exec()
+	if IsUniqueViolation(err) {
+		return passkey.ErrDuplicateCredential
+	}
+	return err
+}
+
+func normalizePasskey(c *passkey.Credential) {
+	c.CreatedAt, c.UpdatedAt = c.CreatedAt.UTC(), c.UpdatedAt.UTC()
+	if c.LastUsedAt != nil {
+		t := c.LastUsedAt.UTC()
+		c.LastUsedAt = &t
+	}
+}
+
+func (p *Persister) ListPasskeys(ctx context.Context, identityID int64, activeOnly bool) ([]passkey.Credential, error) {
+	q := "SELECT " + passkeyColumns + " FROM webauthn_credentials WHERE identity_id = ?"
+	args := []any{identityID}
+	if activeOnly {
+		q += " AND is_active = ?"
+		args = append(args, true)
+	}
+	cs := []passkey.Credential{}
+	if err := p.Connection(ctx).RawQuery(q+" ORDER BY created_at, id", args...).All(&cs); err != nil {
+		return nil, err
+	}
+	for i := range cs {
+		normalizePasskey(&cs[i])
+	}
+	return cs, nil
+}
+
+func (p *Persister) GetPasskeyByCredentialID(ctx context.Context, credentialID string) (*passkey.Credential, error) {
+	var c passkey.Credential
+	err := p.Connection(ctx).RawQuery("SELECT "+passkeyColumns+" FROM webauthn_credentials WHERE credential_id = ?", credentialID).First(&c)
+	if IsNotFound(err) {
+		return nil, passkey.ErrNotFound
+	}
+	if err != nil {
+		return nil, err
+	}
+	normalizePasskey(&c)
+	return &c, nil
+}
+
+func (p *Persister) UpdatePasskeyUse(ctx context.Context, id, data string, signCount int64, cloneWarning bool, at time.Time) error {
+	return p.Connection(ctx).RawQuery("UPDATE webauthn_credentials SET credential_data = ?, sign_count = ?, clone_warning = ?, last_used_at = ?, updated_at = ? WHERE id = ?",
+		data, signCount, cloneWarning, dbTime(at), dbTime(at), id).Exec()
+}
+
+func (p *Persister) RenamePasskey(ctx context.Context, identityID int64, id, name string) (bool, error) {
+	n, err := p.Connection(ctx).RawQuery("UPDATE webauthn_credentials SET name = ?, updated_at = ? WHERE id = ? AND identity_id = ? AND is_active = ?",
+		name, now(), id, identityID, true).ExecWithCount()
+	return n == 1, err
+}
+
+func (p *Persister) DeactivatePasskey(ctx context.Context, identityID int64, id string) (bool, error) {
+	n, err := p.Connection(ctx).RawQuery("UPDATE webauthn_credentials SET is_active = ?, updated_at = ? WHERE id = ? AND identity_id = ? AND is_active = ?",
+		false, now(), id, identityID, true).ExecWithCount()
+	return n == 1, err
+}
+
+func (p *Persister) DeleteExpiredPasskeySessions(ctx context.Context, before time.Time) (int64, error) {
+	n, err := p.Connection(ctx).RawQuery("DELETE FROM webauthn_sessions WHERE expires_at < ?", dbTime(before)).ExecWithCount()
+	return int64(n), err
+}
