@@ -98,7 +98,7 @@ func TestIdentitiesCreateGetListDelete(t *testing.T) {
 	if err := json.Unmarshal([]byte(r.Stdout), &ada); err != nil {
 		t.Fatalf("create did not print an identity: %v\n%s", err, r.Stdout)
 	}
-	if ada.ID <= 0 || ada.Email != "ada@example.com" || !ada.IsSuperAdmin || ada.State != "active" || ada.MFAEnabled {
+	if ada.ID <= 0 || !strings.EqualFold(ada.Email, "ada@example.com") || !ada.IsSuperAdmin || ada.State != "active" || ada.MFAEnabled {
 		t.Fatalf("created identity %+v", ada)
 	}
 	if strings.Join(ada.Permissions, ",") != "files.read,files.write" {
@@ -144,7 +144,7 @@ func TestIdentitiesCreateGetListDelete(t *testing.T) {
 	if f := strings.Fields(lines[0]); strings.Join(f, " ") != "ID EMAIL STATE MFA ENABLED" {
 		t.Errorf("header %q", lines[0])
 	}
-	if f := strings.Fields(lines[1]); strings.Join(f, " ") != fmt.Sprintf("%d ada@example.com active false", ada.ID) {
+	if f := strings.Fields(lines[1]); strings.Join(f, " ") != fmt.Sprintf("%d %s active false", ada.ID, ada.Email) {
 		t.Errorf("row %q", lines[1])
 	}
 	if r.Stderr != "" {
@@ -174,7 +174,7 @@ func TestIdentitiesCreateGetListDelete(t *testing.T) {
 		t.Errorf("table mode did not print the next page token: %q", r.Stderr)
 	}
 	r = mustOK(t, runPVAuth(t, "", identitiesArgs(conn, "list", "--page-size", "1", "--page-token", page.NextPageToken)...))
-	if !strings.Contains(r.Stdout, "bob@example.com") || strings.Contains(r.Stdout, "ada@example.com") {
+	if !strings.Contains(r.Stdout, "bob@example.com") || strings.Contains(r.Stdout, ada.Email) {
 		t.Errorf("second page:\n%s", r.Stdout)
 	}
 	mustFail(t, runPVAuth(t, "", identitiesArgs(conn, "list", "--page-size", "0")...), "page_size")
@@ -238,7 +238,7 @@ func TestIdentitiesClientErrors(t *testing.T) {
 	mustFail(t, runPVAuth(t, "", "identities", "list", "--endpoint", "http://127.0.0.1:1"), "cannot reach the admin API")
 	mustFail(t, runPVAuth(t, "", "identities", "list", "--endpoint", "ftp://x"), "invalid --endpoint")
 	mustFail(t, runPVAuth(t, "", "identities", "get", "abc"), "invalid identity id")
-	mustFail(t, runPVAuth(t, "", "identities", "delete", "-1", "--yes"), "invalid identity id")
+	mustFail(t, runPVAuth(t, "", "identities", "delete", "0", "--yes"), "invalid identity id")
 	mustFail(t, runPVAuth(t, "", "identities", "create"), "--email is required")
 	mustFail(t, runPVAuth(t, "", "identities", "create", "--email", "a@example.com", "--traits", "[1]"), "--traits must be a JSON object")
 	mustFail(t, runPVAuth(t, "pw\n", "identities", "create", "--email", "a@example.com", "--password", "x", "--password-stdin"), "not both")

@@ -27,7 +27,7 @@ func migrationDSN(args []string, fromEnv bool, file string) (string, error) {
 	case len(args) == 1:
 		return args[0], nil
 	case fromEnv:
-		cfg, err := config.Load(config.Options{File: file, Dev: true})
+		cfg, err := config.Load(config.Options{File: file, NoSecrets: true})
 		if err != nil {
 			return "", err
 		}

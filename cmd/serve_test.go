@@ -6,7 +6,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -137,7 +136,7 @@ func TestServeDevStartsAndStops(t *testing.T) {
 	case <-time.After(40 * time.Second):
 		t.Fatal("serve --dev did not shut down after SIGINT")
 	}
-	if _, err := os.Stat(strings.TrimSuffix(filepath.Join(filepath.Dir(file), "pvauth.sqlite"), "")); err != nil {
+	if _, err := os.Stat(filepath.Join(filepath.Dir(file), "pvauth.sqlite")); err != nil {
 		t.Errorf("no SQLite file: %v", err)
 	}
 }

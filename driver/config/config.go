@@ -182,6 +182,8 @@ type Options struct {
 	Env func(string) (string, bool)
 	// Set applies overrides after the environment (tests), by dotted key.
 	Set map[string]any
+	// NoSecrets skips the secrets check (commands that only need the DSN).
+	NoSecrets bool
 }
 
 // Load builds the configuration: defaults, file, environment, overrides; validates it and
@@ -249,6 +251,9 @@ func Load(o Options) (*Config, error) {
 		)
 	}); err != nil {
 		return nil, fmt.Errorf("invalid configuration: %w", err)
+	}
+	if o.NoSecrets {
+		return c, nil
 	}
 	if err := c.resolveSecrets(); err != nil {
 		return nil, err
