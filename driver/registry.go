@@ -17,6 +17,7 @@ import (
 	"github.com/pvpipe/pvauth/driver/config"
 	"github.com/pvpipe/pvauth/identity"
 	"github.com/pvpipe/pvauth/metrics"
+	"github.com/pvpipe/pvauth/oauth2"
 	sqlp "github.com/pvpipe/pvauth/persistence/sql"
 	"github.com/pvpipe/pvauth/push"
 	"github.com/pvpipe/pvauth/ratelimit"
@@ -157,6 +158,9 @@ func (r *Registry) registerRoutes(pw *password.Handler) error {
 	}
 	pk.RegisterPublicRoutes(r.public)
 	pk.RegisterAdminRoutes(r.admin)
+	oa := oauth2.NewHandler(r)
+	oa.RegisterPublicRoutes(r.public)
+	oa.RegisterAdminRoutes(r.admin)
 	conf := confirmation.NewHandler(r)
 	conf.RegisterPublicRoutes(r.public)
 	conf.RegisterAdminRoutes(r.admin)
@@ -224,9 +228,10 @@ func (r *Registry) DevicePersister() biometric.Persister       { return r.persis
 func (r *Registry) ConfirmationPersister() confirmation.Persister {
 	return r.persister
 }
-func (r *Registry) PushSender() push.Sender       { return r.push }
-func (r *Registry) PublicRouter() *x.PublicRouter { return r.public }
-func (r *Registry) AdminRouter() *x.AdminRouter   { return r.admin }
+func (r *Registry) OAuth2Persister() oauth2.Persister { return r.persister }
+func (r *Registry) PushSender() push.Sender           { return r.push }
+func (r *Registry) PublicRouter() *x.PublicRouter     { return r.public }
+func (r *Registry) AdminRouter() *x.AdminRouter       { return r.admin }
 
 // Close flushes the audit log and closes the database.
 func (r *Registry) Close() {

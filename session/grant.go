@@ -22,7 +22,7 @@ const (
 )
 
 // Scopes granted to self-service sessions.
-var selfServiceScopes = []string{"openid", "offline_access"}
+var selfServiceScopes = []string{"offline_access"}
 
 func selfServiceClients(audience []string, refresh, refreshRemember time.Duration) []fosite.Client {
 	mk := func(id string, rt time.Duration) fosite.Client {
@@ -106,8 +106,10 @@ func (g *selfServiceGrant) PopulateTokenEndpointResponse(ctx context.Context, r 
 	return nil
 }
 
+// CanSkipClientAuth is false: the grant is never reached over HTTP, and if someone posts
+// it, fosite authenticates the client before refusing the grant type.
 func (g *selfServiceGrant) CanSkipClientAuth(context.Context, fosite.AccessRequester) bool {
-	return true
+	return false
 }
 
 func (g *selfServiceGrant) CanHandleTokenEndpointRequest(_ context.Context, r fosite.AccessRequester) bool {

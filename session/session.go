@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/ory/fosite"
+	"github.com/ory/fosite/handler/openid"
 	"github.com/ory/fosite/token/jwt"
 )
 
@@ -36,9 +37,33 @@ type Session struct {
 	AuthTime   time.Time                      `json:"auth_time,omitempty"`
 	Extra      map[string]any                 `json:"extra,omitempty"`
 	ExpiresAt  map[fosite.TokenType]time.Time `json:"expires_at,omitempty"`
+
+	// IDToken and IDHeaders are the OpenID Connect ID token claims; fosite edits them in
+	// place, so the same pointers are returned every time.
+	IDToken   *jwt.IDTokenClaims `json:"id_token,omitempty"`
+	IDHeaders *jwt.Headers       `json:"id_token_headers,omitempty"`
 }
 
-var _ fosite.Session = (*Session)(nil)
+var (
+	_ fosite.Session = (*Session)(nil)
+	_ openid.Session = (*Session)(nil)
+)
+
+// IDTokenClaims returns the ID token claims (fosite's openid.Session).
+func (s *Session) IDTokenClaims() *jwt.IDTokenClaims {
+	if s.IDToken == nil {
+		s.IDToken = &jwt.IDTokenClaims{Subject: s.Subject, AuthTime: s.AuthTime}
+	}
+	return s.IDToken
+}
+
+// IDTokenHeaders returns the ID token headers (fosite's openid.Session).
+func (s *Session) IDTokenHeaders() *jwt.Headers {
+	if s.IDHeaders == nil {
+		s.IDHeaders = &jwt.Headers{}
+	}
+	return s.IDHeaders
+}
 
 // NewSession returns the session of an identity.
 func NewSession(identityID int64) *Session {

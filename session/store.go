@@ -12,6 +12,8 @@ import (
 
 	"github.com/ory/fosite"
 	"github.com/ory/fosite/handler/oauth2"
+	"github.com/ory/fosite/handler/openid"
+	"github.com/ory/fosite/handler/pkce"
 	"github.com/ory/fosite/storage"
 )
 
@@ -29,10 +31,12 @@ type Store struct {
 }
 
 var (
-	_ fosite.Storage                = (*Store)(nil)
-	_ oauth2.CoreStorage            = (*Store)(nil)
-	_ oauth2.TokenRevocationStorage = (*Store)(nil)
-	_ storage.Transactional         = (*Store)(nil)
+	_ fosite.Storage                     = (*Store)(nil)
+	_ pkce.PKCERequestStorage            = (*Store)(nil)
+	_ openid.OpenIDConnectRequestStorage = (*Store)(nil)
+	_ oauth2.CoreStorage                 = (*Store)(nil)
+	_ oauth2.TokenRevocationStorage      = (*Store)(nil)
+	_ storage.Transactional              = (*Store)(nil)
 )
 
 // NewStore builds the fosite storage.
@@ -247,4 +251,28 @@ func (s *Store) RevokeRefreshToken(ctx context.Context, requestID string) error 
 func (s *Store) RevokeAccessToken(ctx context.Context, requestID string) error {
 	_, err := s.p.DeactivateFamily(ctx, KindAccess, requestID)
 	return err
+}
+
+func (s *Store) CreatePKCERequestSession(ctx context.Context, sig string, r fosite.Requester) error {
+	return s.create(ctx, KindPKCE, sig, r, fosite.AuthorizeCode)
+}
+
+func (s *Store) GetPKCERequestSession(ctx context.Context, sig string, session fosite.Session) (fosite.Requester, error) {
+	return s.get(ctx, KindPKCE, sig, session, fosite.ErrNotFound)
+}
+
+func (s *Store) DeletePKCERequestSession(ctx context.Context, sig string) error {
+	return s.delete(ctx, KindPKCE, sig)
+}
+
+func (s *Store) CreateOpenIDConnectSession(ctx context.Context, code string, r fosite.Requester) error {
+	return s.create(ctx, KindOIDC, code, r, fosite.AuthorizeCode)
+}
+
+func (s *Store) GetOpenIDConnectSession(ctx context.Context, code string, r fosite.Requester) (fosite.Requester, error) {
+	return s.get(ctx, KindOIDC, code, r.GetSession(), fosite.ErrNotFound)
+}
+
+func (s *Store) DeleteOpenIDConnectSession(ctx context.Context, code string) error {
+	return s.delete(ctx, KindOIDC, code)
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/ory/fosite"
 	"github.com/ory/fosite/compose"
 	"github.com/ory/fosite/handler/oauth2"
+	"github.com/ory/fosite/handler/openid"
 
 	"github.com/pvpipe/pvauth/driver/config"
 	"github.com/pvpipe/pvauth/x"
@@ -104,12 +105,21 @@ func NewTokens(cfg *config.Config, p TokenPersister, keys *KeyManager, extra ...
 	store := NewStore(p, selfServiceClients(cfg.Tokens.Audience, cfg.TTL.RefreshToken, cfg.TTL.RefreshTokenRememberMe), nil)
 	signer := keys.Signer()
 	core := &oauth2.DefaultJWTStrategy{Signer: signer, HMACSHAStrategy: compose.NewOAuth2HMACStrategy(fcfg), Config: fcfg}
-	strategy := &compose.CommonStrategy{CoreStrategy: core, Signer: signer}
+	strategy := &compose.CommonStrategy{
+		CoreStrategy:               core,
+		OpenIDConnectTokenStrategy: &openid.DefaultStrategy{Signer: signer, Config: fcfg},
+		Signer:                     signer,
+	}
 	grant := func(c fosite.Configurator, st any, s any) any {
 		return &selfServiceGrant{strategy: core, store: store, config: fcfg}
 	}
 	factories := append([]compose.Factory{
+		compose.OAuth2AuthorizeExplicitFactory,
+		compose.OAuth2ClientCredentialsGrantFactory,
 		compose.OAuth2RefreshTokenGrantFactory,
+		compose.OAuth2PKCEFactory,
+		compose.OpenIDConnectExplicitFactory,
+		compose.OpenIDConnectRefreshFactory,
 		compose.OAuth2TokenIntrospectionFactory,
 		compose.OAuth2TokenRevocationFactory,
 		grant,

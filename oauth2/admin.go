@@ -1,0 +1,211 @@
+package oauth2
+
+import (
+	"errors"
+	"net/http"
+	"net/url"
+	"strings"
+
+	"github.com/google/uuid"
+	"github.com/julienschmidt/httprouter"
+
+	"github.com/pvpipe/pvauth/audit"
+	"github.com/pvpipe/pvauth/session"
+	"github.com/pvpipe/pvauth/x"
+)
+
+// clientBody is the RFC 7591 client metadata accepted on create and update.
+type clientBody struct {
+	ClientID                string   `json:"client_id"`
+	ClientName              string   `json:"client_name"`
+	RedirectURIs            []string `json:"redirect_uris"`
+	GrantTypes              []string `json:"grant_types"`
+	ResponseTypes           []string `json:"response_types"`
+	Scope                   string   `json:"scope"`
+	Audience                []string `json:"audience"`
+	TokenEndpointAuthMethod string   `json:"token_endpoint_auth_method"`
+	SkipConsent             bool     `json:"skip_consent"`
+}
+
+func (b *clientBody) Validate() error {
+	if b.TokenEndpointAuthMethod == "" {
+		b.TokenEndpointAuthMethod = "client_secret_basic"
+	}
+	if len(b.GrantTypes) == 0 {
+		b.GrantTypes = []string{"authorization_code", "refresh_token"}
+	}
+	if len(b.ResponseTypes) == 0 {
+		b.ResponseTypes = []string{"code"}
+	}
+	if err := x.FirstError(
+		x.MaxLen("client_id", b.ClientID, 255), x.MaxLen("client_name", b.ClientName, 255), x.MaxLen("scope", b.Scope, 2000),
+		x.OneOf("token_endpoint_auth_method", b.TokenEndpointAuthMethod, "client_secret_basic", "client_secret_post", "none"),
+	); err != nil {
+		return err
+	}
+	if strings.HasPrefix(b.ClientID, "pvauth-") {
+		return x.ErrBadRequest.WithMessage("Field 'client_id' may not start with 'pvauth-' (reserved).")
+	}
+	for _, g := range b.GrantTypes {
+		if err := x.OneOf("grant_types", g, "authorization_code", "refresh_token", "client_credentials"); err != nil {
+			return err
+		}
+	}
+	for _, rt := range b.ResponseTypes {
+		if err := x.OneOf("response_types", rt, "code"); err != nil {
+			return err
+		}
+	}
+	has := func(g string) bool {
+		for _, v := range b.GrantTypes {
+			if v == g {
+				return true
+			}
+		}
+		return false
+	}
+	if b.TokenEndpointAuthMethod == "none" && has("client_credentials") {
+		return x.ErrBadRequest.WithMessage("Field 'grant_types': a public client (token_endpoint_auth_method none) cannot use client_credentials.")
+	}
+	if has("authorization_code") && len(b.RedirectURIs) == 0 {
+		return x.ErrBadRequest.WithMessage("Field 'redirect_uris' is required for the authorization_code grant.")
+	}
+	for _, u := range b.RedirectURIs {
+		p, err := url.Parse(u)
+		if err != nil || p.Scheme == "" || p.Host == "" || p.Fragment != "" || len(u) > 2000 {
+			return x.ErrBadRequest.WithMessagef("Field 'redirect_uris' has an invalid URI: %q.", u)
+		}
+	}
+	return nil
+}
+
+func (b *clientBody) apply(c *Client) {
+	c.Name, c.RedirectURIs, c.GrantTypes, c.ResponseTypes = b.ClientName, b.RedirectURIs, b.GrantTypes, b.ResponseTypes
+	c.Scope, c.Audience, c.TokenEndpointAuthMethod, c.SkipConsent = strings.Join(strings.Fields(b.Scope), " "), b.Audience, b.TokenEndpointAuthMethod, b.SkipConsent
+	if c.RedirectURIs == nil {
+		c.RedirectURIs = []string{}
+	}
+	if c.Audience == nil {
+		c.Audience = []string{}
+	}
+}
+
+// clientView is a client as the admin API shows it; the secret appears once, on create.
+type clientView struct {
+	*Client
+	ClientSecret string `json:"client_secret,omitempty"`
+}
+
+var errClientNotFound = x.ErrNotFound.WithMessage("OAuth2 client not found.")
+
+func (h *Handler) createClient(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
+	ctx := r.Context()
+	var b clientBody
+	if err := x.DecodeJSON(r, &b); err != nil {
+		x.WriteError(w, r, err)
+		return
+	}
+	c := &Client{ID: b.ClientID}
+	if c.ID == "" {
+		c.ID = uuid.NewString()
+	}
+	b.apply(c)
+	secret := ""
+	if !c.Public() {
+		secret = newSecret()
+		hash, _ := NewSecretHasher(h.d.Config().Secrets.Default).Hash(ctx, []byte(secret))
+		c.SecretHash = string(hash)
+	}
+	if err := h.d.OAuth2Persister().CreateClient(ctx, c); errors.Is(err, ErrClientExists) {
+		x.WriteError(w, r, x.ErrConflict.WithMessage("An OAuth2 client with this client_id already exists."))
+		return
+	} else if err != nil {
+		x.WriteError(w, r, err)
+		return
+	}
+	h.d.AuditLogger().Log(ctx, audit.Event{Type: "admin.client.create", Metadata: map[string]any{"clientId": c.ID}})
+	x.WriteData(w, http.StatusCreated, clientView{Client: c, ClientSecret: secret})
+}
+
+func (h *Handler) listClients(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
+	size, err := x.PageSize(r, 100, 500)
+	if err != nil {
+		x.WriteError(w, r, err)
+		return
+	}
+	after := r.URL.Query().Get("page_token")
+	cs, err := h.d.OAuth2Persister().ListClients(r.Context(), size+1, after)
+	if err != nil {
+		x.WriteError(w, r, err)
+		return
+	}
+	next := ""
+	if len(cs) > size {
+		cs = cs[:size]
+		next = cs[size-1].ID
+	}
+	x.WriteData(w, http.StatusOK, map[string]any{"clients": cs, "nextPageToken": next})
+}
+
+func (h *Handler) getClient(w http.ResponseWriter, r *http.Request, ps httprouter.Params) {
+	c, err := h.d.OAuth2Persister().GetOAuth2Client(r.Context(), ps.ByName("id"))
+	if errors.Is(err, ErrClientNotFound) {
+		x.WriteError(w, r, errClientNotFound)
+		return
+	} else if err != nil {
+		x.WriteError(w, r, err)
+		return
+	}
+	x.WriteData(w, http.StatusOK, c)
+}
+
+func (h *Handler) updateClient(w http.ResponseWriter, r *http.Request, ps httprouter.Params) {
+	ctx := r.Context()
+	var b clientBody
+	if err := x.DecodeJSON(r, &b); err != nil {
+		x.WriteError(w, r, err)
+		return
+	}
+	c, err := h.d.OAuth2Persister().GetOAuth2Client(ctx, ps.ByName("id"))
+	if errors.Is(err, ErrClientNotFound) {
+		x.WriteError(w, r, errClientNotFound)
+		return
+	} else if err != nil {
+		x.WriteError(w, r, err)
+		return
+	}
+	wasPublic := c.Public()
+	b.apply(c)
+	secret := ""
+	if wasPublic && !c.Public() {
+		// A public client turned confidential needs its first secret.
+		secret = newSecret()
+		hash, _ := NewSecretHasher(h.d.Config().Secrets.Default).Hash(ctx, []byte(secret))
+		c.SecretHash = string(hash)
+	} else if c.Public() {
+		c.SecretHash = ""
+	}
+	if err := h.d.OAuth2Persister().UpdateClient(ctx, c); err != nil {
+		x.WriteError(w, r, err)
+		return
+	}
+	h.d.AuditLogger().Log(ctx, audit.Event{Type: "admin.client.update", Metadata: map[string]any{"clientId": c.ID}})
+	x.WriteData(w, http.StatusOK, clientView{Client: c, ClientSecret: secret})
+}
+
+func (h *Handler) deleteClient(w http.ResponseWriter, r *http.Request, ps httprouter.Params) {
+	id := ps.ByName("id")
+	if strings.HasPrefix(id, "pvauth-") || id == session.ClientSelfService {
+		x.WriteError(w, r, errClientNotFound)
+		return
+	}
+	if err := h.d.OAuth2Persister().DeleteClient(r.Context(), id); errors.Is(err, ErrClientNotFound) {
+		x.WriteError(w, r, errClientNotFound)
+		return
+	} else if err != nil {
+		x.WriteError(w, r, err)
+		return
+	}
+	h.d.AuditLogger().Log(r.Context(), audit.Event{Type: "admin.client.delete", Metadata: map[string]any{"clientId": id}})
+	x.WriteData(w, http.StatusOK, map[string]bool{"success": true})
+}

@@ -1,0 +1,596 @@
+package oauth2
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/julienschmidt/httprouter"
+	"github.com/ory/fosite"
+
+	"github.com/pvpipe/pvauth/audit"
+	"github.com/pvpipe/pvauth/driver/config"
+	"github.com/pvpipe/pvauth/identity"
+	"github.com/pvpipe/pvauth/selfservice/password"
+	"github.com/pvpipe/pvauth/session"
+	"github.com/pvpipe/pvauth/x"
+)
+
+// Routes.
+const (
+	RouteAuth          = "/oauth2/auth"
+	RouteToken         = "/oauth2/token"
+	RouteIntrospect    = "/oauth2/introspect"
+	RouteRevoke        = "/oauth2/revoke"
+	RouteDiscovery     = "/.well-known/openid-configuration"
+	RouteUserinfo      = "/userinfo"
+	RouteLogin         = "/api/v1/auth/oauth2/login"
+	RouteLoginAccept   = "/api/v1/auth/oauth2/login/accept"
+	RouteConsent       = "/api/v1/auth/oauth2/consent"
+	RouteConsentAccept = "/api/v1/auth/oauth2/consent/accept"
+	RouteConsentReject = "/api/v1/auth/oauth2/consent/reject"
+	RouteAdminClients  = "/admin/clients"
+	RouteAdminClient   = "/admin/clients/:id"
+)
+
+// FlowTTL is how long a login and consent hand-off may take.
+const FlowTTL = 15 * time.Minute
+
+type handlerDeps interface {
+	Config() *config.Config
+	PersisterProvider
+	identity.PersisterProvider
+	session.TokensProvider
+	audit.LoggerProvider
+}
+
+// Handler serves the OAuth2 / OIDC provider.
+type Handler struct{ d handlerDeps }
+
+// NewHandler builds the handler and plugs the client registry and secret hashing into
+// the shared fosite provider.
+func NewHandler(d handlerDeps) *Handler {
+	t := d.Tokens()
+	t.Store().SetClientGetter(NewClientStore(d.OAuth2Persister()))
+	t.FositeConfig().ClientSecretsHasher = NewSecretHasher(d.Config().Secrets.Default)
+	return &Handler{d: d}
+}
+
+func (h *Handler) RegisterPublicRoutes(r *x.PublicRouter) {
+	t := h.d.Tokens()
+	r.GET(RouteAuth, h.authorize)
+	r.POST(RouteAuth, h.authorize)
+	r.POST(RouteToken, h.token)
+	r.POST(RouteIntrospect, h.introspect)
+	r.POST(RouteRevoke, h.revoke)
+	r.GET(RouteDiscovery, h.discovery)
+	r.GET(RouteUserinfo, t.RequireUser(h.userinfo))
+	r.POST(RouteUserinfo, t.RequireUser(h.userinfo))
+	r.GET(RouteLogin, h.getLogin)
+	r.POST(RouteLoginAccept, t.RequireUser(h.acceptLogin))
+	r.GET(RouteConsent, t.RequireUser(h.getConsent))
+	r.POST(RouteConsentAccept, t.RequireUser(h.acceptConsent))
+	r.POST(RouteConsentReject, t.RequireUser(h.rejectConsent))
+}
+
+func (h *Handler) RegisterAdminRoutes(r *x.AdminRouter) {
+	r.POST(RouteAdminClients, h.createClient)
+	r.GET(RouteAdminClients, h.listClients)
+	r.GET(RouteAdminClient, h.getClient)
+	r.PUT(RouteAdminClient, h.updateClient)
+	r.DELETE(RouteAdminClient, h.deleteClient)
+}
+
+func (h *Handler) provider() fosite.OAuth2Provider { return h.d.Tokens().Provider() }
+
+func (h *Handler) issuer() string { return h.d.Config().Issuer() }
+
+// authorize is the authorization endpoint. A first visit starts the login hand-off; the
+// login UI sends the browser back with login_verifier, then consent_verifier.
+func (h *Handler) authorize(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
+	ctx := r.Context()
+	p := h.provider()
+	ar, err := p.NewAuthorizeRequest(ctx, r)
+	if err != nil {
+		p.WriteAuthorizeError(ctx, w, ar, err)
+		return
+	}
+	q := r.URL.Query()
+	if r.Method == http.MethodPost {
+		q = r.Form
+	}
+	switch {
+	case q.Get("consent_verifier") != "":
+		h.finishAuthorize(w, r, ar, q.Get("consent_verifier"))
+	case q.Get("login_verifier") != "":
+		h.afterLogin(w, r, ar, q.Get("login_verifier"))
+	default:
+		h.startLogin(w, r, ar, q)
+	}
+}
+
+// originalQuery is the request's query without our verifiers.
+func originalQuery(q url.Values) string {
+	c := url.Values{}
+	for k, v := range q {
+		if k != "login_verifier" && k != "consent_verifier" {
+			c[k] = v
+		}
+	}
+	return c.Encode()
+}
+
+func (h *Handler) startLogin(w http.ResponseWriter, r *http.Request, ar fosite.AuthorizeRequester, q url.Values) {
+	ctx := r.Context()
+	loginUI := h.d.Config().URLs.LoginUI
+	if loginUI == "" {
+		h.provider().WriteAuthorizeError(ctx, w, ar, fosite.ErrServerError.WithHint("urls.login_ui is not configured."))
+		return
+	}
+	challenge := newSecret()
+	f := &Flow{
+		ID: uuid.NewString(), ClientID: ar.GetClient().GetID(), RequestQuery: originalQuery(q),
+		RequestedScope: strings.Join(ar.GetRequestedScopes(), " "), LoginChallenge: hashValue(challenge),
+		AMR: "[]", State: FlowLogin, ExpiresAt: time.Now().Add(FlowTTL),
+	}
+	if err := h.d.OAuth2Persister().CreateFlow(ctx, f); err != nil {
+		h.provider().WriteAuthorizeError(ctx, w, ar, fosite.ErrServerError.WithWrap(err))
+		return
+	}
+	http.Redirect(w, r, withQuery(loginUI, "login_challenge", challenge), http.StatusFound)
+}
+
+func withQuery(base, key, value string) string {
+	u, err := url.Parse(base)
+	if err != nil {
+		return base
+	}
+	q := u.Query()
+	q.Set(key, value)
+	u.RawQuery = q.Encode()
+	return u.String()
+}
+
+// flowFor checks that a verifier belongs to a flow of this very request.
+func (h *Handler) flowFor(ctx context.Context, column, value string, ar fosite.AuthorizeRequester, state string) (*Flow, error) {
+	f, err := h.d.OAuth2Persister().GetFlowBy(ctx, column, hashValue(value))
+	if err != nil {
+		return nil, fosite.ErrAccessDenied.WithHint("The login or consent verifier is invalid, used or expired.")
+	}
+	if f.State != state || !time.Now().Before(f.ExpiresAt) || f.ClientID != ar.GetClient().GetID() {
+		return nil, fosite.ErrAccessDenied.WithHint("The login or consent verifier is invalid, used or expired.")
+	}
+	return f, nil
+}
+
+func (h *Handler) afterLogin(w http.ResponseWriter, r *http.Request, ar fosite.AuthorizeRequester, verifier string) {
+	ctx := r.Context()
+	f, err := h.flowFor(ctx, "login_verifier", verifier, ar, FlowLoginAccepted)
+	if err != nil {
+		h.provider().WriteAuthorizeError(ctx, w, ar, err)
+		return
+	}
+	c, err := h.d.OAuth2Persister().GetOAuth2Client(ctx, f.ClientID)
+	if err != nil {
+		h.provider().WriteAuthorizeError(ctx, w, ar, fosite.ErrInvalidClient)
+		return
+	}
+	remembered, err := h.d.OAuth2Persister().GetConsent(ctx, *f.IdentityID, f.ClientID)
+	if err != nil {
+		h.provider().WriteAuthorizeError(ctx, w, ar, fosite.ErrServerError.WithWrap(err))
+		return
+	}
+	if c.SkipConsent || (remembered != "" && covers(remembered, f.RequestedScope)) {
+		// No consent screen: grant what was asked and go straight on.
+		v := newSecret()
+		hv := hashValue(v)
+		f.ConsentVerifier, f.GrantedScope, f.State = &hv, f.RequestedScope, FlowConsentAccepted
+		if ok, err := h.d.OAuth2Persister().AdvanceFlow(ctx, f, FlowLoginAccepted, time.Now()); err != nil || !ok {
+			h.provider().WriteAuthorizeError(ctx, w, ar, fosite.ErrAccessDenied.WithHint("The login verifier was already used."))
+			return
+		}
+		h.finishAuthorize(w, r, ar, v)
+		return
+	}
+	consentUI := h.d.Config().URLs.ConsentUI
+	challenge := newSecret()
+	hc := hashValue(challenge)
+	f.ConsentChallenge, f.State = &hc, FlowConsent
+	if ok, err := h.d.OAuth2Persister().AdvanceFlow(ctx, f, FlowLoginAccepted, time.Now()); err != nil || !ok {
+		h.provider().WriteAuthorizeError(ctx, w, ar, fosite.ErrAccessDenied.WithHint("The login verifier was already used."))
+		return
+	}
+	http.Redirect(w, r, withQuery(consentUI, "consent_challenge", challenge), http.StatusFound)
+}
+
+// covers reports whether granted includes every scope of requested.
+func covers(granted, requested string) bool {
+	have := map[string]bool{}
+	for _, s := range strings.Fields(granted) {
+		have[s] = true
+	}
+	for _, s := range strings.Fields(requested) {
+		if !have[s] {
+			return false
+		}
+	}
+	return true
+}
+
+func (h *Handler) finishAuthorize(w http.ResponseWriter, r *http.Request, ar fosite.AuthorizeRequester, verifier string) {
+	ctx := r.Context()
+	p := h.provider()
+	f, err := h.d.OAuth2Persister().GetFlowBy(ctx, "consent_verifier", hashValue(verifier))
+	if err != nil || f.ClientID != ar.GetClient().GetID() || !time.Now().Before(f.ExpiresAt) {
+		p.WriteAuthorizeError(ctx, w, ar, fosite.ErrAccessDenied.WithHint("The consent verifier is invalid, used or expired."))
+		return
+	}
+	from := f.State
+	if from != FlowConsentAccepted && from != FlowConsentRejected {
+		p.WriteAuthorizeError(ctx, w, ar, fosite.ErrAccessDenied.WithHint("The consent verifier is invalid, used or expired."))
+		return
+	}
+	f.State = FlowDone
+	if ok, err := h.d.OAuth2Persister().AdvanceFlow(ctx, f, from, time.Now()); err != nil || !ok {
+		p.WriteAuthorizeError(ctx, w, ar, fosite.ErrAccessDenied.WithHint("The consent verifier was already used."))
+		return
+	}
+	if from == FlowConsentRejected {
+		p.WriteAuthorizeError(ctx, w, ar, fosite.ErrAccessDenied.WithHint("The resource owner denied the request."))
+		return
+	}
+	id, err := h.d.IdentityPersister().GetIdentity(ctx, *f.IdentityID)
+	if err != nil || id.State != identity.StateActive {
+		p.WriteAuthorizeError(ctx, w, ar, fosite.ErrAccessDenied.WithHint("The user can no longer log in."))
+		return
+	}
+	for _, s := range strings.Fields(f.GrantedScope) {
+		ar.GrantScope(s)
+	}
+	for _, a := range ar.GetRequestedAudience() {
+		ar.GrantAudience(a)
+	}
+	sess := session.NewSession(id.ID)
+	sess.Email = id.Email
+	_ = json.Unmarshal([]byte(f.AMR), &sess.AMR)
+	if f.AuthTime != nil {
+		sess.AuthTime = *f.AuthTime
+	}
+	sess.SessionID = ar.GetID()
+	claims := sess.IDTokenClaims()
+	claims.Subject = sess.Subject
+	claims.AuthTime = sess.AuthTime
+	claims.RequestedAt = time.Now().UTC()
+	claims.AuthenticationMethodsReferences = sess.AMR
+	if ar.GetGrantedScopes().Has("email") {
+		claims.Add("email", id.Email)
+	}
+	resp, err := p.NewAuthorizeResponse(ctx, ar, sess)
+	if err != nil {
+		p.WriteAuthorizeError(ctx, w, ar, err)
+		return
+	}
+	h.d.AuditLogger().Log(ctx, audit.Event{Type: "oauth2.authorize", UserID: audit.Int64(id.ID),
+		Metadata: map[string]any{"clientId": f.ClientID, "scope": f.GrantedScope}})
+	p.WriteAuthorizeResponse(ctx, w, ar, resp)
+}
+
+func (h *Handler) token(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
+	ctx := r.Context()
+	p := h.provider()
+	sess := &session.Session{}
+	ar, err := p.NewAccessRequest(ctx, r, sess)
+	if err != nil {
+		p.WriteAccessError(ctx, w, ar, err)
+		return
+	}
+	if ar.GetGrantTypes().ExactOne("client_credentials") {
+		// The client acts for itself: it is the subject, and gets the scopes and audience
+		// it asked for within what it may have.
+		for _, s := range ar.GetRequestedScopes() {
+			ar.GrantScope(s)
+		}
+		for _, a := range ar.GetRequestedAudience() {
+			ar.GrantAudience(a)
+		}
+		s := ar.GetSession().(*session.Session)
+		s.Subject = ar.GetClient().GetID()
+		s.SessionID = ar.GetID()
+	}
+	resp, err := p.NewAccessResponse(ctx, ar)
+	if err != nil {
+		p.WriteAccessError(ctx, w, ar, err)
+		return
+	}
+	p.WriteAccessResponse(ctx, w, ar, resp)
+}
+
+// introspect is RFC 7662 for authenticated clients; it answers for every token pvauth
+// issues, self-service ones included, with the same fields as the admin endpoint.
+func (h *Handler) introspect(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
+	ctx := r.Context()
+	if err := r.ParseForm(); err != nil {
+		writeOAuthError(w, http.StatusBadRequest, "invalid_request", "The request body must be application/x-www-form-urlencoded.")
+		return
+	}
+	f, ok := h.provider().(*fosite.Fosite)
+	if !ok {
+		writeOAuthError(w, http.StatusInternalServerError, "server_error", "")
+		return
+	}
+	if _, err := f.AuthenticateClient(ctx, r, r.PostForm); err != nil {
+		w.Header().Set("WWW-Authenticate", `Basic realm="pvauth"`)
+		writeOAuthError(w, http.StatusUnauthorized, "invalid_client", "Client authentication failed.")
+		return
+	}
+	token := r.PostForm.Get("token")
+	if token == "" {
+		writeOAuthError(w, http.StatusBadRequest, "invalid_request", "The parameter 'token' is required.")
+		return
+	}
+	res, err := h.d.Tokens().Introspect(ctx, token, r.PostForm.Get("token_type_hint"))
+	if err != nil {
+		writeOAuthError(w, http.StatusInternalServerError, "server_error", "Introspection failed.")
+		return
+	}
+	x.WriteJSON(w, http.StatusOK, res)
+}
+
+func writeOAuthError(w http.ResponseWriter, status int, code, desc string) {
+	x.WriteJSON(w, status, map[string]string{"error": code, "error_description": desc})
+}
+
+func (h *Handler) revoke(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
+	ctx := r.Context()
+	p := h.provider()
+	err := p.NewRevocationRequest(ctx, r)
+	p.WriteRevocationResponse(ctx, w, err)
+}
+
+func (h *Handler) discovery(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
+	iss := h.issuer()
+	alg := h.d.Config().Tokens.Algorithm
+	w.Header().Set("Cache-Control", "public, max-age=300")
+	w.Header().Del("Pragma")
+	x.WriteJSON(w, http.StatusOK, map[string]any{
+		"issuer":                                        iss,
+		"authorization_endpoint":                        iss + RouteAuth,
+		"token_endpoint":                                iss + RouteToken,
+		"userinfo_endpoint":                             iss + RouteUserinfo,
+		"jwks_uri":                                      iss + session.RouteJWKS,
+		"introspection_endpoint":                        iss + RouteIntrospect,
+		"revocation_endpoint":                           iss + RouteRevoke,
+		"response_types_supported":                      []string{"code"},
+		"response_modes_supported":                      []string{"query"},
+		"grant_types_supported":                         []string{"authorization_code", "refresh_token", "client_credentials"},
+		"subject_types_supported":                       []string{"public"},
+		"id_token_signing_alg_values_supported":         []string{alg},
+		"userinfo_signing_alg_values_supported":         []string{"none"},
+		"scopes_supported":                              []string{"openid", "offline_access", "offline", "email", "profile"},
+		"token_endpoint_auth_methods_supported":         []string{"client_secret_basic", "client_secret_post", "none"},
+		"introspection_endpoint_auth_methods_supported": []string{"client_secret_basic", "client_secret_post"},
+		"revocation_endpoint_auth_methods_supported":    []string{"client_secret_basic", "client_secret_post", "none"},
+		"code_challenge_methods_supported":              []string{"S256"},
+		"claims_supported":                              []string{"sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "amr", "email", "name"},
+		"request_parameter_supported":                   false,
+	})
+}
+
+func (h *Handler) userinfo(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
+	p := session.PrincipalFrom(r.Context())
+	if p == nil || p.IdentityID == 0 {
+		w.Header().Set("WWW-Authenticate", `Bearer error="invalid_token"`)
+		writeOAuthError(w, http.StatusUnauthorized, "invalid_token", "The token does not belong to a user.")
+		return
+	}
+	id, err := h.d.IdentityPersister().GetIdentity(r.Context(), p.IdentityID)
+	if err != nil {
+		writeOAuthError(w, http.StatusUnauthorized, "invalid_token", "The user no longer exists.")
+		return
+	}
+	out := map[string]any{"sub": strconv.FormatInt(id.ID, 10)}
+	scopes := fosite.Arguments(p.Scopes)
+	self := p.ClientID == session.ClientSelfService || p.ClientID == session.ClientSelfServiceRemember
+	if self || scopes.Has("email") {
+		out["email"] = id.Email
+		out["email_verified"] = false
+	}
+	if self || scopes.Has("profile") {
+		if e := id.TypedTraits().Employee; e != nil && e.Name != "" {
+			out["name"] = e.Name
+		}
+	}
+	x.WriteJSON(w, http.StatusOK, out)
+}
+
+// The login and consent hand-off used by the web login UI.
+
+func (h *Handler) flowByChallenge(ctx context.Context, column, challenge, state string) (*Flow, *Client, error) {
+	if challenge == "" || len(challenge) > 256 {
+		return nil, nil, x.ErrBadRequest.WithMessage("The challenge is missing.")
+	}
+	f, err := h.d.OAuth2Persister().GetFlowBy(ctx, column, hashValue(challenge))
+	if errors.Is(err, ErrFlowNotFound) {
+		return nil, nil, x.ErrNotFound.WithMessage("The challenge is unknown, expired or already used.")
+	} else if err != nil {
+		return nil, nil, err
+	}
+	if f.State != state || !time.Now().Before(f.ExpiresAt) {
+		return nil, nil, x.ErrNotFound.WithMessage("The challenge is unknown, expired or already used.")
+	}
+	c, err := h.d.OAuth2Persister().GetOAuth2Client(ctx, f.ClientID)
+	if err != nil {
+		return nil, nil, x.ErrNotFound.WithMessage("The client of this request no longer exists.")
+	}
+	return f, c, nil
+}
+
+type loginRequest struct {
+	ClientID       string   `json:"clientId"`
+	ClientName     string   `json:"clientName"`
+	RequestedScope []string `json:"requestedScope"`
+	Skip           bool     `json:"skip"`
+}
+
+func (h *Handler) getLogin(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
+	f, c, err := h.flowByChallenge(r.Context(), "login_challenge", r.URL.Query().Get("login_challenge"), FlowLogin)
+	if err != nil {
+		x.WriteError(w, r, err)
+		return
+	}
+	// pvauth keeps no browser session, so the user always logs in: skip is false.
+	x.WriteData(w, http.StatusOK, loginRequest{ClientID: c.ID, ClientName: c.Name, RequestedScope: fields(f.RequestedScope)})
+}
+
+func fields(s string) []string {
+	f := strings.Fields(s)
+	if f == nil {
+		f = []string{}
+	}
+	return f
+}
+
+type challengeBody struct {
+	LoginChallenge   string   `json:"loginChallenge"`
+	ConsentChallenge string   `json:"consentChallenge"`
+	GrantScope       []string `json:"grantScope"`
+	Remember         bool     `json:"remember"`
+}
+
+type redirectResult struct {
+	RedirectTo string `json:"redirectTo"`
+}
+
+func (h *Handler) authorizeURL(f *Flow, key, value string) string {
+	q, _ := url.ParseQuery(f.RequestQuery)
+	q.Set(key, value)
+	return h.issuer() + RouteAuth + "?" + q.Encode()
+}
+
+func (h *Handler) acceptLogin(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
+	ctx := r.Context()
+	p := session.PrincipalFrom(ctx)
+	if p == nil || p.IdentityID == 0 {
+		x.WriteError(w, r, password.ErrNotAUser)
+		return
+	}
+	var b challengeBody
+	if err := x.DecodeJSON(r, &b); err != nil {
+		x.WriteError(w, r, err)
+		return
+	}
+	f, _, err := h.flowByChallenge(ctx, "login_challenge", b.LoginChallenge, FlowLogin)
+	if err != nil {
+		x.WriteError(w, r, err)
+		return
+	}
+	v := newSecret()
+	hv := hashValue(v)
+	amr, _ := json.Marshal(p.AMR)
+	now := time.Now().UTC()
+	f.LoginVerifier, f.IdentityID, f.AMR, f.AuthTime, f.State = &hv, &p.IdentityID, string(amr), &now, FlowLoginAccepted
+	ok, err := h.d.OAuth2Persister().AdvanceFlow(ctx, f, FlowLogin, now)
+	if err != nil {
+		x.WriteError(w, r, err)
+		return
+	}
+	if !ok {
+		x.WriteError(w, r, x.ErrNotFound.WithMessage("The challenge is unknown, expired or already used."))
+		return
+	}
+	x.WriteData(w, http.StatusOK, redirectResult{RedirectTo: h.authorizeURL(f, "login_verifier", v)})
+}
+
+type consentRequest struct {
+	ClientID       string   `json:"clientId"`
+	ClientName     string   `json:"clientName"`
+	RequestedScope []string `json:"requestedScope"`
+}
+
+// consentFlow loads a consent flow and checks it belongs to the caller.
+func (h *Handler) consentFlow(ctx context.Context, challenge string) (*Flow, *Client, error) {
+	f, c, err := h.flowByChallenge(ctx, "consent_challenge", challenge, FlowConsent)
+	if err != nil {
+		return nil, nil, err
+	}
+	p := session.PrincipalFrom(ctx)
+	if p == nil || f.IdentityID == nil || *f.IdentityID != p.IdentityID {
+		return nil, nil, x.ErrNotFound.WithMessage("The challenge is unknown, expired or already used.")
+	}
+	return f, c, nil
+}
+
+func (h *Handler) getConsent(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
+	f, c, err := h.consentFlow(r.Context(), r.URL.Query().Get("consent_challenge"))
+	if err != nil {
+		x.WriteError(w, r, err)
+		return
+	}
+	x.WriteData(w, http.StatusOK, consentRequest{ClientID: c.ID, ClientName: c.Name, RequestedScope: fields(f.RequestedScope)})
+}
+
+func (h *Handler) acceptConsent(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
+	ctx := r.Context()
+	var b challengeBody
+	if err := x.DecodeJSON(r, &b); err != nil {
+		x.WriteError(w, r, err)
+		return
+	}
+	f, _, err := h.consentFlow(ctx, b.ConsentChallenge)
+	if err != nil {
+		x.WriteError(w, r, err)
+		return
+	}
+	if !covers(f.RequestedScope, strings.Join(b.GrantScope, " ")) {
+		x.WriteError(w, r, x.ErrBadRequest.WithMessage("Field 'grantScope' may only contain requested scopes."))
+		return
+	}
+	v := newSecret()
+	hv := hashValue(v)
+	f.ConsentVerifier, f.GrantedScope, f.State = &hv, strings.Join(b.GrantScope, " "), FlowConsentAccepted
+	if ok, err := h.d.OAuth2Persister().AdvanceFlow(ctx, f, FlowConsent, time.Now()); err != nil {
+		x.WriteError(w, r, err)
+		return
+	} else if !ok {
+		x.WriteError(w, r, x.ErrNotFound.WithMessage("The challenge is unknown, expired or already used."))
+		return
+	}
+	if b.Remember {
+		if err := h.d.OAuth2Persister().RememberConsent(ctx, *f.IdentityID, f.ClientID, f.GrantedScope); err != nil {
+			x.WriteError(w, r, err)
+			return
+		}
+	}
+	x.WriteData(w, http.StatusOK, redirectResult{RedirectTo: h.authorizeURL(f, "consent_verifier", v)})
+}
+
+func (h *Handler) rejectConsent(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
+	ctx := r.Context()
+	var b challengeBody
+	if err := x.DecodeJSON(r, &b); err != nil {
+		x.WriteError(w, r, err)
+		return
+	}
+	f, _, err := h.consentFlow(ctx, b.ConsentChallenge)
+	if err != nil {
+		x.WriteError(w, r, err)
+		return
+	}
+	v := newSecret()
+	hv := hashValue(v)
+	f.ConsentVerifier, f.State = &hv, FlowConsentRejected
+	if ok, err := h.d.OAuth2Persister().AdvanceFlow(ctx, f, FlowConsent, time.Now()); err != nil {
+		x.WriteError(w, r, err)
+		return
+	} else if !ok {
+		x.WriteError(w, r, x.ErrNotFound.WithMessage("The challenge is unknown, expired or already used."))
+		return
+	}
+	x.WriteData(w, http.StatusOK, redirectResult{RedirectTo: h.authorizeURL(f, "consent_verifier", v)})
+}
