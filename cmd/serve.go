@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -12,6 +13,9 @@ import (
 	"github.com/pvpipe/pvauth/driver"
 	"github.com/pvpipe/pvauth/driver/config"
 )
+
+// DefaultMemoryLimit is the Go runtime's soft memory limit for `serve`.
+const DefaultMemoryLimit = 112 << 20
 
 func newServeCmd() *cobra.Command {
 	var file string
@@ -27,6 +31,12 @@ database stops the start with a clear error.`,
 			cfg, err := config.Load(config.Options{File: file, Dev: dev})
 			if err != nil {
 				return err
+			}
+			// Each argon2 hash allocates its memory cost (19 MiB by default) and the garbage
+			// collector would otherwise let several generations pile up under login load; a
+			// soft limit keeps the resident size flat. GOMEMLIMIT overrides it.
+			if os.Getenv("GOMEMLIMIT") == "" {
+				debug.SetMemoryLimit(DefaultMemoryLimit)
 			}
 			logger := driver.NewLogger(cfg)
 			slog.SetDefault(logger)

@@ -245,12 +245,66 @@ func (m *KeyManager) lookup(ctx context.Context, kid string) *Key {
 
 // Signer implements fosite's jwt.Signer over the KeyManager: it signs with the active
 // key and verifies with whichever key the token's kid names.
-type Signer struct{ m *KeyManager }
+type Signer struct {
+	m        *KeyManager
+	verified *verifiedCache
+}
 
 var _ jwt.Signer = (*Signer)(nil)
 
 // Signer returns the fosite signer of these keys.
-func (m *KeyManager) Signer() *Signer { return &Signer{m: m} }
+func (m *KeyManager) Signer() *Signer {
+	return &Signer{m: m, verified: &verifiedCache{m: map[[32]byte]verifiedToken{}, max: 10000}}
+}
+
+// verifiedCache remembers tokens whose signature already verified, keyed by the hash of
+// the whole token: the same bytes cannot verify differently later, and the signature
+// check dominates the cost of introspection. Expiry is still checked on every use by
+// the claims' Valid, and revocation by the store; entries leave with their token.
+type verifiedCache struct {
+	mu  sync.Mutex
+	m   map[[32]byte]verifiedToken
+	max int
+}
+
+type verifiedToken struct {
+	tok *jwt.Token
+	exp time.Time
+}
+
+func (c *verifiedCache) get(key [32]byte) *jwt.Token {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	v, ok := c.m[key]
+	if !ok {
+		return nil
+	}
+	if time.Now().After(v.exp) {
+		delete(c.m, key)
+		return nil
+	}
+	return v.tok
+}
+
+func (c *verifiedCache) put(key [32]byte, t *jwt.Token) {
+	exp := num(t.Claims["exp"])
+	if exp == 0 {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.m) >= c.max {
+		// Drop expired entries and, if still full, an arbitrary tenth.
+		now, n := time.Now(), 0
+		for k, v := range c.m {
+			if now.After(v.exp) || n < c.max/10 {
+				delete(c.m, k)
+				n++
+			}
+		}
+	}
+	c.m[key] = verifiedToken{tok: t, exp: time.Unix(exp, 0)}
+}
 
 func (s *Signer) Generate(ctx context.Context, claims jwt.MapClaims, header jwt.Mapper) (string, string, error) {
 	k := s.m.Active()
@@ -273,6 +327,22 @@ func (s *Signer) Generate(ctx context.Context, claims jwt.MapClaims, header jwt.
 }
 
 func (s *Signer) Decode(ctx context.Context, token string) (*jwt.Token, error) {
+	key := sha256.Sum256([]byte(token))
+	if t := s.verified.get(key); t != nil {
+		// Re-check the time-based claims on every use.
+		if err := t.Claims.Valid(); err != nil {
+			return t, err
+		}
+		return t, nil
+	}
+	t, err := s.decode(ctx, token)
+	if err == nil && t.Valid() {
+		s.verified.put(key, t)
+	}
+	return t, err
+}
+
+func (s *Signer) decode(ctx context.Context, token string) (*jwt.Token, error) {
 	return jwt.ParseWithClaims(token, jwt.MapClaims{}, func(t *jwt.Token) (any, error) {
 		kid, _ := t.Header["kid"].(string)
 		k := s.m.lookup(ctx, kid)

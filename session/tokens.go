@@ -411,6 +411,10 @@ func num(v any) int64 {
 	switch n := v.(type) {
 	case float64:
 		return int64(n)
+	case int64:
+		return n
+	case int:
+		return int64(n)
 	case json.Number:
 		i, _ := n.Int64()
 		return i

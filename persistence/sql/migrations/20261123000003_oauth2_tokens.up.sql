@@ -17,7 +17,7 @@ CREATE TABLE oauth2_access (
   active BOOLEAN NOT NULL DEFAULT TRUE,
   expires_at TIMESTAMP NULL
 );
-CREATE INDEX oauth2_access_request_idx ON oauth2_access (request_id);
+CREATE INDEX oauth2_access_request_idx ON oauth2_access (request_id, active);
 CREATE INDEX oauth2_access_subject_idx ON oauth2_access (subject);
 CREATE INDEX oauth2_access_device_idx ON oauth2_access (device_id);
 CREATE INDEX oauth2_access_expires_idx ON oauth2_access (expires_at);
@@ -40,7 +40,7 @@ CREATE TABLE oauth2_refresh (
   access_token_signature VARCHAR(64) NULL,
   first_used_at TIMESTAMP NULL
 );
-CREATE INDEX oauth2_refresh_request_idx ON oauth2_refresh (request_id);
+CREATE INDEX oauth2_refresh_request_idx ON oauth2_refresh (request_id, active);
 CREATE INDEX oauth2_refresh_subject_idx ON oauth2_refresh (subject);
 CREATE INDEX oauth2_refresh_device_idx ON oauth2_refresh (device_id);
 CREATE INDEX oauth2_refresh_expires_idx ON oauth2_refresh (expires_at);
@@ -61,7 +61,7 @@ CREATE TABLE oauth2_code (
   active BOOLEAN NOT NULL DEFAULT TRUE,
   expires_at TIMESTAMP NULL
 );
-CREATE INDEX oauth2_code_request_idx ON oauth2_code (request_id);
+CREATE INDEX oauth2_code_request_idx ON oauth2_code (request_id, active);
 
 CREATE TABLE oauth2_oidc (
   signature VARCHAR(64) PRIMARY KEY,
@@ -79,7 +79,7 @@ CREATE TABLE oauth2_oidc (
   active BOOLEAN NOT NULL DEFAULT TRUE,
   expires_at TIMESTAMP NULL
 );
-CREATE INDEX oauth2_oidc_request_idx ON oauth2_oidc (request_id);
+CREATE INDEX oauth2_oidc_request_idx ON oauth2_oidc (request_id, active);
 
 CREATE TABLE oauth2_pkce (
   signature VARCHAR(64) PRIMARY KEY,
@@ -97,7 +97,7 @@ CREATE TABLE oauth2_pkce (
   active BOOLEAN NOT NULL DEFAULT TRUE,
   expires_at TIMESTAMP NULL
 );
-CREATE INDEX oauth2_pkce_request_idx ON oauth2_pkce (request_id);
+CREATE INDEX oauth2_pkce_request_idx ON oauth2_pkce (request_id, active);
 
 CREATE TABLE signing_keys (
   kid VARCHAR(64) PRIMARY KEY,
