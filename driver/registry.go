@@ -122,6 +122,7 @@ func New(ctx context.Context, cfg *config.Config, o Options) (*Registry, error) 
 	}
 	r.limiter = ratelimit.New(cfg.RateLimit.Enabled, rules, store)
 	r.metrics = metrics.New()
+	r.audit.OnDrop(r.metrics.AuditDropped)
 	if o.PushSender != nil {
 		r.push = o.PushSender
 	} else if r.push, err = push.New(ctx, cfg.Push.FCM); err != nil {

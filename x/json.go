@@ -1,6 +1,7 @@
 package x
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"io"
@@ -88,6 +89,35 @@ func DecodeJSON(r *http.Request, v any) error {
 		if err := val.Validate(); err != nil {
 			return err
 		}
+	}
+	return nil
+}
+
+// DecodeJSONOptional is DecodeJSON for endpoints whose body may be left out: an absent
+// or empty body (also an empty chunked one) leaves v as it is.
+func DecodeJSONOptional(r *http.Request, v any) error {
+	if r.Body == nil || r.ContentLength == 0 {
+		return validateOnly(v)
+	}
+	raw, err := io.ReadAll(http.MaxBytesReader(nil, r.Body, MaxBodyBytes))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return ErrTooLarge
+		}
+		return ErrBadRequest.WithMessage("The request body could not be read.")
+	}
+	if len(bytes.TrimSpace(raw)) == 0 {
+		return validateOnly(v)
+	}
+	r.Body = io.NopCloser(bytes.NewReader(raw))
+	r.ContentLength = int64(len(raw))
+	return DecodeJSON(r, v)
+}
+
+func validateOnly(v any) error {
+	if val, ok := v.(Validator); ok {
+		return val.Validate()
 	}
 	return nil
 }
