@@ -50,7 +50,10 @@ const (
 
 // New opens a connection for dsn: "memory", "sqlite://PATH?...", "postgres://...",
 // "cockroach://...". SQLite gets one connection: writes are serialized by SQLite anyway,
-// and one connection keeps an in-memory database alive and free of lock errors.
+// and one connection keeps an in-memory database alive and free of lock errors. pop's own
+// SQLite mutex is turned off (lock=false): with one connection database/sql already
+// serializes, and pop's mutex, held while waiting for that connection, deadlocks a
+// transaction that reads against any concurrent read.
 func New(ctx context.Context, dsn string) (*Persister, error) {
 	deets, err := connectionDetails(dsn)
 	if err != nil {
@@ -79,16 +82,19 @@ func connectionDetails(dsn string) (*pop.ConnectionDetails, error) {
 	case dsn == "memory":
 		// A uniquely named shared-cache memory database, so parallel tests do not collide.
 		return &pop.ConnectionDetails{
-			URL:  "sqlite3://file:pvauth-" + uuid.NewString() + "?mode=memory&cache=shared&_fk=true&_busy_timeout=10000",
+			URL:  "sqlite3://file:pvauth-" + uuid.NewString() + "?mode=memory&cache=shared&_fk=true&_busy_timeout=10000&lock=false",
 			Pool: 1, IdlePool: 1,
 		}, nil
 	case strings.HasPrefix(dsn, "sqlite://"), strings.HasPrefix(dsn, "sqlite3://"):
 		u := dsn
-		if !strings.Contains(u, "_fk=") {
+		for _, opt := range []string{"_fk=true", "lock=false"} {
+			if strings.Contains(u, strings.SplitN(opt, "=", 2)[0]+"=") {
+				continue
+			}
 			if strings.Contains(u, "?") {
-				u += "&_fk=true"
+				u += "&" + opt
 			} else {
-				u += "?_fk=true"
+				u += "?" + opt
 			}
 		}
 		return &pop.ConnectionDetails{URL: u, Pool: 1, IdlePool: 1}, nil

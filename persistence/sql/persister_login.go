@@ -35,21 +35,15 @@ func (p *Persister) SetLoginFlowTOTPSecret(ctx context.Context, id, encSecret st
 	return p.Connection(ctx).RawQuery("UPDATE login_flows SET pending_totp_secret = ? WHERE id = ? AND state = ?", encSecret, id, password.FlowPending).Exec()
 }
 
-func (p *Persister) AddLoginFlowFailure(ctx context.Context, id string) (int, error) {
-	var n int
-	err := p.Transaction(ctx, func(ctx context.Context) error {
-		c := p.Connection(ctx)
-		if err := c.RawQuery("UPDATE login_flows SET failed_attempts = failed_attempts + 1 WHERE id = ?", id).Exec(); err != nil {
-			return err
-		}
-		return c.RawQuery("SELECT failed_attempts FROM login_flows WHERE id = ?", id).First(&n)
-	})
-	return n, err
+func (p *Persister) ReserveLoginFlowAttempt(ctx context.Context, id string) (bool, error) {
+	n, err := p.Connection(ctx).RawQuery("UPDATE login_flows SET failed_attempts = failed_attempts + 1 WHERE id = ? AND state = ? AND failed_attempts < ?",
+		id, password.FlowPending, password.MaxOTPFailures).ExecWithCount()
+	return n == 1, err
 }
 
 func (p *Persister) CompleteLoginFlow(ctx context.Context, id string) (bool, error) {
-	n, err := p.Connection(ctx).RawQuery("UPDATE login_flows SET state = ? WHERE id = ? AND state = ? AND failed_attempts < ?",
-		password.FlowCompleted, id, password.FlowPending, password.MaxOTPFailures).ExecWithCount()
+	n, err := p.Connection(ctx).RawQuery("UPDATE login_flows SET state = ?, failed_attempts = failed_attempts - 1 WHERE id = ? AND state = ? AND failed_attempts > 0",
+		password.FlowCompleted, id, password.FlowPending).ExecWithCount()
 	return n == 1, err
 }
 

@@ -44,10 +44,12 @@ type FlowPersister interface {
 	CreateLoginFlow(ctx context.Context, f *Flow) error
 	GetLoginFlowByTokenHash(ctx context.Context, tokenHash string) (*Flow, error)
 	SetLoginFlowTOTPSecret(ctx context.Context, id, encSecret string) error
-	// AddLoginFlowFailure counts one wrong code and returns the new count.
-	AddLoginFlowFailure(ctx context.Context, id string) (int, error)
-	// CompleteLoginFlow flips a pending, not exhausted flow to completed; false if another
-	// request did first or the flow is dead.
+	// ReserveLoginFlowAttempt counts one attempt before the code is checked, with one
+	// conditional update: false when the flow is not pending or has no attempts left, so
+	// parallel guesses cannot exceed MaxOTPFailures.
+	ReserveLoginFlowAttempt(ctx context.Context, id string) (bool, error)
+	// CompleteLoginFlow flips a pending flow to completed and gives back the attempt the
+	// successful code reserved; false if another request completed it first.
 	CompleteLoginFlow(ctx context.Context, id string) (bool, error)
 	DeleteExpiredLoginFlows(ctx context.Context, before time.Time) (int64, error)
 }

@@ -268,6 +268,15 @@ func (h *Handler) otpVerify(w http.ResponseWriter, r *http.Request, _ httprouter
 		x.WriteError(w, r, err)
 		return
 	}
+	// Count the attempt before checking the code, so that parallel guesses cannot get
+	// past MaxOTPFailures; a good code gives its attempt back when the flow completes.
+	if ok, err := h.d.LoginFlowPersister().ReserveLoginFlowAttempt(ctx, f.ID); err != nil {
+		x.WriteError(w, r, err)
+		return
+	} else if !ok {
+		x.WriteError(w, r, ErrPendingInvalid)
+		return
+	}
 
 	var recovery []string
 	method := "totp"
@@ -280,11 +289,7 @@ func (h *Handler) otpVerify(w http.ResponseWriter, r *http.Request, _ httprouter
 	if err != nil {
 		var xe *x.Error
 		if errors.As(err, &xe) && xe.Status == http.StatusUnauthorized {
-			n, ferr := h.d.LoginFlowPersister().AddLoginFlowFailure(ctx, f.ID)
-			if ferr != nil {
-				x.WriteError(w, r, ferr)
-				return
-			}
+			n := f.FailedAttempts + 1
 			h.d.AuditLogger().Log(ctx, audit.Event{Type: audit.TypeOTPVerify, UserID: audit.Int64(id.ID), Result: audit.ResultFailure,
 				Reason: xe.Message, Metadata: map[string]any{"failedAttempts": n, "method": method}})
 		}
@@ -445,9 +450,11 @@ func RefreshTokens(ctx context.Context, d interface {
 	session.TokensProvider
 	audit.LoggerProvider
 }, refreshToken string) (*session.TokenSet, error) {
+	// Whose token it is must be read first: handling a reuse deletes the reused token.
+	owner := refreshTokenOwner(ctx, d.Tokens(), refreshToken)
 	ts, s, err := d.Tokens().Refresh(ctx, refreshToken)
 	if err != nil {
-		ev := audit.Event{Type: audit.TypeTokenRefresh, Result: audit.ResultFailure, Reason: "invalid"}
+		ev := audit.Event{Type: audit.TypeTokenRefresh, UserID: owner, Result: audit.ResultFailure, Reason: "invalid"}
 		if xe := x.AsError(err); xe.Message == session.ErrRefreshReused.Message {
 			ev.Type, ev.Reason = audit.TypeTokenReuse, "refresh token reuse: family revoked"
 		}
@@ -461,6 +468,24 @@ func RefreshTokens(ctx context.Context, d interface {
 	}
 	d.AuditLogger().Log(ctx, ev)
 	return ts, nil
+}
+
+// refreshTokenOwner returns the identity a (possibly already rotated) refresh token was
+// issued to, or nil, so that a reuse is audited under the user it concerns.
+func refreshTokenOwner(ctx context.Context, t *session.Tokens, refreshToken string) *int64 {
+	if refreshToken == "" || len(refreshToken) > 512 {
+		return nil
+	}
+	sig := refreshToken
+	if i := strings.LastIndexByte(sig, '.'); i >= 0 {
+		sig = sig[i+1:]
+	}
+	s := &session.Session{}
+	// An inactive token comes back with its request and an error; the session is filled.
+	if req, _ := t.Store().GetRefreshTokenSession(ctx, sig, s); req == nil || s.IdentityID == 0 {
+		return nil
+	}
+	return audit.Int64(s.IdentityID)
 }
 
 func (h *Handler) refresh(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
@@ -484,11 +509,9 @@ type logoutBody struct {
 func (h *Handler) logout(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
 	ctx := r.Context()
 	var b logoutBody
-	if r.ContentLength != 0 {
-		if err := x.DecodeJSON(r, &b); err != nil {
-			x.WriteError(w, r, err)
-			return
-		}
+	if err := x.DecodeJSONOptional(r, &b); err != nil {
+		x.WriteError(w, r, err)
+		return
 	}
 	p := session.PrincipalFrom(ctx)
 	t := h.d.Tokens()

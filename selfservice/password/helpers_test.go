@@ -180,6 +180,13 @@ func (u *user) nextCode(t testing.TB) string {
 	}
 }
 
+// peekCode is the code nextCode would return, without recording it: for attempts the
+// server is expected to refuse before it looks at the code.
+func (u *user) peekCode(t testing.TB) string {
+	t.Helper()
+	return codeAt(t, u.Secret, min(max(u.lastStep+1, step(time.Now())), step(time.Now())+1))
+}
+
 // enroll logs u in for the first time, enrols TOTP and returns the first token set.
 func (u *user) enroll(t testing.TB, srv *testserver.Server) tokens {
 	t.Helper()

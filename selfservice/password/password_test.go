@@ -126,7 +126,7 @@ func TestLoginGivesPendingTokenAndEnrolment(t *testing.T) {
 			seen[c] = true
 		}
 		// The pending token served its one login.
-		wantError(t, verifyOTP(t, srv, lr.Token, u.nextCode(t)), http.StatusUnauthorized)
+		wantError(t, verifyOTP(t, srv, lr.Token, u.peekCode(t)), http.StatusUnauthorized)
 		wantError(t, srv.Public(t, http.MethodGet, routeSetup, lr.Token, nil), http.StatusUnauthorized)
 
 		// The tokens work; the next login no longer asks for enrolment, and setup is 409.
@@ -320,7 +320,8 @@ func TestRefreshRotatesAndReuseKillsTheFamily(t *testing.T) {
 
 		// Unknown and malformed refresh tokens.
 		wantError(t, refresh(t, srv, "nope"), http.StatusUnauthorized)
-		wantError(t, refresh(t, srv, t2.AccessToken), http.StatusUnauthorized)
+		wantError(t, refresh(t, srv, "ory_rt_"+strings.Repeat("a", 43)+"."+strings.Repeat("b", 43)), http.StatusUnauthorized)
+		wantError(t, refresh(t, srv, t2.AccessToken), http.StatusBadRequest) // longer than a refresh token can be
 		wantError(t, refresh(t, srv, strings.Repeat("a", 600)), http.StatusBadRequest)
 	})
 }
@@ -357,8 +358,9 @@ func TestLogoutRevokesTheSession(t *testing.T) {
 			t.Fatal("the session named by refreshToken must end too")
 		}
 
-		// Logout with no body at all.
-		third := u.fullLogin(t, srv, false)
+		// Logout with no body at all (a recovery code spares waiting for the next TOTP step).
+		lr := login(t, srv, u.Email, u.Password, false)
+		third := wantTokens(t, verifyOTP(t, srv, lr.Token, u.Recovery[0]))
 		if r := srv.Public(t, http.MethodPost, routeLogout, third.AccessToken, nil); r.Status != http.StatusOK {
 			t.Fatalf("logout without body: %d %s", r.Status, r.Body)
 		}
@@ -693,7 +695,7 @@ func TestDisabledIdentity(t *testing.T) {
 		}
 		wantError(t, srv.Public(t, http.MethodGet, routeMe, ts.AccessToken, nil), http.StatusUnauthorized)
 		// A pending token from before cannot finish the login.
-		wantError(t, verifyOTP(t, srv, pending.Token, u.nextCode(t)), http.StatusUnauthorized)
+		wantError(t, verifyOTP(t, srv, pending.Token, u.peekCode(t)), http.StatusUnauthorized)
 
 		// Enabled again, the user logs in (fresh login; old tokens stay dead).
 		resp = srv.Admin(t, http.MethodPatch, fmt.Sprintf("/admin/identities/%d", u.ID), map[string]string{"state": "active"})
