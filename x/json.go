@@ -72,8 +72,19 @@ func DecodeJSON(r *http.Request, v any) error {
 			return ErrUnsupportedMedia
 		}
 	}
-	body := http.MaxBytesReader(nil, r.Body, MaxBodyBytes)
-	dec := json.NewDecoder(body)
+	raw, err := io.ReadAll(http.MaxBytesReader(nil, r.Body, MaxBodyBytes))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return ErrTooLarge
+		}
+		return ErrBadRequest.WithMessage("The request body could not be read.")
+	}
+	// PostgreSQL cannot store NUL in text, and no field of ours needs it.
+	if bytes.IndexByte(raw, 0) >= 0 || bytes.Contains(raw, []byte(`\u0000`)) {
+		return ErrBadRequest.WithMessage("Strings in the request body must not contain NUL characters.")
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
 	if err := dec.Decode(v); err != nil {
 		return decodeError(err)
 	}

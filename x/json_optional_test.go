@@ -59,3 +59,14 @@ func TestDecodeJSONOptional(t *testing.T) {
 		})
 	}
 }
+
+func TestDecodeJSONRefusesNUL(t *testing.T) {
+	for _, body := range []string{`{"reason":"a\u0000"}`, "{\"reason\":\"a\x00\"}"} {
+		r := httptest.NewRequest(http.MethodPost, "/", strings.NewReader(body))
+		var b optBody
+		err := x.DecodeJSON(r, &b)
+		if err == nil || x.AsError(err).Status != http.StatusBadRequest {
+			t.Fatalf("%q: want 400, got %v", body, err)
+		}
+	}
+}

@@ -275,3 +275,13 @@ func IsUniqueViolation(err error) bool {
 func IsNotFound(err error) bool {
 	return err != nil && (errors.Is(err, errSQLNoRows) || strings.Contains(err.Error(), "no rows in result set"))
 }
+
+// dbExpiry normalizes an expiry like dbTime but rounds up, so that a stored lifetime is
+// never shorter than the one configured.
+func dbExpiry(t time.Time) time.Time {
+	u := t.UTC()
+	if u.Equal(u.Truncate(time.Second)) {
+		return u
+	}
+	return u.Truncate(time.Second).Add(time.Second)
+}

@@ -13,7 +13,7 @@ const confirmationColumns = "id, identity_id, action_type, action_payload, chall
 
 func (p *Persister) CreateConfirmation(ctx context.Context, c *confirmation.Confirmation) error {
 	c.CreatedAt, c.UpdatedAt = now(), now()
-	c.ExpiresAt = dbTime(c.ExpiresAt)
+	c.ExpiresAt = dbExpiry(c.ExpiresAt)
 	return p.Connection(ctx).RawQuery("INSERT INTO confirmations ("+confirmationColumns+") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
 		c.ID, c.IdentityID, c.ActionType, c.ActionPayload, c.ChallengeHash, c.Status, c.DeviceID, c.Reason,
 		c.ExpiresAt, c.CreatedAt, c.UpdatedAt).Exec()

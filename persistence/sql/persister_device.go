@@ -13,7 +13,7 @@ const challengeColumns = "id, kind, identity_id, device_id, challenge_hash, devi
 
 func (p *Persister) CreateDeviceChallenge(ctx context.Context, c *biometric.Challenge) error {
 	c.CreatedAt = now()
-	c.ExpiresAt = dbTime(c.ExpiresAt)
+	c.ExpiresAt = dbExpiry(c.ExpiresAt)
 	return p.Connection(ctx).RawQuery("INSERT INTO device_challenges ("+challengeColumns+") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
 		c.ID, c.Kind, c.IdentityID, c.DeviceID, c.ChallengeHash, c.DeviceName, c.DeviceType, c.DeviceFingerprint,
 		c.KeyAlgorithm, c.PublicKey, c.UsedAt, c.ExpiresAt, c.CreatedAt).Exec()

@@ -13,7 +13,7 @@ const loginFlowColumns = "id, token_hash, identity_id, pending_totp_secret, fail
 
 func (p *Persister) CreateLoginFlow(ctx context.Context, f *password.Flow) error {
 	f.CreatedAt = now()
-	f.ExpiresAt = dbTime(f.ExpiresAt)
+	f.ExpiresAt = dbExpiry(f.ExpiresAt)
 	return p.Connection(ctx).RawQuery("INSERT INTO login_flows ("+loginFlowColumns+") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
 		f.ID, f.TokenHash, f.IdentityID, f.PendingTOTPSecret, f.FailedAttempts, f.State, f.RememberMe, f.ExpiresAt, f.CreatedAt).Exec()
 }

@@ -118,7 +118,7 @@ const flowColumns = "id, client_id, request_query, requested_scope, login_challe
 
 func (p *Persister) CreateFlow(ctx context.Context, f *oauth2.Flow) error {
 	f.CreatedAt = now()
-	f.ExpiresAt = dbTime(f.ExpiresAt)
+	f.ExpiresAt = dbExpiry(f.ExpiresAt)
 	return p.Connection(ctx).RawQuery("INSERT INTO oauth2_flows ("+flowColumns+") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
 		f.ID, f.ClientID, f.RequestQuery, f.RequestedScope, f.LoginChallenge, f.LoginVerifier, f.ConsentChallenge, f.ConsentVerifier,
 		f.IdentityID, f.AMR, f.AuthTime, f.GrantedScope, f.State, f.ExpiresAt, f.CreatedAt).Exec()

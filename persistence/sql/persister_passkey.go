@@ -50,7 +50,7 @@ const passkeySessionColumns = "id, kind, identity_id, name, session_data, used_a
 
 func (p *Persister) CreatePasskeySession(ctx context.Context, s *passkey.Session) error {
 	s.CreatedAt = now()
-	s.ExpiresAt = dbTime(s.ExpiresAt)
+	s.ExpiresAt = dbExpiry(s.ExpiresAt)
 	return p.Connection(ctx).RawQuery("INSERT INTO webauthn_sessions ("+passkeySessionColumns+") VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
 		s.ID, s.Kind, s.IdentityID, s.Name, s.Data, s.UsedAt, s.ExpiresAt, s.CreatedAt).Exec()
 }

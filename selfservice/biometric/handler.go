@@ -13,6 +13,7 @@ import (
 	"errors"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -130,9 +131,10 @@ type registerChallengeBody struct {
 
 func (b *registerChallengeBody) Validate() error {
 	return x.FirstError(
-		x.Required("deviceName", b.DeviceName), x.MaxLen("deviceName", b.DeviceName, 255),
+		x.Required("deviceName", b.DeviceName), x.MaxLen("deviceName", b.DeviceName, 255), noNUL("deviceName", b.DeviceName),
 		x.Required("deviceType", b.DeviceType), x.OneOf("deviceType", b.DeviceType, TypeMobile, TypeDesktop, TypeTablet),
 		x.Required("deviceFingerprint", b.DeviceFingerprint), x.MaxLen("deviceFingerprint", b.DeviceFingerprint, 255),
+		noNUL("deviceFingerprint", b.DeviceFingerprint),
 		x.Required("publicKey", b.PublicKey),
 		x.Required("keyAlgorithm", b.KeyAlgorithm), x.OneOf("keyAlgorithm", b.KeyAlgorithm, AlgES256, AlgRS256, AlgPS256),
 	)
@@ -440,7 +442,17 @@ type mobileChallengeBody struct {
 }
 
 func (b *mobileChallengeBody) Validate() error {
-	return x.FirstError(x.Required("deviceFingerprint", b.DeviceFingerprint), x.MaxLen("deviceFingerprint", b.DeviceFingerprint, 255))
+	return x.FirstError(x.Required("deviceFingerprint", b.DeviceFingerprint), x.MaxLen("deviceFingerprint", b.DeviceFingerprint, 255),
+		noNUL("deviceFingerprint", b.DeviceFingerprint))
+}
+
+// noNUL refuses U+0000, which PostgreSQL cannot store or compare in text columns (it
+// would otherwise surface as a 500 there).
+func noNUL(field, s string) error {
+	if strings.IndexByte(s, 0) >= 0 {
+		return x.ErrBadRequest.WithMessagef("Field '%s' must not contain NUL characters.", field)
+	}
+	return nil
 }
 
 func (h *Handler) mobileChallenge(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {

@@ -1,0 +1,334 @@
+package biometric_test
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/pvpipe/pvauth/internal/testdb"
+	"github.com/pvpipe/pvauth/internal/testserver"
+)
+
+// TestConcurrency covers the exactly-once and revocation guarantees of mobile login
+// (issue 3's acceptance), on both databases, over real HTTP. Rate limits stay off (the
+// test server's default) so that only the guarantees under test decide the answers.
+func TestConcurrency(t *testing.T) {
+	testdb.ForEach(t, func(t *testing.T, dsn string) {
+		srv := testserver.Start(t, dsn, nil)
+		t.Run("OneSignedChallengeOneLogin", func(t *testing.T) { ccOneLogin(t, srv) })
+		t.Run("DeleteDeviceRevokesEverything", func(t *testing.T) { ccDeleteDevice(t, srv) })
+		t.Run("RefreshShapesAndRememberMe", func(t *testing.T) { ccRefreshShapes(t, srv) })
+		t.Run("BiometricAccessTokenClaims", func(t *testing.T) { ccClaims(t, srv) })
+	})
+}
+
+// 20 concurrent /mobile/biometric with one valid signed challenge: exactly one gets
+// tokens; every other one is told the session is used (400 "expired").
+func ccOneLogin(t *testing.T, srv *testserver.Server) {
+	u := e2eNewUser(t, srv)
+	key := e2eNewKey(t)
+	fp := "CONC-LOGIN-" + e2eUnique()
+	e2eRegister(t, srv, u.JWT, fp, key)
+
+	r := srv.Public(t, http.MethodPost, e2eMobileChallenge, "", map[string]any{"deviceFingerprint": fp})
+	if !e2eStatus(t, "mobile challenge", r, 200) {
+		t.FailNow()
+	}
+	c := e2eData(t, r)
+	body := map[string]any{"sessionId": c["sessionId"], "signedChallenge": key.Sign(t, e2eStr(c["challenge"])), "rememberMe": false}
+
+	const n = 20
+	results := make([]*testserver.Response, n)
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for i := range results {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			results[i] = e2eDo(srv, http.MethodPost, e2eMobileBiometric, "", body)
+		}()
+	}
+	close(start)
+	wg.Wait()
+
+	winners := 0
+	for i, r := range results {
+		switch r.Status {
+		case http.StatusOK:
+			winners++
+			d := e2eData(t, r)
+			if e2eGet(d, "success") != true || e2eStr(e2eGet(d, "tokens", "accessToken")) == "" || e2eStr(e2eGet(d, "tokens", "refreshToken")) == "" {
+				t.Errorf("winner %d without tokens: %s", i, r.Body)
+			}
+		case http.StatusBadRequest:
+			if msg := e2eErrMessage(t, r); !strings.Contains(strings.ToLower(msg), "expired") {
+				t.Errorf("loser %d: message %q, want it to contain 'expired'", i, msg)
+			}
+		default:
+			t.Errorf("request %d: status %d, want 200 or 400: %s", i, r.Status, r.Body)
+		}
+	}
+	if winners != 1 {
+		t.Errorf("%d of %d concurrent logins with one signed challenge got tokens, want exactly 1", winners, n)
+	}
+}
+
+// e2eIntrospect asks the admin port's RFC 7662 endpoint about token.
+func e2eIntrospect(t *testing.T, srv *testserver.Server, token, hint string) map[string]any {
+	t.Helper()
+	form := url.Values{"token": {token}}
+	if hint != "" {
+		form.Set("token_type_hint", hint)
+	}
+	req, err := http.NewRequest(http.MethodPost, srv.AdminURL+"/admin/oauth2/introspect", strings.NewReader(form.Encode()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	if keys := srv.Config.Serve.Admin.APIKeys; len(keys) > 0 {
+		req.Header.Set("Authorization", "Bearer "+keys[0])
+	}
+	resp, err := srv.Client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("introspect: %d %s", resp.StatusCode, raw)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(raw, &m); err != nil {
+		t.Fatalf("introspect: %v: %s", err, raw)
+	}
+	return m
+}
+
+// Deleting a device: its access tokens introspect inactive, its refresh token fails,
+// /mobile/challenge for its fingerprint is 404, and the fingerprint can be registered
+// again (and used to log in).
+func ccDeleteDevice(t *testing.T, srv *testserver.Server) {
+	u := e2eNewUser(t, srv)
+	key := e2eNewKey(t)
+	fp := "CONC-DELETE-" + e2eUnique()
+	deviceID := e2eRegister(t, srv, u.JWT, fp, key)
+
+	first := e2eMobileLogin(t, srv, fp, key, false)
+	second := e2eMobileLogin(t, srv, fp, key, true)
+	// A refreshed family too: its new tokens were issued through the device as well.
+	r := srv.Public(t, http.MethodPost, e2eMobileRefresh, "", map[string]any{"refreshToken": second["refreshToken"]})
+	if !e2eStatus(t, "refresh before delete", r, 200) {
+		t.FailNow()
+	}
+	refreshed := e2eData(t, r)
+	accessTokens := []string{e2eStr(first["accessToken"]), e2eStr(refreshed["accessToken"])}
+	refreshTokens := []string{e2eStr(first["refreshToken"]), e2eStr(refreshed["refreshToken"])}
+	for i, at := range accessTokens {
+		if got := e2eIntrospect(t, srv, at, ""); got["active"] != true || got["did"] != deviceID {
+			t.Fatalf("access token %d before delete: %v, want active with did %s", i, got, deviceID)
+		}
+	}
+
+	// Another user's device id is "not found" and changes nothing.
+	other := e2eNewUser(t, srv)
+	r = srv.Public(t, http.MethodDelete, e2eDevices+"/"+deviceID, other.JWT, nil)
+	if e2eStatus(t, "delete another user's device", r, 404) {
+		if msg := e2eErrMessage(t, r); msg != "Device not found or inactive" {
+			t.Errorf("message %q", msg)
+		}
+	}
+	if got := e2eIntrospect(t, srv, accessTokens[0], ""); got["active"] != true {
+		t.Fatalf("another user's delete revoked the device's token: %v", got)
+	}
+
+	r = srv.Public(t, http.MethodDelete, e2eDevices+"/"+deviceID, u.JWT, nil)
+	if !e2eStatus(t, "delete device", r, 200) {
+		t.FailNow()
+	}
+	if d := e2eData(t, r); d["success"] != true || d["message"] != "Device deleted successfully" {
+		t.Errorf("delete answer: %s", r.Body)
+	}
+
+	for i, at := range accessTokens {
+		if got := e2eIntrospect(t, srv, at, ""); got["active"] != false {
+			t.Errorf("access token %d after delete introspects %v, want active false", i, got)
+		}
+		if r := srv.Public(t, http.MethodGet, e2eDevices, at, nil); r.Status != http.StatusUnauthorized {
+			t.Errorf("access token %d after delete: GET /devices %d, want 401", i, r.Status)
+		}
+	}
+	for i, rt := range refreshTokens {
+		r := srv.Public(t, http.MethodPost, e2eMobileRefresh, "", map[string]any{"refreshToken": rt})
+		if e2eStatus(t, "refresh token "+strconv.Itoa(i)+" after delete", r, 401) {
+			e2eErrMessage(t, r)
+		}
+	}
+	r = srv.Public(t, http.MethodPost, e2eMobileChallenge, "", map[string]any{"deviceFingerprint": fp})
+	if e2eStatus(t, "mobile challenge for a deleted device", r, 404) {
+		if msg := e2eErrMessage(t, r); msg != "Device not found or inactive" {
+			t.Errorf("message %q, want 'Device not found or inactive'", msg)
+		}
+	}
+	// The user's own password session was not issued through the device: still good.
+	r = srv.Public(t, http.MethodGet, e2eDevices, u.JWT, nil)
+	if e2eStatus(t, "list devices with the password session", r, 200) {
+		if list, _ := e2eGet(e2eData(t, r), "devices").([]any); len(list) != 0 {
+			t.Errorf("devices after delete: %s", r.Body)
+		}
+	}
+	// Deleting it again is 404.
+	r = srv.Public(t, http.MethodDelete, e2eDevices+"/"+deviceID, u.JWT, nil)
+	e2eStatus(t, "delete the deleted device", r, 404)
+
+	// The fingerprint is free again: register it with a new key and log in with it.
+	newKey := e2eNewKey(t)
+	newID := e2eRegister(t, srv, u.JWT, fp, newKey)
+	if newID == deviceID {
+		t.Errorf("re-registration reused the deleted device id %s", deviceID)
+	}
+	tokens := e2eMobileLogin(t, srv, fp, newKey, false)
+	if got := e2eIntrospect(t, srv, e2eStr(tokens["accessToken"]), ""); got["active"] != true || got["did"] != newID {
+		t.Errorf("login with the re-registered fingerprint: %v", got)
+	}
+	// The old key no longer opens the fingerprint's sessions.
+	r = srv.Public(t, http.MethodPost, e2eMobileChallenge, "", map[string]any{"deviceFingerprint": fp})
+	if e2eStatus(t, "mobile challenge", r, 200) {
+		c := e2eData(t, r)
+		r = srv.Public(t, http.MethodPost, e2eMobileBiometric, "", map[string]any{
+			"sessionId": c["sessionId"], "signedChallenge": key.Sign(t, e2eStr(c["challenge"])),
+		})
+		e2eStatus(t, "login with the deleted device's key", r, 401)
+	}
+}
+
+// /mobile/refresh returns the token set nested (tokens) and flat; rememberMe picks the
+// 30-day (720h) refresh lifetime, kept across refreshes; without it 72h.
+func ccRefreshShapes(t *testing.T, srv *testserver.Server) {
+	u := e2eNewUser(t, srv)
+	key := e2eNewKey(t)
+	fp := "CONC-REFRESH-" + e2eUnique()
+	e2eRegister(t, srv, u.JWT, fp, key)
+
+	wantLifetime := func(what string, v any, want time.Duration) {
+		t.Helper()
+		at, err := time.Parse(time.RFC3339, e2eStr(v))
+		if err != nil {
+			t.Errorf("%s: %v is not an RFC 3339 time", what, v)
+			return
+		}
+		if d := time.Until(at) - want; d > time.Minute || d < -time.Minute {
+			t.Errorf("%s = %v: lifetime %v, want about %v", what, at, time.Until(at).Round(time.Second), want)
+		}
+	}
+
+	for _, tc := range []struct {
+		rememberMe bool
+		lifetime   time.Duration
+	}{{true, 720 * time.Hour}, {false, 72 * time.Hour}} {
+		name := "rememberMe=" + strconv.FormatBool(tc.rememberMe)
+		tokens := e2eMobileLogin(t, srv, fp, key, tc.rememberMe)
+		wantLifetime(name+": login refreshTokenExpiresAt", tokens["refreshTokenExpiresAt"], tc.lifetime)
+		wantLifetime(name+": login accessTokenExpiresAt", tokens["accessTokenExpiresAt"], time.Hour)
+
+		r := srv.Public(t, http.MethodPost, e2eMobileRefresh, "", map[string]any{"refreshToken": tokens["refreshToken"]})
+		if !e2eStatus(t, name+": refresh", r, 200) {
+			continue
+		}
+		d := e2eData(t, r)
+		if d["success"] != true {
+			t.Errorf("%s: success = %v", name, d["success"])
+		}
+		nested, ok := d["tokens"].(map[string]any)
+		if !ok {
+			t.Fatalf("%s: no nested tokens: %s", name, r.Body)
+		}
+		for _, k := range []string{"accessToken", "accessTokenExpiresAt", "refreshToken", "refreshTokenExpiresAt", "signature"} {
+			if e2eStr(nested[k]) == "" {
+				t.Errorf("%s: tokens.%s missing: %s", name, k, r.Body)
+			}
+			if d[k] != nested[k] {
+				t.Errorf("%s: flat %s = %v, nested %v", name, k, d[k], nested[k])
+			}
+		}
+		if d["refreshToken"] == tokens["refreshToken"] || d["accessToken"] == tokens["accessToken"] {
+			t.Errorf("%s: refresh did not rotate the tokens", name)
+		}
+		wantLifetime(name+": refreshed refreshTokenExpiresAt", d["refreshTokenExpiresAt"], tc.lifetime)
+		wantLifetime(name+": refreshed accessTokenExpiresAt", d["accessTokenExpiresAt"], time.Hour)
+
+		// Reuse of the rotated refresh token: 401, and the family (the new tokens) dies.
+		r = srv.Public(t, http.MethodPost, e2eMobileRefresh, "", map[string]any{"refreshToken": tokens["refreshToken"]})
+		e2eStatus(t, name+": reused refresh token", r, 401)
+		if got := e2eIntrospect(t, srv, e2eStr(d["accessToken"]), ""); got["active"] != false {
+			t.Errorf("%s: after reuse the family's new access token is %v, want inactive", name, got)
+		}
+	}
+}
+
+// e2eJWTClaims decodes the payload of a JWT (no verification: the server is trusted here).
+func e2eJWTClaims(t *testing.T, token string) map[string]any {
+	t.Helper()
+	parts := strings.Split(token, ".")
+	if len(parts) != 3 {
+		t.Fatalf("not a JWT: %q", token)
+	}
+	raw, err := base64.RawURLEncoding.DecodeString(parts[1])
+	if err != nil {
+		t.Fatalf("JWT payload: %v", err)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(raw, &m); err != nil {
+		t.Fatalf("JWT payload: %v: %s", err, raw)
+	}
+	return m
+}
+
+// The biometric access token carries amr ["hwk"] and did (API.md §2), also after refresh.
+func ccClaims(t *testing.T, srv *testserver.Server) {
+	u := e2eNewUser(t, srv)
+	key := e2eNewKey(t)
+	fp := "CONC-CLAIMS-" + e2eUnique()
+	deviceID := e2eRegister(t, srv, u.JWT, fp, key)
+	tokens := e2eMobileLogin(t, srv, fp, key, false)
+
+	check := func(what, token string) {
+		t.Helper()
+		c := e2eJWTClaims(t, token)
+		amr, _ := c["amr"].([]any)
+		if len(amr) != 1 || amr[0] != "hwk" {
+			t.Errorf("%s: amr = %v, want [\"hwk\"]", what, c["amr"])
+		}
+		if c["did"] != deviceID {
+			t.Errorf("%s: did = %v, want %s", what, c["did"], deviceID)
+		}
+		if c["sub"] != strconv.FormatInt(u.ID, 10) {
+			t.Errorf("%s: sub = %v, want %d", what, c["sub"], u.ID)
+		}
+		if e2eStr(c["sid"]) == "" || e2eStr(c["jti"]) == "" {
+			t.Errorf("%s: sid %v jti %v", what, c["sid"], c["jti"])
+		}
+	}
+	check("biometric login", e2eStr(tokens["accessToken"]))
+
+	r := srv.Public(t, http.MethodPost, e2eMobileRefresh, "", map[string]any{"refreshToken": tokens["refreshToken"]})
+	if e2eStatus(t, "refresh", r, 200) {
+		check("refreshed", e2eStr(e2eData(t, r)["accessToken"]))
+	}
+
+	// The password + TOTP session of the same user is not a device session.
+	c := e2eJWTClaims(t, u.JWT)
+	if _, ok := c["did"]; ok {
+		t.Errorf("password session carries did %v", c["did"])
+	}
+	if amr, _ := c["amr"].([]any); len(amr) == 0 || amr[0] == "hwk" {
+		t.Errorf("password session amr = %v", c["amr"])
+	}
+}

@@ -1,0 +1,758 @@
+package biometric_test
+
+import (
+	"bytes"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/sha256"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/base64"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"math/big"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/pvpipe/pvauth/selfservice/biometric"
+)
+
+// ---------------------------------------------------------------------------------------
+// Key material shared by keys_test.go, matrix_test.go and fuzz_test.go. Keys are made once
+// per test binary (RSA-3072 generation is slow under -race).
+
+type ktKeyMaterial struct {
+	ec, ec2  *ecdsa.PrivateKey // P-256
+	p384     *ecdsa.PrivateKey
+	rsa2048  *rsa.PrivateKey
+	rsa2048b *rsa.PrivateKey
+	rsa3072  *rsa.PrivateKey
+	rsa1024  *rsa.PrivateKey
+	ed       ed25519.PublicKey
+}
+
+var (
+	ktOnce sync.Once
+	ktKeys *ktKeyMaterial
+	ktErr  error
+)
+
+// ktKeySet returns the shared keys. The first P-256 key is picked so that its base64
+// forms contain URL-safe characters, which makes the URL-safe cases meaningful.
+func ktKeySet(t testing.TB) *ktKeyMaterial {
+	t.Helper()
+	ktOnce.Do(func() {
+		k := &ktKeyMaterial{}
+		for i := 0; ; i++ {
+			ec, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+			if err != nil {
+				ktErr = err
+				return
+			}
+			k.ec = ec
+			der, _ := x509.MarshalPKIXPublicKey(&ec.PublicKey)
+			pt, _ := ec.PublicKey.Bytes()
+			if strings.ContainsAny(base64.RawURLEncoding.EncodeToString(der), "-_") &&
+				strings.ContainsAny(base64.RawURLEncoding.EncodeToString(pt), "-_") || i > 100 {
+				break
+			}
+		}
+		var err error
+		if k.ec2, err = ecdsa.GenerateKey(elliptic.P256(), rand.Reader); err != nil {
+			ktErr = err
+			return
+		}
+		if k.p384, err = ecdsa.GenerateKey(elliptic.P384(), rand.Reader); err != nil {
+			ktErr = err
+			return
+		}
+		for _, r := range []struct {
+			dst  **rsa.PrivateKey
+			bits int
+		}{{&k.rsa2048, 2048}, {&k.rsa2048b, 2048}, {&k.rsa3072, 3072}, {&k.rsa1024, 1024}} {
+			if *r.dst, err = rsa.GenerateKey(rand.Reader, r.bits); err != nil {
+				ktErr = fmt.Errorf("rsa %d: %w", r.bits, err)
+				return
+			}
+		}
+		if k.ed, _, err = ed25519.GenerateKey(rand.Reader); err != nil {
+			ktErr = err
+			return
+		}
+		ktKeys = k
+	})
+	if ktErr != nil {
+		t.Fatalf("generating test keys: %v", ktErr)
+	}
+	return ktKeys
+}
+
+// ktSigner is a device key under one algorithm.
+type ktSigner struct {
+	Name string
+	Alg  string
+	Priv crypto.Signer
+}
+
+// ktSigners lists every accepted algorithm/key-size pairing.
+func ktSigners(k *ktKeyMaterial) []ktSigner {
+	return []ktSigner{
+		{"ES256-P256", biometric.AlgES256, k.ec},
+		{"RS256-2048", biometric.AlgRS256, k.rsa2048},
+		{"RS256-3072", biometric.AlgRS256, k.rsa3072},
+		{"PS256-2048", biometric.AlgPS256, k.rsa2048},
+		{"PS256-3072", biometric.AlgPS256, k.rsa3072},
+	}
+}
+
+type ktFormat struct {
+	Name  string
+	Value string
+}
+
+func ktMustDER(t testing.TB, pub crypto.PublicKey) []byte {
+	t.Helper()
+	der, err := x509.MarshalPKIXPublicKey(pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return der
+}
+
+func ktPEM(typ string, der []byte) string {
+	return string(pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}))
+}
+
+// ktKeyFormats returns every accepted encoding of pub.
+func ktKeyFormats(t testing.TB, pub crypto.PublicKey) []ktFormat {
+	t.Helper()
+	spki := ktMustDER(t, pub)
+	pemSPKI := ktPEM("PUBLIC KEY", spki)
+	out := []ktFormat{
+		{"pem-spki", pemSPKI},
+		{"pem-spki-json-escaped-newlines", strings.ReplaceAll(pemSPKI, "\n", `\n`)},
+		{"pem-spki-crlf", strings.ReplaceAll(pemSPKI, "\n", "\r\n")},
+		{"b64-spki-std-padded", base64.StdEncoding.EncodeToString(spki)},
+		{"b64-spki-std-unpadded", base64.RawStdEncoding.EncodeToString(spki)},
+		{"b64-spki-url-unpadded", base64.RawURLEncoding.EncodeToString(spki)},
+		{"b64-spki-url-padded", base64.URLEncoding.EncodeToString(spki)},
+	}
+	switch k := pub.(type) {
+	case *rsa.PublicKey:
+		pk1 := x509.MarshalPKCS1PublicKey(k)
+		pemPK1 := ktPEM("RSA PUBLIC KEY", pk1)
+		out = append(out,
+			ktFormat{"pem-pkcs1", pemPK1},
+			ktFormat{"pem-pkcs1-json-escaped-newlines", strings.ReplaceAll(pemPK1, "\n", `\n`)},
+			ktFormat{"b64-pkcs1-std-padded", base64.StdEncoding.EncodeToString(pk1)},
+			ktFormat{"b64-pkcs1-url-unpadded", base64.RawURLEncoding.EncodeToString(pk1)},
+		)
+	case *ecdsa.PublicKey:
+		pt, err := k.Bytes()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(pt) != 65 || pt[0] != 4 {
+			t.Fatalf("uncompressed point is %d bytes", len(pt))
+		}
+		out = append(out,
+			ktFormat{"b64-point65-std-padded", base64.StdEncoding.EncodeToString(pt)},
+			ktFormat{"b64-point65-url-unpadded", base64.RawURLEncoding.EncodeToString(pt)},
+		)
+	}
+	return out
+}
+
+// ktSigEncodings: ES256 signatures in DER and raw r||s; RSA signatures as they are.
+func ktSigEncodings(alg string) []string {
+	if alg == biometric.AlgES256 {
+		return []string{"der", "raw-r||s"}
+	}
+	return []string{"as-is"}
+}
+
+// ktB64 are the signature base64 forms clients send.
+var ktB64 = []struct {
+	Name string
+	Enc  *base64.Encoding
+}{
+	{"std-padded", base64.StdEncoding},
+	{"std-unpadded", base64.RawStdEncoding},
+	{"url-unpadded", base64.RawURLEncoding},
+}
+
+// ktSign signs SHA-256(msg) with priv under alg; sigEnc picks DER or raw for ES256.
+func ktSign(t testing.TB, priv crypto.Signer, alg, sigEnc string, msg []byte) []byte {
+	t.Helper()
+	digest := sha256.Sum256(msg)
+	switch alg {
+	case biometric.AlgES256:
+		k := priv.(*ecdsa.PrivateKey)
+		if sigEnc == "raw-r||s" {
+			r, s, err := ecdsa.Sign(rand.Reader, k, digest[:])
+			if err != nil {
+				t.Fatal(err)
+			}
+			out := make([]byte, 64)
+			r.FillBytes(out[:32])
+			s.FillBytes(out[32:])
+			return out
+		}
+		sig, err := ecdsa.SignASN1(rand.Reader, k, digest[:])
+		if err != nil {
+			t.Fatal(err)
+		}
+		return sig
+	case biometric.AlgRS256:
+		sig, err := rsa.SignPKCS1v15(rand.Reader, priv.(*rsa.PrivateKey), crypto.SHA256, digest[:])
+		if err != nil {
+			t.Fatal(err)
+		}
+		return sig
+	case biometric.AlgPS256:
+		sig, err := rsa.SignPSS(rand.Reader, priv.(*rsa.PrivateKey), crypto.SHA256, digest[:],
+			&rsa.PSSOptions{SaltLength: rsa.PSSSaltLengthEqualsHash})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return sig
+	}
+	t.Fatalf("unknown alg %s", alg)
+	return nil
+}
+
+// ktSignB64 signs and encodes; for the URL-safe form it re-signs (ECDSA is randomized)
+// until the encoding really uses '-' or '_', so the case tests what it names.
+func ktSignB64(t testing.TB, priv crypto.Signer, alg, sigEnc string, enc *base64.Encoding, msg []byte) string {
+	t.Helper()
+	for i := 0; ; i++ {
+		s := enc.EncodeToString(ktSign(t, priv, alg, sigEnc, msg))
+		if enc != base64.RawURLEncoding || strings.ContainsAny(s, "-_") || alg != biometric.AlgES256 || i > 50 {
+			return s
+		}
+	}
+}
+
+// ---------------------------------------------------------------------------------------
+
+func TestKeysParseAndVerifyEveryCombination(t *testing.T) {
+	k := ktKeySet(t)
+	msg := make([]byte, 32)
+	if _, err := rand.Read(msg); err != nil {
+		t.Fatal(err)
+	}
+	digest := sha256.Sum256(msg)
+	n := 0
+	for _, sg := range ktSigners(k) {
+		pub := sg.Priv.Public()
+		for _, f := range ktKeyFormats(t, pub) {
+			t.Run(sg.Name+"/"+f.Name, func(t *testing.T) {
+				got, pemOut, err := biometric.ParsePublicKey(f.Value, sg.Alg)
+				if err != nil {
+					t.Fatalf("ParsePublicKey: %v", err)
+				}
+				if !got.(interface{ Equal(crypto.PublicKey) bool }).Equal(pub) {
+					t.Fatalf("parsed key differs from the original")
+				}
+				if want := ktPEM("PUBLIC KEY", ktMustDER(t, pub)); pemOut != want {
+					t.Fatalf("canonical PEM:\n%s\nwant\n%s", pemOut, want)
+				}
+				// The canonical form is what is stored: it must parse again to the same key.
+				again, pemAgain, err := biometric.ParsePublicKey(pemOut, sg.Alg)
+				if err != nil || pemAgain != pemOut || !again.(interface{ Equal(crypto.PublicKey) bool }).Equal(pub) {
+					t.Fatalf("canonical PEM does not round-trip: %v", err)
+				}
+				for _, se := range ktSigEncodings(sg.Alg) {
+					raw := ktSign(t, sg.Priv, sg.Alg, se, msg)
+					if err := biometric.VerifyDigest(got, sg.Alg, digest[:], raw); err != nil {
+						t.Errorf("%s: VerifyDigest: %v", se, err)
+					}
+					for _, b := range ktB64 {
+						s := ktSignB64(t, sg.Priv, sg.Alg, se, b.Enc, msg)
+						if err := biometric.VerifyEncoded(got, sg.Alg, digest[:], s); err != nil {
+							t.Errorf("%s/%s (%q): VerifyEncoded: %v", se, b.Name, s, err)
+						}
+						n++
+					}
+				}
+			})
+		}
+	}
+	t.Logf("%d key format × algorithm × signature encoding × base64 combinations verified", n)
+}
+
+func TestKeysES256RawSignatureWithShortRAndS(t *testing.T) {
+	// r and s below 2^248 still travel as 32 bytes each (left-padded with zeros).
+	k := ktKeySet(t)
+	digest := sha256.Sum256([]byte("short r/s"))
+	for i := 0; i < 2000; i++ {
+		r, s, err := ecdsa.Sign(rand.Reader, k.ec, digest[:])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.BitLen() > 248 && s.BitLen() > 248 {
+			continue
+		}
+		raw := make([]byte, 64)
+		r.FillBytes(raw[:32])
+		s.FillBytes(raw[32:])
+		if err := biometric.VerifyDigest(&k.ec.PublicKey, biometric.AlgES256, digest[:], raw); err != nil {
+			t.Fatalf("raw signature with a short r or s: %v", err)
+		}
+		der := ktECDSADER(r, s)
+		if err := biometric.VerifyDigest(&k.ec.PublicKey, biometric.AlgES256, digest[:], der); err != nil {
+			t.Fatalf("DER signature with a short r or s: %v", err)
+		}
+		return
+	}
+	t.Skip("no signature with a short r or s in 2000 tries")
+}
+
+// ktECDSADER encodes r, s as an ASN.1 ECDSA-Sig-Value.
+func ktECDSADER(r, s *big.Int) []byte {
+	enc := func(v *big.Int) []byte {
+		b := v.Bytes()
+		if len(b) == 0 || b[0]&0x80 != 0 {
+			b = append([]byte{0}, b...)
+		}
+		return append([]byte{0x02, byte(len(b))}, b...)
+	}
+	body := append(enc(r), enc(s)...)
+	return append([]byte{0x30, byte(len(body))}, body...)
+}
+
+func TestKeysPSSSaltLengths(t *testing.T) {
+	k := ktKeySet(t)
+	digest := sha256.Sum256([]byte("pss salt"))
+	for _, priv := range []*rsa.PrivateKey{k.rsa2048, k.rsa3072} {
+		for _, c := range []struct {
+			name string
+			salt int
+		}{
+			{"32", 32},
+			{"equals-hash", rsa.PSSSaltLengthEqualsHash},
+			{"auto(max)", rsa.PSSSaltLengthAuto},
+			{"max-explicit", (priv.N.BitLen()-1+7)/8 - 2 - 32},
+			{"0", 0},
+			{"20", 20},
+			{"64", 64},
+		} {
+			t.Run(fmt.Sprintf("%d/%s", priv.N.BitLen(), c.name), func(t *testing.T) {
+				sig, err := rsa.SignPSS(rand.Reader, priv, crypto.SHA256, digest[:], &rsa.PSSOptions{SaltLength: c.salt})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := biometric.VerifyDigest(&priv.PublicKey, biometric.AlgPS256, digest[:], sig); err != nil {
+					t.Fatalf("PS256 with salt %s: %v", c.name, err)
+				}
+				if err := biometric.VerifyEncoded(&priv.PublicKey, biometric.AlgPS256, digest[:], base64.RawURLEncoding.EncodeToString(sig)); err != nil {
+					t.Fatalf("PS256 with salt %s, url base64: %v", c.name, err)
+				}
+				// A PSS signature is never a PKCS#1 v1.5 one.
+				if err := biometric.VerifyDigest(&priv.PublicKey, biometric.AlgRS256, digest[:], sig); !errors.Is(err, biometric.ErrSignature) {
+					t.Fatalf("PS256 signature accepted as RS256: %v", err)
+				}
+			})
+		}
+	}
+}
+
+func TestKeysRejected(t *testing.T) {
+	k := ktKeySet(t)
+	ecSPKI := ktMustDER(t, &k.ec.PublicKey)
+	rsaSPKI := ktMustDER(t, &k.rsa2048.PublicKey)
+	p384SPKI := ktMustDER(t, &k.p384.PublicKey)
+	rsa1024SPKI := ktMustDER(t, &k.rsa1024.PublicKey)
+	edSPKI := ktMustDER(t, k.ed)
+	pt, _ := k.ec.PublicKey.Bytes()
+
+	offCurve := bytes.Clone(pt)
+	offCurve[64] ^= 0x01 // y+1 (or y-1): not on the curve
+	zeroPoint := make([]byte, 65)
+	zeroPoint[0] = 4
+	compressed := elliptic.MarshalCompressed(elliptic.P256(), k.ec.PublicKey.X, k.ec.PublicKey.Y) //nolint:staticcheck // building a test input
+	p384Point, _ := k.p384.PublicKey.Bytes()
+
+	// A real certificate holding the (acceptable) P-256 key: still the wrong block type.
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "device"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
+	cert, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &k.ec.PublicKey, k.ec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pkcs8EC, _ := x509.MarshalPKCS8PrivateKey(k.ec)
+	pkcs8RSA, _ := x509.MarshalPKCS8PrivateKey(k.rsa2048)
+	sec1, _ := x509.MarshalECPrivateKey(k.ec)
+
+	// A PKCS#1 structure with a 8200-bit modulus: above the 8192-bit ceiling.
+	bigN := new(big.Int).Lsh(big.NewInt(1), 8199)
+	bigN.Add(bigN, big.NewInt(1))
+	huge := x509.MarshalPKCS1PublicKey(&rsa.PublicKey{N: bigN, E: 65537})
+
+	std := base64.StdEncoding.EncodeToString
+	cases := []struct {
+		name, key, alg string
+	}{
+		{"P-384 PEM for ES256", ktPEM("PUBLIC KEY", p384SPKI), biometric.AlgES256},
+		{"P-384 b64 SPKI for ES256", std(p384SPKI), biometric.AlgES256},
+		{"P-384 97-byte point for ES256", std(p384Point), biometric.AlgES256},
+		{"RSA-1024 PEM for RS256", ktPEM("PUBLIC KEY", rsa1024SPKI), biometric.AlgRS256},
+		{"RSA-1024 PEM for PS256", ktPEM("PUBLIC KEY", rsa1024SPKI), biometric.AlgPS256},
+		{"RSA-1024 PKCS#1 PEM for RS256", ktPEM("RSA PUBLIC KEY", x509.MarshalPKCS1PublicKey(&k.rsa1024.PublicKey)), biometric.AlgRS256},
+		{"RSA-1024 b64 SPKI for PS256", std(rsa1024SPKI), biometric.AlgPS256},
+		{"RSA-8200 PKCS#1 for RS256", std(huge), biometric.AlgRS256},
+		{"EC PEM for RS256", ktPEM("PUBLIC KEY", ecSPKI), biometric.AlgRS256},
+		{"EC PEM for PS256", ktPEM("PUBLIC KEY", ecSPKI), biometric.AlgPS256},
+		{"EC b64 SPKI for RS256", std(ecSPKI), biometric.AlgRS256},
+		{"EC 65-byte point for RS256", std(pt), biometric.AlgRS256},
+		{"EC 65-byte point for PS256", std(pt), biometric.AlgPS256},
+		{"RSA PEM for ES256", ktPEM("PUBLIC KEY", rsaSPKI), biometric.AlgES256},
+		{"RSA PKCS#1 PEM for ES256", ktPEM("RSA PUBLIC KEY", x509.MarshalPKCS1PublicKey(&k.rsa2048.PublicKey)), biometric.AlgES256},
+		{"RSA b64 SPKI for ES256", std(rsaSPKI), biometric.AlgES256},
+		{"RSA b64 PKCS#1 for ES256", std(x509.MarshalPKCS1PublicKey(&k.rsa2048.PublicKey)), biometric.AlgES256},
+		{"ed25519 PEM for ES256", ktPEM("PUBLIC KEY", edSPKI), biometric.AlgES256},
+		{"ed25519 PEM for RS256", ktPEM("PUBLIC KEY", edSPKI), biometric.AlgRS256},
+		{"ed25519 PEM for PS256", ktPEM("PUBLIC KEY", edSPKI), biometric.AlgPS256},
+		{"ed25519 b64 SPKI for ES256", std(edSPKI), biometric.AlgES256},
+		{"ed25519 raw 32 bytes for ES256", std(k.ed), biometric.AlgES256},
+		{"garbage PEM body", "-----BEGIN PUBLIC KEY-----\nthis is not base64 at all!!\n-----END PUBLIC KEY-----\n", biometric.AlgES256},
+		{"PEM with valid base64 but no DER", ktPEM("PUBLIC KEY", []byte("hello, world, this is not DER")), biometric.AlgES256},
+		{"PEM without END line", "-----BEGIN PUBLIC KEY-----\n" + std(ecSPKI) + "\n", biometric.AlgES256},
+		{"PEM BEGIN only", "-----BEGIN", biometric.AlgES256},
+		{"PEM of PKCS#1 labelled PUBLIC KEY", ktPEM("PUBLIC KEY", x509.MarshalPKCS1PublicKey(&k.rsa2048.PublicKey)), biometric.AlgRS256},
+		{"PEM of SPKI labelled RSA PUBLIC KEY", ktPEM("RSA PUBLIC KEY", rsaSPKI), biometric.AlgRS256},
+		{"CERTIFICATE block", ktPEM("CERTIFICATE", cert), biometric.AlgES256},
+		{"PRIVATE KEY block (EC)", ktPEM("PRIVATE KEY", pkcs8EC), biometric.AlgES256},
+		{"PRIVATE KEY block (RSA)", ktPEM("PRIVATE KEY", pkcs8RSA), biometric.AlgRS256},
+		{"EC PRIVATE KEY block", ktPEM("EC PRIVATE KEY", sec1), biometric.AlgES256},
+		{"RSA PRIVATE KEY block", ktPEM("RSA PRIVATE KEY", x509.MarshalPKCS1PrivateKey(k.rsa2048)), biometric.AlgRS256},
+		{"b64 certificate DER", std(cert), biometric.AlgES256},
+		{"b64 PKCS#8 private key", std(pkcs8EC), biometric.AlgES256},
+		{"truncated EC SPKI DER", std(ecSPKI[:len(ecSPKI)-10]), biometric.AlgES256},
+		{"truncated EC SPKI DER by one byte", std(ecSPKI[:len(ecSPKI)-1]), biometric.AlgES256},
+		{"truncated RSA SPKI DER", std(rsaSPKI[:len(rsaSPKI)-20]), biometric.AlgRS256},
+		{"truncated RSA PKCS#1 DER", std(x509.MarshalPKCS1PublicKey(&k.rsa2048.PublicKey)[:200]), biometric.AlgRS256},
+		{"truncated DER in PEM", ktPEM("PUBLIC KEY", ecSPKI[:len(ecSPKI)-5]), biometric.AlgES256},
+		{"EC SPKI DER with trailing data", std(append(bytes.Clone(ecSPKI), 0)), biometric.AlgES256},
+		{"65-byte point not on the curve", std(offCurve), biometric.AlgES256},
+		{"65-byte point not on the curve, url", base64.RawURLEncoding.EncodeToString(offCurve), biometric.AlgES256},
+		{"65-byte all-zero point", std(zeroPoint), biometric.AlgES256},
+		{"65 bytes not starting 0x04", std(append([]byte{0x05}, pt[1:]...)), biometric.AlgES256},
+		{"64-byte point without prefix", std(pt[1:]), biometric.AlgES256},
+		{"33-byte compressed point", std(compressed), biometric.AlgES256},
+		{"empty", "", biometric.AlgES256},
+		{"empty RS256", "", biometric.AlgRS256},
+		{"whitespace", " \n\t ", biometric.AlgES256},
+		{"not base64", "not a key!", biometric.AlgES256},
+		{"mixed base64 alphabets", "ab+c-d/e_f", biometric.AlgES256},
+		{"too long", strings.Repeat("A", 9000), biometric.AlgES256},
+		{"too long PEM", "-----BEGIN PUBLIC KEY-----\n" + strings.Repeat("A", 9000) + "\n-----END PUBLIC KEY-----", biometric.AlgES256},
+		{"unknown algorithm", ktPEM("PUBLIC KEY", ecSPKI), "ES384"},
+		{"lower-case algorithm", ktPEM("PUBLIC KEY", ecSPKI), "es256"},
+		{"empty algorithm", ktPEM("PUBLIC KEY", rsaSPKI), ""},
+		{"EdDSA algorithm", ktPEM("PUBLIC KEY", edSPKI), "EdDSA"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			pub, pemOut, err := biometric.ParsePublicKey(c.key, c.alg)
+			if err == nil {
+				t.Fatalf("accepted (%T), PEM %q", pub, pemOut)
+			}
+			var ke *biometric.KeyError
+			if !errors.As(err, &ke) {
+				t.Fatalf("error %T %v is not a *KeyError", err, err)
+			}
+			if !strings.HasPrefix(err.Error(), "Invalid public key format") {
+				t.Fatalf("message %q does not start with the contract's words", err)
+			}
+			if pub != nil || pemOut != "" {
+				t.Fatalf("returned a key with the error")
+			}
+		})
+	}
+}
+
+func TestKeysSignatureRejected(t *testing.T) {
+	k := ktKeySet(t)
+	msg := []byte("the challenge bytes, 32 of them!")
+	other := []byte("another challenge, 32 bytes long")
+	digest := sha256.Sum256(msg)
+
+	flip := func(b []byte, i int) []byte { c := bytes.Clone(b); c[i] ^= 0x01; return c }
+	std := base64.StdEncoding.EncodeToString
+
+	for _, sg := range []ktSigner{
+		{"ES256", biometric.AlgES256, k.ec},
+		{"RS256-2048", biometric.AlgRS256, k.rsa2048},
+		{"RS256-3072", biometric.AlgRS256, k.rsa3072},
+		{"PS256-2048", biometric.AlgPS256, k.rsa2048},
+		{"PS256-3072", biometric.AlgPS256, k.rsa3072},
+	} {
+		pub := sg.Priv.Public()
+		var otherKey crypto.Signer = k.ec2
+		if sg.Alg != biometric.AlgES256 {
+			otherKey = k.rsa2048b
+		}
+		for _, se := range ktSigEncodings(sg.Alg) {
+			good := ktSign(t, sg.Priv, sg.Alg, se, msg)
+			if err := biometric.VerifyDigest(pub, sg.Alg, digest[:], good); err != nil {
+				t.Fatalf("%s/%s: the good signature fails: %v", sg.Name, se, err)
+			}
+			cases := map[string]string{
+				"truncated by one byte":   std(good[:len(good)-1]),
+				"truncated to half":       std(good[:len(good)/2]),
+				"one byte":                std(good[:1]),
+				"extended by a zero byte": std(append(bytes.Clone(good), 0)),
+				"bit-flipped first byte":  std(flip(good, 0)),
+				"bit-flipped middle":      std(flip(good, len(good)/2)),
+				"bit-flipped last byte":   std(flip(good, len(good)-1)),
+				"by another key":          std(ktSign(t, otherKey, sg.Alg, se, msg)),
+				"over another message":    std(ktSign(t, sg.Priv, sg.Alg, se, other)),
+				"empty":                   "",
+				"only padding":            "====",
+				"whitespace":              " \n ",
+				"non-base64":              "***not base64***",
+				"mixed alphabets":         strings.Replace(strings.Replace(std(good), "A", "-", 1), "B", "+", 1) + "+-",
+				"5 KB long":               std(bytes.Repeat(good, 5*1024/len(good)+1))[:5*1024],
+				"5 KB of valid base64":    std(make([]byte, 3840)),
+				"2250 bytes in 3 KB":      std(bytes.Repeat(good, 2250/len(good)+1)[:2250]),
+				"all zeros":               std(make([]byte, len(good))),
+				"all 0xff":                std(bytes.Repeat([]byte{0xff}, len(good))),
+			}
+			if sg.Alg == biometric.AlgES256 {
+				n := elliptic.P256().Params().N
+				zero64 := make([]byte, 64)
+				rN := make([]byte, 64) // r = N, s = N: out of range
+				n.FillBytes(rN[:32])
+				n.FillBytes(rN[32:])
+				cases["raw r=0 s=0"] = std(zero64)
+				cases["raw r=N s=N"] = std(rN)
+				cases["raw 65 bytes"] = std(append(ktSign(t, sg.Priv, sg.Alg, "raw-r||s", msg), 0))
+				cases["raw 63 bytes"] = std(ktSign(t, sg.Priv, sg.Alg, "raw-r||s", msg)[:63])
+				cases["DER with trailing byte"] = std(append(ktSign(t, sg.Priv, sg.Alg, "der", msg), 0))
+				cases["96 zero bytes (P-384 raw size)"] = std(make([]byte, 96))
+			} else {
+				other := biometric.AlgRS256
+				if sg.Alg == biometric.AlgRS256 {
+					other = biometric.AlgPS256
+				}
+				cases["signed as "+other] = std(ktSign(t, sg.Priv, other, "as-is", msg))
+			}
+			for name, s := range cases {
+				t.Run(sg.Name+"/"+se+"/"+name, func(t *testing.T) {
+					err := biometric.VerifyEncoded(pub, sg.Alg, digest[:], s)
+					if err != biometric.ErrSignature { //nolint:errorlint // the exact sentinel is the contract
+						t.Fatalf("got %v, want ErrSignature", err)
+					}
+					if err.Error() != "Invalid signature: signature verification failed" {
+						t.Fatalf("message %q", err)
+					}
+				})
+			}
+		}
+	}
+
+	t.Run("wrong key type for the algorithm", func(t *testing.T) {
+		esSig := ktSign(t, k.ec, biometric.AlgES256, "der", msg)
+		rsSig := ktSign(t, k.rsa2048, biometric.AlgRS256, "as-is", msg)
+		psSig := ktSign(t, k.rsa2048, biometric.AlgPS256, "as-is", msg)
+		for name, err := range map[string]error{
+			"RSA key, ES256":   biometric.VerifyDigest(&k.rsa2048.PublicKey, biometric.AlgES256, digest[:], esSig),
+			"EC key, RS256":    biometric.VerifyDigest(&k.ec.PublicKey, biometric.AlgRS256, digest[:], rsSig),
+			"EC key, PS256":    biometric.VerifyDigest(&k.ec.PublicKey, biometric.AlgPS256, digest[:], psSig),
+			"ed25519, ES256":   biometric.VerifyDigest(k.ed, biometric.AlgES256, digest[:], esSig),
+			"nil key, RS256":   biometric.VerifyDigest(nil, biometric.AlgRS256, digest[:], rsSig),
+			"unknown alg":      biometric.VerifyDigest(&k.ec.PublicKey, "ES384", digest[:], esSig),
+			"short digest":     biometric.VerifyDigest(&k.ec.PublicKey, biometric.AlgES256, digest[:31], esSig),
+			"empty digest":     biometric.VerifyDigest(&k.rsa2048.PublicKey, biometric.AlgRS256, nil, rsSig),
+			"nil signature":    biometric.VerifyDigest(&k.ec.PublicKey, biometric.AlgES256, digest[:], nil),
+			"message as input": biometric.VerifyDigest(&k.ec.PublicKey, biometric.AlgES256, msg, esSig), // unhashed
+		} {
+			if err != biometric.ErrSignature { //nolint:errorlint
+				t.Errorf("%s: got %v, want ErrSignature", name, err)
+			}
+		}
+	})
+}
+
+func TestKeysDecodeBase64(t *testing.T) {
+	data := []byte{0xfb, 0xff, 0xbf, 0x00, 0x01, 0xfe, 0xef} // encodes with + / (std) and - _ (url)
+	for name, s := range map[string]string{
+		"std padded":       base64.StdEncoding.EncodeToString(data),
+		"std unpadded":     base64.RawStdEncoding.EncodeToString(data),
+		"url padded":       base64.URLEncoding.EncodeToString(data),
+		"url unpadded":     base64.RawURLEncoding.EncodeToString(data),
+		"line breaks":      "+/+/\nAAH+\r\n7w==",
+		"surrounding ws":   " \t" + base64.StdEncoding.EncodeToString(data) + "\n",
+		"mime-wrapped std": ktWrap76(base64.StdEncoding.EncodeToString(bytes.Repeat(data, 20))),
+	} {
+		got, err := biometric.DecodeBase64(s)
+		want := data
+		if name == "mime-wrapped std" {
+			want = bytes.Repeat(data, 20)
+		}
+		if err != nil || !bytes.Equal(got, want) {
+			t.Errorf("%s (%q): %x, %v", name, s, got, err)
+		}
+	}
+	for name, s := range map[string]string{
+		"empty":           "",
+		"only whitespace": " \n",
+		"only padding":    "==",
+		"mixed alphabets": "+/-_",
+		"bad character":   "ab*d",
+		"one char":        "A",
+		"five chars":      "AAAAA",
+	} {
+		if got, err := biometric.DecodeBase64(s); err == nil && len(got) > 0 {
+			t.Errorf("%s (%q): accepted as %x", name, s, got)
+		}
+	}
+}
+
+func ktWrap76(s string) string {
+	var b strings.Builder
+	for len(s) > 76 {
+		b.WriteString(s[:76] + "\r\n")
+		s = s[76:]
+	}
+	b.WriteString(s)
+	return b.String()
+}
+
+// ---------------------------------------------------------------------------------------
+// Compatibility with the openssl CLI, as the README walkthrough uses it.
+
+func ktOpenSSL(t *testing.T, dir string, stdin []byte, args ...string) []byte {
+	t.Helper()
+	cmd := exec.Command("openssl", args...)
+	cmd.Dir = dir
+	if stdin != nil {
+		cmd.Stdin = bytes.NewReader(stdin)
+	}
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("openssl %s: %v\n%s", strings.Join(args, " "), err, stderr.String())
+	}
+	return out
+}
+
+func TestKeysOpenSSLCompatibility(t *testing.T) {
+	if _, err := exec.LookPath("openssl"); err != nil {
+		t.Skip("openssl is not installed")
+	}
+	dir := t.TempDir()
+	msg := make([]byte, 32)
+	if _, err := rand.Read(msg); err != nil {
+		t.Fatal(err)
+	}
+	digest := sha256.Sum256(msg)
+	read := func(name string) []byte {
+		b, err := os.ReadFile(filepath.Join(dir, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	type keyCase struct {
+		name   string
+		genArg []string
+		algs   map[string][][]string // alg -> list of extra dgst args (one signature each)
+	}
+	for _, kc := range []keyCase{
+		{"ec-p256", []string{"-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256"},
+			map[string][][]string{biometric.AlgES256: {nil}}},
+		{"rsa-2048", []string{"-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048"},
+			map[string][][]string{
+				biometric.AlgRS256: {nil},
+				biometric.AlgPS256: {
+					{"-sigopt", "rsa_padding_mode:pss", "-sigopt", "rsa_pss_saltlen:32"},
+					{"-sigopt", "rsa_padding_mode:pss", "-sigopt", "rsa_pss_saltlen:digest"},
+					{"-sigopt", "rsa_padding_mode:pss", "-sigopt", "rsa_pss_saltlen:max"},
+					{"-sigopt", "rsa_padding_mode:pss"},
+				},
+			}},
+		{"rsa-3072", []string{"-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:3072"},
+			map[string][][]string{
+				biometric.AlgRS256: {nil},
+				biometric.AlgPS256: {{"-sigopt", "rsa_padding_mode:pss", "-sigopt", "rsa_pss_saltlen:32"}},
+			}},
+	} {
+		t.Run(kc.name, func(t *testing.T) {
+			key := kc.name + ".key"
+			ktOpenSSL(t, dir, nil, append([]string{"genpkey"}, append(kc.genArg, "-out", key)...)...)
+			pubPEM := string(ktOpenSSL(t, dir, nil, "pkey", "-in", key, "-pubout"))
+			pubDER := ktOpenSSL(t, dir, nil, "pkey", "-in", key, "-pubout", "-outform", "DER")
+			forms := []ktFormat{
+				{"openssl pkey -pubout (PEM)", pubPEM},
+				{"openssl pkey -pubout -outform DER | base64", base64.StdEncoding.EncodeToString(pubDER)},
+			}
+			if strings.HasPrefix(kc.name, "rsa") {
+				forms = append(forms, ktFormat{"openssl rsa -RSAPublicKey_out", string(ktOpenSSL(t, dir, nil, "rsa", "-in", key, "-RSAPublicKey_out"))})
+			} else {
+				// The uncompressed point is the tail of a P-256 SPKI (what iOS exports).
+				forms = append(forms, ktFormat{"raw point from the SPKI", base64.StdEncoding.EncodeToString(pubDER[len(pubDER)-65:])})
+			}
+			for alg, variants := range kc.algs {
+				for _, f := range forms {
+					pub, _, err := biometric.ParsePublicKey(f.Value, alg)
+					if err != nil {
+						t.Fatalf("%s %s: %v", alg, f.Name, err)
+					}
+					for _, extra := range variants {
+						args := append([]string{"dgst", "-sha256", "-sign", key}, extra...)
+						sig := ktOpenSSL(t, dir, msg, args...)
+						for _, b := range ktB64 {
+							if err := biometric.VerifyEncoded(pub, alg, digest[:], b.Enc.EncodeToString(sig)); err != nil {
+								t.Errorf("%s key %s, openssl %v, %s: %v", alg, f.Name, extra, b.Name, err)
+							}
+						}
+					}
+				}
+			}
+		})
+	}
+
+	// The README pipeline, literally: base64 -d | openssl dgst -sha256 -sign | base64 -w0.
+	t.Run("README pipeline", func(t *testing.T) {
+		sh, err := exec.LookPath("sh")
+		if err != nil {
+			t.Skip("no sh")
+		}
+		if _, err := exec.LookPath("base64"); err != nil {
+			t.Skip("no base64 tool")
+		}
+		script := `openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out device.key &&
+openssl pkey -in device.key -pubout -out device.pub &&
+echo "$CHALLENGE" | base64 -d | openssl dgst -sha256 -sign device.key | base64 -w0`
+		chal := base64.StdEncoding.EncodeToString(msg)
+		cmd := exec.Command(sh, "-c", script)
+		cmd.Dir = dir
+		cmd.Env = append(os.Environ(), "CHALLENGE="+chal)
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		sig, err := cmd.Output()
+		if err != nil {
+			t.Fatalf("pipeline: %v\n%s", err, stderr.String())
+		}
+		pub, _, err := biometric.ParsePublicKey(string(read("device.pub")), biometric.AlgES256)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := biometric.VerifyEncoded(pub, biometric.AlgES256, digest[:], string(sig)); err != nil {
+			t.Fatalf("README signature %q: %v", sig, err)
+		}
+	})
+}
