@@ -7,7 +7,9 @@
 #   bash scripts/test.sh ./x/... -run TestClientIP -v
 #
 # Works as root (CI: the server runs as the `postgres` user, since initdb refuses root)
-# and as an ordinary user. PG_BIN overrides the PostgreSQL binary directory.
+# and as an ordinary user. PG_BIN overrides the PostgreSQL binary directory. As root it
+# also installs Debian's chromium when missing, for the login page's browser test
+# (CHROMIUM_PATH points that test at another browser).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -31,6 +33,29 @@ fi
 
 is_root=0
 [ "$(id -u)" -eq 0 ] && is_root=1
+
+# The browser test of the sample login page (contrib/login-ui) drives Debian's Chromium.
+# Best effort: install it when it is missing and we are root; otherwise say how. Without
+# it that test skips (and fails when CI is set). Only when the run includes that package.
+wants_browser=1
+for a in "$@"; do
+	case "$a" in
+	./... | ./contrib/... | ./contrib/login-ui* | github.com/pvpipe/pvauth/... | github.com/pvpipe/pvauth/contrib/*) wants_browser=1; break ;;
+	./* | ../* | github.com/pvpipe/pvauth*) wants_browser=0 ;;
+	esac
+done
+if [ "$wants_browser" -eq 1 ] && [ ! -x "${CHROMIUM_PATH:-/usr/bin/chromium}" ]; then
+	if [ "$is_root" -eq 1 ] && command -v apt-get >/dev/null 2>&1; then
+		echo "==> installing Chromium for the login page's browser test (apt-get install chromium)"
+		export DEBIAN_FRONTEND=noninteractive
+		apt-get install -y --no-install-recommends chromium </dev/null >/dev/null 2>&1 ||
+			{ apt-get update >/dev/null 2>&1 && apt-get install -y --no-install-recommends chromium </dev/null >/dev/null 2>&1; } ||
+			echo "scripts/test.sh: warning: installing chromium failed; the browser test will skip (or fail under CI)" >&2
+	else
+		echo "scripts/test.sh: note: ${CHROMIUM_PATH:-/usr/bin/chromium} not found; the login page's browser test will skip." >&2
+		echo "  Install it:  sudo apt-get install -y --no-install-recommends chromium   (or set CHROMIUM_PATH)" >&2
+	fi
+fi
 
 # Runs a command line as the database owner: `postgres` when we are root, ourselves otherwise.
 as_pg() {

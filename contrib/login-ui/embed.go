@@ -27,9 +27,11 @@ func Register(r *x.PublicRouter) {
 		w.Header().Set("Content-Security-Policy", "default-src 'self'; img-src 'self' data:")
 		w.Header().Set("Cache-Control", "no-cache")
 		w.Header().Del("Pragma")
+		// "/" is served as the directory (FileServer answers it with index.html): a path
+		// ending in "/index.html" would be redirected to "./", i.e. back to /ui/, forever.
 		p := ps.ByName("filepath")
-		if p == "/" || p == "" {
-			p = "/index.html"
+		if p == "" {
+			p = "/"
 		}
 		req2 := req.Clone(req.Context())
 		req2.URL.Path = p

@@ -294,6 +294,12 @@ func (h *Handler) consume(ctx context.Context, id, kind string) (*Session, *weba
 	if err := json.Unmarshal([]byte(s.Data), &sd); err != nil {
 		return nil, nil, err
 	}
+	// The database keeps expiries in whole seconds (rounded up); the ceremony's own
+	// expiry is exact. Past it, the answer is the contract's 400 "expired", not the 401
+	// that go-webauthn's timeout check would turn into.
+	if !sd.Expires.IsZero() && time.Now().After(sd.Expires) {
+		return nil, nil, ErrSessionExpired
+	}
 	return s, &sd, nil
 }
 
