@@ -229,8 +229,9 @@ func (s *Store) DeleteRefreshTokenSession(ctx context.Context, sig string) error
 }
 
 // RotateRefreshToken retires the presented refresh token with one conditional update:
-// of concurrent refreshes with the same token exactly one gets past this point. The
-// family's older access tokens are revoked with it.
+// of concurrent refreshes with the same token exactly one gets past this point. Access
+// tokens issued before stay valid until they expire (clients keep using the token they
+// hold while refreshing); reuse of a rotated token, logout and revocation end them all.
 func (s *Store) RotateRefreshToken(ctx context.Context, requestID, sig string) error {
 	ok, err := s.p.DeactivateToken(ctx, KindRefresh, hashSignature(sig))
 	if err != nil {
@@ -239,8 +240,7 @@ func (s *Store) RotateRefreshToken(ctx context.Context, requestID, sig string) e
 	if !ok {
 		return fosite.ErrSerializationFailure
 	}
-	_, err = s.p.DeactivateFamily(ctx, KindAccess, requestID)
-	return err
+	return nil
 }
 
 func (s *Store) RevokeRefreshToken(ctx context.Context, requestID string) error {

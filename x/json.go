@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"mime"
 	"net/http"
+	"reflect"
 	"strconv"
 	"strings"
 )
@@ -81,9 +82,7 @@ func DecodeJSON(r *http.Request, v any) error {
 		return ErrBadRequest.WithMessage("The request body could not be read.")
 	}
 	// PostgreSQL cannot store NUL in text, and no field of ours needs it.
-	if bytes.IndexByte(raw, 0) >= 0 || bytes.Contains(raw, []byte(`\u0000`)) {
-		return ErrBadRequest.WithMessage("Strings in the request body must not contain NUL characters.")
-	}
+	hasNUL := bytes.IndexByte(raw, 0) >= 0 || bytes.Contains(raw, []byte(`\u0000`))
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	if err := dec.Decode(v); err != nil {
 		return decodeError(err)
@@ -96,12 +95,60 @@ func DecodeJSON(r *http.Request, v any) error {
 		}
 		return ErrBadRequest.WithMessage("Malformed JSON: unexpected data after the JSON object.")
 	}
+	if hasNUL {
+		if f := nulField(reflect.ValueOf(v), ""); f != "" {
+			return ErrBadRequest.WithMessagef("Field '%s' must not contain NUL characters.", f)
+		}
+		return ErrBadRequest.WithMessage("Strings in the request body must not contain NUL characters.")
+	}
 	if val, ok := v.(Validator); ok {
 		if err := val.Validate(); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// nulField names the first decoded string field that holds a NUL character.
+func nulField(v reflect.Value, prefix string) string {
+	for v.Kind() == reflect.Pointer || v.Kind() == reflect.Interface {
+		if v.IsNil() {
+			return ""
+		}
+		v = v.Elem()
+	}
+	if v.Kind() != reflect.Struct {
+		return ""
+	}
+	t := v.Type()
+	for i := 0; i < t.NumField(); i++ {
+		sf := t.Field(i)
+		if !sf.IsExported() {
+			continue
+		}
+		name := strings.Split(sf.Tag.Get("json"), ",")[0]
+		if name == "" || name == "-" {
+			name = sf.Name
+		}
+		fv := v.Field(i)
+		switch fv.Kind() {
+		case reflect.String:
+			if strings.IndexByte(fv.String(), 0) >= 0 {
+				return prefix + name
+			}
+		case reflect.Slice:
+			for j := 0; j < fv.Len(); j++ {
+				if e := fv.Index(j); e.Kind() == reflect.String && strings.IndexByte(e.String(), 0) >= 0 {
+					return prefix + name
+				}
+			}
+		case reflect.Struct, reflect.Pointer:
+			if f := nulField(fv, prefix+name+"."); f != "" {
+				return f
+			}
+		}
+	}
+	return ""
 }
 
 // DecodeJSONOptional is DecodeJSON for endpoints whose body may be left out: an absent

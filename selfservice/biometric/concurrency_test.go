@@ -22,6 +22,7 @@ import (
 func TestConcurrency(t *testing.T) {
 	testdb.ForEach(t, func(t *testing.T, dsn string) {
 		srv := testserver.Start(t, dsn, nil)
+		e2eCloseIdle(t, srv)
 		t.Run("OneSignedChallengeOneLogin", func(t *testing.T) { ccOneLogin(t, srv) })
 		t.Run("DeleteDeviceRevokesEverything", func(t *testing.T) { ccDeleteDevice(t, srv) })
 		t.Run("RefreshShapesAndRememberMe", func(t *testing.T) { ccRefreshShapes(t, srv) })

@@ -1,6 +1,7 @@
 package confirmation
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -105,15 +106,16 @@ func (b *initiateBody) Validate() error {
 	if !strings.HasPrefix(p, "{") {
 		return x.ErrBadRequest.WithMessage("Field 'actionPayload' must be a JSON object.")
 	}
-	var compact map[string]any
-	if err := json.Unmarshal(b.ActionPayload, &compact); err != nil {
+	// Compact keeps the payload as sent (no re-encoding through float64 or HTML
+	// escaping), so big integers survive and the size is what the client serialized.
+	var compact bytes.Buffer
+	if err := json.Compact(&compact, []byte(p)); err != nil {
 		return x.ErrBadRequest.WithMessage("Field 'actionPayload' must be a JSON object.")
 	}
-	raw, _ := json.Marshal(compact)
-	if len(raw) > MaxPayloadBytes {
+	if compact.Len() > MaxPayloadBytes {
 		return x.ErrBadRequest.WithMessagef("Field 'actionPayload' must be at most %d bytes when serialized.", MaxPayloadBytes)
 	}
-	b.ActionPayload = raw
+	b.ActionPayload = compact.Bytes()
 	return nil
 }
 
