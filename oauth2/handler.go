@@ -199,6 +199,10 @@ func (h *Handler) afterLogin(w http.ResponseWriter, r *http.Request, ar fosite.A
 		return
 	}
 	consentUI := h.d.Config().URLs.ConsentUI
+	if consentUI == "" {
+		h.provider().WriteAuthorizeError(ctx, w, ar, fosite.ErrServerError.WithHint("urls.consent_ui is not configured."))
+		return
+	}
 	challenge := newSecret()
 	hc := hashValue(challenge)
 	f.ConsentChallenge, f.State = &hc, FlowConsent
@@ -494,7 +498,12 @@ func (h *Handler) acceptLogin(w http.ResponseWriter, r *http.Request, _ httprout
 	hv := hashValue(v)
 	amr, _ := json.Marshal(p.AMR)
 	now := time.Now().UTC()
-	f.LoginVerifier, f.IdentityID, f.AMR, f.AuthTime, f.State = &hv, &p.IdentityID, string(amr), &now, FlowLoginAccepted
+	// auth_time is when the user signed in, not when an old session accepted the request.
+	authTime := p.AuthTime
+	if authTime.IsZero() {
+		authTime = now
+	}
+	f.LoginVerifier, f.IdentityID, f.AMR, f.AuthTime, f.State = &hv, &p.IdentityID, string(amr), &authTime, FlowLoginAccepted
 	ok, err := h.d.OAuth2Persister().AdvanceFlow(ctx, f, FlowLogin, now)
 	if err != nil {
 		x.WriteError(w, r, err)

@@ -52,6 +52,8 @@ type Principal struct {
 	ClientID   string
 	Scopes     []string
 	ExpiresAt  time.Time
+	// AuthTime is when the user actually authenticated (kept across refreshes).
+	AuthTime time.Time
 }
 
 // Tokens is the one token mechanism: a fosite provider with pvauth's storage, keys and
@@ -307,6 +309,7 @@ func (t *Tokens) Authenticate(ctx context.Context, token string) (*Principal, er
 		ClientID:   ar.GetClient().GetID(),
 		Scopes:     ar.GetGrantedScopes(),
 		ExpiresAt:  s.GetExpiresAt(fosite.AccessToken),
+		AuthTime:   s.AuthTime,
 	}, nil
 }
 

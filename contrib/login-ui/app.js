@@ -6,6 +6,8 @@
 
   const API = '/api/v1/auth';
   const POLL_MS = 2000;
+  // An OAuth2 login or consent request lives 15 minutes on the server (oauth2.FlowTTL).
+  const HANDOFF_TTL_MS = 15 * 60 * 1000;
 
   // ---- small helpers --------------------------------------------------------------
 
@@ -245,11 +247,12 @@
   // ---- views --------------------------------------------------------------------------
 
   function show(view) {
-    for (const v of ['login', 'otp', 'account']) $(v + '-section').hidden = v !== view;
+    for (const v of ['login', 'otp', 'account', 'consent', 'handoff']) $(v + '-section').hidden = v !== view;
     document.body.dataset.view = view;
+    renderLoginContext(view);
     const tokens = store.get('tokens');
     const who = $('whoami');
-    if (view === 'account' && tokens) {
+    if ((view === 'account' || view === 'consent') && tokens) {
       who.textContent = jwtClaims(tokens.accessToken).email || '';
       who.hidden = !who.textContent;
     } else {
@@ -328,7 +331,7 @@
     delete ts.recoveryCodes;
     store.set('tokens', ts);
     store.set('method', 'password and one-time code');
-    await enterAccount();
+    await afterSignIn();
   }
 
   // ---- passkey login ----------------------------------------------------------------
@@ -347,7 +350,7 @@
     store.set('tokens', res.tokens);
     store.set('method', email ? 'a passkey, for ' + email : 'a passkey, without an email (discoverable)');
     $('password').value = '';
-    await enterAccount();
+    await afterSignIn();
   }
 
   // ---- step 3: the account ----------------------------------------------------------
@@ -585,6 +588,221 @@
     setStatus(r.status);
   }
 
+  // ---- OAuth2 login and consent hand-off ---------------------------------------------
+  //
+  // pvauth's /oauth2/auth sends the browser here with ?login_challenge=… (urls.login_ui)
+  // and, after the login, with ?consent_challenge=… (urls.consent_ui). The request is
+  // kept in sessionStorage ('pvauth.oauth2') so it survives the login steps and reloads;
+  // the query wins when it names another request.
+
+  const SCOPE_TEXT = {
+    openid: 'Know who you are (your user id)',
+    email: 'See your email address',
+    profile: 'See your name',
+    offline_access: 'Stay signed in (refresh tokens)',
+    offline: 'Stay signed in (refresh tokens)',
+  };
+
+  function handoffFromURL() {
+    const q = new URLSearchParams(window.location.search);
+    const lc = q.get('login_challenge');
+    const cc = q.get('consent_challenge');
+    const kind = lc ? 'login' : cc ? 'consent' : null;
+    if (kind) {
+      const challenge = lc || cc;
+      const old = store.get('oauth2');
+      if (!old || old.kind !== kind || old.challenge !== challenge) {
+        store.set('oauth2', { kind, challenge, at: Date.now() });
+      }
+    }
+    return activeHandoff();
+  }
+
+  // activeHandoff is the stored request, or null when there is none or it has expired.
+  function activeHandoff() {
+    const h = store.get('oauth2');
+    if (!h || !h.challenge) return null;
+    if (!(Date.now() - h.at < HANDOFF_TTL_MS)) {
+      store.del('oauth2');
+      return null;
+    }
+    return h;
+  }
+
+  function dropHandoff() {
+    store.del('oauth2');
+    renderLoginContext(document.body.dataset.view);
+  }
+
+  function clientLabel(h) {
+    return (h && h.client && (h.client.clientName || h.client.clientId)) || 'the application';
+  }
+
+  function scopeItem(scope, checkbox) {
+    const label = el('span', { class: 'scope-name' }, el('code', { text: scope }));
+    const desc = el('span', { class: 'scope-desc', text: SCOPE_TEXT[scope] || '' });
+    if (!checkbox) return el('li', { 'data-scope': scope }, label, desc);
+    const box = el('input', { type: 'checkbox', id: 'consent-scope-' + scope, value: scope, checked: true });
+    return el('li', { 'data-scope': scope }, el('label', { class: 'check' }, box, label, desc));
+  }
+
+  // renderLoginContext shows, above the login and code steps, which application the user
+  // is signing in to and what it asks for.
+  function renderLoginContext(view) {
+    const h = activeHandoff();
+    const box = $('oauth2-login-info');
+    const active = !!h && (view === 'login' || view === 'otp');
+    box.hidden = !active;
+    $('login-title').textContent = h && h.kind === 'login' && h.client ? 'Sign in to ' + clientLabel(h) : 'Sign in';
+    if (!active) return;
+    const c = h.client || {};
+    $('oauth2-login-client').textContent = h.kind === 'login' ? clientLabel(h) : 'Sign in to review the request of the application';
+    $('oauth2-login-client-id').textContent = c.clientId && c.clientId !== c.clientName ? c.clientId : '';
+    const scopes = c.requestedScope || [];
+    $('oauth2-login-scope-box').hidden = scopes.length === 0;
+    $('oauth2-login-scopes').replaceChildren(...scopes.map((s) => scopeItem(s, false)));
+  }
+
+  // navigate leaves the page for the authorization endpoint (or the client).
+  function navigate(url, what) {
+    const u = new URL(url, window.location.href);
+    if (u.protocol !== 'https:' && u.protocol !== 'http:') throw new Error('Refusing to go to ' + url);
+    show('handoff');
+    $('handoff-title').textContent = what;
+    $('handoff-recovery').hidden = true;
+    $('handoff-continue-btn').hidden = true;
+    $('handoff-status').textContent = 'Redirecting…';
+    document.body.dataset.view = 'redirecting';
+    window.location.assign(u.href);
+  }
+
+  // startHandoff runs when the page opens on a login or consent request.
+  async function startHandoff(h) {
+    if (h.kind === 'login') {
+      try {
+        h.client = await api('GET', '/oauth2/login?login_challenge=' + encodeURIComponent(h.challenge), { auth: false });
+        store.set('oauth2', h);
+      } catch (err) {
+        if (err.status === 404 || err.status === 400) return handoffGone(err);
+        throw err;
+      }
+      if (store.get('tokens')) return acceptLogin(); // already signed in in this tab
+      if (store.get('pending')) return enterOtp();
+      return showLogin();
+    }
+    if (!store.get('tokens')) {
+      // The consent endpoints need the user: sign in first, then the consent screen.
+      showLogin();
+      showNotice('Sign in to review what the application asks for.');
+      return;
+    }
+    return enterConsent();
+  }
+
+  // handoffGone forgets a request the server no longer knows and carries on as the plain page.
+  async function handoffGone(err) {
+    const h = activeHandoff();
+    dropHandoff();
+    const what = h && h.kind === 'consent' ? 'consent request' : 'sign-in request';
+    const msg = `This ${what} of an application is no longer valid: ${err.message} Go back to the application and start again.`;
+    if (store.get('tokens')) await enterAccount().catch(() => {});
+    else if (store.get('pending')) await enterOtp().catch(() => {});
+    else showLogin();
+    showError(msg);
+  }
+
+  // sessionGone handles a stored session the server refused (api() already tried a
+  // refresh): the user signs in again and the request goes on after that.
+  function sessionGone() {
+    store.del('tokens');
+    showLogin();
+    showNotice('Your session has ended. Sign in again to continue.');
+  }
+
+  // afterSignIn follows a completed login: back to the application's request, or the account.
+  async function afterSignIn() {
+    const h = activeHandoff();
+    if (!h) return enterAccount();
+    if (h.kind === 'consent') return enterConsent();
+    if (recoveryCodes && recoveryCodes.length) {
+      // Shown once: the user saves them before the page leaves for the application.
+      show('handoff');
+      $('handoff-title').textContent = 'Almost done';
+      $('handoff-recovery-codes').replaceChildren(...recoveryCodes.map((c) => el('li', {}, el('code', { text: c }))));
+      $('handoff-recovery').hidden = false;
+      $('handoff-status').textContent = '';
+      $('handoff-continue-btn').textContent = 'I saved them, continue to ' + clientLabel(h);
+      $('handoff-continue-btn').hidden = false;
+      return;
+    }
+    return acceptLogin();
+  }
+
+  async function acceptLogin() {
+    const h = activeHandoff();
+    if (!h || h.kind !== 'login') return enterAccount();
+    recoveryCodes = null;
+    let res;
+    try {
+      res = await api('POST', '/oauth2/login/accept', { body: { loginChallenge: h.challenge } });
+    } catch (err) {
+      if (err.status === 404 || err.status === 400) return handoffGone(err);
+      if (err.status === 401 || err.status === 403) return sessionGone();
+      throw err;
+    }
+    dropHandoff();
+    navigate(res.redirectTo, 'Returning to ' + clientLabel(h));
+  }
+
+  async function enterConsent() {
+    const h = activeHandoff();
+    if (!h || h.kind !== 'consent') return enterAccount();
+    let c;
+    try {
+      c = await api('GET', '/oauth2/consent?consent_challenge=' + encodeURIComponent(h.challenge));
+    } catch (err) {
+      if (err.status === 404 || err.status === 400) return handoffGone(err);
+      if (err.status === 401 || err.status === 403) return sessionGone();
+      throw err;
+    }
+    h.client = c;
+    store.set('oauth2', h);
+    const name = clientLabel(h);
+    $('consent-title').textContent = 'Allow ' + name + ' to access your account?';
+    $('consent-client').textContent = name;
+    $('consent-client-id').textContent = c.clientId || '';
+    $('consent-client-id-line').hidden = !c.clientId || c.clientId === c.clientName;
+    const email = jwtClaims((store.get('tokens') || {}).accessToken || '').email || '';
+    $('consent-user').textContent = email;
+    $('consent-user-line').hidden = !email;
+    $('consent-scopes').replaceChildren(...(c.requestedScope || []).map((s) => scopeItem(s, true)));
+    $('consent-remember').checked = false;
+    show('consent');
+  }
+
+  async function answerConsent(allow) {
+    const h = activeHandoff();
+    if (!h || h.kind !== 'consent') throw new Error('There is no consent request to answer.');
+    let res;
+    try {
+      if (allow) {
+        const grantScope = [...document.querySelectorAll('#consent-scopes input[type=checkbox]')]
+          .filter((b) => b.checked).map((b) => b.value);
+        res = await api('POST', '/oauth2/consent/accept', {
+          body: { consentChallenge: h.challenge, grantScope, remember: $('consent-remember').checked },
+        });
+      } else {
+        res = await api('POST', '/oauth2/consent/reject', { body: { consentChallenge: h.challenge } });
+      }
+    } catch (err) {
+      if (err.status === 404) return handoffGone(err);
+      if (err.status === 401 || err.status === 403) return sessionGone();
+      throw err;
+    }
+    dropHandoff();
+    navigate(res.redirectTo, 'Returning to ' + clientLabel(h));
+  }
+
   // ---- wiring -------------------------------------------------------------------------
 
   function on(id, event, fn) {
@@ -609,9 +827,18 @@
     on('confirm-form', 'submit', initiateConfirmation);
     on('confirm-reject-btn', 'click', rejectConfirmation);
     $('confirm-stop-btn').addEventListener('click', stopPolling);
+    on('consent-form', 'submit', () => answerConsent(true));
+    on('consent-deny-btn', 'click', () => answerConsent(false));
+    on('handoff-continue-btn', 'click', acceptLogin);
 
-    const start = store.get('tokens') ? enterAccount : store.get('pending') ? enterOtp : async () => showLogin();
-    start().catch(report).finally(() => { document.body.dataset.ready = 'true'; });
+    const h = handoffFromURL();
+    const start = h ? () => startHandoff(h)
+      : store.get('tokens') ? enterAccount : store.get('pending') ? enterOtp : async () => showLogin();
+    start().catch((err) => {
+      report(err);
+      // Never leave the page blank: fall back to the login form.
+      if (!document.body.dataset.view) show('login');
+    }).finally(() => { document.body.dataset.ready = 'true'; });
   }
 
   init();

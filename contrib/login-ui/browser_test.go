@@ -179,52 +179,8 @@ func TestLoginUIInBrowser(t *testing.T) {
 	}
 	resp.Data(t, &ident)
 
-	dir := os.Getenv("SCREENSHOT_DIR") // keep the screenshots somewhere lasting
-	if dir == "" {
-		dir = t.TempDir()
-	} else if err := os.MkdirAll(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-
-	opts := append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(exe),
-		chromedp.NoSandbox,
-		chromedp.DisableGPU,
-		chromedp.Flag("disable-quic", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.UserDataDir(t.TempDir()),
-		chromedp.WindowSize(1280, 900),
-	)
-	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
-	defer cancelAlloc()
-	browserCtx, cancelBrowser := chromedp.NewContext(allocCtx)
-	defer cancelBrowser()
-	// The first call starts the browser and binds it to browserCtx (no deadline); the
-	// steps run under a deadline derived from it.
-	if err := chromedp.Do(browserCtx); err != nil {
-		t.Fatalf("starting %s: %v", exe, err)
-	}
-	ctx, cancel := context.WithTimeout(browserCtx, 3*time.Minute)
-	defer cancel()
-
-	// Console messages and uncaught exceptions of the page, checked at the end.
-	var (
-		consoleMu sync.Mutex
-		console   []chromedp.ConsoleMessage
-	)
-	messages := chromedp.Console(ctx)
-	go func() {
-		for m, err := range messages {
-			if err != nil {
-				return
-			}
-			consoleMu.Lock()
-			console = append(console, m)
-			consoleMu.Unlock()
-		}
-	}()
+	dir := screenshotDir(t)
+	ctx, console := startBrowser(t, exe, 3*time.Minute)
 
 	// The virtual authenticator: a platform authenticator with resident keys and user
 	// verification that always succeeds, as a phone or laptop with a screen lock.
@@ -418,9 +374,76 @@ func TestLoginUIInBrowser(t *testing.T) {
 		t.Logf("updated contrib/login-ui/screenshot.png from %s", final)
 	}
 
-	// The page ran without a script error and without a CSP violation.
-	consoleMu.Lock()
-	defer consoleMu.Unlock()
+	checkConsole(t, console())
+}
+
+// screenshotDir is where a test writes its screenshots: SCREENSHOT_DIR (to keep them),
+// else the test's temporary directory.
+func screenshotDir(t *testing.T) string {
+	t.Helper()
+	dir := os.Getenv("SCREENSHOT_DIR")
+	if dir == "" {
+		return t.TempDir()
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// startBrowser starts headless Chromium with one tab, stopped when the test ends. The
+// returned context carries the deadline for the test's steps; console returns the
+// console messages and uncaught exceptions of the tab so far.
+func startBrowser(t *testing.T, exe string, timeout time.Duration) (ctx context.Context, console func() []chromedp.ConsoleMessage) {
+	t.Helper()
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(exe),
+		chromedp.NoSandbox,
+		chromedp.DisableGPU,
+		chromedp.Flag("disable-quic", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.UserDataDir(t.TempDir()),
+		chromedp.WindowSize(1280, 900),
+	)
+	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	t.Cleanup(cancelAlloc)
+	browserCtx, cancelBrowser := chromedp.NewContext(allocCtx)
+	t.Cleanup(cancelBrowser)
+	// The first call starts the browser and binds it to browserCtx (no deadline); the
+	// steps run under a deadline derived from it.
+	if err := chromedp.Do(browserCtx); err != nil {
+		t.Fatalf("starting %s: %v", exe, err)
+	}
+	ctx, cancel := context.WithTimeout(browserCtx, timeout)
+	t.Cleanup(cancel)
+
+	var (
+		mu   sync.Mutex
+		msgs []chromedp.ConsoleMessage
+	)
+	messages := chromedp.Console(ctx)
+	go func() {
+		for m, err := range messages {
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			msgs = append(msgs, m)
+			mu.Unlock()
+		}
+	}()
+	return ctx, func() []chromedp.ConsoleMessage {
+		mu.Lock()
+		defer mu.Unlock()
+		return append([]chromedp.ConsoleMessage(nil), msgs...)
+	}
+}
+
+// checkConsole fails the test on a script error or a CSP violation in the page.
+func checkConsole(t *testing.T, console []chromedp.ConsoleMessage) {
+	t.Helper()
 	for _, m := range console {
 		s := m.String()
 		if m.IsException() || strings.Contains(s, "Content Security Policy") || strings.Contains(s, "Uncaught") {
