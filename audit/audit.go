@@ -116,6 +116,7 @@ type Logger struct {
 	pending atomic.Int64
 	dropped atomic.Int64
 	onDrop  atomic.Pointer[func()]
+	onLog   atomic.Pointer[func(Event)]
 }
 
 // QueueSize bounds memory; when full, events are dropped with a log line rather than
@@ -151,11 +152,24 @@ func (l *Logger) OnDrop(fn func()) {
 	l.onDrop.Store(&fn)
 }
 
+// OnLog sets a function called with every event as it is logged (metrics). It runs on
+// the request's goroutine, so it must be cheap.
+func (l *Logger) OnLog(fn func(Event)) {
+	if fn == nil {
+		l.onLog.Store(nil)
+		return
+	}
+	l.onLog.Store(&fn)
+}
+
 // Dropped returns how many events were dropped because the queue was full.
 func (l *Logger) Dropped() int64 { return l.dropped.Load() }
 
 // Log queues e, filling id, time and defaults. It never blocks.
 func (l *Logger) Log(ctx context.Context, e Event) {
+	if fn := l.onLog.Load(); fn != nil {
+		(*fn)(e)
+	}
 	if e.ID == "" {
 		id, err := uuid.NewV7()
 		if err != nil {

@@ -479,3 +479,20 @@ func TestHealth(t *testing.T) {
 		}
 	})
 }
+
+// TestMetricsCountLogins: a password login shows up in pvauth_logins_total.
+func TestMetricsCountLogins(t *testing.T) {
+	srv := testserver.Start(t, "memory", nil)
+	srv.Admin(t, http.MethodPost, "/admin/identities", map[string]any{"email": "m@example.com", "password": "correct horse battery"})
+	srv.Public(t, http.MethodPost, "/api/v1/auth/login", "", map[string]any{"email": "m@example.com", "password": "correct horse battery"})
+	srv.Public(t, http.MethodPost, "/api/v1/auth/login", "", map[string]any{"email": "m@example.com", "password": "wrong password!"})
+	body := string(srv.Admin(t, http.MethodGet, "/metrics", nil).Body)
+	for _, want := range []string{
+		`pvauth_logins_total{method="password",result="success"} 1`,
+		`pvauth_logins_total{method="password",result="failure"} 1`,
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("metrics lack %s", want)
+		}
+	}
+}

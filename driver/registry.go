@@ -123,6 +123,7 @@ func New(ctx context.Context, cfg *config.Config, o Options) (*Registry, error) 
 	r.limiter = ratelimit.New(cfg.RateLimit.Enabled, rules, store)
 	r.metrics = metrics.New()
 	r.audit.OnDrop(r.metrics.AuditDropped)
+	r.audit.OnLog(r.observeEvent)
 	if o.PushSender != nil {
 		r.push = o.PushSender
 	} else if r.push, err = push.New(ctx, cfg.Push.FCM); err != nil {
@@ -171,6 +172,26 @@ func (r *Registry) registerRoutes(pw *password.Handler) error {
 		loginui.Register(r.public)
 	}
 	return nil
+}
+
+// observeEvent turns authentication events into the login and refresh counters.
+func (r *Registry) observeEvent(e audit.Event) {
+	switch e.Type {
+	case audit.TypeLogin:
+		r.metrics.ObserveLogin(metrics.MethodPassword, e.Result)
+	case audit.TypeOTPVerify, audit.TypeOTPEnroll:
+		r.metrics.ObserveLogin(metrics.MethodOTP, e.Result)
+	case audit.TypeBiometricLogin:
+		r.metrics.ObserveLogin(metrics.MethodBiometric, e.Result)
+	case audit.TypePasskey:
+		if ev, _ := e.Metadata["event"].(string); ev == "login" {
+			r.metrics.ObserveLogin(metrics.MethodPasskey, e.Result)
+		}
+	case audit.TypeTokenRefresh:
+		r.metrics.ObserveRefresh(e.Result)
+	case audit.TypeTokenReuse:
+		r.metrics.ObserveRefresh(metrics.ResultReuse)
+	}
 }
 
 // subjectCheck refuses token refreshes for identities that were deleted or disabled.
