@@ -70,8 +70,8 @@ func (h *Handler) RegisterPublicRoutes(r *x.PublicRouter) {
 	r.POST(RouteIntrospect, h.introspect)
 	r.POST(RouteRevoke, h.revoke)
 	r.GET(RouteDiscovery, h.discovery)
-	r.GET(RouteUserinfo, t.RequireUser(h.userinfo))
-	r.POST(RouteUserinfo, t.RequireUser(h.userinfo))
+	r.GET(RouteUserinfo, t.RequireToken(h.userinfo))
+	r.POST(RouteUserinfo, t.RequireToken(h.userinfo))
 	r.GET(RouteLogin, h.getLogin)
 	r.POST(RouteLoginAccept, t.RequireUser(h.acceptLogin))
 	r.GET(RouteConsent, t.RequireUser(h.getConsent))
@@ -289,6 +289,12 @@ func (h *Handler) token(w http.ResponseWriter, r *http.Request, _ httprouter.Par
 	ctx := r.Context()
 	p := h.provider()
 	sess := &session.Session{}
+	// pvauth's own first-party clients refresh through /api/v1/auth/refresh, which also
+	// checks the identity and returns the file signature; they have no business here.
+	if id, _, ok := r.BasicAuth(); (ok && strings.HasPrefix(id, "pvauth-")) || strings.HasPrefix(r.PostFormValue("client_id"), "pvauth-") {
+		writeOAuthError(w, http.StatusUnauthorized, "invalid_client", "This client cannot use the token endpoint.")
+		return
+	}
 	ar, err := p.NewAccessRequest(ctx, r, sess)
 	if err != nil {
 		p.WriteAccessError(ctx, w, ar, err)
@@ -328,7 +334,8 @@ func (h *Handler) introspect(w http.ResponseWriter, r *http.Request, _ httproute
 		writeOAuthError(w, http.StatusInternalServerError, "server_error", "")
 		return
 	}
-	if _, err := f.AuthenticateClient(ctx, r, r.PostForm); err != nil {
+	// Only confidential clients introspect: a public client proves nothing by its id.
+	if c, err := f.AuthenticateClient(ctx, r, r.PostForm); err != nil || c.IsPublic() {
 		w.Header().Set("WWW-Authenticate", `Basic realm="pvauth"`)
 		writeOAuthError(w, http.StatusUnauthorized, "invalid_client", "Client authentication failed.")
 		return
@@ -417,7 +424,8 @@ func (h *Handler) userinfo(w http.ResponseWriter, r *http.Request, _ httprouter.
 
 func (h *Handler) flowByChallenge(ctx context.Context, column, challenge, state string) (*Flow, *Client, error) {
 	if challenge == "" || len(challenge) > 256 {
-		return nil, nil, x.ErrBadRequest.WithMessage("The challenge is missing.")
+		field := map[string]string{"login_challenge": "loginChallenge", "consent_challenge": "consentChallenge"}[column]
+		return nil, nil, x.ErrBadRequest.WithMessagef("Field '%s' (or query parameter '%s') is required.", field, column)
 	}
 	f, err := h.d.OAuth2Persister().GetFlowBy(ctx, column, hashValue(challenge))
 	if errors.Is(err, ErrFlowNotFound) {

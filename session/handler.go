@@ -160,8 +160,26 @@ const PendingTokenPrefix = "pvauth_pending_"
 // ErrMFAPending is the 403 for a pending token on a full endpoint.
 var ErrMFAPending = x.ErrForbidden.WithMessage("Two-factor authentication is not complete: this token is only valid for /otp/setup and /otp/verify.")
 
-// RequireUser authenticates the bearer access token before calling next.
+// ErrNotSelfService is the 403 for an OAuth2 client's token on the self-service API: a
+// token granted to a third-party application must not act as the user's own session.
+var ErrNotSelfService = x.ErrForbidden.WithMessage("This endpoint needs a token from a pvauth login, not one issued to an OAuth2 client.")
+
+// IsSelfService reports whether a principal comes from a pvauth self-service login.
+func (p *Principal) IsSelfService() bool {
+	return p.ClientID == ClientSelfService || p.ClientID == ClientSelfServiceRemember
+}
+
+// RequireUser authenticates a bearer access token of a self-service login before calling next.
 func (t *Tokens) RequireUser(next httprouter.Handle) httprouter.Handle {
+	return t.requireToken(next, true)
+}
+
+// RequireToken authenticates any live access token pvauth issued (userinfo).
+func (t *Tokens) RequireToken(next httprouter.Handle) httprouter.Handle {
+	return t.requireToken(next, false)
+}
+
+func (t *Tokens) requireToken(next httprouter.Handle, selfService bool) httprouter.Handle {
 	return func(w http.ResponseWriter, r *http.Request, ps httprouter.Params) {
 		tok := BearerToken(r)
 		if strings.HasPrefix(tok, PendingTokenPrefix) && t.PendingCheck != nil && t.PendingCheck(r.Context(), tok) {
@@ -171,6 +189,10 @@ func (t *Tokens) RequireUser(next httprouter.Handle) httprouter.Handle {
 		p, err := t.Authenticate(r.Context(), tok)
 		if err != nil {
 			x.WriteError(w, r, err)
+			return
+		}
+		if selfService && !p.IsSelfService() {
+			x.WriteError(w, r, ErrNotSelfService)
 			return
 		}
 		next(w, r.WithContext(WithPrincipal(r.Context(), p)), ps)

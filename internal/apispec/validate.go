@@ -83,12 +83,12 @@ func ServedOn(itemPort, port string) bool {
 }
 
 // headersOnEveryResponse are the headers API.md §1 puts on every response.
-var headersOnEveryResponse = map[string]string{
-	"Strict-Transport-Security": "max-age=31536000; includeSubDomains",
-	"X-Content-Type-Options":    "nosniff",
-	"X-Frame-Options":           "DENY",
-	"X-Xss-Protection":          "1; mode=block",
-	"Content-Security-Policy":   "default-src 'self'",
+var headersOnEveryResponse = [][2]string{
+	{"Strict-Transport-Security", "max-age=31536000; includeSubDomains"},
+	{"X-Content-Type-Options", "nosniff"},
+	{"X-Frame-Options", "DENY"},
+	{"X-Xss-Protection", "1; mode=block"},
+	{"Content-Security-Policy", "default-src 'self'"},
 }
 
 type base struct {
@@ -226,12 +226,6 @@ func (v *Validator) Seen() map[string][]int {
 	return out
 }
 
-func (v *Validator) fail(format string, args ...any) {
-	v.mu.Lock()
-	v.failures = append(v.failures, fmt.Sprintf(format, args...))
-	v.mu.Unlock()
-}
-
 // Check validates one exchange and records what is wrong with it. Requests to hosts
 // other than the two base URLs are ignored. It returns the problems it recorded.
 func (v *Validator) Check(req *http.Request, status int, header http.Header, body []byte) []string {
@@ -249,13 +243,13 @@ func (v *Validator) Check(req *http.Request, status int, header http.Header, bod
 	if header.Get("X-Request-Id") == "" {
 		bad("no X-Request-Id header")
 	}
-	for k, want := range headersOnEveryResponse {
-		if got := header.Get(k); got != want {
-			bad("header %s is %q, want %q", k, got, want)
+	for _, h := range headersOnEveryResponse {
+		if got := header.Get(h[0]); got != h[1] {
+			bad("header %s is %q, want %q", h[0], got, h[1])
 		}
 	}
 
-	rreq := req.Clone(req.Context())
+	rreq := req.Clone(context.WithoutCancel(req.Context()))
 	rreq.URL.Path, rreq.URL.RawPath = path, ""
 	route, params, err := v.router.FindRoute(rreq)
 	switch {
@@ -327,7 +321,7 @@ func (v *Validator) checkResponse(what string, req *http.Request, route *routers
 	}
 	in.SetBodyBytes(body)
 	if err := openapi3filter.ValidateResponse(req.Context(), in); err != nil {
-		problems = append(problems, what+": "+flatten(err))
+		problems = append(problems, what+": "+describe(err))
 	}
 	if isJSON(ct) {
 		if ref := responseFor(route.Operation, status); ref != nil && ref.Value != nil {
@@ -353,7 +347,7 @@ func (v *Validator) checkErrorBody(what string, header http.Header, body []byte)
 		return []string{what + ": the error body is not valid JSON"}
 	}
 	if err := ref.Value.VisitJSON(val, openapi3.VisitAsResponse(), openapi3.MultiErrors()); err != nil {
-		return []string{what + ": error body: " + flatten(err)}
+		return []string{what + ": error body doesn't match schema \"Error\": " + describe(err)}
 	}
 	return undocumentedFields(what, ref, body)
 }
@@ -368,17 +362,29 @@ func responseFor(op *openapi3.Operation, status int) *openapi3.ResponseRef {
 	return op.Responses.Default()
 }
 
-func flatten(err error) string {
-	s := err.Error()
+// describe makes a one-line message of a validation error: the reason, then each schema
+// error as "at <JSON pointer>: <reason>" (without the schema dump).
+func describe(err error) string {
+	var re *openapi3filter.ResponseError
+	if errors.As(err, &re) {
+		if re.Err == nil {
+			return re.Reason
+		}
+		return re.Reason + ": " + describe(re.Err)
+	}
 	var me openapi3.MultiError
 	if errors.As(err, &me) {
 		parts := make([]string, 0, len(me))
 		for _, e := range me {
-			parts = append(parts, e.Error())
+			parts = append(parts, describe(e))
 		}
-		s = strings.Join(parts, "; ")
+		return strings.Join(parts, "; ")
 	}
-	return strings.Join(strings.Fields(s), " ")
+	var se *openapi3.SchemaError
+	if errors.As(err, &se) {
+		return fmt.Sprintf("at /%s: %s", strings.Join(se.JSONPointer(), "/"), se.Reason)
+	}
+	return strings.Join(strings.Fields(err.Error()), " ")
 }
 
 // undocumentedFields reports object members of body that schema does not list. A schema

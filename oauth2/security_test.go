@@ -1,0 +1,91 @@
+package oauth2_test
+
+import (
+	"context"
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+
+	"github.com/pvpipe/pvauth/internal/testserver"
+	"github.com/pvpipe/pvauth/session"
+)
+
+func form(t *testing.T, srv *testserver.Server, path, user, pass string, v url.Values) (int, string) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, srv.PublicURL+path, strings.NewReader(v.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	if user != "" {
+		req.SetBasicAuth(user, pass)
+	}
+	resp, err := srv.Client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b := new(strings.Builder)
+	_, _ = ioCopy(b, resp)
+	return resp.StatusCode, b.String()
+}
+
+// TestTokenBoundaries: the holes a reviewer found stay closed.
+func TestTokenBoundaries(t *testing.T) {
+	srv := testserver.Start(t, "memory", nil)
+	ctx := context.Background()
+	srv.Admin(t, http.MethodPost, "/admin/identities", map[string]any{"email": "sec@example.com", "password": "correct horse battery"})
+	self, err := srv.Registry.Tokens().Issue(ctx, session.IssueRequest{IdentityID: 1, Email: "sec@example.com", AMR: []string{"pwd", "otp"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// A public client proves nothing by its id: it may not introspect.
+	var pub struct {
+		ClientID string `json:"client_id"`
+	}
+	srv.Admin(t, http.MethodPost, "/admin/clients", map[string]any{"client_name": "spa", "redirect_uris": []string{"http://localhost:9/cb"},
+		"token_endpoint_auth_method": "none", "scope": "openid"}).Data(t, &pub)
+	for _, id := range []string{pub.ClientID, session.ClientSelfService} {
+		if st, body := form(t, srv, "/oauth2/introspect", "", "", url.Values{"client_id": {id}, "token": {self.AccessToken}}); st != http.StatusUnauthorized || strings.Contains(body, "sec@example.com") {
+			t.Fatalf("public client %s introspected: %d %s", id, st, body)
+		}
+	}
+
+	// A confidential client may, and sees the self-service token.
+	var conf struct {
+		ClientID     string `json:"client_id"`
+		ClientSecret string `json:"client_secret"`
+	}
+	srv.Admin(t, http.MethodPost, "/admin/clients", map[string]any{"client_name": "svc", "grant_types": []string{"client_credentials"}, "scope": "load"}).Data(t, &conf)
+	if st, body := form(t, srv, "/oauth2/introspect", conf.ClientID, conf.ClientSecret, url.Values{"token": {self.AccessToken}}); st != 200 || !strings.Contains(body, `"active":true`) {
+		t.Fatalf("confidential introspection: %d %s", st, body)
+	}
+
+	// A token issued to an OAuth2 client is not a self-service session.
+	st, body := form(t, srv, "/oauth2/token", conf.ClientID, conf.ClientSecret, url.Values{"grant_type": {"client_credentials"}, "scope": {"load"}})
+	if st != 200 {
+		t.Fatalf("client credentials: %d %s", st, body)
+	}
+	tok := body[strings.Index(body, `"access_token":"`)+16:]
+	tok = tok[:strings.IndexByte(tok, '"')]
+	for _, path := range []string{"/api/v1/auth/me", "/api/v1/auth/devices", "/api/v1/auth/passkeys"} {
+		if r := srv.Public(t, http.MethodGet, path, tok, nil); r.Status != http.StatusForbidden {
+			t.Fatalf("OAuth2 client token on %s: %d %s", path, r.Status, r.Body)
+		}
+	}
+	if r := srv.Public(t, http.MethodPost, "/api/v1/auth/oauth2/login/accept", tok, map[string]any{"loginChallenge": "x"}); r.Status != http.StatusForbidden {
+		t.Fatalf("OAuth2 client token accepted a login: %d %s", r.Status, r.Body)
+	}
+	// The self-service token works there.
+	if r := srv.Public(t, http.MethodGet, "/api/v1/auth/me", self.AccessToken, nil); r.Status != 200 {
+		t.Fatalf("self-service token on /me: %d", r.Status)
+	}
+
+	// pvauth's first-party refresh tokens are not redeemable at /oauth2/token.
+	st, body = form(t, srv, "/oauth2/token", "", "", url.Values{"grant_type": {"refresh_token"}, "refresh_token": {self.RefreshToken}, "client_id": {session.ClientSelfService}})
+	if st != http.StatusUnauthorized || !strings.Contains(body, "invalid_client") {
+		t.Fatalf("self-service refresh at /oauth2/token: %d %s", st, body)
+	}
+	if _, _, err := srv.Registry.Tokens().Refresh(ctx, self.RefreshToken); err != nil {
+		t.Fatalf("the refresh token should still be unused: %v", err)
+	}
+}
