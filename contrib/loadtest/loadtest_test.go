@@ -3,6 +3,11 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
 	"strings"
 	"testing"
 	"time"
@@ -38,8 +43,99 @@ func TestScenarios(t *testing.T) {
 			if !strings.Contains(out.String(), "scenario") || !strings.Contains(out.String(), name) {
 				t.Errorf("no report table:\n%s", out.String())
 			}
+			if note, ok := unitNotes[name]; ok && !strings.Contains(out.String(), note) {
+				t.Errorf("no %q note:\n%s", note, out.String())
+			}
 			t.Logf("\n%s", out.String())
 		})
+	}
+}
+
+// unitNotes is what the report says a row of a multi-request scenario is.
+var unitNotes = map[string]string{
+	"login":              "logins/s over 2 connections",
+	"biometric":          "logins/s over 2 connections; a row is one login = 2 requests",
+	"confirmation":       "round trips/s over 2 connections; a row is one round trip = 3 requests",
+	"client_credentials": "JWT access tokens/s over 2 connections",
+}
+
+// One run of the new scenarios sets up the worker devices and the OAuth2 client once.
+func TestSharedSetup(t *testing.T) {
+	srv := testserver.Start(t, "memory", nil)
+	var out bytes.Buffer
+	results, err := run(context.Background(), options{
+		Public: srv.PublicURL, Admin: srv.AdminURL,
+		Concurrency: 2, Duration: 200 * time.Millisecond,
+		Scenarios: []string{"biometric", "confirmation", "client_credentials", "oauth2_introspect"},
+	}, &out)
+	if err != nil {
+		t.Fatalf("run: %v\n%s", err, out.String())
+	}
+	for _, r := range results {
+		if r.OK() == 0 || r.ErrorCount() != 0 {
+			t.Errorf("%s: %d ok, errors %s", r.Name, r.OK(), r.ErrorSummary())
+		}
+	}
+	if n := strings.Count(out.String(), "# devices: "); n != 1 {
+		t.Errorf("devices set up %d times:\n%s", n, out.String())
+	}
+	if n := strings.Count(out.String(), "# oauth2: client "); n != 1 {
+		t.Errorf("OAuth2 client created %d times:\n%s", n, out.String())
+	}
+}
+
+// A rate-limited server is named as the cause of 429s.
+func TestRateLimitHint(t *testing.T) {
+	srv := testserver.Start(t, "memory", map[string]any{
+		"ratelimit.enabled":                      true,
+		"ratelimit.rules.mobile_challenge.limit": 2,
+	})
+	var out bytes.Buffer
+	results, err := run(context.Background(), options{
+		Public: srv.PublicURL, Admin: srv.AdminURL,
+		Concurrency: 1, Duration: 300 * time.Millisecond, Scenarios: []string{"biometric"},
+	}, &out)
+	if err != nil {
+		t.Fatalf("run: %v\n%s", err, out.String())
+	}
+	if results[0].Errors["challenge 429"] == 0 || !strings.Contains(out.String(), "biometric: HTTP 429: the server rate-limits, run it with RATELIMIT_ENABLED=false") {
+		t.Fatalf("no 429 or no hint:\n%s", out.String())
+	}
+}
+
+func TestSignChallenge(t *testing.T) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := &device{key: key}
+	challenge := []byte("0123456789abcdef0123456789abcdef")
+	sig, err := d.signChallenge(base64.StdEncoding.EncodeToString(challenge))
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, err := base64.StdEncoding.DecodeString(sig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(challenge)
+	if !ecdsa.VerifyASN1(&key.PublicKey, sum[:], der) {
+		t.Fatal("signature does not verify over SHA-256 of the raw challenge")
+	}
+	if _, err := d.signChallenge("not base64!"); err == nil {
+		t.Fatal("a non-base64 challenge was signed")
+	}
+}
+
+func TestIsJWT(t *testing.T) {
+	hdr := base64.RawURLEncoding.EncodeToString([]byte(`{"alg":"ES256","typ":"JWT"}`))
+	none := base64.RawURLEncoding.EncodeToString([]byte(`{"alg":"none"}`))
+	for tok, want := range map[string]bool{
+		hdr + ".e30.c2ln": true, none + ".e30.c2ln": false, "ory_at_abc.def": false, "a.b.c": false, hdr + ".e30.": false,
+	} {
+		if got := isJWT(tok); got != want {
+			t.Errorf("isJWT(%q) = %v", tok, got)
+		}
 	}
 }
 
@@ -78,11 +174,14 @@ func TestPercentile(t *testing.T) {
 }
 
 func TestParseScenarios(t *testing.T) {
-	if s, err := parseScenarios("all"); err != nil || len(s) != 3 {
+	if s, err := parseScenarios("all"); err != nil || len(s) != 7 || s[len(s)-1] != "login" {
 		t.Fatalf("all: %v %v", s, err)
 	}
 	if s, err := parseScenarios("login, refresh"); err != nil || strings.Join(s, ",") != "login,refresh" {
 		t.Fatalf("list: %v %v", s, err)
+	}
+	if s, err := parseScenarios("biometric,confirmation,client_credentials,oauth2_introspect"); err != nil || len(s) != 4 {
+		t.Fatalf("new scenarios: %v %v", s, err)
 	}
 	if _, err := parseScenarios("nope"); err == nil {
 		t.Fatal("unknown scenario accepted")

@@ -1,5 +1,6 @@
 // Command loadtest drives a running pvauth over loopback and reports throughput and
-// latency percentiles per scenario (introspect, refresh, login). See README.md.
+// latency percentiles per scenario (introspect, refresh, biometric, confirmation,
+// client_credentials, oauth2_introspect, login). See README.md.
 //
 //	go run ./contrib/loadtest -public http://127.0.0.1:8080 -admin http://127.0.0.1:8081 \
 //	    -c 16 -d 10s -scenario all [-admin-key K] [-pid PID]
@@ -41,7 +42,7 @@ func main() {
 	flag.StringVar(&o.AdminKey, "admin-key", os.Getenv("PVAUTH_ADMIN_API_KEY"), "admin API key (default: env PVAUTH_ADMIN_API_KEY)")
 	flag.IntVar(&o.Concurrency, "c", 16, "concurrent workers (each keeps its own connection)")
 	flag.DurationVar(&o.Duration, "d", 10*time.Second, "measured duration of each scenario")
-	flag.StringVar(&scenario, "scenario", "all", "introspect, refresh, login, a comma-separated list, or all")
+	flag.StringVar(&scenario, "scenario", "all", strings.Join(scenarioNames, ", ")+", a comma-separated list, or all")
 	flag.IntVar(&o.PID, "pid", 0, "server process id: report its resident memory (Linux /proc)")
 	flag.IntVar(&o.LoginUsers, "login-users", 0, "identities enrolled for the login scenario, 10 recovery codes each (0: enough for -d at this machine's hash rate)")
 	flag.Parse()
