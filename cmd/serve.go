@@ -15,7 +15,7 @@ import (
 )
 
 // DefaultMemoryLimit is the Go runtime's soft memory limit for `serve`.
-const DefaultMemoryLimit = 112 << 20
+const DefaultMemoryLimit = 80 << 20
 
 func newServeCmd() *cobra.Command {
 	var file string
