@@ -78,7 +78,8 @@ func (p *Persister) GetDevice(ctx context.Context, id string) (*biometric.Device
 }
 
 func (p *Persister) FindActiveDeviceByFingerprint(ctx context.Context, fp string) (*biometric.Device, error) {
-	return p.getDevice(ctx, "device_fingerprint = ? AND is_active = ?", fp, true)
+	// A literal TRUE, not a parameter, lets SQLite use the partial unique index.
+	return p.getDevice(ctx, "device_fingerprint = ? AND is_active = TRUE", fp)
 }
 
 func (p *Persister) ListDevices(ctx context.Context, identityID int64, activeOnly bool) ([]biometric.Device, error) {
