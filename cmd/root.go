@@ -19,7 +19,7 @@ func NewRootCmd() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newServeCmd(), newMigrateCmd(), newIdentitiesCmd(), newVersionCmd())
+	root.AddCommand(newServeCmd(), newMigrateCmd(), newIdentitiesCmd(), newClientsCmd(), newVersionCmd())
 	return root
 }
 

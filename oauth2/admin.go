@@ -1,6 +1,7 @@
 package oauth2
 
 import (
+	"context"
 	"errors"
 	"net/http"
 	"net/url"
@@ -8,6 +9,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/julienschmidt/httprouter"
+	"github.com/ory/fosite"
 
 	"github.com/pvpipe/pvauth/audit"
 	"github.com/pvpipe/pvauth/session"
@@ -74,6 +76,11 @@ func (b *clientBody) Validate() error {
 		p, err := url.Parse(u)
 		if err != nil || p.Scheme == "" || p.Host == "" || p.Fragment != "" || len(u) > 2000 {
 			return x.ErrBadRequest.WithMessagef("Field 'redirect_uris' has an invalid URI: %q.", u)
+		}
+		// fosite refuses to redirect to plain http except on loopback, so such a client
+		// could never complete a login.
+		if !fosite.IsRedirectURISecure(context.Background(), p) {
+			return x.ErrBadRequest.WithMessagef("Field 'redirect_uris' has an insecure URI: %q (http is only allowed for localhost and loopback addresses).", u)
 		}
 	}
 	return nil

@@ -111,8 +111,24 @@ func (h *Handler) authorize(w http.ResponseWriter, r *http.Request, _ httprouter
 	case q.Get("login_verifier") != "":
 		h.afterLogin(w, r, ar, q.Get("login_verifier"))
 	default:
+		if err := precheck(ar); err != nil {
+			p.WriteAuthorizeError(ctx, w, ar, err)
+			return
+		}
 		h.startLogin(w, r, ar, q)
 	}
+}
+
+// precheck refuses what cannot succeed before the user is sent to log in: prompt=none
+// (OIDC Core 3.1.2.1), since pvauth keeps no browser session and so can never answer
+// without showing the login UI.
+func precheck(ar fosite.AuthorizeRequester) error {
+	for _, p := range strings.Fields(ar.GetRequestForm().Get("prompt")) {
+		if p == "none" {
+			return fosite.ErrLoginRequired.WithHint("pvauth cannot authenticate the user without showing the login page.")
+		}
+	}
+	return nil
 }
 
 // originalQuery is the request's query without our verifiers.
@@ -285,6 +301,9 @@ func (h *Handler) finishAuthorize(w http.ResponseWriter, r *http.Request, ar fos
 	p.WriteAuthorizeResponse(ctx, w, ar, resp)
 }
 
+// tokenGrants are the grant types /oauth2/token accepts.
+var tokenGrants = map[string]bool{"authorization_code": true, "refresh_token": true, "client_credentials": true}
+
 func (h *Handler) token(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
 	ctx := r.Context()
 	p := h.provider()
@@ -293,6 +312,12 @@ func (h *Handler) token(w http.ResponseWriter, r *http.Request, _ httprouter.Par
 	// checks the identity and returns the file signature; they have no business here.
 	if id, _, ok := r.BasicAuth(); (ok && strings.HasPrefix(id, "pvauth-")) || strings.HasPrefix(r.PostFormValue("client_id"), "pvauth-") {
 		writeOAuthError(w, http.StatusUnauthorized, "invalid_client", "This client cannot use the token endpoint.")
+		return
+	}
+	// RFC 6749 §5.2: a grant type pvauth does not serve here (the internal self-service
+	// grant included) is unsupported_grant_type, decided before any grant handler runs.
+	if g := r.PostFormValue("grant_type"); g != "" && !tokenGrants[g] {
+		writeOAuthError(w, http.StatusBadRequest, "unsupported_grant_type", "The grant type is not supported by the token endpoint.")
 		return
 	}
 	ar, err := p.NewAccessRequest(ctx, r, sess)
@@ -315,6 +340,12 @@ func (h *Handler) token(w http.ResponseWriter, r *http.Request, _ httprouter.Par
 	}
 	resp, err := p.NewAccessResponse(ctx, ar)
 	if err != nil {
+		if errors.Is(err, fosite.ErrSerializationFailure) || errors.Is(err, fosite.ErrInvalidatedAuthorizeCode) {
+			// A concurrent request spent the same authorization code first (the store's
+			// conditional update lets exactly one through): for this one the code is used,
+			// not a server error.
+			err = fosite.ErrInvalidGrant.WithHint("The authorization code has already been used.").WithWrap(err)
+		}
 		p.WriteAccessError(ctx, w, ar, err)
 		return
 	}
