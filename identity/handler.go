@@ -134,14 +134,6 @@ type passwordBody struct {
 func (b *passwordBody) Validate() error { return x.Required("password", b.Password) }
 
 // idParam reads the :id path parameter: a positive integer, else a 400 naming id.
-func idParam(ps httprouter.Params) (int64, error) {
-	id, err := strconv.ParseInt(ps.ByName("id"), 10, 64)
-	if err != nil || id <= 0 {
-		return 0, x.ErrBadRequest.WithMessage("Path parameter 'id' must be a positive integer.")
-	}
-	return id, nil
-}
-
 // Page tokens are opaque to clients: unpadded URL-safe base64 of the last id served.
 func encodePageToken(lastID int64) string {
 	return base64.RawURLEncoding.EncodeToString([]byte(strconv.FormatInt(lastID, 10)))
@@ -175,7 +167,7 @@ func (h *Handler) revoker() (SessionRevoker, error) {
 }
 
 func (h *Handler) revokeSessions(w http.ResponseWriter, r *http.Request, ps httprouter.Params) {
-	id, err := idParam(ps)
+	id, err := x.IdentityIDParam(ps)
 	if err != nil {
 		x.WriteError(w, r, err)
 		return
@@ -257,7 +249,7 @@ func (h *Handler) list(w http.ResponseWriter, r *http.Request, _ httprouter.Para
 }
 
 func (h *Handler) get(w http.ResponseWriter, r *http.Request, ps httprouter.Params) {
-	id, err := idParam(ps)
+	id, err := x.IdentityIDParam(ps)
 	if err != nil {
 		x.WriteError(w, r, err)
 		return
@@ -271,7 +263,7 @@ func (h *Handler) get(w http.ResponseWriter, r *http.Request, ps httprouter.Para
 }
 
 func (h *Handler) patch(w http.ResponseWriter, r *http.Request, ps httprouter.Params) {
-	id, err := idParam(ps)
+	id, err := x.IdentityIDParam(ps)
 	if err != nil {
 		x.WriteError(w, r, err)
 		return
@@ -333,7 +325,7 @@ func patchedFields(pp PatchParams) []string {
 }
 
 func (h *Handler) delete(w http.ResponseWriter, r *http.Request, ps httprouter.Params) {
-	id, err := idParam(ps)
+	id, err := x.IdentityIDParam(ps)
 	if err != nil {
 		x.WriteError(w, r, err)
 		return
@@ -358,7 +350,7 @@ func (h *Handler) delete(w http.ResponseWriter, r *http.Request, ps httprouter.P
 }
 
 func (h *Handler) setPassword(w http.ResponseWriter, r *http.Request, ps httprouter.Params) {
-	id, err := idParam(ps)
+	id, err := x.IdentityIDParam(ps)
 	if err != nil {
 		x.WriteError(w, r, err)
 		return
@@ -383,7 +375,7 @@ func (h *Handler) setPassword(w http.ResponseWriter, r *http.Request, ps httprou
 }
 
 func (h *Handler) resetOTP(w http.ResponseWriter, r *http.Request, ps httprouter.Params) {
-	id, err := idParam(ps)
+	id, err := x.IdentityIDParam(ps)
 	if err != nil {
 		x.WriteError(w, r, err)
 		return

@@ -17,7 +17,6 @@ import (
 	"github.com/pvpipe/pvauth/audit"
 	"github.com/pvpipe/pvauth/driver/config"
 	"github.com/pvpipe/pvauth/identity"
-	"github.com/pvpipe/pvauth/selfservice/password"
 	"github.com/pvpipe/pvauth/session"
 	"github.com/pvpipe/pvauth/x"
 )
@@ -520,7 +519,7 @@ func (h *Handler) acceptLogin(w http.ResponseWriter, r *http.Request, _ httprout
 	ctx := r.Context()
 	p := session.PrincipalFrom(ctx)
 	if p == nil || p.IdentityID == 0 {
-		x.WriteError(w, r, password.ErrNotAUser)
+		x.WriteError(w, r, session.ErrNotAUser)
 		return
 	}
 	var b challengeBody

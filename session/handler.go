@@ -198,3 +198,15 @@ func (t *Tokens) requireToken(next httprouter.Handle, selfService bool) httprout
 		next(w, r.WithContext(WithPrincipal(r.Context(), p)), ps)
 	}
 }
+
+// ErrNotAUser is the 403 for tokens that do not belong to a user (client credentials).
+var ErrNotAUser = x.ErrForbidden.WithMessage("This token does not belong to a user.")
+
+// UserID returns the identity behind the request's authenticated principal.
+func UserID(r *http.Request) (int64, error) {
+	p := PrincipalFrom(r.Context())
+	if p == nil || p.IdentityID == 0 {
+		return 0, ErrNotAUser
+	}
+	return p.IdentityID, nil
+}

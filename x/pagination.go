@@ -17,3 +17,12 @@ func PageSize(r *http.Request, def, max int) (int, error) {
 	}
 	return n, nil
 }
+
+// IdentityIDParam parses the ":id" path parameter of the admin identity routes.
+func IdentityIDParam(ps interface{ ByName(string) string }) (int64, error) {
+	id, err := strconv.ParseInt(ps.ByName("id"), 10, 64)
+	if err != nil || id <= 0 {
+		return 0, ErrBadRequest.WithMessage("Path parameter 'id' must be a positive integer.")
+	}
+	return id, nil
+}

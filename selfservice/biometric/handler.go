@@ -88,14 +88,6 @@ func (h *Handler) RegisterAdminRoutes(r *x.AdminRouter) {
 }
 
 // user returns the caller's identity id (self-service tokens only).
-func user(r *http.Request) (int64, error) {
-	p := session.PrincipalFrom(r.Context())
-	if p == nil || p.IdentityID == 0 {
-		return 0, password.ErrNotAUser
-	}
-	return p.IdentityID, nil
-}
-
 // newChallenge returns 32 random bytes as standard base64, and the hex SHA-256 that is
 // stored (and is the digest the signature is checked against).
 func newChallenge() (string, string, error) {
@@ -149,7 +141,7 @@ type challengeResult struct {
 
 func (h *Handler) registerChallenge(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
 	ctx := r.Context()
-	uid, err := user(r)
+	uid, err := session.UserID(r)
 	if err != nil {
 		x.WriteError(w, r, err)
 		return
@@ -235,7 +227,7 @@ type registerResult struct {
 
 func (h *Handler) registerVerify(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
 	ctx := r.Context()
-	uid, err := user(r)
+	uid, err := session.UserID(r)
 	if err != nil {
 		x.WriteError(w, r, err)
 		return
@@ -347,7 +339,7 @@ func (h *Handler) views(ds []Device) []*Device {
 }
 
 func (h *Handler) listDevices(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
-	uid, err := user(r)
+	uid, err := session.UserID(r)
 	if err != nil {
 		x.WriteError(w, r, err)
 		return
@@ -381,7 +373,7 @@ func (h *Handler) RemoveDevice(ctx context.Context, uid int64, deviceID string, 
 }
 
 func (h *Handler) deleteDevice(w http.ResponseWriter, r *http.Request, ps httprouter.Params) {
-	uid, err := user(r)
+	uid, err := session.UserID(r)
 	if err != nil {
 		x.WriteError(w, r, err)
 		return
@@ -406,7 +398,7 @@ func (b *fcmBody) Validate() error {
 }
 
 func (h *Handler) updateFCMToken(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
-	uid, err := user(r)
+	uid, err := session.UserID(r)
 	if err != nil {
 		x.WriteError(w, r, err)
 		return
@@ -613,7 +605,7 @@ type keygenResult struct {
 // keygen makes a P-256 key pair for devices that cannot; the private key is returned
 // once and never stored.
 func (h *Handler) keygen(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
-	uid, err := user(r)
+	uid, err := session.UserID(r)
 	if err != nil {
 		x.WriteError(w, r, err)
 		return
@@ -650,16 +642,8 @@ func (h *Handler) keygen(w http.ResponseWriter, r *http.Request, _ httprouter.Pa
 	})
 }
 
-func adminIdentityID(ps httprouter.Params) (int64, error) {
-	id, err := strconv.ParseInt(ps.ByName("id"), 10, 64)
-	if err != nil || id <= 0 {
-		return 0, x.ErrBadRequest.WithMessage("Path parameter 'id' must be a positive integer.")
-	}
-	return id, nil
-}
-
 func (h *Handler) adminListDevices(w http.ResponseWriter, r *http.Request, ps httprouter.Params) {
-	uid, err := adminIdentityID(ps)
+	uid, err := x.IdentityIDParam(ps)
 	if err != nil {
 		x.WriteError(w, r, err)
 		return
@@ -680,7 +664,7 @@ func (h *Handler) adminListDevices(w http.ResponseWriter, r *http.Request, ps ht
 }
 
 func (h *Handler) adminDeleteDevice(w http.ResponseWriter, r *http.Request, ps httprouter.Params) {
-	uid, err := adminIdentityID(ps)
+	uid, err := x.IdentityIDParam(ps)
 	if err != nil {
 		x.WriteError(w, r, err)
 		return

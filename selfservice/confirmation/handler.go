@@ -22,7 +22,6 @@ import (
 	"github.com/pvpipe/pvauth/push"
 	"github.com/pvpipe/pvauth/ratelimit"
 	"github.com/pvpipe/pvauth/selfservice/biometric"
-	"github.com/pvpipe/pvauth/selfservice/password"
 	"github.com/pvpipe/pvauth/session"
 	"github.com/pvpipe/pvauth/x"
 	"github.com/pvpipe/pvauth/x/secretbox"
@@ -80,14 +79,6 @@ func (h *Handler) RegisterAdminRoutes(r *x.AdminRouter) {
 	r.GET(RouteAdminStatus, h.adminGet)
 }
 
-func user(r *http.Request) (int64, error) {
-	p := session.PrincipalFrom(r.Context())
-	if p == nil || p.IdentityID == 0 {
-		return 0, password.ErrNotAUser
-	}
-	return p.IdentityID, nil
-}
-
 type initiateBody struct {
 	ActionType    string          `json:"actionType"`
 	ActionPayload json.RawMessage `json:"actionPayload"`
@@ -129,7 +120,7 @@ type initiateResult struct {
 
 func (h *Handler) initiate(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
 	ctx := r.Context()
-	uid, err := user(r)
+	uid, err := session.UserID(r)
 	if err != nil {
 		x.WriteError(w, r, err)
 		return
@@ -266,7 +257,7 @@ func view(c *Confirmation, now time.Time) StatusView {
 }
 
 func (h *Handler) status(w http.ResponseWriter, r *http.Request, ps httprouter.Params) {
-	uid, err := user(r)
+	uid, err := session.UserID(r)
 	if err != nil {
 		x.WriteError(w, r, err)
 		return
@@ -332,7 +323,7 @@ func (h *Handler) decide(ctx context.Context, c *Confirmation, status string, de
 
 func (h *Handler) verify(w http.ResponseWriter, r *http.Request, ps httprouter.Params) {
 	ctx := r.Context()
-	uid, err := user(r)
+	uid, err := session.UserID(r)
 	if err != nil {
 		x.WriteError(w, r, err)
 		return
@@ -385,7 +376,7 @@ func (b *rejectBody) Validate() error { return x.MaxLen("reason", b.Reason, 500)
 
 func (h *Handler) reject(w http.ResponseWriter, r *http.Request, ps httprouter.Params) {
 	ctx := r.Context()
-	uid, err := user(r)
+	uid, err := session.UserID(r)
 	if err != nil {
 		x.WriteError(w, r, err)
 		return

@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
-	"strconv"
 	"strings"
 	"time"
 
@@ -19,7 +18,6 @@ import (
 	"github.com/pvpipe/pvauth/audit"
 	"github.com/pvpipe/pvauth/driver/config"
 	"github.com/pvpipe/pvauth/identity"
-	"github.com/pvpipe/pvauth/selfservice/password"
 	"github.com/pvpipe/pvauth/session"
 	"github.com/pvpipe/pvauth/x"
 )
@@ -397,16 +395,8 @@ func (h *Handler) fail(ctx context.Context, uid *int64, event, reason string) {
 		Metadata: map[string]any{"event": event}})
 }
 
-func caller(r *http.Request) (int64, error) {
-	p := session.PrincipalFrom(r.Context())
-	if p == nil || p.IdentityID == 0 {
-		return 0, password.ErrNotAUser
-	}
-	return p.IdentityID, nil
-}
-
 func (h *Handler) callerIdentity(r *http.Request) (*identity.Identity, error) {
-	uid, err := caller(r)
+	uid, err := session.UserID(r)
 	if err != nil {
 		return nil, err
 	}
@@ -581,7 +571,7 @@ type listItem struct {
 }
 
 func (h *Handler) list(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
-	uid, err := caller(r)
+	uid, err := session.UserID(r)
 	if err != nil {
 		x.WriteError(w, r, err)
 		return
@@ -609,7 +599,7 @@ func (b *promptBody) Validate() error {
 }
 
 func (h *Handler) prompt(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
-	uid, err := caller(r)
+	uid, err := session.UserID(r)
 	if err != nil {
 		x.WriteError(w, r, err)
 		return
@@ -627,7 +617,7 @@ func (h *Handler) prompt(w http.ResponseWriter, r *http.Request, _ httprouter.Pa
 }
 
 func (h *Handler) rename(w http.ResponseWriter, r *http.Request, ps httprouter.Params) {
-	uid, err := caller(r)
+	uid, err := session.UserID(r)
 	if err != nil {
 		x.WriteError(w, r, err)
 		return
@@ -671,7 +661,7 @@ func (h *Handler) removeFor(ctx context.Context, uid int64, pid, by string) erro
 }
 
 func (h *Handler) remove(w http.ResponseWriter, r *http.Request, ps httprouter.Params) {
-	uid, err := caller(r)
+	uid, err := session.UserID(r)
 	if err != nil {
 		x.WriteError(w, r, err)
 		return
@@ -683,16 +673,8 @@ func (h *Handler) remove(w http.ResponseWriter, r *http.Request, ps httprouter.P
 	x.WriteData(w, http.StatusOK, map[string]bool{"success": true})
 }
 
-func adminIdentityID(ps httprouter.Params) (int64, error) {
-	id, err := strconv.ParseInt(ps.ByName("id"), 10, 64)
-	if err != nil || id <= 0 {
-		return 0, x.ErrBadRequest.WithMessage("Path parameter 'id' must be a positive integer.")
-	}
-	return id, nil
-}
-
 func (h *Handler) adminList(w http.ResponseWriter, r *http.Request, ps httprouter.Params) {
-	uid, err := adminIdentityID(ps)
+	uid, err := x.IdentityIDParam(ps)
 	if err != nil {
 		x.WriteError(w, r, err)
 		return
@@ -713,7 +695,7 @@ func (h *Handler) adminList(w http.ResponseWriter, r *http.Request, ps httproute
 }
 
 func (h *Handler) adminRemove(w http.ResponseWriter, r *http.Request, ps httprouter.Params) {
-	uid, err := adminIdentityID(ps)
+	uid, err := x.IdentityIDParam(ps)
 	if err != nil {
 		x.WriteError(w, r, err)
 		return

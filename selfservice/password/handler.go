@@ -396,8 +396,8 @@ type Profile struct {
 	SignatureExpiresAt  time.Time           `json:"signatureExpiresAt"`
 }
 
-// ErrNotAUser is the 403 for tokens that do not belong to a user (client credentials).
-var ErrNotAUser = x.ErrForbidden.WithMessage("This token does not belong to a user.")
+// ErrNotAUser is session.ErrNotAUser, kept here for callers of this package.
+var ErrNotAUser = session.ErrNotAUser
 
 func (h *Handler) me(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
 	ctx := r.Context()
