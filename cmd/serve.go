@@ -37,6 +37,11 @@ database stops the start with a clear error.`,
 			// soft limit keeps the resident size flat. GOMEMLIMIT overrides it.
 			if os.Getenv("GOMEMLIMIT") == "" {
 				debug.SetMemoryLimit(DefaultMemoryLimit)
+				// With the limit as the ceiling, collecting at 4x the live heap instead of
+				// 2x spends less CPU on a heap this small. GOGC overrides it.
+				if os.Getenv("GOGC") == "" {
+					debug.SetGCPercent(400)
+				}
 			}
 			logger := driver.NewLogger(cfg)
 			slog.SetDefault(logger)
