@@ -218,13 +218,16 @@ func (t *Tokens) Refresh(ctx context.Context, refreshToken string) (*TokenSet, *
 	} else if err != nil {
 		return nil, nil, err
 	}
+	// The owner, for the caller's audit event even when the refresh fails.
+	owner := &Session{Subject: row.Subject}
+	owner.IdentityID, _ = strconv.ParseInt(row.Subject, 10, 64)
 	if row.ClientID != ClientSelfService && row.ClientID != ClientSelfServiceRemember {
-		return nil, nil, ErrRefreshInvalid
+		return nil, owner, ErrRefreshInvalid
 	}
 	if t.SubjectCheck != nil {
 		if id, err := strconv.ParseInt(row.Subject, 10, 64); err == nil {
 			if err := t.SubjectCheck(ctx, id); err != nil {
-				return nil, nil, ErrRefreshInvalid.WithCause(err)
+				return nil, owner, ErrRefreshInvalid.WithCause(err)
 			}
 		}
 	}
@@ -241,11 +244,11 @@ func (t *Tokens) Refresh(ctx context.Context, refreshToken string) (*TokenSet, *
 	sess := &Session{}
 	ar, err := t.provider.NewAccessRequest(ctx, req, sess)
 	if err != nil {
-		return nil, nil, refreshError(err)
+		return nil, owner, refreshError(err)
 	}
 	resp, err := t.provider.NewAccessResponse(ctx, ar)
 	if err != nil {
-		return nil, nil, refreshError(err)
+		return nil, owner, refreshError(err)
 	}
 	s, _ := ar.GetSession().(*Session)
 	if s == nil {

@@ -548,7 +548,10 @@ func (h *Handler) mobileBiometric(w http.ResponseWriter, r *http.Request, _ http
 		x.WriteError(w, r, err)
 		return
 	}
-	_ = h.d.DevicePersister().TouchDevice(ctx, d.ID, now)
+	// lastUsedAt is for display: a minute's precision spares a write per login under load.
+	if d.LastUsedAt == nil || now.Sub(*d.LastUsedAt) >= time.Minute {
+		_ = h.d.DevicePersister().TouchDevice(ctx, d.ID, now)
+	}
 	meta["rememberMe"], meta["sessionFamily"] = b.RememberMe, ts.SessionID
 	h.auditDevice(ctx, audit.TypeBiometricLogin, d.UserID, d.ID, audit.ResultSuccess, "", meta)
 	x.WriteData(w, http.StatusOK, biometricResult{Success: true, Tokens: ts})

@@ -450,10 +450,13 @@ func RefreshTokens(ctx context.Context, d interface {
 	session.TokensProvider
 	audit.LoggerProvider
 }, refreshToken string) (*session.TokenSet, error) {
-	// Whose token it is must be read first: handling a reuse deletes the reused token.
-	owner := refreshTokenOwner(ctx, d.Tokens(), refreshToken)
 	ts, s, err := d.Tokens().Refresh(ctx, refreshToken)
 	if err != nil {
+		// On failure s, when not nil, names the token's owner (read before a reuse deletes it).
+		var owner *int64
+		if s != nil && s.IdentityID != 0 {
+			owner = audit.Int64(s.IdentityID)
+		}
 		ev := audit.Event{Type: audit.TypeTokenRefresh, UserID: owner, Result: audit.ResultFailure, Reason: "invalid"}
 		if xe := x.AsError(err); xe.Message == session.ErrRefreshReused.Message {
 			ev.Type, ev.Reason = audit.TypeTokenReuse, "refresh token reuse: family revoked"
@@ -468,24 +471,6 @@ func RefreshTokens(ctx context.Context, d interface {
 	}
 	d.AuditLogger().Log(ctx, ev)
 	return ts, nil
-}
-
-// refreshTokenOwner returns the identity a (possibly already rotated) refresh token was
-// issued to, or nil, so that a reuse is audited under the user it concerns.
-func refreshTokenOwner(ctx context.Context, t *session.Tokens, refreshToken string) *int64 {
-	if refreshToken == "" || len(refreshToken) > 512 {
-		return nil
-	}
-	sig := refreshToken
-	if i := strings.LastIndexByte(sig, '.'); i >= 0 {
-		sig = sig[i+1:]
-	}
-	s := &session.Session{}
-	// An inactive token comes back with its request and an error; the session is filled.
-	if req, _ := t.Store().GetRefreshTokenSession(ctx, sig, s); req == nil || s.IdentityID == 0 {
-		return nil
-	}
-	return audit.Int64(s.IdentityID)
 }
 
 func (h *Handler) refresh(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
