@@ -255,6 +255,7 @@ func Load(o Options) (*Config, error) {
 	if o.NoSecrets {
 		return c, nil
 	}
+	c.warnWeak()
 	if err := c.resolveSecrets(); err != nil {
 		return nil, err
 	}
@@ -338,6 +339,19 @@ func schemaLeaves() ([]leaf, error) {
 	}
 	walk("", doc)
 	return out, nil
+}
+
+// warnWeak warns about secrets that are allowed but short.
+func (c *Config) warnWeak() {
+	for _, k := range c.Serve.Admin.APIKeys {
+		if len(k) < 16 {
+			slog.Warn("serve.admin.api_keys has a key shorter than 16 characters; use long random keys in production")
+			break
+		}
+	}
+	if n := len(c.Secrets.FileSignature); n > 0 && n < 32 {
+		slog.Warn("secrets.file_signature is shorter than 32 characters; use a long random key in production")
+	}
 }
 
 // resolveSecrets fills missing secrets in --dev (persisting them beside a SQLite file so a
