@@ -196,6 +196,7 @@ func (h *Handler) updateClient(w http.ResponseWriter, r *http.Request, ps httpro
 		x.WriteError(w, r, err)
 		return
 	}
+	h.clients.Forget(c.ID)
 	h.d.AuditLogger().Log(ctx, audit.Event{Type: "admin.client.update", Metadata: map[string]any{"clientId": c.ID}})
 	x.WriteData(w, http.StatusOK, clientView{Client: c, ClientSecret: secret})
 }
@@ -206,6 +207,7 @@ func (h *Handler) deleteClient(w http.ResponseWriter, r *http.Request, ps httpro
 		x.WriteError(w, r, errClientNotFound)
 		return
 	}
+	h.clients.Forget(id)
 	if err := h.d.OAuth2Persister().DeleteClient(r.Context(), id); errors.Is(err, ErrClientNotFound) {
 		x.WriteError(w, r, errClientNotFound)
 		return
@@ -213,6 +215,7 @@ func (h *Handler) deleteClient(w http.ResponseWriter, r *http.Request, ps httpro
 		x.WriteError(w, r, err)
 		return
 	}
+	h.clients.Forget(id)
 	h.d.AuditLogger().Log(r.Context(), audit.Event{Type: "admin.client.delete", Metadata: map[string]any{"clientId": id}})
 	x.WriteData(w, http.StatusOK, map[string]bool{"success": true})
 }

@@ -13,6 +13,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/ory/fosite"
@@ -96,20 +97,57 @@ func toFosite(c *Client) *fositeClient {
 	}
 }
 
-// ClientStore resolves OAuth2 clients for fosite.
-type ClientStore struct{ p Persister }
+// ClientStore resolves OAuth2 clients for fosite. Clients are read on every token and
+// introspection request, so they are kept for ClientCacheTTL; this process's own updates
+// and deletes take effect at once, other replicas' within the TTL.
+type ClientStore struct {
+	p     Persister
+	mu    sync.Mutex
+	cache map[string]cachedClient
+}
+
+type cachedClient struct {
+	c   *fositeClient
+	exp time.Time
+}
+
+// ClientCacheTTL bounds how long another replica's client change can go unseen.
+const ClientCacheTTL = 2 * time.Second
 
 // NewClientStore wraps the persister.
-func NewClientStore(p Persister) *ClientStore { return &ClientStore{p: p} }
+func NewClientStore(p Persister) *ClientStore {
+	return &ClientStore{p: p, cache: map[string]cachedClient{}}
+}
 
 func (s *ClientStore) GetClient(ctx context.Context, id string) (fosite.Client, error) {
+	now := time.Now()
+	s.mu.Lock()
+	if e, ok := s.cache[id]; ok && now.Before(e.exp) {
+		s.mu.Unlock()
+		return e.c, nil
+	}
+	s.mu.Unlock()
 	c, err := s.p.GetOAuth2Client(ctx, id)
 	if errors.Is(err, ErrClientNotFound) {
 		return nil, fosite.ErrNotFound
 	} else if err != nil {
 		return nil, err
 	}
-	return toFosite(c), nil
+	fc := toFosite(c)
+	s.mu.Lock()
+	if len(s.cache) > 10000 {
+		s.cache = map[string]cachedClient{}
+	}
+	s.cache[id] = cachedClient{c: fc, exp: now.Add(ClientCacheTTL)}
+	s.mu.Unlock()
+	return fc, nil
+}
+
+// Forget drops a client from the cache (after an update or delete).
+func (s *ClientStore) Forget(id string) {
+	s.mu.Lock()
+	delete(s.cache, id)
+	s.mu.Unlock()
 }
 
 // SecretHasher hashes client secrets with HMAC-SHA256 under keys derived from

@@ -50,15 +50,19 @@ type handlerDeps interface {
 }
 
 // Handler serves the OAuth2 / OIDC provider.
-type Handler struct{ d handlerDeps }
+type Handler struct {
+	d       handlerDeps
+	clients *ClientStore
+}
 
 // NewHandler builds the handler and plugs the client registry and secret hashing into
 // the shared fosite provider.
 func NewHandler(d handlerDeps) *Handler {
 	t := d.Tokens()
-	t.Store().SetClientGetter(NewClientStore(d.OAuth2Persister()))
+	cs := NewClientStore(d.OAuth2Persister())
+	t.Store().SetClientGetter(cs)
 	t.FositeConfig().ClientSecretsHasher = NewSecretHasher(d.Config().Secrets.Default)
-	return &Handler{d: d}
+	return &Handler{d: d, clients: cs}
 }
 
 func (h *Handler) RegisterPublicRoutes(r *x.PublicRouter) {

@@ -89,3 +89,23 @@ func TestTokenBoundaries(t *testing.T) {
 		t.Fatalf("the refresh token should still be unused: %v", err)
 	}
 }
+
+// TestDeletedClientStopsAtOnce: the client cache never lets a deleted client in.
+func TestDeletedClientStopsAtOnce(t *testing.T) {
+	srv := testserver.Start(t, "memory", nil)
+	var c struct {
+		ClientID     string `json:"client_id"`
+		ClientSecret string `json:"client_secret"`
+	}
+	srv.Admin(t, http.MethodPost, "/admin/clients", map[string]any{"client_name": "svc", "grant_types": []string{"client_credentials"}, "scope": "load"}).Data(t, &c)
+	v := url.Values{"grant_type": {"client_credentials"}, "scope": {"load"}}
+	if st, body := form(t, srv, "/oauth2/token", c.ClientID, c.ClientSecret, v); st != 200 {
+		t.Fatalf("token: %d %s", st, body)
+	}
+	if r := srv.Admin(t, http.MethodDelete, "/admin/clients/"+c.ClientID, nil); r.Status != 200 {
+		t.Fatalf("delete: %d", r.Status)
+	}
+	if st, body := form(t, srv, "/oauth2/token", c.ClientID, c.ClientSecret, v); st != http.StatusUnauthorized {
+		t.Fatalf("deleted client got a token: %d %s", st, body)
+	}
+}
