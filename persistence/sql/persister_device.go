@@ -119,3 +119,46 @@ func (p *Persister) DeleteExpiredDeviceChallenges(ctx context.Context, before ti
 	n, err := p.Connection(ctx).RawQuery("DELETE FROM device_challenges WHERE expires_at < ?", dbTime(before)).ExecWithCount()
 	return int64(n), err
 }
+
+type loginChallengeRow struct {
+	biometric.Challenge
+	DID          string     `db:"d_id"`
+	DUserID      int64      `db:"d_identity_id"`
+	DName        string     `db:"d_device_name"`
+	DType        string     `db:"d_device_type"`
+	DFingerprint string     `db:"d_device_fingerprint"`
+	DAlg         string     `db:"d_key_algorithm"`
+	DPublicKey   string     `db:"d_public_key"`
+	DFCMToken    *string    `db:"d_fcm_token"`
+	DActive      bool       `db:"d_is_active"`
+	DLastUsedAt  *time.Time `db:"d_last_used_at"`
+	DCreatedAt   time.Time  `db:"d_created_at"`
+	DUpdatedAt   time.Time  `db:"d_updated_at"`
+	OwnerEmail   string     `db:"i_email"`
+	OwnerState   string     `db:"i_state"`
+}
+
+func (p *Persister) GetLoginChallenge(ctx context.Context, id string) (*biometric.Challenge, *biometric.Device, *biometric.Owner, error) {
+	var r loginChallengeRow
+	err := p.Connection(ctx).RawQuery(`SELECT c.id, c.kind, c.identity_id, c.device_id, c.challenge_hash, c.device_name, c.device_type,
+  c.device_fingerprint, c.key_algorithm, c.public_key, c.used_at, c.expires_at, c.created_at,
+  d.id AS d_id, d.identity_id AS d_identity_id, d.device_name AS d_device_name, d.device_type AS d_device_type,
+  d.device_fingerprint AS d_device_fingerprint, d.key_algorithm AS d_key_algorithm, d.public_key AS d_public_key,
+  d.fcm_token AS d_fcm_token, d.is_active AS d_is_active, d.last_used_at AS d_last_used_at,
+  d.created_at AS d_created_at, d.updated_at AS d_updated_at, i.email AS i_email, i.state AS i_state
+FROM device_challenges c JOIN devices d ON d.id = c.device_id JOIN identities i ON i.id = d.identity_id
+WHERE c.id = ? AND c.kind = ?`, id, biometric.ChallengeLogin).First(&r)
+	if IsNotFound(err) {
+		return nil, nil, nil, biometric.ErrChallengeNotFound
+	}
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	c := r.Challenge
+	c.ExpiresAt, c.CreatedAt = c.ExpiresAt.UTC(), c.CreatedAt.UTC()
+	d := &biometric.Device{ID: r.DID, UserID: r.DUserID, DeviceName: r.DName, DeviceType: r.DType, DeviceFingerprint: r.DFingerprint,
+		KeyAlgorithm: r.DAlg, PublicKey: r.DPublicKey, FCMToken: r.DFCMToken, IsActive: r.DActive, LastUsedAt: r.DLastUsedAt,
+		CreatedAt: r.DCreatedAt, UpdatedAt: r.DUpdatedAt}
+	normalizeDevice(d)
+	return &c, d, &biometric.Owner{Email: r.OwnerEmail, State: r.OwnerState}, nil
+}

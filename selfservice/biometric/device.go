@@ -55,6 +55,12 @@ type Challenge struct {
 	CreatedAt         time.Time  `db:"created_at"`
 }
 
+// Owner is what a login needs of a device's identity.
+type Owner struct {
+	Email string
+	State string
+}
+
 // Errors of the persister.
 var (
 	ErrDeviceNotFound    = errors.New("device not found")
@@ -78,6 +84,9 @@ type Persister interface {
 	DeactivateDevice(ctx context.Context, identityID int64, id string) (bool, error)
 	UpdateDeviceFCMToken(ctx context.Context, identityID int64, id string, encToken *string) (bool, error)
 	TouchDevice(ctx context.Context, id string, at time.Time) error
+	// GetLoginChallenge loads a login challenge with its device and the device owner's
+	// email and state in one read (the hot path of a biometric login).
+	GetLoginChallenge(ctx context.Context, id string) (*Challenge, *Device, *Owner, error)
 	DeleteExpiredDeviceChallenges(ctx context.Context, before time.Time) (int64, error)
 }
 

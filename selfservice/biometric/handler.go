@@ -498,14 +498,14 @@ func (h *Handler) mobileBiometric(w http.ResponseWriter, r *http.Request, _ http
 		x.WriteError(w, r, err)
 		return
 	}
-	c, err := h.challenge(ctx, b.SessionID, ChallengeLogin)
-	if err != nil {
-		x.WriteError(w, r, err)
+	if _, err := uuid.Parse(b.SessionID); err != nil {
+		x.WriteError(w, r, ErrSessionExpired)
 		return
 	}
-	d, err := h.d.DevicePersister().GetDevice(ctx, c.DeviceID)
-	if errors.Is(err, ErrDeviceNotFound) {
-		x.WriteError(w, r, ErrDeviceInactive)
+	// One read for the challenge, its device and the owner: this is the hot path.
+	c, d, owner, err := h.d.DevicePersister().GetLoginChallenge(ctx, b.SessionID)
+	if errors.Is(err, ErrChallengeNotFound) {
+		x.WriteError(w, r, ErrSessionExpired)
 		return
 	} else if err != nil {
 		x.WriteError(w, r, err)
@@ -526,8 +526,7 @@ func (h *Handler) mobileBiometric(w http.ResponseWriter, r *http.Request, _ http
 		x.WriteError(w, r, ErrDeviceInactive)
 		return
 	}
-	id, err := h.d.IdentityPersister().GetIdentity(ctx, d.UserID)
-	if err != nil || id.State != identity.StateActive {
+	if owner.State != identity.StateActive {
 		h.auditDevice(ctx, audit.TypeBiometricLogin, d.UserID, d.ID, audit.ResultFailure, "identity disabled or deleted", meta)
 		x.WriteError(w, r, x.ErrUnauthorized.WithMessage("The account is disabled."))
 		return
@@ -542,7 +541,7 @@ func (h *Handler) mobileBiometric(w http.ResponseWriter, r *http.Request, _ http
 		return
 	}
 	ts, err := h.d.Tokens().Issue(ctx, session.IssueRequest{
-		IdentityID: id.ID, Email: id.Email, AMR: []string{session.AMRHardware}, DeviceID: d.ID, RememberMe: b.RememberMe,
+		IdentityID: d.UserID, Email: owner.Email, AMR: []string{session.AMRHardware}, DeviceID: d.ID, RememberMe: b.RememberMe,
 	})
 	if err != nil {
 		x.WriteError(w, r, err)
