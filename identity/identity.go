@@ -8,6 +8,8 @@ import (
 	"errors"
 	"strings"
 	"time"
+
+	"github.com/pvpipe/pvauth/x"
 )
 
 // States of an identity.
@@ -120,4 +122,17 @@ var ErrAlreadyEnrolled = errors.New("TOTP is already enrolled")
 // PersisterProvider is implemented by the registry.
 type PersisterProvider interface {
 	IdentityPersister() Persister
+}
+
+// ErrIdentityMissing is the 404 of admin routes under /admin/identities/{id}.
+var ErrIdentityMissing = x.ErrNotFound.WithMessage("Identity not found.")
+
+// MustExist answers nil when the identity exists, ErrIdentityMissing when it does not.
+func MustExist(ctx context.Context, p Persister, id int64) error {
+	if _, err := p.GetIdentity(ctx, id); errors.Is(err, ErrNotFound) {
+		return ErrIdentityMissing
+	} else if err != nil {
+		return err
+	}
+	return nil
 }

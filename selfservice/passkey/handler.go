@@ -679,10 +679,7 @@ func (h *Handler) adminList(w http.ResponseWriter, r *http.Request, ps httproute
 		x.WriteError(w, r, err)
 		return
 	}
-	if _, err := h.d.IdentityPersister().GetIdentity(r.Context(), uid); errors.Is(err, identity.ErrNotFound) {
-		x.WriteError(w, r, x.ErrNotFound.WithMessage("Identity not found."))
-		return
-	} else if err != nil {
+	if err := identity.MustExist(r.Context(), h.d.IdentityPersister(), uid); err != nil {
 		x.WriteError(w, r, err)
 		return
 	}
