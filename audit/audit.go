@@ -4,8 +4,6 @@ package audit
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"log/slog"
 	"net/http"
@@ -299,10 +297,7 @@ func (l *Logger) Close() {
 }
 
 // Hash is how challenges and signatures appear in audit metadata: hex SHA-256.
-func Hash(s string) string {
-	sum := sha256.Sum256([]byte(s))
-	return hex.EncodeToString(sum[:])
-}
+func Hash(s string) string { return x.SHA256Hex(s) }
 
 type uaKey struct{}
 

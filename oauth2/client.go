@@ -227,9 +227,3 @@ type Flow struct {
 	ExpiresAt        time.Time  `db:"expires_at"`
 	CreatedAt        time.Time  `db:"created_at"`
 }
-
-// hashValue is how challenges and verifiers are stored.
-func hashValue(v string) string {
-	sum := sha256.Sum256([]byte(v))
-	return hex.EncodeToString(sum[:])
-}

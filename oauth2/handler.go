@@ -155,7 +155,7 @@ func (h *Handler) startLogin(w http.ResponseWriter, r *http.Request, ar fosite.A
 	challenge := newSecret()
 	f := &Flow{
 		ID: uuid.NewString(), ClientID: ar.GetClient().GetID(), RequestQuery: originalQuery(q),
-		RequestedScope: strings.Join(ar.GetRequestedScopes(), " "), LoginChallenge: hashValue(challenge),
+		RequestedScope: strings.Join(ar.GetRequestedScopes(), " "), LoginChallenge: x.SHA256Hex(challenge),
 		AMR: "[]", State: FlowLogin, ExpiresAt: time.Now().Add(FlowTTL),
 	}
 	if err := h.d.OAuth2Persister().CreateFlow(ctx, f); err != nil {
@@ -178,7 +178,7 @@ func withQuery(base, key, value string) string {
 
 // flowFor checks that a verifier belongs to a flow of this very request.
 func (h *Handler) flowFor(ctx context.Context, column, value string, ar fosite.AuthorizeRequester, state string) (*Flow, error) {
-	f, err := h.d.OAuth2Persister().GetFlowBy(ctx, column, hashValue(value))
+	f, err := h.d.OAuth2Persister().GetFlowBy(ctx, column, x.SHA256Hex(value))
 	if err != nil {
 		return nil, fosite.ErrAccessDenied.WithHint("The login or consent verifier is invalid, used or expired.")
 	}
@@ -208,7 +208,7 @@ func (h *Handler) afterLogin(w http.ResponseWriter, r *http.Request, ar fosite.A
 	if c.SkipConsent || (remembered != "" && covers(remembered, f.RequestedScope)) {
 		// No consent screen: grant what was asked and go straight on.
 		v := newSecret()
-		hv := hashValue(v)
+		hv := x.SHA256Hex(v)
 		f.ConsentVerifier, f.GrantedScope, f.State = &hv, f.RequestedScope, FlowConsentAccepted
 		if ok, err := h.d.OAuth2Persister().AdvanceFlow(ctx, f, FlowLoginAccepted, time.Now()); err != nil || !ok {
 			h.provider().WriteAuthorizeError(ctx, w, ar, fosite.ErrAccessDenied.WithHint("The login verifier was already used."))
@@ -223,7 +223,7 @@ func (h *Handler) afterLogin(w http.ResponseWriter, r *http.Request, ar fosite.A
 		return
 	}
 	challenge := newSecret()
-	hc := hashValue(challenge)
+	hc := x.SHA256Hex(challenge)
 	f.ConsentChallenge, f.State = &hc, FlowConsent
 	if ok, err := h.d.OAuth2Persister().AdvanceFlow(ctx, f, FlowLoginAccepted, time.Now()); err != nil || !ok {
 		h.provider().WriteAuthorizeError(ctx, w, ar, fosite.ErrAccessDenied.WithHint("The login verifier was already used."))
@@ -249,7 +249,7 @@ func covers(granted, requested string) bool {
 func (h *Handler) finishAuthorize(w http.ResponseWriter, r *http.Request, ar fosite.AuthorizeRequester, verifier string) {
 	ctx := r.Context()
 	p := h.provider()
-	f, err := h.d.OAuth2Persister().GetFlowBy(ctx, "consent_verifier", hashValue(verifier))
+	f, err := h.d.OAuth2Persister().GetFlowBy(ctx, "consent_verifier", x.SHA256Hex(verifier))
 	if err != nil || f.ClientID != ar.GetClient().GetID() || !time.Now().Before(f.ExpiresAt) {
 		p.WriteAuthorizeError(ctx, w, ar, fosite.ErrAccessDenied.WithHint("The consent verifier is invalid, used or expired."))
 		return
@@ -461,7 +461,7 @@ func (h *Handler) flowByChallenge(ctx context.Context, column, challenge, state 
 		field := map[string]string{"login_challenge": "loginChallenge", "consent_challenge": "consentChallenge"}[column]
 		return nil, nil, x.ErrBadRequest.WithMessagef("Field '%s' (or query parameter '%s') is required.", field, column)
 	}
-	f, err := h.d.OAuth2Persister().GetFlowBy(ctx, column, hashValue(challenge))
+	f, err := h.d.OAuth2Persister().GetFlowBy(ctx, column, x.SHA256Hex(challenge))
 	if errors.Is(err, ErrFlowNotFound) {
 		return nil, nil, x.ErrNotFound.WithMessage("The challenge is unknown, expired or already used.")
 	} else if err != nil {
@@ -537,7 +537,7 @@ func (h *Handler) acceptLogin(w http.ResponseWriter, r *http.Request, _ httprout
 		return
 	}
 	v := newSecret()
-	hv := hashValue(v)
+	hv := x.SHA256Hex(v)
 	amr, _ := json.Marshal(p.AMR)
 	now := time.Now().UTC()
 	// auth_time is when the user signed in, not when an old session accepted the request.
@@ -603,7 +603,7 @@ func (h *Handler) acceptConsent(w http.ResponseWriter, r *http.Request, _ httpro
 		return
 	}
 	v := newSecret()
-	hv := hashValue(v)
+	hv := x.SHA256Hex(v)
 	f.ConsentVerifier, f.GrantedScope, f.State = &hv, strings.Join(b.GrantScope, " "), FlowConsentAccepted
 	if ok, err := h.d.OAuth2Persister().AdvanceFlow(ctx, f, FlowConsent, time.Now()); err != nil {
 		x.WriteError(w, r, err)
@@ -634,7 +634,7 @@ func (h *Handler) rejectConsent(w http.ResponseWriter, r *http.Request, _ httpro
 		return
 	}
 	v := newSecret()
-	hv := hashValue(v)
+	hv := x.SHA256Hex(v)
 	f.ConsentVerifier, f.State = &hv, FlowConsentRejected
 	if ok, err := h.d.OAuth2Persister().AdvanceFlow(ctx, f, FlowConsent, time.Now()); err != nil {
 		x.WriteError(w, r, err)

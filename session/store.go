@@ -2,8 +2,6 @@ package session
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"net/url"
@@ -15,6 +13,8 @@ import (
 	"github.com/ory/fosite/handler/openid"
 	"github.com/ory/fosite/handler/pkce"
 	"github.com/ory/fosite/storage"
+
+	"github.com/pvpipe/pvauth/x"
 )
 
 // ClientGetter finds registered OAuth2 clients (fosite.ErrNotFound when unknown).
@@ -51,12 +51,6 @@ func NewStore(p TokenPersister, internal []fosite.Client, clients ClientGetter) 
 // SetClientGetter plugs in the OAuth2 client registry.
 func (s *Store) SetClientGetter(c ClientGetter) { s.clients = c }
 
-// hashSignature is how signatures are keyed at rest.
-func hashSignature(sig string) string {
-	sum := sha256.Sum256([]byte(sig))
-	return hex.EncodeToString(sum[:])
-}
-
 func (s *Store) GetClient(ctx context.Context, id string) (fosite.Client, error) {
 	if c, ok := s.internal[id]; ok {
 		return c, nil
@@ -85,7 +79,7 @@ func (s *Store) toRow(sig string, r fosite.Requester, tt fosite.TokenType) (*Tok
 		return nil, err
 	}
 	row := &TokenRow{
-		Signature:         hashSignature(sig),
+		Signature:         x.SHA256Hex(sig),
 		RequestID:         r.GetID(),
 		RequestedAt:       r.GetRequestedAt(),
 		ClientID:          r.GetClient().GetID(),
@@ -156,7 +150,7 @@ func (s *Store) create(ctx context.Context, kind, sig string, r fosite.Requester
 // get loads a token; an inactive one comes back with the request and errInactive, as
 // fosite expects for refresh-reuse detection and used authorization codes.
 func (s *Store) get(ctx context.Context, kind, sig string, session fosite.Session, errInactive error) (fosite.Requester, error) {
-	row, err := s.p.GetToken(ctx, kind, hashSignature(sig))
+	row, err := s.p.GetToken(ctx, kind, x.SHA256Hex(sig))
 	if errors.Is(err, ErrTokenNotFound) {
 		return nil, fosite.ErrNotFound
 	} else if err != nil {
@@ -173,7 +167,7 @@ func (s *Store) get(ctx context.Context, kind, sig string, session fosite.Sessio
 }
 
 func (s *Store) delete(ctx context.Context, kind, sig string) error {
-	return s.p.DeleteToken(ctx, kind, hashSignature(sig))
+	return s.p.DeleteToken(ctx, kind, x.SHA256Hex(sig))
 }
 
 func (s *Store) CreateAuthorizeCodeSession(ctx context.Context, code string, r fosite.Requester) error {
@@ -185,7 +179,7 @@ func (s *Store) GetAuthorizeCodeSession(ctx context.Context, code string, sessio
 }
 
 func (s *Store) InvalidateAuthorizeCodeSession(ctx context.Context, code string) error {
-	ok, err := s.p.DeactivateToken(ctx, KindCode, hashSignature(code))
+	ok, err := s.p.DeactivateToken(ctx, KindCode, x.SHA256Hex(code))
 	if err != nil {
 		return err
 	}
@@ -214,7 +208,7 @@ func (s *Store) CreateRefreshTokenSession(ctx context.Context, sig, accessSig st
 		return err
 	}
 	if accessSig != "" {
-		h := hashSignature(accessSig)
+		h := x.SHA256Hex(accessSig)
 		row.AccessSignature = &h
 	}
 	return s.p.InsertToken(ctx, KindRefresh, row)
@@ -233,7 +227,7 @@ func (s *Store) DeleteRefreshTokenSession(ctx context.Context, sig string) error
 // tokens issued before stay valid until they expire (clients keep using the token they
 // hold while refreshing); reuse of a rotated token, logout and revocation end them all.
 func (s *Store) RotateRefreshToken(ctx context.Context, requestID, sig string) error {
-	ok, err := s.p.DeactivateToken(ctx, KindRefresh, hashSignature(sig))
+	ok, err := s.p.DeactivateToken(ctx, KindRefresh, x.SHA256Hex(sig))
 	if err != nil {
 		return err
 	}

@@ -211,8 +211,7 @@ func (t *Tokens) Refresh(ctx context.Context, refreshToken string) (*TokenSet, *
 	}
 	// The client is the one the token was issued to; find it from the stored row so the
 	// caller does not have to say.
-	sig := t.store.p
-	row, err := sig.GetToken(ctx, KindRefresh, hashSignature(refreshSignature(refreshToken)))
+	row, err := t.refreshRow(ctx, refreshToken)
 	if errors.Is(err, ErrTokenNotFound) {
 		return nil, nil, ErrRefreshInvalid
 	} else if err != nil {
@@ -255,6 +254,11 @@ func (t *Tokens) Refresh(ctx context.Context, refreshToken string) (*TokenSet, *
 		return nil, nil, x.ErrInternal
 	}
 	return t.tokenSet(resp, s), s, nil
+}
+
+// refreshRow loads the stored row of a refresh token.
+func (t *Tokens) refreshRow(ctx context.Context, refreshToken string) (*TokenRow, error) {
+	return t.p.GetToken(ctx, KindRefresh, x.SHA256Hex(refreshSignature(refreshToken)))
 }
 
 func refreshSignature(token string) string {
@@ -460,7 +464,7 @@ func (t *Tokens) RevokeDeviceSessions(ctx context.Context, deviceID string) (int
 func (t *Tokens) RevokeToken(ctx context.Context, token string) error {
 	for _, kind := range []string{KindRefresh, KindAccess} {
 		sig := refreshSignature(token)
-		row, err := t.p.GetToken(ctx, kind, hashSignature(sig))
+		row, err := t.p.GetToken(ctx, kind, x.SHA256Hex(sig))
 		if errors.Is(err, ErrTokenNotFound) {
 			continue
 		} else if err != nil {
@@ -473,7 +477,7 @@ func (t *Tokens) RevokeToken(ctx context.Context, token string) error {
 
 // SessionIDOf returns the family of a refresh token ("" when unknown).
 func (t *Tokens) SessionIDOf(ctx context.Context, refreshToken string) string {
-	row, err := t.p.GetToken(ctx, KindRefresh, hashSignature(refreshSignature(refreshToken)))
+	row, err := t.refreshRow(ctx, refreshToken)
 	if err != nil {
 		return ""
 	}
@@ -482,7 +486,7 @@ func (t *Tokens) SessionIDOf(ctx context.Context, refreshToken string) string {
 
 // Refreshable returns the subject and family of a refresh token that is still active.
 func (t *Tokens) Refreshable(ctx context.Context, refreshToken string) (string, string, error) {
-	row, err := t.p.GetToken(ctx, KindRefresh, hashSignature(refreshSignature(refreshToken)))
+	row, err := t.refreshRow(ctx, refreshToken)
 	if err != nil {
 		return "", "", err
 	}

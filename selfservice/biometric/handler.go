@@ -87,10 +87,9 @@ func (h *Handler) RegisterAdminRoutes(r *x.AdminRouter) {
 	r.DELETE(RouteAdminDevice, h.adminDeleteDevice)
 }
 
-// user returns the caller's identity id (self-service tokens only).
-// newChallenge returns 32 random bytes as standard base64, and the hex SHA-256 that is
+// NewChallenge returns 32 random bytes as standard base64, and the hex SHA-256 that is
 // stored (and is the digest the signature is checked against).
-func newChallenge() (string, string, error) {
+func NewChallenge() (string, string, error) {
 	b := make([]byte, 32)
 	if _, err := rand.Read(b); err != nil {
 		return "", "", err
@@ -168,7 +167,7 @@ func (h *Handler) registerChallenge(w http.ResponseWriter, r *http.Request, _ ht
 		x.WriteError(w, r, err)
 		return
 	}
-	chal, hash, err := newChallenge()
+	chal, hash, err := NewChallenge()
 	if err != nil {
 		x.WriteError(w, r, err)
 		return
@@ -466,7 +465,7 @@ func (h *Handler) mobileChallenge(w http.ResponseWriter, r *http.Request, _ http
 		x.WriteError(w, r, err)
 		return
 	}
-	chal, hash, err := newChallenge()
+	chal, hash, err := NewChallenge()
 	if err != nil {
 		x.WriteError(w, r, err)
 		return

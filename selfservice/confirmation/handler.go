@@ -3,10 +3,6 @@ package confirmation
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"crypto/sha256"
-	"encoding/base64"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"net/http"
@@ -134,14 +130,13 @@ func (h *Handler) initiate(w http.ResponseWriter, r *http.Request, _ httprouter.
 		x.WriteError(w, r, err)
 		return
 	}
-	raw := make([]byte, 32)
-	if _, err := rand.Read(raw); err != nil {
+	challenge, hash, err := biometric.NewChallenge()
+	if err != nil {
 		x.WriteError(w, r, err)
 		return
 	}
-	sum := sha256.Sum256(raw)
 	c := &Confirmation{
-		ID: uuid.NewString(), IdentityID: uid, ActionType: b.ActionType, ChallengeHash: hex.EncodeToString(sum[:]),
+		ID: uuid.NewString(), IdentityID: uid, ActionType: b.ActionType, ChallengeHash: hash,
 		Status: StatusPending, ExpiresAt: time.Now().Add(h.d.Config().TTL.Confirmation),
 	}
 	if b.ActionPayload != nil {
@@ -152,7 +147,6 @@ func (h *Handler) initiate(w http.ResponseWriter, r *http.Request, _ httprouter.
 		x.WriteError(w, r, err)
 		return
 	}
-	challenge := base64.StdEncoding.EncodeToString(raw)
 	h.log(ctx, c, audit.ResultSuccess, "", map[string]any{"event": "initiated", "challengeHash": c.ChallengeHash})
 	h.notify(ctx, c, challenge)
 	x.WriteData(w, http.StatusOK, initiateResult{

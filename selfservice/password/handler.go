@@ -148,7 +148,7 @@ func (h *Handler) login(w http.ResponseWriter, r *http.Request, _ httprouter.Par
 	}
 	tok = session.PendingTokenPrefix + tok
 	f := &Flow{
-		ID: uuid.NewString(), TokenHash: hashToken(tok), IdentityID: id.ID, State: FlowPending,
+		ID: uuid.NewString(), TokenHash: x.SHA256Hex(tok), IdentityID: id.ID, State: FlowPending,
 		RememberMe: b.RememberMe, ExpiresAt: time.Now().Add(h.d.Config().TTL.PendingLogin),
 	}
 	if err := h.d.LoginFlowPersister().CreateLoginFlow(ctx, f); err != nil {
@@ -166,7 +166,7 @@ func (h *Handler) pending(ctx context.Context, r *http.Request) (*Flow, *identit
 	if !strings.HasPrefix(tok, session.PendingTokenPrefix) || len(tok) > 256 {
 		return nil, nil, ErrPendingInvalid
 	}
-	f, err := h.d.LoginFlowPersister().GetLoginFlowByTokenHash(ctx, hashToken(tok))
+	f, err := h.d.LoginFlowPersister().GetLoginFlowByTokenHash(ctx, x.SHA256Hex(tok))
 	if errors.Is(err, ErrFlowNotFound) {
 		return nil, nil, ErrPendingInvalid
 	} else if err != nil {
@@ -189,7 +189,7 @@ func (h *Handler) pending(ctx context.Context, r *http.Request) (*Flow, *identit
 
 // PendingCheck reports whether tok is a live pending token (for the 403 on full endpoints).
 func (h *Handler) PendingCheck(ctx context.Context, tok string) bool {
-	f, err := h.d.LoginFlowPersister().GetLoginFlowByTokenHash(ctx, hashToken(tok))
+	f, err := h.d.LoginFlowPersister().GetLoginFlowByTokenHash(ctx, x.SHA256Hex(tok))
 	return err == nil && f.Usable(time.Now())
 }
 
