@@ -2,10 +2,13 @@ package cmd
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime"
 	"runtime/debug"
+	"runtime/pprof"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -57,10 +60,49 @@ database stops the start with a clear error.`,
 				return err
 			}
 			defer reg.Close()
+			stopProfile, err := startProfiling(os.Getenv("PROFILING"), logger)
+			if err != nil {
+				return err
+			}
+			defer stopProfile()
 			return reg.ListenAndServe(ctx)
 		},
 	}
 	c.Flags().StringVarP(&file, "config", "c", "", "config file (YAML); defaults are the annotated config.yaml")
 	c.Flags().BoolVar(&dev, "dev", false, "development mode: throw-away secrets, migrate on start, plain http")
 	return c
+}
+
+// startProfiling honours PROFILING=cpu|mem (as Ory's servers do): the profile is written to
+// cpu.pprof or mem.pprof in the working directory when serve stops, for `go tool pprof`.
+func startProfiling(mode string, logger *slog.Logger) (func(), error) {
+	switch mode {
+	case "":
+		return func() {}, nil
+	case "cpu":
+		f, err := os.Create("cpu.pprof")
+		if err != nil {
+			return nil, err
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			f.Close()
+			return nil, err
+		}
+		logger.Warn("PROFILING=cpu: writing cpu.pprof on shutdown")
+		return func() { pprof.StopCPUProfile(); f.Close() }, nil
+	case "mem":
+		logger.Warn("PROFILING=mem: writing mem.pprof on shutdown")
+		return func() {
+			f, err := os.Create("mem.pprof")
+			if err != nil {
+				logger.Error("PROFILING=mem", "error", err)
+				return
+			}
+			defer f.Close()
+			runtime.GC()
+			_ = pprof.WriteHeapProfile(f)
+		}, nil
+	default:
+		return nil, fmt.Errorf("PROFILING=%q: want cpu or mem", mode)
+	}
 }

@@ -40,6 +40,9 @@ func selfServiceClients(audience []string, refresh, refreshRemember time.Duratio
 	return []fosite.Client{mk(ClientSelfService, refresh), mk(ClientSelfServiceRemember, refreshRemember)}
 }
 
+// inTxKey carries IssueRequest.InTx to the grant.
+type inTxKey struct{}
+
 // selfServiceGrant mints an access and a refresh token for an already-authenticated
 // session, exactly as fosite's own grant handlers do.
 type selfServiceGrant struct {
@@ -79,6 +82,12 @@ func (g *selfServiceGrant) PopulateTokenEndpointResponse(ctx context.Context, r 
 	if err != nil {
 		return fosite.ErrServerError.WithWrap(err).WithDebug(err.Error())
 	}
+	// Everything but the writes happens before the transaction: on SQLite it holds the
+	// only connection.
+	atRow, rtRow, err := g.store.tokenPair(atSig, rtSig, r.Sanitize(nil))
+	if err != nil {
+		return fosite.ErrServerError.WithWrap(err)
+	}
 	ctx, err = storage.MaybeBeginTx(ctx, g.store)
 	if err != nil {
 		return fosite.ErrServerError.WithWrap(err)
@@ -88,11 +97,15 @@ func (g *selfServiceGrant) PopulateTokenEndpointResponse(ctx context.Context, r 
 			_ = storage.MaybeRollbackTx(ctx, g.store)
 		}
 	}()
-	stored := r.Sanitize(nil)
-	if err = g.store.CreateAccessTokenSession(ctx, atSig, stored); err != nil {
+	if inTx, ok := ctx.Value(inTxKey{}).(func(context.Context) error); ok {
+		if err = inTx(ctx); err != nil {
+			return err
+		}
+	}
+	if err = g.store.p.InsertToken(ctx, KindAccess, atRow); err != nil {
 		return fosite.ErrServerError.WithWrap(err)
 	}
-	if err = g.store.CreateRefreshTokenSession(ctx, rtSig, atSig, stored); err != nil {
+	if err = g.store.p.InsertToken(ctx, KindRefresh, rtRow); err != nil {
 		return fosite.ErrServerError.WithWrap(err)
 	}
 	if err = storage.MaybeCommitTx(ctx, g.store); err != nil {

@@ -107,6 +107,24 @@ func (s *Store) toRow(sig string, r fosite.Requester, tt fosite.TokenType) (*Tok
 	return row, nil
 }
 
+// tokenPair builds the rows of an access token and of the refresh token issued with it,
+// serializing the request once.
+func (s *Store) tokenPair(atSig, rtSig string, r fosite.Requester) (at, rt *TokenRow, err error) {
+	if at, err = s.toRow(atSig, r, fosite.AccessToken); err != nil {
+		return nil, nil, err
+	}
+	refresh := *at
+	refresh.Signature = x.SHA256Hex(rtSig)
+	refresh.ExpiresAt = nil
+	if sess, ok := r.GetSession().(*Session); ok && sess != nil {
+		if exp := sess.GetExpiresAt(fosite.RefreshToken); !exp.IsZero() {
+			refresh.ExpiresAt = &exp
+		}
+	}
+	refresh.AccessSignature = &at.Signature
+	return at, &refresh, nil
+}
+
 func (s *Store) toRequest(ctx context.Context, row *TokenRow, session fosite.Session) (*fosite.Request, error) {
 	c, err := s.GetClient(ctx, row.ClientID)
 	if err != nil {

@@ -39,6 +39,10 @@ type IssueRequest struct {
 	AMR        []string
 	DeviceID   string
 	RememberMe bool
+	// InTx, when set, runs inside the transaction that stores the new tokens, before
+	// them: its error (returned by Issue as is) stores nothing. A login that consumes a
+	// challenge does it here, so the challenge and the tokens commit together.
+	InTx func(ctx context.Context) error
 }
 
 // Principal is the caller behind a valid access token.
@@ -177,7 +181,17 @@ func (t *Tokens) Issue(ctx context.Context, in IssueRequest) (*TokenSet, error) 
 		ar.RequestedAudience = append(ar.RequestedAudience, a)
 		ar.GrantAudience(a)
 	}
+	var inTxErr error
+	if in.InTx != nil {
+		ctx = context.WithValue(ctx, inTxKey{}, func(ctx context.Context) error {
+			inTxErr = in.InTx(ctx)
+			return inTxErr
+		})
+	}
 	resp, err := t.provider.NewAccessResponse(ctx, ar)
+	if inTxErr != nil {
+		return nil, inTxErr
+	}
 	if err != nil {
 		return nil, x.ErrInternal.WithCause(err)
 	}

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -21,12 +22,19 @@ import (
 const EnvPostgres = "TEST_DATABASE_POSTGRESQL"
 
 // ForEach runs fn as a subtest once per database kind ("sqlite", "postgres"), each with
-// a fresh, empty database DSN. Without TEST_DATABASE_POSTGRESQL the postgres subtest is
-// skipped, or fails when CI is set.
+// a fresh, empty database DSN. SQLite is a file, as `serve --dev` runs it (WAL, one
+// writer and a pool of readers), not the single-connection "memory" database. Without
+// TEST_DATABASE_POSTGRESQL the postgres subtest is skipped, or fails when CI is set.
 func ForEach(t *testing.T, fn func(t *testing.T, dsn string)) {
 	t.Helper()
-	t.Run("sqlite", func(t *testing.T) { fn(t, "memory") })
+	t.Run("sqlite", func(t *testing.T) { fn(t, SQLiteFile(t)) })
 	t.Run("postgres", func(t *testing.T) { fn(t, Postgres(t)) })
+}
+
+// SQLiteFile returns the DSN of a new SQLite file in the test's temporary directory.
+func SQLiteFile(t testing.TB) string {
+	t.Helper()
+	return "sqlite://" + filepath.Join(t.TempDir(), "pvauth.sqlite") + "?_fk=true"
 }
 
 // Postgres creates a fresh database on the test server and returns its DSN; it is

@@ -33,8 +33,9 @@ var TestSecrets = map[string]any{
 	"secrets.file_signature": "test-file-signature-secret-0123456789abcdef",
 }
 
-// Start runs pvauth on dsn ("memory" or a PostgreSQL DSN from testdb). set overrides
-// config keys (dotted); rate limits are off unless set turns them on.
+// Start runs pvauth on dsn ("memory", or a DSN from testdb: an SQLite file or
+// PostgreSQL). set overrides config keys (dotted); rate limits are off unless set turns
+// them on.
 func Start(t testing.TB, dsn string, set map[string]any) *Server {
 	t.Helper()
 	return StartWith(t, dsn, set, Options{})

@@ -4,6 +4,7 @@ package sql
 
 import (
 	"context"
+	stdsql "database/sql"
 	"embed"
 	"errors"
 	"fmt"
@@ -11,6 +12,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"net/url"
+	"runtime"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -25,7 +27,12 @@ var migrations embed.FS
 
 // Persister implements every domain's storage interface on one pop connection.
 type Persister struct {
-	conn   *pop.Connection
+	conn  *pop.Connection
+	stmts *stmtCache
+	// reads serves hot reads outside transactions. On an SQLite file it is a pool of
+	// query-only connections (WAL readers run beside the writer); elsewhere it is stmts.
+	reads  *stmtCache
+	readDB *stdsql.DB
 	closed atomic.Bool
 }
 
@@ -66,15 +73,37 @@ func New(ctx context.Context, dsn string) (*Persister, error) {
 	if err := c.Open(); err != nil {
 		return nil, fmt.Errorf("database: %w", err)
 	}
-	p := &Persister{conn: c}
-	if deets.Dialect == DialectSQLite {
-		// WAL lets readers of other processes (the CLI) proceed while the server writes.
-		if !strings.Contains(deets.Database, "mode=memory") && !strings.Contains(deets.Database, ":memory:") {
-			_ = c.RawQuery("PRAGMA journal_mode=WAL").Exec()
-			_ = c.RawQuery("PRAGMA synchronous=NORMAL").Exec()
+	db, ok := c.Store.(preparer)
+	if !ok {
+		_ = c.Close()
+		return nil, fmt.Errorf("database: pop store %T cannot prepare statements", c.Store)
+	}
+	p := &Persister{conn: c, stmts: newStmtCache(db, c.Dialect.TranslateSQL)}
+	p.reads = p.stmts
+	if deets.Dialect == DialectSQLite && !isMemory(deets) {
+		// WAL lets readers (our read pool, the CLI) proceed while the one writer writes.
+		if err := c.RawQuery("PRAGMA journal_mode=WAL").Exec(); err != nil {
+			_ = c.Close()
+			return nil, fmt.Errorf("database: %w", err)
 		}
+		_ = c.RawQuery("PRAGMA synchronous=NORMAL").Exec()
+		rdb, err := stdsql.Open(c.Dialect.DefaultDriver(), c.Dialect.URL()+"&_query_only=true")
+		if err != nil {
+			_ = c.Close()
+			return nil, fmt.Errorf("database: %w", err)
+		}
+		n := max(2, runtime.GOMAXPROCS(0))
+		rdb.SetMaxOpenConns(n)
+		rdb.SetMaxIdleConns(n)
+		p.readDB, p.reads = rdb, newStmtCache(rdb, c.Dialect.TranslateSQL)
 	}
 	return p, nil
+}
+
+// isMemory tells an in-memory SQLite database: it lives in its one connection, so it
+// has no read pool and no WAL.
+func isMemory(d *pop.ConnectionDetails) bool {
+	return d.Options["mode"] == "memory" || strings.Contains(d.Database, ":memory:")
 }
 
 func connectionDetails(dsn string) (*pop.ConnectionDetails, error) {
@@ -87,7 +116,7 @@ func connectionDetails(dsn string) (*pop.ConnectionDetails, error) {
 		}, nil
 	case strings.HasPrefix(dsn, "sqlite://"), strings.HasPrefix(dsn, "sqlite3://"):
 		u := dsn
-		for _, opt := range []string{"_fk=true", "lock=false"} {
+		for _, opt := range []string{"_fk=true", "lock=false", "_busy_timeout=10000"} {
 			if strings.Contains(u, strings.SplitN(opt, "=", 2)[0]+"=") {
 				continue
 			}
@@ -127,7 +156,11 @@ func (p *Persister) Close() error {
 	if p.closed.Swap(true) {
 		return nil
 	}
-	return p.conn.Close()
+	errs := []error{p.stmts.close()}
+	if p.readDB != nil {
+		errs = append(errs, p.reads.close(), p.readDB.Close())
+	}
+	return errors.Join(append(errs, p.conn.Close())...)
 }
 
 // errClosed answers every call after Close (a readiness probe during shutdown).
@@ -148,10 +181,15 @@ type txKey struct{}
 
 // Connection returns the transaction carried by ctx, or the pool bound to ctx.
 func (p *Persister) Connection(ctx context.Context) *pop.Connection {
-	if tx, ok := ctx.Value(txKey{}).(*pop.Connection); ok && tx != nil {
+	if tx := p.txConnection(ctx); tx != nil {
 		return tx
 	}
 	return p.conn.WithContext(ctx)
+}
+
+func (p *Persister) txConnection(ctx context.Context) *pop.Connection {
+	tx, _ := ctx.Value(txKey{}).(*pop.Connection)
+	return tx
 }
 
 // Transaction runs fn in a transaction carried by the context it receives; inside an

@@ -71,7 +71,8 @@ func (p *Persister) insertAuditChunk(ctx context.Context, events []audit.Event) 
 		}
 		args = append(args, row...)
 	}
-	if err := p.Connection(ctx).RawQuery(q.String(), args...).Exec(); err != nil {
+	// One statement per row count (at most auditInsertChunk), prepared once.
+	if _, err := p.execPrepared(ctx, q.String(), args...); err != nil {
 		return fmt.Errorf("insert audit events: %w", err)
 	}
 	return nil

@@ -14,9 +14,10 @@ const challengeColumns = "id, kind, identity_id, device_id, challenge_hash, devi
 func (p *Persister) CreateDeviceChallenge(ctx context.Context, c *biometric.Challenge) error {
 	c.CreatedAt = now()
 	c.ExpiresAt = dbExpiry(c.ExpiresAt)
-	return p.Connection(ctx).RawQuery("INSERT INTO device_challenges ("+challengeColumns+") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+	_, err := p.execPrepared(ctx, "INSERT INTO device_challenges ("+challengeColumns+") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
 		c.ID, c.Kind, c.IdentityID, c.DeviceID, c.ChallengeHash, c.DeviceName, c.DeviceType, c.DeviceFingerprint,
-		c.KeyAlgorithm, c.PublicKey, c.UsedAt, c.ExpiresAt, c.CreatedAt).Exec()
+		c.KeyAlgorithm, c.PublicKey, c.UsedAt, c.ExpiresAt, c.CreatedAt)
+	return err
 }
 
 func (p *Persister) GetDeviceChallenge(ctx context.Context, id string) (*biometric.Challenge, error) {
@@ -33,8 +34,8 @@ func (p *Persister) GetDeviceChallenge(ctx context.Context, id string) (*biometr
 }
 
 func (p *Persister) ConsumeDeviceChallenge(ctx context.Context, id string, at time.Time) (bool, error) {
-	n, err := p.Connection(ctx).RawQuery("UPDATE device_challenges SET used_at = ? WHERE id = ? AND used_at IS NULL AND expires_at > ?",
-		dbTime(at), id, dbTime(at)).ExecWithCount()
+	n, err := p.execPrepared(ctx, "UPDATE device_challenges SET used_at = ? WHERE id = ? AND used_at IS NULL AND expires_at > ?",
+		dbTime(at), id, dbTime(at))
 	return n == 1, err
 }
 
@@ -52,9 +53,15 @@ func (p *Persister) CreateDevice(ctx context.Context, d *biometric.Device) error
 	return err
 }
 
+// deviceDest lists d's fields in the order of deviceColumns.
+func deviceDest(d *biometric.Device) []any {
+	return []any{&d.ID, &d.UserID, &d.DeviceName, &d.DeviceType, &d.DeviceFingerprint, &d.KeyAlgorithm, &d.PublicKey,
+		&d.FCMToken, &d.IsActive, &d.LastUsedAt, &d.CreatedAt, &d.UpdatedAt}
+}
+
 func (p *Persister) getDevice(ctx context.Context, where string, args ...any) (*biometric.Device, error) {
 	var d biometric.Device
-	err := p.Connection(ctx).RawQuery("SELECT "+deviceColumns+" FROM devices WHERE "+where, args...).First(&d)
+	err := p.getPrepared(ctx, "SELECT "+deviceColumns+" FROM devices WHERE "+where, args, deviceDest(&d)...)
 	if IsNotFound(err) {
 		return nil, biometric.ErrDeviceNotFound
 	}
@@ -112,7 +119,8 @@ func (p *Persister) UpdateDeviceFCMToken(ctx context.Context, identityID int64, 
 }
 
 func (p *Persister) TouchDevice(ctx context.Context, id string, at time.Time) error {
-	return p.Connection(ctx).RawQuery("UPDATE devices SET last_used_at = ? WHERE id = ?", dbTime(at), id).Exec()
+	_, err := p.execPrepared(ctx, "UPDATE devices SET last_used_at = ? WHERE id = ?", dbTime(at), id)
+	return err
 }
 
 func (p *Persister) DeleteExpiredDeviceChallenges(ctx context.Context, before time.Time) (int64, error) {
@@ -120,45 +128,28 @@ func (p *Persister) DeleteExpiredDeviceChallenges(ctx context.Context, before ti
 	return int64(n), err
 }
 
-type loginChallengeRow struct {
-	biometric.Challenge
-	DID          string     `db:"d_id"`
-	DUserID      int64      `db:"d_identity_id"`
-	DName        string     `db:"d_device_name"`
-	DType        string     `db:"d_device_type"`
-	DFingerprint string     `db:"d_device_fingerprint"`
-	DAlg         string     `db:"d_key_algorithm"`
-	DPublicKey   string     `db:"d_public_key"`
-	DFCMToken    *string    `db:"d_fcm_token"`
-	DActive      bool       `db:"d_is_active"`
-	DLastUsedAt  *time.Time `db:"d_last_used_at"`
-	DCreatedAt   time.Time  `db:"d_created_at"`
-	DUpdatedAt   time.Time  `db:"d_updated_at"`
-	OwnerEmail   string     `db:"i_email"`
-	OwnerState   string     `db:"i_state"`
-}
-
 func (p *Persister) GetLoginChallenge(ctx context.Context, id string) (*biometric.Challenge, *biometric.Device, *biometric.Owner, error) {
-	var r loginChallengeRow
-	err := p.Connection(ctx).RawQuery(`SELECT c.id, c.kind, c.identity_id, c.device_id, c.challenge_hash, c.device_name, c.device_type,
+	var (
+		c biometric.Challenge
+		d biometric.Device
+		o biometric.Owner
+	)
+	dest := append([]any{&c.ID, &c.Kind, &c.IdentityID, &c.DeviceID, &c.ChallengeHash, &c.DeviceName, &c.DeviceType,
+		&c.DeviceFingerprint, &c.KeyAlgorithm, &c.PublicKey, &c.UsedAt, &c.ExpiresAt, &c.CreatedAt}, deviceDest(&d)...)
+	dest = append(dest, &o.Email, &o.State)
+	err := p.getPrepared(ctx, `SELECT c.id, c.kind, c.identity_id, c.device_id, c.challenge_hash, c.device_name, c.device_type,
   c.device_fingerprint, c.key_algorithm, c.public_key, c.used_at, c.expires_at, c.created_at,
-  d.id AS d_id, d.identity_id AS d_identity_id, d.device_name AS d_device_name, d.device_type AS d_device_type,
-  d.device_fingerprint AS d_device_fingerprint, d.key_algorithm AS d_key_algorithm, d.public_key AS d_public_key,
-  d.fcm_token AS d_fcm_token, d.is_active AS d_is_active, d.last_used_at AS d_last_used_at,
-  d.created_at AS d_created_at, d.updated_at AS d_updated_at, i.email AS i_email, i.state AS i_state
+  d.id, d.identity_id, d.device_name, d.device_type, d.device_fingerprint, d.key_algorithm, d.public_key,
+  d.fcm_token, d.is_active, d.last_used_at, d.created_at, d.updated_at, i.email, i.state
 FROM device_challenges c JOIN devices d ON d.id = c.device_id JOIN identities i ON i.id = d.identity_id
-WHERE c.id = ? AND c.kind = ?`, id, biometric.ChallengeLogin).First(&r)
+WHERE c.id = ? AND c.kind = ?`, []any{id, biometric.ChallengeLogin}, dest...)
 	if IsNotFound(err) {
 		return nil, nil, nil, biometric.ErrChallengeNotFound
 	}
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	c := r.Challenge
 	c.ExpiresAt, c.CreatedAt = c.ExpiresAt.UTC(), c.CreatedAt.UTC()
-	d := &biometric.Device{ID: r.DID, UserID: r.DUserID, DeviceName: r.DName, DeviceType: r.DType, DeviceFingerprint: r.DFingerprint,
-		KeyAlgorithm: r.DAlg, PublicKey: r.DPublicKey, FCMToken: r.DFCMToken, IsActive: r.DActive, LastUsedAt: r.DLastUsedAt,
-		CreatedAt: r.DCreatedAt, UpdatedAt: r.DUpdatedAt}
-	normalizeDevice(d)
-	return &c, d, &biometric.Owner{Email: r.OwnerEmail, State: r.OwnerState}, nil
+	normalizeDevice(&d)
+	return &c, &d, &o, nil
 }

@@ -47,12 +47,15 @@ func (p *Persister) InsertToken(ctx context.Context, kind string, r *session.Tok
 	} else {
 		q += ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 	}
-	return p.Connection(ctx).RawQuery(q, args...).Exec()
+	_, err := p.execPrepared(ctx, q, args...)
+	return err
 }
 
 func (p *Persister) GetToken(ctx context.Context, kind, signature string) (*session.TokenRow, error) {
 	var r session.TokenRow
-	err := p.Connection(ctx).RawQuery("SELECT "+tokenColumns+" FROM "+tokenTable(kind)+" WHERE signature = ?", signature).First(&r)
+	err := p.getPrepared(ctx, "SELECT "+tokenColumns+" FROM "+tokenTable(kind)+" WHERE signature = ?", []any{signature},
+		&r.Signature, &r.RequestID, &r.RequestedAt, &r.ClientID, &r.Scope, &r.GrantedScope, &r.RequestedAudience,
+		&r.GrantedAudience, &r.Form, &r.SessionData, &r.Subject, &r.DeviceID, &r.Active, &r.ExpiresAt)
 	if IsNotFound(err) {
 		return nil, session.ErrTokenNotFound
 	}
@@ -78,7 +81,7 @@ func (p *Persister) DeactivateToken(ctx context.Context, kind, signature string)
 		q = "UPDATE oauth2_refresh SET active = ?, first_used_at = ? WHERE signature = ? AND active = ?"
 		args = []any{false, now(), signature, true}
 	}
-	n, err := p.Connection(ctx).RawQuery(q, args...).ExecWithCount()
+	n, err := p.execPrepared(ctx, q, args...)
 	return n == 1, err
 }
 

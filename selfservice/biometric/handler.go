@@ -530,17 +530,20 @@ func (h *Handler) mobileBiometric(w http.ResponseWriter, r *http.Request, _ http
 		x.WriteError(w, r, x.ErrUnauthorized.WithMessage("The account is disabled."))
 		return
 	}
-	ok, err := h.d.DevicePersister().ConsumeDeviceChallenge(ctx, c.ID, now)
-	if err != nil {
-		x.WriteError(w, r, err)
-		return
-	}
-	if !ok {
-		x.WriteError(w, r, ErrSessionExpired)
-		return
-	}
+	// The challenge is consumed in the transaction that stores the tokens: exactly one
+	// of concurrent logins with it gets tokens, and a failed issue leaves it unused.
 	ts, err := h.d.Tokens().Issue(ctx, session.IssueRequest{
 		IdentityID: d.UserID, Email: owner.Email, AMR: []string{session.AMRHardware}, DeviceID: d.ID, RememberMe: b.RememberMe,
+		InTx: func(ctx context.Context) error {
+			ok, err := h.d.DevicePersister().ConsumeDeviceChallenge(ctx, c.ID, now)
+			if err != nil {
+				return err
+			}
+			if !ok {
+				return ErrSessionExpired
+			}
+			return nil
+		},
 	})
 	if err != nil {
 		x.WriteError(w, r, err)
