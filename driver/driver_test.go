@@ -2,6 +2,7 @@ package driver_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/pvpipe/pvauth/internal/testdb"
 	"github.com/pvpipe/pvauth/internal/testserver"
+	"github.com/pvpipe/pvauth/session"
 )
 
 // The headers API.md §1 puts on every response.
@@ -490,6 +492,28 @@ func TestMetricsCountLogins(t *testing.T) {
 	for _, want := range []string{
 		`pvauth_logins_total{method="password",result="success"} 1`,
 		`pvauth_logins_total{method="password",result="failure"} 1`,
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("metrics lack %s", want)
+		}
+	}
+}
+
+// TestMetricsDatabase: the SQLite file's pools and group commits are exported, and a
+// biometric-style token issue goes through the group commit.
+func TestMetricsDatabase(t *testing.T) {
+	srv := testserver.Start(t, testdb.SQLiteFile(t), nil)
+	srv.Admin(t, http.MethodPost, "/admin/identities", map[string]any{"email": "db@example.com", "password": "correct horse battery"})
+	if _, err := srv.Registry.Tokens().Issue(context.Background(), session.IssueRequest{IdentityID: 1, Email: "db@example.com", AMR: []string{"hwk"}}); err != nil {
+		t.Fatal(err)
+	}
+	body := string(srv.Admin(t, http.MethodGet, "/metrics", nil).Body)
+	for _, want := range []string{
+		`pvauth_db_waits_total{pool="writer"}`,
+		`pvauth_db_wait_seconds_total{pool="reader"}`,
+		`pvauth_db_connections_in_use{pool="writer"}`,
+		"pvauth_db_group_transactions_total 1",
+		"pvauth_db_group_commits_total 1",
 	} {
 		if !strings.Contains(body, want) {
 			t.Errorf("metrics lack %s", want)

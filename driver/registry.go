@@ -4,6 +4,7 @@ package driver
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -11,6 +12,8 @@ import (
 	"os"
 	"strings"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/pvpipe/pvauth/audit"
 	loginui "github.com/pvpipe/pvauth/contrib/login-ui"
@@ -122,6 +125,7 @@ func New(ctx context.Context, cfg *config.Config, o Options) (*Registry, error) 
 	}
 	r.limiter = ratelimit.New(cfg.RateLimit.Enabled, rules, store)
 	r.metrics = metrics.New()
+	registerDBMetrics(r.metrics.Registry(), p)
 	r.audit.OnDrop(r.metrics.AuditDropped)
 	r.audit.OnLog(r.observeEvent)
 	if o.PushSender != nil {
@@ -290,4 +294,43 @@ func (h *healthHandler) ready(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	x.WriteJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+// registerDBMetrics exposes the connection pools' waits and SQLite's group commits: on
+// SQLite, time waiting for the one writer is the first sign of saturation.
+func registerDBMetrics(reg *prometheus.Registry, p *sqlp.Persister) {
+	pool := func(name string, reader bool) {
+		stats := func() (sql.DBStats, bool) {
+			w, rd, ok := p.PoolStats()
+			if reader {
+				return rd, ok
+			}
+			return w, true
+		}
+		if _, ok := stats(); !ok {
+			return
+		}
+		labels := prometheus.Labels{"pool": name}
+		reg.MustRegister(
+			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "pvauth_db_waits_total", ConstLabels: labels,
+				Help: "Times a query waited for a free database connection, by pool (writer, reader)."},
+				func() float64 { s, _ := stats(); return float64(s.WaitCount) }),
+			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "pvauth_db_wait_seconds_total", ConstLabels: labels,
+				Help: "Time spent waiting for a free database connection, by pool (writer, reader)."},
+				func() float64 { s, _ := stats(); return s.WaitDuration.Seconds() }),
+			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "pvauth_db_connections_in_use", ConstLabels: labels,
+				Help: "Database connections in use, by pool (writer, reader)."},
+				func() float64 { s, _ := stats(); return float64(s.InUse) }),
+		)
+	}
+	pool("writer", false)
+	pool("reader", true)
+	reg.MustRegister(
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "pvauth_db_group_transactions_total",
+			Help: "Write transactions run through SQLite's group commit."},
+			func() float64 { txs, _ := p.GroupStats(); return float64(txs) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "pvauth_db_group_commits_total",
+			Help: "Commits of SQLite's group commit (transactions per commit = the ratio of the two)."},
+			func() float64 { _, commits := p.GroupStats(); return float64(commits) }),
+	)
 }

@@ -6,7 +6,6 @@ import (
 
 	"github.com/ory/fosite"
 	"github.com/ory/fosite/handler/oauth2"
-	"github.com/ory/fosite/storage"
 )
 
 // GrantSelfService is the grant type of tokens minted after a self-service login. It is
@@ -88,28 +87,23 @@ func (g *selfServiceGrant) PopulateTokenEndpointResponse(ctx context.Context, r 
 	if err != nil {
 		return fosite.ErrServerError.WithWrap(err)
 	}
-	ctx, err = storage.MaybeBeginTx(ctx, g.store)
+	// One write transaction, shared on SQLite with concurrent logins (group commit).
+	err = g.store.p.GroupTransaction(ctx, func(ctx context.Context) error {
+		if inTx, ok := ctx.Value(inTxKey{}).(func(context.Context) error); ok {
+			if err := inTx(ctx); err != nil {
+				return err
+			}
+		}
+		if err := g.store.p.InsertToken(ctx, KindAccess, atRow); err != nil {
+			return fosite.ErrServerError.WithWrap(err)
+		}
+		if err := g.store.p.InsertToken(ctx, KindRefresh, rtRow); err != nil {
+			return fosite.ErrServerError.WithWrap(err)
+		}
+		return nil
+	})
 	if err != nil {
-		return fosite.ErrServerError.WithWrap(err)
-	}
-	defer func() {
-		if err != nil {
-			_ = storage.MaybeRollbackTx(ctx, g.store)
-		}
-	}()
-	if inTx, ok := ctx.Value(inTxKey{}).(func(context.Context) error); ok {
-		if err = inTx(ctx); err != nil {
-			return err
-		}
-	}
-	if err = g.store.p.InsertToken(ctx, KindAccess, atRow); err != nil {
-		return fosite.ErrServerError.WithWrap(err)
-	}
-	if err = g.store.p.InsertToken(ctx, KindRefresh, rtRow); err != nil {
-		return fosite.ErrServerError.WithWrap(err)
-	}
-	if err = storage.MaybeCommitTx(ctx, g.store); err != nil {
-		return fosite.ErrServerError.WithWrap(err)
+		return err
 	}
 	resp.SetAccessToken(at)
 	resp.SetTokenType("bearer")

@@ -55,6 +55,10 @@ type TokenPersister interface {
 	// DeleteExpiredTokens removes tokens that expired before t.
 	DeleteExpiredTokens(ctx context.Context, before time.Time) (int64, error)
 
+	// GroupTransaction runs fn in a write transaction that concurrent callers may share
+	// (each in its own savepoint); fn's error undoes only fn's writes.
+	GroupTransaction(ctx context.Context, fn func(ctx context.Context) error) error
+
 	BeginTX(ctx context.Context) (context.Context, error)
 	Commit(ctx context.Context) error
 	Rollback(ctx context.Context) error

@@ -33,6 +33,8 @@ type Persister struct {
 	// query-only connections (WAL readers run beside the writer); elsewhere it is stmts.
 	reads  *stmtCache
 	readDB *stdsql.DB
+	sqlite bool
+	group  *grouper
 	closed atomic.Bool
 }
 
@@ -56,11 +58,13 @@ const (
 )
 
 // New opens a connection for dsn: "memory", "sqlite://PATH?...", "postgres://...",
-// "cockroach://...". SQLite gets one connection: writes are serialized by SQLite anyway,
-// and one connection keeps an in-memory database alive and free of lock errors. pop's own
-// SQLite mutex is turned off (lock=false): with one connection database/sql already
-// serializes, and pop's mutex, held while waiting for that connection, deadlocks a
-// transaction that reads against any concurrent read.
+// "cockroach://...". SQLite gets one writer connection: writes are serialized by SQLite
+// anyway, and one connection keeps an in-memory database alive and free of lock errors.
+// An SQLite file also gets a pool of query-only connections for hot reads (WAL readers
+// never wait for the writer). pop's own SQLite mutex is turned off (lock=false): with one
+// connection database/sql already serializes, and pop's mutex, held while waiting for
+// that connection, deadlocks a transaction that reads against any concurrent read. mattn
+// keeps up to 128 prepared statements per connection (_stmt_cache_size) for pop's queries.
 func New(ctx context.Context, dsn string) (*Persister, error) {
 	deets, err := connectionDetails(dsn)
 	if err != nil {
@@ -80,6 +84,8 @@ func New(ctx context.Context, dsn string) (*Persister, error) {
 	}
 	p := &Persister{conn: c, stmts: newStmtCache(db, c.Dialect.TranslateSQL)}
 	p.reads = p.stmts
+	p.sqlite = deets.Dialect == DialectSQLite
+	p.group = newGrouper()
 	if deets.Dialect == DialectSQLite && !isMemory(deets) {
 		// WAL lets readers (our read pool, the CLI) proceed while the one writer writes.
 		if err := c.RawQuery("PRAGMA journal_mode=WAL").Exec(); err != nil {
@@ -111,12 +117,12 @@ func connectionDetails(dsn string) (*pop.ConnectionDetails, error) {
 	case dsn == "memory":
 		// A uniquely named shared-cache memory database, so parallel tests do not collide.
 		return &pop.ConnectionDetails{
-			URL:  "sqlite3://file:pvauth-" + uuid.NewString() + "?mode=memory&cache=shared&_fk=true&_busy_timeout=10000&lock=false",
+			URL:  "sqlite3://file:pvauth-" + uuid.NewString() + "?mode=memory&cache=shared&_fk=true&_busy_timeout=10000&lock=false&_stmt_cache_size=128",
 			Pool: 1, IdlePool: 1,
 		}, nil
 	case strings.HasPrefix(dsn, "sqlite://"), strings.HasPrefix(dsn, "sqlite3://"):
 		u := dsn
-		for _, opt := range []string{"_fk=true", "lock=false", "_busy_timeout=10000"} {
+		for _, opt := range []string{"_fk=true", "lock=false", "_busy_timeout=10000", "_stmt_cache_size=128"} {
 			if strings.Contains(u, strings.SplitN(opt, "=", 2)[0]+"=") {
 				continue
 			}
@@ -156,6 +162,7 @@ func (p *Persister) Close() error {
 	if p.closed.Swap(true) {
 		return nil
 	}
+	p.group.stop()
 	errs := []error{p.stmts.close()}
 	if p.readDB != nil {
 		errs = append(errs, p.reads.close(), p.readDB.Close())
@@ -175,6 +182,18 @@ func (p *Persister) Ping(ctx context.Context) error {
 	defer cancel()
 	var one int
 	return p.Connection(ctx).RawQuery("SELECT 1").First(&one)
+}
+
+// driverCtx is the context handed to the SQLite driver for writes and transactions: none
+// that can be cancelled. mattn runs every cancellable Exec (BEGIN included) on a new
+// goroutine and waits for it; on the one writer connection that scheduling hop is paid
+// while every other writer waits, and a statement takes microseconds, too short to be
+// worth interrupting. PostgreSQL keeps the request's context.
+func (p *Persister) driverCtx(ctx context.Context) context.Context {
+	if p.sqlite {
+		return context.WithoutCancel(ctx)
+	}
+	return ctx
 }
 
 type txKey struct{}
@@ -198,7 +217,10 @@ func (p *Persister) Transaction(ctx context.Context, fn func(ctx context.Context
 	if _, ok := ctx.Value(txKey{}).(*pop.Connection); ok {
 		return fn(ctx)
 	}
-	return p.conn.WithContext(ctx).Transaction(func(tx *pop.Connection) error {
+	if p.closed.Load() {
+		return errClosed
+	}
+	return p.conn.WithContext(p.driverCtx(ctx)).Transaction(func(tx *pop.Connection) error {
 		return fn(context.WithValue(ctx, txKey{}, tx))
 	})
 }
@@ -208,7 +230,10 @@ func (p *Persister) BeginTX(ctx context.Context) (context.Context, error) {
 	if _, ok := ctx.Value(txKey{}).(*pop.Connection); ok {
 		return ctx, errors.New("a transaction is already open in this context")
 	}
-	tx, err := p.conn.NewTransactionContext(ctx)
+	if p.closed.Load() {
+		return ctx, errClosed
+	}
+	tx, err := p.conn.NewTransactionContext(p.driverCtx(ctx))
 	if err != nil {
 		return ctx, err
 	}

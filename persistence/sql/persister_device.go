@@ -14,10 +14,12 @@ const challengeColumns = "id, kind, identity_id, device_id, challenge_hash, devi
 func (p *Persister) CreateDeviceChallenge(ctx context.Context, c *biometric.Challenge) error {
 	c.CreatedAt = now()
 	c.ExpiresAt = dbExpiry(c.ExpiresAt)
-	_, err := p.execPrepared(ctx, "INSERT INTO device_challenges ("+challengeColumns+") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-		c.ID, c.Kind, c.IdentityID, c.DeviceID, c.ChallengeHash, c.DeviceName, c.DeviceType, c.DeviceFingerprint,
-		c.KeyAlgorithm, c.PublicKey, c.UsedAt, c.ExpiresAt, c.CreatedAt)
-	return err
+	return p.GroupTransaction(ctx, func(ctx context.Context) error {
+		_, err := p.execPrepared(ctx, "INSERT INTO device_challenges ("+challengeColumns+") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+			c.ID, c.Kind, c.IdentityID, c.DeviceID, c.ChallengeHash, c.DeviceName, c.DeviceType, c.DeviceFingerprint,
+			c.KeyAlgorithm, c.PublicKey, c.UsedAt, c.ExpiresAt, c.CreatedAt)
+		return err
+	})
 }
 
 func (p *Persister) GetDeviceChallenge(ctx context.Context, id string) (*biometric.Challenge, error) {

@@ -132,7 +132,7 @@ func (p *Persister) execPrepared(ctx context.Context, q string, args ...any) (in
 		return 0, err
 	}
 	defer release()
-	res, err := s.ExecContext(ctx, args...)
+	res, err := s.ExecContext(p.driverCtx(ctx), args...)
 	if err != nil {
 		return 0, err
 	}
