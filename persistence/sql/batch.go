@@ -26,9 +26,9 @@ type groupReq struct {
 type grouper struct {
 	txs, commits atomic.Int64
 	once         sync.Once
-	reqs chan *groupReq
-	quit chan struct{}
-	wg   sync.WaitGroup
+	reqs         chan *groupReq
+	quit         chan struct{}
+	wg           sync.WaitGroup
 }
 
 func newGrouper() *grouper {
