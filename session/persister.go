@@ -50,8 +50,8 @@ type TokenPersister interface {
 	// RevokeSubject deactivates every access and refresh token of a subject and returns
 	// how many sessions (families with an active refresh token) it ended.
 	RevokeSubject(ctx context.Context, subject string) (int, error)
-	// RevokeDevice does the same for the tokens issued through a device.
-	RevokeDevice(ctx context.Context, deviceID string) (int, error)
+	// RevokeDevice does the same for the tokens of subject issued through a device.
+	RevokeDevice(ctx context.Context, subject, deviceID string) (int, error)
 	// DeleteExpiredTokens removes tokens that expired before t.
 	DeleteExpiredTokens(ctx context.Context, before time.Time) (int64, error)
 

@@ -469,9 +469,9 @@ func (t *Tokens) RevokeIdentitySessions(ctx context.Context, identityID int64) (
 	return t.p.RevokeSubject(ctx, strconv.FormatInt(identityID, 10))
 }
 
-// RevokeDeviceSessions revokes every token issued through a device.
-func (t *Tokens) RevokeDeviceSessions(ctx context.Context, deviceID string) (int, error) {
-	return t.p.RevokeDevice(ctx, deviceID)
+// RevokeDeviceSessions revokes every token issued through a device of identityID.
+func (t *Tokens) RevokeDeviceSessions(ctx context.Context, identityID int64, deviceID string) (int, error) {
+	return t.p.RevokeDevice(ctx, strconv.FormatInt(identityID, 10), deviceID)
 }
 
 // RevokeToken revokes the family of any token (RFC 7009 semantics: unknown is fine).

@@ -90,30 +90,35 @@ func (p *Persister) DeactivateFamily(ctx context.Context, kind, requestID string
 	return int64(n), err
 }
 
-// revokeWhere ends every live family matching column = value, counting the families
-// that still had an active refresh token.
-func (p *Persister) revokeWhere(ctx context.Context, column, value string) (n int, err error) {
+// revokeWhere ends every live family of subject (of one of its devices when deviceID is
+// set), counting the families that still had an active refresh token. Both go through
+// the (subject, device_id) indexes.
+func (p *Persister) revokeWhere(ctx context.Context, subject string, deviceID *string) (n int, err error) {
+	where, args := "subject = ? AND active = ?", []any{subject, true}
+	if deviceID != nil {
+		where, args = "subject = ? AND device_id = ? AND active = ?", []any{subject, *deviceID, true}
+	}
 	err = p.Transaction(ctx, func(ctx context.Context) error {
 		c := p.Connection(ctx)
 		var count int
-		if err := c.RawQuery("SELECT COUNT(DISTINCT request_id) FROM oauth2_refresh WHERE "+column+" = ? AND active = ?", value, true).First(&count); err != nil {
+		if err := c.RawQuery("SELECT COUNT(DISTINCT request_id) FROM oauth2_refresh WHERE "+where, args...).First(&count); err != nil {
 			return err
 		}
 		n = count
-		if err := c.RawQuery("UPDATE oauth2_refresh SET active = ? WHERE "+column+" = ? AND active = ?", false, value, true).Exec(); err != nil {
+		if err := c.RawQuery("UPDATE oauth2_refresh SET active = ? WHERE "+where, append([]any{false}, args...)...).Exec(); err != nil {
 			return err
 		}
-		return c.RawQuery("UPDATE oauth2_access SET active = ? WHERE "+column+" = ? AND active = ?", false, value, true).Exec()
+		return c.RawQuery("UPDATE oauth2_access SET active = ? WHERE "+where, append([]any{false}, args...)...).Exec()
 	})
 	return n, err
 }
 
 func (p *Persister) RevokeSubject(ctx context.Context, subject string) (int, error) {
-	return p.revokeWhere(ctx, "subject", subject)
+	return p.revokeWhere(ctx, subject, nil)
 }
 
-func (p *Persister) RevokeDevice(ctx context.Context, deviceID string) (int, error) {
-	return p.revokeWhere(ctx, "device_id", deviceID)
+func (p *Persister) RevokeDevice(ctx context.Context, subject, deviceID string) (int, error) {
+	return p.revokeWhere(ctx, subject, &deviceID)
 }
 
 func (p *Persister) DeleteExpiredTokens(ctx context.Context, before time.Time) (int64, error) {

@@ -363,7 +363,7 @@ func (h *Handler) RemoveDevice(ctx context.Context, uid int64, deviceID string, 
 	if !ok {
 		return ErrDeviceInactive
 	}
-	n, err := h.d.Tokens().RevokeDeviceSessions(ctx, deviceID)
+	n, err := h.d.Tokens().RevokeDeviceSessions(ctx, uid, deviceID)
 	if err != nil {
 		return err
 	}
