@@ -22,6 +22,19 @@ func (p *Persister) CreateDeviceChallenge(ctx context.Context, c *biometric.Chal
 	})
 }
 
+func (p *Persister) CreateLoginChallenge(ctx context.Context, fingerprint string, c *biometric.Challenge) (ok bool, err error) {
+	c.Kind, c.CreatedAt, c.ExpiresAt = biometric.ChallengeLogin, now(), dbExpiry(c.ExpiresAt)
+	err = p.GroupTransaction(ctx, func(ctx context.Context) error {
+		// A literal TRUE, not a parameter, lets SQLite use the partial unique index.
+		n, err := p.execPrepared(ctx, `INSERT INTO device_challenges (id, kind, identity_id, device_id, challenge_hash, expires_at, created_at)
+SELECT ?, ?, d.identity_id, d.id, ?, ?, ? FROM devices d WHERE d.device_fingerprint = ? AND d.is_active = TRUE`,
+			c.ID, c.Kind, c.ChallengeHash, c.ExpiresAt, c.CreatedAt, fingerprint)
+		ok = n == 1
+		return err
+	})
+	return ok, err
+}
+
 func (p *Persister) GetDeviceChallenge(ctx context.Context, id string) (*biometric.Challenge, error) {
 	var c biometric.Challenge
 	err := p.Connection(ctx).RawQuery("SELECT "+challengeColumns+" FROM device_challenges WHERE id = ?", id).First(&c)

@@ -71,6 +71,10 @@ var (
 // Persister stores devices and their challenges.
 type Persister interface {
 	CreateDeviceChallenge(ctx context.Context, c *Challenge) error
+	// CreateLoginChallenge stores c as a login challenge of the active device with this
+	// fingerprint (its device and identity come from that device, in the same
+	// statement); false when no active device has the fingerprint.
+	CreateLoginChallenge(ctx context.Context, fingerprint string, c *Challenge) (bool, error)
 	GetDeviceChallenge(ctx context.Context, id string) (*Challenge, error)
 	// ConsumeDeviceChallenge marks an unused, unexpired challenge used; false otherwise.
 	ConsumeDeviceChallenge(ctx context.Context, id string, now time.Time) (bool, error)

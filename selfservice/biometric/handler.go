@@ -457,23 +457,21 @@ func (h *Handler) mobileChallenge(w http.ResponseWriter, r *http.Request, _ http
 		x.WriteError(w, r, err)
 		return
 	}
-	d, err := h.d.DevicePersister().FindActiveDeviceByFingerprint(ctx, b.DeviceFingerprint)
-	if errors.Is(err, ErrDeviceNotFound) {
-		x.WriteError(w, r, ErrDeviceInactive)
-		return
-	} else if err != nil {
-		x.WriteError(w, r, err)
-		return
-	}
 	chal, hash, err := NewChallenge()
 	if err != nil {
 		x.WriteError(w, r, err)
 		return
 	}
-	c := &Challenge{ID: uuid.NewString(), Kind: ChallengeLogin, IdentityID: d.UserID, DeviceID: d.ID, ChallengeHash: hash,
+	// The device is looked up by the insert itself: one statement on the login path.
+	c := &Challenge{ID: uuid.NewString(), Kind: ChallengeLogin, ChallengeHash: hash,
 		ExpiresAt: time.Now().Add(h.d.Config().TTL.Challenge)}
-	if err := h.d.DevicePersister().CreateDeviceChallenge(ctx, c); err != nil {
+	ok, err := h.d.DevicePersister().CreateLoginChallenge(ctx, b.DeviceFingerprint, c)
+	if err != nil {
 		x.WriteError(w, r, err)
+		return
+	}
+	if !ok {
+		x.WriteError(w, r, ErrDeviceInactive)
 		return
 	}
 	x.WriteData(w, http.StatusOK, challengeResult{Challenge: chal, ExpiresAt: c.ExpiresAt, SessionID: c.ID})
