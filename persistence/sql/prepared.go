@@ -9,12 +9,15 @@ import (
 
 // Hot paths (mobile login, token issue and lookup, audit batches) skip pop: pop builds,
 // translates and prepares every query afresh and maps results by reflection, which on
-// SQLite's single connection cost a third of a biometric login's database time. Their
-// statements are prepared once per connection by database/sql and kept for the life of
-// the Persister; inside a transaction carried by the context they are bound to it.
+// SQLite's single connection cost a third of a biometric login's database time. On
+// SQLite their statements are prepared once per connection by database/sql and kept for
+// the life of the Persister; inside a transaction carried by the context they are bound
+// to it.
 
 type preparer interface {
 	PrepareContext(ctx context.Context, query string) (*stdsql.Stmt, error)
+	ExecContext(ctx context.Context, query string, args ...any) (stdsql.Result, error)
+	QueryRowContext(ctx context.Context, query string, args ...any) *stdsql.Row
 }
 
 type stmtCache struct {
@@ -126,7 +129,25 @@ func (p *Persister) sqlTx(ctx context.Context) *stdsql.Tx {
 }
 
 // execPrepared runs a prepared statement and returns the number of rows it changed.
+// PostgreSQL's driver (pgx) already keeps prepared statements per connection, so there
+// the query goes straight to the transaction or the pool, as pop's queries do.
 func (p *Persister) execPrepared(ctx context.Context, q string, args ...any) (int64, error) {
+	if !p.sqlite {
+		if p.closed.Load() {
+			return 0, errClosed
+		}
+		var res stdsql.Result
+		var err error
+		if tx := p.sqlTx(ctx); tx != nil {
+			res, err = tx.ExecContext(ctx, p.stmts.translate(q), args...)
+		} else {
+			res, err = p.stmts.db.ExecContext(ctx, p.stmts.translate(q), args...)
+		}
+		if err != nil {
+			return 0, err
+		}
+		return res.RowsAffected()
+	}
 	s, release, err := p.prepared(ctx, q, false)
 	if err != nil {
 		return 0, err
@@ -142,6 +163,15 @@ func (p *Persister) execPrepared(ctx context.Context, q string, args ...any) (in
 // getPrepared scans the one row of a prepared query into dest; no row is errSQLNoRows.
 // Outside a transaction it reads from the read pool, which sees every committed write.
 func (p *Persister) getPrepared(ctx context.Context, q string, args []any, dest ...any) error {
+	if !p.sqlite {
+		if p.closed.Load() {
+			return errClosed
+		}
+		if tx := p.sqlTx(ctx); tx != nil {
+			return tx.QueryRowContext(ctx, p.stmts.translate(q), args...).Scan(dest...)
+		}
+		return p.stmts.db.QueryRowContext(ctx, p.stmts.translate(q), args...).Scan(dest...)
+	}
 	s, release, err := p.prepared(ctx, q, true)
 	if err != nil {
 		return err
