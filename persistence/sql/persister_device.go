@@ -49,8 +49,15 @@ func (p *Persister) GetDeviceChallenge(ctx context.Context, id string) (*biometr
 }
 
 func (p *Persister) ConsumeDeviceChallenge(ctx context.Context, id string, at time.Time) (bool, error) {
-	n, err := p.execPrepared(ctx, "UPDATE device_challenges SET used_at = ? WHERE id = ? AND used_at IS NULL AND expires_at > ?",
-		dbTime(at), id, dbTime(at))
+	q := "UPDATE device_challenges SET used_at = ? WHERE id = ? AND used_at IS NULL AND expires_at > ?"
+	if p.Dialect() == DialectPostgres {
+		// The challenge is consumed inside the login's token transaction. A concurrent
+		// consumer would wait for that transaction on the row lock, holding a pooled
+		// connection all the while; with SKIP LOCKED it loses at once instead, which is
+		// the answer it would get anyway once the holder commits.
+		q = "UPDATE device_challenges SET used_at = ? WHERE id = (SELECT id FROM device_challenges WHERE id = ? AND used_at IS NULL AND expires_at > ? FOR UPDATE SKIP LOCKED)"
+	}
+	n, err := p.execPrepared(ctx, q, dbTime(at), id, dbTime(at))
 	return n == 1, err
 }
 
