@@ -53,6 +53,11 @@ database stops the start with a clear error.`,
 			} else if len(cfg.Issuer()) > 7 && cfg.Issuer()[:7] == "http://" {
 				logger.Warn("the issuer URL uses plain http; put pvauth behind TLS in production", "issuer", cfg.Issuer())
 			}
+			stopProfile, err := startProfiling(os.Getenv("PROFILING"), logger)
+			if err != nil {
+				return err
+			}
+			defer stopProfile()
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			reg, err := driver.New(ctx, cfg, driver.Options{Migrate: dev, Logger: logger})
@@ -60,11 +65,6 @@ database stops the start with a clear error.`,
 				return err
 			}
 			defer reg.Close()
-			stopProfile, err := startProfiling(os.Getenv("PROFILING"), logger)
-			if err != nil {
-				return err
-			}
-			defer stopProfile()
 			return reg.ListenAndServe(ctx)
 		},
 	}

@@ -92,10 +92,24 @@ func TestServeRefusesUnmigratedDatabase(t *testing.T) {
 	mustFail(t, r, "not migrated", "migrate sql")
 }
 
+// PROFILING takes cpu or mem; anything else stops the start, before the database opens.
+func TestServeRefusesUnknownProfiling(t *testing.T) {
+	file, _, _ := serveConfig(t, "")
+	t.Setenv("PROFILING", "gpu")
+	r := serveInProcess(t, 30*time.Second, "--dev", "--config", file)
+	mustFail(t, r, `PROFILING="gpu"`, "cpu or mem")
+	if _, err := os.Stat(filepath.Join(filepath.Dir(file), "pvauth.sqlite")); err == nil {
+		t.Error("the database was opened before PROFILING was checked")
+	}
+}
+
 // With --dev the same unmigrated file and no secrets start: it migrates, makes
-// throw-away secrets and serves both ports until interrupted.
+// throw-away secrets and serves both ports until interrupted. With PROFILING=cpu it
+// leaves cpu.pprof in its working directory.
 func TestServeDevStartsAndStops(t *testing.T) {
 	file, publicPort, adminPort := serveConfig(t, "")
+	t.Chdir(filepath.Dir(file))
+	t.Setenv("PROFILING", "cpu")
 	done := make(chan cliResult, 1)
 	go func() { done <- runPVAuth(t, "", "serve", "--dev", "--config", file) }()
 
@@ -138,5 +152,8 @@ func TestServeDevStartsAndStops(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(filepath.Dir(file), "pvauth.sqlite")); err != nil {
 		t.Errorf("no SQLite file: %v", err)
+	}
+	if st, err := os.Stat(filepath.Join(filepath.Dir(file), "cpu.pprof")); err != nil || st.Size() == 0 {
+		t.Errorf("PROFILING=cpu left no profile: %v", err)
 	}
 }

@@ -28,10 +28,10 @@ func TestIssueInTx(t *testing.T) {
 		// A failing InTx: Issue returns its error as is, and neither its write nor any
 		// token is stored.
 		refused := errors.New("refused by InTx")
-		var sessionBefore int
+		var runs int
 		_, err := tk.Issue(ctx, session.IssueRequest{IdentityID: 1, Email: "intx@example.com", AMR: []string{"hwk"},
 			InTx: func(ctx context.Context) error {
-				sessionBefore++
+				runs++
 				if err := p.InsertToken(ctx, session.KindCode, marker("marker-rolled-back")); err != nil {
 					t.Errorf("insert in InTx: %v", err)
 				}
@@ -40,8 +40,8 @@ func TestIssueInTx(t *testing.T) {
 		if !errors.Is(err, refused) {
 			t.Fatalf("Issue = %v, want the InTx error", err)
 		}
-		if sessionBefore != 1 {
-			t.Fatalf("InTx ran %d times, want 1", sessionBefore)
+		if runs != 1 {
+			t.Fatalf("InTx ran %d times, want 1", runs)
 		}
 		if _, err := p.GetToken(ctx, session.KindCode, "marker-rolled-back"); !errors.Is(err, session.ErrTokenNotFound) {
 			t.Fatalf("InTx's write survived its error: %v", err)

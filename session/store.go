@@ -100,11 +100,21 @@ func (s *Store) toRow(sig string, r fosite.Requester, tt fosite.TokenType) (*Tok
 			d := sess.DeviceID
 			row.DeviceID = &d
 		}
-		if exp := sess.GetExpiresAt(tt); !exp.IsZero() {
-			row.ExpiresAt = &exp
-		}
 	}
+	row.ExpiresAt = expiresAt(r, tt)
 	return row, nil
+}
+
+// expiresAt is when r's token of type tt expires, nil when its session does not say.
+func expiresAt(r fosite.Requester, tt fosite.TokenType) *time.Time {
+	sess, ok := r.GetSession().(*Session)
+	if !ok || sess == nil {
+		return nil
+	}
+	if exp := sess.GetExpiresAt(tt); !exp.IsZero() {
+		return &exp
+	}
+	return nil
 }
 
 // tokenPair builds the rows of an access token and of the refresh token issued with it,
@@ -115,12 +125,7 @@ func (s *Store) tokenPair(atSig, rtSig string, r fosite.Requester) (at, rt *Toke
 	}
 	refresh := *at
 	refresh.Signature = x.SHA256Hex(rtSig)
-	refresh.ExpiresAt = nil
-	if sess, ok := r.GetSession().(*Session); ok && sess != nil {
-		if exp := sess.GetExpiresAt(fosite.RefreshToken); !exp.IsZero() {
-			refresh.ExpiresAt = &exp
-		}
-	}
+	refresh.ExpiresAt = expiresAt(r, fosite.RefreshToken)
 	refresh.AccessSignature = &at.Signature
 	return at, &refresh, nil
 }

@@ -2,7 +2,6 @@ package sql
 
 import (
 	"context"
-	stdsql "database/sql"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -153,16 +152,4 @@ func (g *grouper) stop() {
 	}
 	close(g.quit)
 	g.wg.Wait()
-}
-
-// PoolStats reports database/sql's pool statistics: the writer (the only pool on
-// PostgreSQL), and SQLite's read pool (ok false when there is none).
-func (p *Persister) PoolStats() (writer stdsql.DBStats, reader stdsql.DBStats, ok bool) {
-	if st, isPool := p.conn.Store.(interface{ Stats() stdsql.DBStats }); isPool {
-		writer = st.Stats()
-	}
-	if p.readDB != nil {
-		return writer, p.readDB.Stats(), true
-	}
-	return writer, reader, false
 }

@@ -170,6 +170,18 @@ func (p *Persister) Close() error {
 	return errors.Join(append(errs, p.conn.Close())...)
 }
 
+// PoolStats reports database/sql's pool statistics: the writer (the only pool on
+// PostgreSQL), and SQLite's read pool (ok false when there is none).
+func (p *Persister) PoolStats() (writer stdsql.DBStats, reader stdsql.DBStats, ok bool) {
+	if st, isPool := p.conn.Store.(interface{ Stats() stdsql.DBStats }); isPool {
+		writer = st.Stats()
+	}
+	if p.readDB != nil {
+		return writer, p.readDB.Stats(), true
+	}
+	return writer, reader, false
+}
+
 // errClosed answers every call after Close (a readiness probe during shutdown).
 var errClosed = errors.New("database connection is closed")
 
@@ -214,7 +226,7 @@ func (p *Persister) txConnection(ctx context.Context) *pop.Connection {
 // Transaction runs fn in a transaction carried by the context it receives; inside an
 // existing transaction it joins it. Any error rolls everything back.
 func (p *Persister) Transaction(ctx context.Context, fn func(ctx context.Context) error) error {
-	if _, ok := ctx.Value(txKey{}).(*pop.Connection); ok {
+	if p.txConnection(ctx) != nil {
 		return fn(ctx)
 	}
 	if p.closed.Load() {
@@ -227,7 +239,7 @@ func (p *Persister) Transaction(ctx context.Context, fn func(ctx context.Context
 
 // BeginTX, Commit and Rollback implement fosite's storage.Transactional.
 func (p *Persister) BeginTX(ctx context.Context) (context.Context, error) {
-	if _, ok := ctx.Value(txKey{}).(*pop.Connection); ok {
+	if p.txConnection(ctx) != nil {
 		return ctx, errors.New("a transaction is already open in this context")
 	}
 	if p.closed.Load() {

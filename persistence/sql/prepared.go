@@ -16,8 +16,7 @@ import (
 
 type preparer interface {
 	PrepareContext(ctx context.Context, query string) (*stdsql.Stmt, error)
-	ExecContext(ctx context.Context, query string, args ...any) (stdsql.Result, error)
-	QueryRowContext(ctx context.Context, query string, args ...any) *stdsql.Row
+	querier
 }
 
 type stmtCache struct {
@@ -90,11 +89,8 @@ func (c *stmtCache) close() error {
 }
 
 // prepared returns q's statement, bound to the context's transaction if there is one,
-// and a function that releases it.
+// and a function that releases it (SQLite only).
 func (p *Persister) prepared(ctx context.Context, q string, read bool) (*stdsql.Stmt, func(), error) {
-	if p.closed.Load() {
-		return nil, nil, errClosed
-	}
 	tx := p.sqlTx(ctx)
 	if tx == nil {
 		cache := p.stmts
@@ -128,32 +124,39 @@ func (p *Persister) sqlTx(ctx context.Context) *stdsql.Tx {
 	return tx.TX.Tx.Tx
 }
 
-// execPrepared runs a prepared statement and returns the number of rows it changed.
+// querier is what *sql.Tx and the pool share.
+type querier interface {
+	ExecContext(ctx context.Context, query string, args ...any) (stdsql.Result, error)
+	QueryRowContext(ctx context.Context, query string, args ...any) *stdsql.Row
+}
+
+// direct is where a query goes unprepared: the context's transaction, or the pool.
 // PostgreSQL's driver (pgx) already keeps prepared statements per connection, so there
-// the query goes straight to the transaction or the pool, as pop's queries do.
+// the hot queries go this way, as pop's queries do.
+func (p *Persister) direct(ctx context.Context) querier {
+	if tx := p.sqlTx(ctx); tx != nil {
+		return tx
+	}
+	return p.stmts.db
+}
+
+// execPrepared runs a prepared statement and returns the number of rows it changed.
 func (p *Persister) execPrepared(ctx context.Context, q string, args ...any) (int64, error) {
-	if !p.sqlite {
-		if p.closed.Load() {
-			return 0, errClosed
-		}
-		var res stdsql.Result
-		var err error
-		if tx := p.sqlTx(ctx); tx != nil {
-			res, err = tx.ExecContext(ctx, p.stmts.translate(q), args...)
-		} else {
-			res, err = p.stmts.db.ExecContext(ctx, p.stmts.translate(q), args...)
-		}
-		if err != nil {
-			return 0, err
-		}
-		return res.RowsAffected()
+	if p.closed.Load() {
+		return 0, errClosed
 	}
-	s, release, err := p.prepared(ctx, q, false)
-	if err != nil {
-		return 0, err
+	var res stdsql.Result
+	var err error
+	if p.sqlite {
+		s, release, perr := p.prepared(ctx, q, false)
+		if perr != nil {
+			return 0, perr
+		}
+		defer release()
+		res, err = s.ExecContext(p.driverCtx(ctx), args...)
+	} else {
+		res, err = p.direct(ctx).ExecContext(ctx, p.stmts.translate(q), args...)
 	}
-	defer release()
-	res, err := s.ExecContext(p.driverCtx(ctx), args...)
 	if err != nil {
 		return 0, err
 	}
@@ -163,14 +166,11 @@ func (p *Persister) execPrepared(ctx context.Context, q string, args ...any) (in
 // getPrepared scans the one row of a prepared query into dest; no row is errSQLNoRows.
 // Outside a transaction it reads from the read pool, which sees every committed write.
 func (p *Persister) getPrepared(ctx context.Context, q string, args []any, dest ...any) error {
+	if p.closed.Load() {
+		return errClosed
+	}
 	if !p.sqlite {
-		if p.closed.Load() {
-			return errClosed
-		}
-		if tx := p.sqlTx(ctx); tx != nil {
-			return tx.QueryRowContext(ctx, p.stmts.translate(q), args...).Scan(dest...)
-		}
-		return p.stmts.db.QueryRowContext(ctx, p.stmts.translate(q), args...).Scan(dest...)
+		return p.direct(ctx).QueryRowContext(ctx, p.stmts.translate(q), args...).Scan(dest...)
 	}
 	s, release, err := p.prepared(ctx, q, true)
 	if err != nil {

@@ -72,8 +72,8 @@ var (
 type Persister interface {
 	CreateDeviceChallenge(ctx context.Context, c *Challenge) error
 	// CreateLoginChallenge stores c as a login challenge of the active device with this
-	// fingerprint (its device and identity come from that device, in the same
-	// statement); false when no active device has the fingerprint.
+	// fingerprint, whose device and identity ids the stored row takes in the same
+	// statement (c's own are not filled in); false when no active device has it.
 	CreateLoginChallenge(ctx context.Context, fingerprint string, c *Challenge) (bool, error)
 	GetDeviceChallenge(ctx context.Context, id string) (*Challenge, error)
 	// ConsumeDeviceChallenge marks an unused, unexpired challenge used; false otherwise.
