@@ -35,6 +35,9 @@ type Config struct {
 	Hashers   Hashers   `mapstructure:"hashers"`
 	RateLimit RateLimit `mapstructure:"ratelimit"`
 	Biometric Biometric `mapstructure:"biometric"`
+	Security  Security  `mapstructure:"security"`
+	// Confirmations holds the confirmation.* keys.
+	Confirmations Confirmations `mapstructure:"confirmation"`
 	Push      Push      `mapstructure:"push"`
 	WebAuthn  WebAuthn  `mapstructure:"webauthn"`
 	Log       Log       `mapstructure:"log"`
@@ -89,6 +92,7 @@ type TTL struct {
 	Challenge              time.Duration `mapstructure:"challenge"`
 	Confirmation           time.Duration `mapstructure:"confirmation"`
 	WebAuthnSession        time.Duration `mapstructure:"webauthn_session"`
+	ConfirmationReceipt    time.Duration `mapstructure:"confirmation_receipt"`
 }
 
 type Tokens struct {
@@ -121,6 +125,20 @@ type Rule struct {
 
 type Biometric struct {
 	KeygenEnabled bool `mapstructure:"keygen_enabled"`
+}
+
+type Security struct {
+	StepUp StepUp `mapstructure:"step_up"`
+}
+
+// StepUp bounds how old a session's login may be for enrolling an authenticator.
+type StepUp struct {
+	MaxAge time.Duration `mapstructure:"max_age"`
+}
+
+type Confirmations struct {
+	// NumberMatching makes initiate return a two-digit matchCode that verify must repeat.
+	NumberMatching bool `mapstructure:"number_matching"`
 }
 
 type Push struct {
