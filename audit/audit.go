@@ -51,6 +51,7 @@ const (
 	TypePasskey          = "passkey"
 	TypeAdminAuthFailure = "admin.auth_failure"
 	TypeRateLimited      = "ratelimit.exceeded"
+	TypeStepUpRequired   = "step_up.required"
 )
 
 // Event is one audit record.

@@ -115,6 +115,15 @@ func New(ctx context.Context, cfg *config.Config, o Options) (*Registry, error) 
 	r.tokens.SubjectCheck = r.subjectCheck
 
 	r.audit = audit.NewLogger(p)
+	r.tokens.OnStepUpRefused = func(ctx context.Context, pr *session.Principal, path string) {
+		ev := audit.Event{Type: audit.TypeStepUpRequired, UserID: audit.Int64(pr.IdentityID), Result: audit.ResultFailure,
+			Reason: "login older than security.step_up.max_age", Metadata: map[string]any{"path": path, "sessionId": pr.SessionID}}
+		if pr.DeviceID != "" {
+			did := pr.DeviceID
+			ev.DeviceID = &did
+		}
+		r.audit.Log(ctx, ev)
+	}
 	store := o.RateLimitStore
 	if store == nil {
 		store = ratelimit.NewMemoryStore()

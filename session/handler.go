@@ -174,6 +174,37 @@ func (t *Tokens) RequireUser(next httprouter.Handle) httprouter.Handle {
 	return t.requireToken(next, true)
 }
 
+// ErrStepUpRequired is the 403 for an enrolment call on a session whose login is older
+// than security.step_up.max_age: a stolen access token must not add a lasting credential.
+var ErrStepUpRequired = &x.Error{Status: http.StatusForbidden, Code: "step_up_required",
+	Message: "This action needs a recent login: sign in again (password and second factor, passkey or device key), then retry."}
+
+// RequireRecentLogin is RequireUser for enrolment calls: the session's login (auth_time,
+// which a refresh keeps) must be at most security.step_up.max_age old.
+func (t *Tokens) RequireRecentLogin(next httprouter.Handle) httprouter.Handle {
+	return t.RequireUser(func(w http.ResponseWriter, r *http.Request, ps httprouter.Params) {
+		p := PrincipalFrom(r.Context())
+		if !t.RecentLogin(p, time.Now()) {
+			if t.OnStepUpRefused != nil {
+				t.OnStepUpRefused(r.Context(), p, r.URL.Path)
+			}
+			x.WriteError(w, r, ErrStepUpRequired)
+			return
+		}
+		next(w, r, ps)
+	})
+}
+
+// RecentLogin reports whether p's login is recent enough to enrol an authenticator.
+func (t *Tokens) RecentLogin(p *Principal, now time.Time) bool {
+	if p == nil || p.AuthTime.IsZero() {
+		return false
+	}
+	age := now.Sub(p.AuthTime)
+	// auth_time has whole seconds; allow the truncation.
+	return age <= t.cfg.Security.StepUp.MaxAge+time.Second
+}
+
 // RequireToken authenticates any live access token pvauth issued (userinfo).
 func (t *Tokens) RequireToken(next httprouter.Handle) httprouter.Handle {
 	return t.requireToken(next, false)

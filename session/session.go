@@ -88,6 +88,11 @@ func (s *Session) GetJWTClaims() jwt.JWTClaimsContainer {
 	if s.DeviceID != "" {
 		extra["did"] = s.DeviceID
 	}
+	if !s.AuthTime.IsZero() {
+		// The login that started the session: a refresh keeps it, so step-up checks
+		// (and relying parties) can tell a recent login from a long-lived session.
+		extra["auth_time"] = s.AuthTime.Unix()
+	}
 	return &jwt.JWTClaims{
 		Subject:   s.Subject,
 		NotBefore: time.Now().UTC().Truncate(time.Second),

@@ -74,6 +74,9 @@ type Tokens struct {
 	SubjectCheck func(ctx context.Context, identityID int64) error
 	// PendingCheck, when set, reports whether a token is a live pending (MFA) token.
 	PendingCheck func(ctx context.Context, token string) bool
+	// OnStepUpRefused, when set, is told of an enrolment call refused for an old login
+	// (the audit log).
+	OnStepUpRefused func(ctx context.Context, p *Principal, path string)
 }
 
 // TokensProvider is implemented by the registry.
@@ -360,6 +363,7 @@ type Introspection struct {
 	Sid       string   `json:"sid,omitempty"`
 	Amr       []string `json:"amr,omitempty"`
 	Did       string   `json:"did,omitempty"`
+	AuthTime  int64    `json:"auth_time,omitempty"`
 }
 
 // Introspect answers for any token pvauth issued; everything else is {active:false}.
@@ -394,6 +398,9 @@ func (t *Tokens) Introspect(ctx context.Context, token, hint string) (*Introspec
 		Sid:      ar.GetID(),
 		Amr:      s.AMR,
 		Did:      s.DeviceID,
+	}
+	if !s.AuthTime.IsZero() {
+		out.AuthTime = s.AuthTime.Unix()
 	}
 	if gotUse == fosite.AccessToken {
 		out.TokenType, out.TokenUse = "Bearer", "access_token"

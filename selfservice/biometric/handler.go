@@ -71,15 +71,15 @@ func NewHandler(d handlerDeps) *Handler { return &Handler{d: d} }
 
 func (h *Handler) RegisterPublicRoutes(r *x.PublicRouter) {
 	t := h.d.Tokens()
-	r.POST(RouteRegisterChallenge, t.RequireUser(h.registerChallenge))
-	r.POST(RouteRegisterVerify, t.RequireUser(h.registerVerify))
+	r.POST(RouteRegisterChallenge, t.RequireRecentLogin(h.registerChallenge))
+	r.POST(RouteRegisterVerify, t.RequireRecentLogin(h.registerVerify))
 	r.GET(RouteDevices, t.RequireUser(h.listDevices))
 	r.DELETE(RouteDevice, t.RequireUser(h.deleteDevice))
 	r.PUT(RouteFCMToken, t.RequireUser(h.updateFCMToken))
 	r.POST(RouteMobileChallenge, h.mobileChallenge)
 	r.POST(RouteMobileBiometric, h.mobileBiometric)
 	r.POST(RouteMobileRefresh, h.mobileRefresh)
-	r.POST(RouteMobileKeygen, t.RequireUser(h.keygen))
+	r.POST(RouteMobileKeygen, t.RequireRecentLogin(h.keygen))
 }
 
 func (h *Handler) RegisterAdminRoutes(r *x.AdminRouter) {

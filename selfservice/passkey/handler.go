@@ -90,8 +90,8 @@ func (h *Handler) RegisterPublicRoutes(r *x.PublicRouter) {
 	r.POST(RouteLoginFinish, h.loginFinish)
 	r.GET(RouteList, t.RequireUser(h.list))
 	r.PUT(RoutePrompt, t.RequireUser(h.prompt))
-	r.POST(RouteRegisterBegin, t.RequireUser(h.registerBegin))
-	r.POST(RouteRegisterFinish, t.RequireUser(h.registerFinish))
+	r.POST(RouteRegisterBegin, t.RequireRecentLogin(h.registerBegin))
+	r.POST(RouteRegisterFinish, t.RequireRecentLogin(h.registerFinish))
 	r.PATCH(RoutePasskey, t.RequireUser(h.rename))
 	r.DELETE(RoutePasskey, t.RequireUser(h.remove))
 }
