@@ -39,6 +39,9 @@ type IssueRequest struct {
 	AMR        []string
 	DeviceID   string
 	RememberMe bool
+	// AuthTime is when the user authenticated; zero means now. A flow that finishes a
+	// login started earlier (an approval on a device) passes the real time.
+	AuthTime time.Time
 	// InTx, when set, runs inside the transaction that stores the new tokens, before
 	// them: its error (returned by Issue as is) stores nothing. A login that consumes a
 	// challenge does it here, so the challenge and the tokens commit together.
@@ -167,7 +170,10 @@ func (t *Tokens) Issue(ctx context.Context, in IssueRequest) (*TokenSet, error) 
 	sess.AMR = in.AMR
 	sess.DeviceID = in.DeviceID
 	sess.RememberMe = in.RememberMe
-	sess.AuthTime = time.Now().UTC().Truncate(time.Second)
+	sess.AuthTime = in.AuthTime.UTC().Truncate(time.Second)
+	if in.AuthTime.IsZero() {
+		sess.AuthTime = time.Now().UTC().Truncate(time.Second)
+	}
 	sess.SessionID = uuid.NewString()
 
 	ar := fosite.NewAccessRequest(sess)
