@@ -25,7 +25,7 @@ func TestScenarios(t *testing.T) {
 			results, err := run(context.Background(), options{
 				Public: srv.PublicURL, Admin: srv.AdminURL,
 				Concurrency: 2, Duration: time.Second, Scenarios: []string{name},
-				LoginUsers: 6,
+				LoginUsers: 6, Streams: 40,
 			}, &out)
 			if err != nil {
 				t.Fatalf("run: %v\n%s", err, out.String())
@@ -53,10 +53,12 @@ func TestScenarios(t *testing.T) {
 
 // unitNotes is what the report says a row of a multi-request scenario is.
 var unitNotes = map[string]string{
-	"login":              "logins/s over 2 connections",
-	"biometric":          "logins/s over 2 connections; a row is one login = 2 requests",
-	"confirmation":       "round trips/s over 2 connections; a row is one round trip = 3 requests",
-	"client_credentials": "JWT access tokens/s over 2 connections",
+	"login":               "logins/s over 2 connections",
+	"biometric":           "logins/s over 2 connections; a row is one login = 2 requests",
+	"confirmation":        "round trips/s over 2 connections; a row is one round trip = 3 requests",
+	"confirmation_events": "round trips/s over 2 connections; a row is one round trip = initiate + events stream + verify",
+	"streams":             "40 streams open at once",
+	"client_credentials":  "JWT access tokens/s over 2 connections",
 }
 
 // One run of the new scenarios sets up the worker devices and the OAuth2 client once.

@@ -1,6 +1,6 @@
 // Command loadtest drives a running pvauth over loopback and reports throughput and
 // latency percentiles per scenario (introspect, refresh, biometric, confirmation,
-// client_credentials, oauth2_introspect, login). See README.md.
+// confirmation_events, streams, client_credentials, oauth2_introspect, login). See README.md.
 //
 //	go run ./contrib/loadtest -public http://127.0.0.1:8080 -admin http://127.0.0.1:8081 \
 //	    -c 16 -d 10s -scenario all [-admin-key K] [-pid PID]
@@ -32,6 +32,8 @@ type options struct {
 	PID int
 	// LoginUsers is the identity pool of the login scenario (0: sized automatically).
 	LoginUsers int
+	// Streams is how many event streams the streams scenario holds open at once.
+	Streams int
 }
 
 func main() {
@@ -45,6 +47,7 @@ func main() {
 	flag.StringVar(&scenario, "scenario", "all", strings.Join(scenarioNames, ", ")+", a comma-separated list, or all")
 	flag.IntVar(&o.PID, "pid", 0, "server process id: report its resident memory (Linux /proc)")
 	flag.IntVar(&o.LoginUsers, "login-users", 0, "identities enrolled for the login scenario, 10 recovery codes each (0: enough for -d at this machine's hash rate)")
+	flag.IntVar(&o.Streams, "streams", 1000, "event streams the streams scenario holds open at once")
 	flag.Parse()
 	if flag.NArg() > 0 {
 		fail(fmt.Errorf("unexpected arguments: %v", flag.Args()))

@@ -16,7 +16,7 @@ import (
 // Scenario names, in the order "all" runs them.
 // login runs last: its argon2 hashes leave the server's heap grown, which would blur
 // the RSS samples of the scenarios after it.
-var scenarioNames = []string{"introspect", "refresh", "biometric", "confirmation", "client_credentials", "oauth2_introspect", "login"}
+var scenarioNames = []string{"introspect", "refresh", "biometric", "confirmation", "confirmation_events", "streams", "client_credentials", "oauth2_introspect", "login"}
 
 // hashSamples is how many serial logins time one argon2 verification.
 const hashSamples = 20
@@ -69,6 +69,10 @@ func (r *runner) runScenario(ctx context.Context, name string) (*result, error) 
 		return r.biometric(ctx)
 	case "confirmation":
 		return r.confirmation(ctx)
+	case "confirmation_events":
+		return r.confirmationEvents(ctx)
+	case "streams":
+		return r.streams(ctx)
 	case "client_credentials":
 		return r.clientCredentials(ctx)
 	case "oauth2_introspect":
