@@ -5,7 +5,6 @@
   'use strict';
 
   const API = '/api/v1/auth';
-  const POLL_MS = 2000;
   // An OAuth2 login or consent request lives 15 minutes on the server (oauth2.FlowTTL).
   const HANDOFF_TTL_MS = 15 * 60 * 1000;
 
@@ -261,7 +260,7 @@
   }
 
   function showLogin() {
-    stopPolling();
+    stopWatching();
     const last = store.get('lastEmail');
     if (last && !$('email').value) $('email').value = last;
     $('password').value = '';
@@ -527,20 +526,32 @@
   }
 
   // ---- action confirmations -----------------------------------------------------------
+  //
+  // The page follows a confirmation live through GET /confirmation/{id}/events (server-
+  // sent events). EventSource cannot send an Authorization header, so the stream is read
+  // with fetch and parsed here: "event: status" + "data: {…}", comment lines are
+  // heartbeats, and the server ends the stream after a final status.
 
-  let pollTimer = null;
+  let stream = null; // the AbortController of the open events stream
   let confirmationId = null;
 
   async function initiateConfirmation() {
+    stopWatching();
     const actionType = $('action-type').value.trim();
-    const c = await api('POST', '/confirmation/initiate', { body: { actionType, actionPayload: { source: 'sample login page' } } });
+    const actionPayload = { amount: 125.5, currency: 'EUR', document: 'Invoice 2026-117', source: 'sample login page' };
+    const c = await api('POST', '/confirmation/initiate', { body: { actionType, actionPayload } });
     confirmationId = c.confirmationId;
     $('confirm-id').textContent = c.confirmationId;
     $('confirm-panel').dataset.challenge = c.challenge;
     $('confirm-expires').textContent = fmtTime(c.expiresAt);
+    $('confirm-action').textContent = c.actionType;
+    $('confirm-payload').textContent = JSON.stringify(actionPayload, null, 2);
+    $('confirm-hash').textContent = c.actionHash || '';
+    $('confirm-match-row').hidden = !c.matchCode;
+    $('confirm-match').textContent = c.matchCode || '';
     $('confirm-panel').hidden = false;
-    startPolling();
     setStatus(c.status);
+    watch(c.confirmationId);
   }
 
   function setStatus(status) {
@@ -549,42 +560,72 @@
     b.className = 'badge ' + status;
     $('confirm-checked').textContent = fmtTime(new Date().toISOString());
     $('confirm-reject-btn').hidden = status !== 'pending';
-    $('confirm-spinner').hidden = pollTimer === null;
-    $('confirm-stop-btn').hidden = pollTimer === null;
+    $('confirm-spinner').hidden = stream === null;
+    $('confirm-stop-btn').hidden = stream === null;
   }
 
-  function startPolling() {
-    stopPolling();
-    pollTimer = setInterval(checkConfirmation, POLL_MS);
+  // showView renders a status object of the stream (the same shape as /status).
+  function showView(v) {
+    if (v.actionPayload !== undefined && v.actionPayload !== null) {
+      $('confirm-payload').textContent = JSON.stringify(v.actionPayload, null, 2);
+    }
+    if (v.actionHash) $('confirm-hash').textContent = v.actionHash;
+    $('confirm-panel').dataset.events = String(Number($('confirm-panel').dataset.events || 0) + 1);
+    if (v.status !== 'pending') stopWatching();
+    setStatus(v.status);
   }
 
-  function stopPolling() {
-    if (pollTimer !== null) clearInterval(pollTimer);
-    pollTimer = null;
+  async function watch(id) {
+    const ctl = new AbortController();
+    stream = ctl;
+    $('confirm-panel').dataset.events = '0';
+    const t = store.get('tokens');
+    let resp;
+    try {
+      resp = await fetch(API + '/confirmation/' + encodeURIComponent(id) + '/events', {
+        headers: { Accept: 'text/event-stream', Authorization: 'Bearer ' + (t && t.accessToken) },
+        credentials: 'omit', cache: 'no-store', signal: ctl.signal,
+      });
+      if (!resp.ok || !resp.body) throw new Error(`${resp.status} ${resp.statusText}`);
+      const reader = resp.body.pipeThrough(new TextDecoderStream()).getReader();
+      let buf = '';
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        buf += value;
+        let i;
+        while ((i = buf.indexOf('\n\n')) >= 0) {
+          const block = buf.slice(0, i);
+          buf = buf.slice(i + 2);
+          let name = '';
+          const data = [];
+          for (const line of block.split('\n')) {
+            if (line.startsWith(':')) continue; // heartbeat
+            if (line.startsWith('event:')) name = line.slice(6).trim();
+            else if (line.startsWith('data:')) data.push(line.slice(5).replace(/^ /, ''));
+          }
+          if (name === 'status' && data.length) showView(JSON.parse(data.join('\n')));
+        }
+      }
+    } catch (err) {
+      if (ctl.signal.aborted) return;
+      showError('The confirmation stream stopped: ' + err.message);
+    } finally {
+      if (stream === ctl) stopWatching();
+    }
+  }
+
+  function stopWatching() {
+    if (stream !== null) stream.abort();
+    stream = null;
     $('confirm-spinner').hidden = true;
     $('confirm-stop-btn').hidden = true;
-  }
-
-  let checking = false;
-  async function checkConfirmation() {
-    if (!confirmationId || checking) return;
-    checking = true;
-    try {
-      const s = await api('GET', '/confirmation/' + encodeURIComponent(confirmationId) + '/status');
-      if (s.status !== 'pending') stopPolling();
-      setStatus(s.status);
-    } catch (err) {
-      stopPolling();
-      showError(describe(err));
-    } finally {
-      checking = false;
-    }
   }
 
   async function rejectConfirmation() {
     if (!confirmationId) return;
     const r = await api('POST', '/confirmation/' + encodeURIComponent(confirmationId) + '/reject', { body: { reason: 'rejected on the sample page' } });
-    stopPolling();
+    stopWatching();
     setStatus(r.status);
   }
 
@@ -826,7 +867,7 @@
     $('recovery-done-btn').addEventListener('click', () => { recoveryCodes = null; renderRecovery(); });
     on('confirm-form', 'submit', initiateConfirmation);
     on('confirm-reject-btn', 'click', rejectConfirmation);
-    $('confirm-stop-btn').addEventListener('click', stopPolling);
+    $('confirm-stop-btn').addEventListener('click', stopWatching);
     on('consent-form', 'submit', () => answerConsent(true));
     on('consent-deny-btn', 'click', () => answerConsent(false));
     on('handoff-continue-btn', 'click', acceptLogin);

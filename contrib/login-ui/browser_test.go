@@ -145,7 +145,7 @@ func (p *browserPage) logout() {
 // WebAuthn authenticator: password login with TOTP enrolment, passkey registration, log
 // out, passkey login with the email, log out, passkey login without it (discoverable),
 // the passkey and device lists and an action confirmation approved by a device while
-// the page polls. It writes a screenshot after each step.
+// the page follows its events stream. It writes a screenshot after each step.
 func TestLoginUIInBrowser(t *testing.T) {
 	exe := needChromium(t)
 
@@ -160,6 +160,8 @@ func TestLoginUIInBrowser(t *testing.T) {
 		"webauthn.rp.id":           "localhost",
 		"webauthn.rp.display_name": "pvauth sample",
 		"webauthn.rp.origins":      []any{origin},
+		// The page shows the number to match, and the device must send it.
+		"confirmation.number_matching": true,
 	}, testserver.Options{Dev: true, PublicListener: ln})
 
 	email := fmt.Sprintf("ada.%d@example.com", time.Now().UnixNano()%1e6)
@@ -345,22 +347,55 @@ func TestLoginUIInBrowser(t *testing.T) {
 	p.waitFor("the device list", fmt.Sprintf(`!!document.getElementById(%q)`, "device-"+dev.id))
 	p.shot("passkey-login-discoverable")
 
-	// 9. An action confirmation: the page initiates it and polls; the device approves it.
+	// 9. An action confirmation: the page initiates it and follows its events stream; it
+	// shows the action, the payload, its hash and the number to match; the device
+	// approves it with that number and the page shows the approval without polling.
 	p.do("initiate a confirmation",
 		chromedp.SetValue(chromedp.ID("action-type"), "approve_payment"),
 		chromedp.Click(chromedp.ID("confirm-initiate-btn")))
 	p.waitFor("the pending confirmation", `document.getElementById('confirm-status').textContent === 'pending'
-		&& !document.getElementById('confirm-spinner').hidden`)
+		&& !document.getElementById('confirm-spinner').hidden
+		&& document.getElementById('confirm-panel').dataset.events === '1'`)
 	p.shot("confirmation-pending")
 	cid := p.text("confirm-id")
 	challenge := p.eval(`document.getElementById('confirm-panel').dataset.challenge`)
+	match := p.text("confirm-match")
+	if len(match) != 2 || p.eval(`String(document.getElementById('confirm-match-row').hidden)`) != "false" {
+		p.fatalf("match code shown: %q", match)
+	}
+	st := srv.Public(t, http.MethodGet, "/api/v1/auth/confirmation/"+cid+"/status", p.accessToken(), nil)
+	var view struct {
+		ActionType    string         `json:"actionType"`
+		ActionHash    string         `json:"actionHash"`
+		ActionPayload map[string]any `json:"actionPayload"`
+	}
+	st.Data(t, &view)
+	if got := p.text("confirm-hash"); got == "" || got != view.ActionHash {
+		p.fatalf("hash shown %q, the confirmation's %q", got, view.ActionHash)
+	}
+	if got := p.text("confirm-action"); got != "approve_payment" || view.ActionType != got {
+		p.fatalf("action shown %q", got)
+	}
+	if got := p.text("confirm-payload"); !strings.Contains(got, `"document": "Invoice 2026-117"`) || view.ActionPayload["document"] != "Invoice 2026-117" {
+		p.fatalf("payload shown %q, stored %v", got, view.ActionPayload)
+	}
+	wrong := fmt.Sprintf("%02d", (int(match[0]-'0')*10+int(match[1]-'0')+1)%100)
+	refused := srv.Public(t, http.MethodPost, "/api/v1/auth/confirmation/"+cid+"/verify", p.accessToken(),
+		map[string]string{"deviceId": dev.id, "signedChallenge": dev.sign(t, challenge), "matchCode": wrong})
+	if refused.Status != http.StatusBadRequest || !strings.Contains(string(refused.Body), "match_code_mismatch") {
+		t.Fatalf("a wrong match code: %d %s", refused.Status, refused.Body)
+	}
 	approve := srv.Public(t, http.MethodPost, "/api/v1/auth/confirmation/"+cid+"/verify", p.accessToken(),
-		map[string]string{"deviceId": dev.id, "signedChallenge": dev.sign(t, challenge)})
+		map[string]string{"deviceId": dev.id, "signedChallenge": dev.sign(t, challenge), "matchCode": match})
 	if approve.Status != http.StatusOK {
 		t.Fatalf("approving the confirmation: %d %s", approve.Status, approve.Body)
 	}
-	p.waitFor("the page's poll to show the approval", `document.getElementById('confirm-status').textContent === 'approved'
-		&& document.getElementById('confirm-spinner').hidden`)
+	p.waitFor("the events stream to show the approval", `document.getElementById('confirm-status').textContent === 'approved'
+		&& document.getElementById('confirm-spinner').hidden
+		&& Number(document.getElementById('confirm-panel').dataset.events) >= 2`)
+	if n := p.eval(`String(performance.getEntriesByType('resource').filter(e => e.name.includes('/confirmation/') && e.name.endsWith('/status')).length)`); n != "0" {
+		p.fatalf("the page polled /status %s times; it must follow the events stream", n)
+	}
 	final := p.shot("confirmation-approved")
 
 	if os.Getenv("UPDATE_SCREENSHOT") == "1" && final != "" {
