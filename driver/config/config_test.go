@@ -356,3 +356,25 @@ func TestShortKeysAreAccepted(t *testing.T) {
 		t.Fatalf("got %v %q", c.Serve.Admin.APIKeys, c.Secrets.FileSignature)
 	}
 }
+
+// The keys of the trust chain (API.md §8): defaults, and environment overrides.
+func TestTrustChainKeys(t *testing.T) {
+	c := load(t, config.Options{Env: env(withSecrets(nil))})
+	if c.Security.StepUp.MaxAge != 10*time.Minute || c.Confirmations.NumberMatching || c.TTL.ConfirmationReceipt != 5*time.Minute {
+		t.Fatalf("defaults: step_up.max_age %s, number_matching %v, confirmation_receipt %s",
+			c.Security.StepUp.MaxAge, c.Confirmations.NumberMatching, c.TTL.ConfirmationReceipt)
+	}
+	c = load(t, config.Options{Env: env(withSecrets(map[string]string{
+		"SECURITY_STEP_UP_MAX_AGE":     "2m",
+		"CONFIRMATION_NUMBER_MATCHING": "true",
+		"TTL_CONFIRMATION_RECEIPT":     "90s",
+	}))})
+	if c.Security.StepUp.MaxAge != 2*time.Minute || !c.Confirmations.NumberMatching || c.TTL.ConfirmationReceipt != 90*time.Second {
+		t.Fatalf("overrides: step_up.max_age %s, number_matching %v, confirmation_receipt %s",
+			c.Security.StepUp.MaxAge, c.Confirmations.NumberMatching, c.TTL.ConfirmationReceipt)
+	}
+	_, err := config.Load(config.Options{Env: env(withSecrets(map[string]string{"SECURITY_STEP_UP_MAX_AGE": "soon"}))})
+	if err == nil || !strings.Contains(err.Error(), "security.step_up.max_age") {
+		t.Fatalf("a bad duration: %v", err)
+	}
+}
