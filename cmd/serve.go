@@ -35,6 +35,9 @@ database stops the start with a clear error.`,
 			if err != nil {
 				return err
 			}
+			if err := cfg.CheckAdminExposure(); err != nil {
+				return err
+			}
 			// Each argon2 hash allocates its memory cost (19 MiB by default) and the garbage
 			// collector would otherwise let several generations pile up under login load; a
 			// soft limit keeps the resident size flat. GOMEMLIMIT overrides it.

@@ -157,3 +157,15 @@ func TestServeDevStartsAndStops(t *testing.T) {
 		t.Errorf("PROFILING=cpu left no profile: %v", err)
 	}
 }
+
+// An admin port reachable off this machine without API keys would let anyone on the
+// network create super-admins: serve refuses it (API.md §5), but --dev allows it.
+func TestServeRefusesExposedAdminWithoutKeys(t *testing.T) {
+	file, _, _ := serveConfig(t, testSecretsYAML)
+	t.Setenv("SERVE_ADMIN_HOST", "0.0.0.0")
+	r := serveInProcess(t, 30*time.Second, "--config", file)
+	mustFail(t, r, "serve.admin.api_keys", "0.0.0.0")
+	if _, err := os.Stat(filepath.Join(filepath.Dir(file), "pvauth.sqlite")); err == nil {
+		t.Error("the database was opened before the admin exposure was checked")
+	}
+}

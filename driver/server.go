@@ -56,7 +56,26 @@ func (r *Registry) AdminHandler() http.Handler {
 		x.Recover,
 		x.LimitBody,
 		r.requireAPIKey,
+		r.requireAdminHost,
 	)
+}
+
+// requireAdminHost answers 403 to an admin request without API keys whose Host is not
+// this machine's: a web page that rebinds its DNS name to 127.0.0.1 sends its own name.
+func (r *Registry) requireAdminHost(next http.Handler) http.Handler {
+	if len(r.cfg.Serve.Admin.APIKeys) > 0 {
+		return next
+	}
+	allowed := r.cfg.Serve.Admin.AllowedHosts
+	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		if !x.AdminHostAllowed(req.Host, allowed) {
+			r.audit.Log(req.Context(), audit.Event{Type: audit.TypeAdminAuthFailure, Result: audit.ResultFailure,
+				Reason: "foreign Host header", Metadata: map[string]any{"path": req.URL.Path, "host": x.Truncate(req.Host, 100)}})
+			x.WriteError(w, req, x.ErrForbidden.WithMessage("The admin API answers only for this machine's host names (serve.admin.allowed_hosts)."))
+			return
+		}
+		next.ServeHTTP(w, req)
+	})
 }
 
 // requireAPIKey enforces serve.admin.api_keys when set: every admin request must carry

@@ -67,7 +67,8 @@ type Validator interface {
 // DecodeJSON reads a JSON body into v (at most MaxBodyBytes), then runs v.Validate when
 // v implements Validator. Every failure is a 4xx *Error whose message names the problem.
 func DecodeJSON(r *http.Request, v any) error {
-	if ct := r.Header.Get("Content-Type"); ct != "" {
+	ct := r.Header.Get("Content-Type")
+	if ct != "" {
 		mt, _, err := mime.ParseMediaType(ct)
 		if err != nil || (mt != "application/json" && !strings.HasSuffix(mt, "+json")) {
 			return ErrUnsupportedMedia
@@ -80,6 +81,11 @@ func DecodeJSON(r *http.Request, v any) error {
 			return ErrTooLarge
 		}
 		return ErrBadRequest.WithMessage("The request body could not be read.")
+	}
+	// A body without a Content-Type is what a browser sends cross-site without a CORS
+	// preflight ("simple" request): refusing it keeps web pages from forging JSON calls.
+	if ct == "" && len(bytes.TrimSpace(raw)) > 0 {
+		return ErrUnsupportedMedia
 	}
 	// PostgreSQL cannot store NUL in text, and no field of ours needs it.
 	hasNUL := bytes.IndexByte(raw, 0) >= 0 || bytes.Contains(raw, []byte(`\u0000`))

@@ -63,6 +63,7 @@ func TestDecodeJSONOptional(t *testing.T) {
 func TestDecodeJSONRefusesNUL(t *testing.T) {
 	for _, body := range []string{`{"reason":"a\u0000"}`, "{\"reason\":\"a\x00\"}"} {
 		r := httptest.NewRequest(http.MethodPost, "/", strings.NewReader(body))
+		r.Header.Set("Content-Type", "application/json")
 		var b optBody
 		err := x.DecodeJSON(r, &b)
 		if err == nil || x.AsError(err).Status != http.StatusBadRequest {

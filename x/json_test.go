@@ -114,6 +114,7 @@ func TestDecodeJSONRejects(t *testing.T) {
 		"form":                {`name=ann`, "application/x-www-form-urlencoded", 415, nil},
 		"bad media type":      {`{"name":"ann"}`, "application/", 415, nil},
 		"json prefix trick":   {`{"name":"ann"}`, "application/jsonx", 415, nil},
+		"no content type":     {`{"name":"ann"}`, "", 415, []string{"application/json"}},
 		"validation required": {`{"age":1}`, "application/json", 400, []string{"'name'", "required"}},
 		"validation max len":  {`{"name":"` + strings.Repeat("é", 21) + `"}`, "application/json", 400, []string{"'name'", "at most 20"}},
 	} {

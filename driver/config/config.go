@@ -22,6 +22,7 @@ import (
 
 	pvauth "github.com/pvpipe/pvauth"
 	"github.com/pvpipe/pvauth/schema"
+	"github.com/pvpipe/pvauth/x"
 )
 
 // Config is the typed, validated configuration.
@@ -70,6 +71,9 @@ type Admin struct {
 	Host    string   `mapstructure:"host"`
 	Port    int      `mapstructure:"port"`
 	APIKeys []string `mapstructure:"api_keys"`
+	// AllowedHosts are Host header values the admin port answers besides loopback
+	// addresses and localhost when it has no API keys (against DNS rebinding).
+	AllowedHosts []string `mapstructure:"allowed_hosts"`
 }
 
 type Secrets struct {
@@ -173,6 +177,16 @@ func (c *Config) Issuer() string {
 		return strings.TrimRight(c.URLs.Issuer, "/")
 	}
 	return strings.TrimRight(c.Serve.Public.BaseURL, "/")
+}
+
+// CheckAdminExposure refuses an admin port reachable off this machine without API keys:
+// anyone on the network could then create super-admins. --dev is exempt.
+func (c *Config) CheckAdminExposure() error {
+	if c.Dev || len(c.Serve.Admin.APIKeys) > 0 || x.IsLoopbackHost(c.Serve.Admin.Host) {
+		return nil
+	}
+	return fmt.Errorf("serve.admin.host is %q, which is not a loopback address, and serve.admin.api_keys is empty: "+
+		"set serve.admin.api_keys (SERVE_ADMIN_API_KEYS) or bind the admin port to 127.0.0.1", c.Serve.Admin.Host)
 }
 
 // PublicAddr is host:port of the public listener.
