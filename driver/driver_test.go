@@ -275,48 +275,6 @@ func checkRateLimited(t testing.TB, what string, resp *testserver.Response, wind
 	checkHeaders(t, what, resp)
 }
 
-// TestRateLimitLogin: the login rule counts per email and per client IP.
-func TestRateLimitLogin(t *testing.T) {
-	forEachDB(t, map[string]any{
-		"ratelimit.enabled":            true,
-		"ratelimit.rules.login.limit":  3,
-		"ratelimit.rules.login.window": "1m",
-	}, func(t *testing.T, srv *testserver.Server) {
-		_, email, pw := createIdentity(t, srv)
-		login := func(email, pw string) *testserver.Response {
-			return srv.Public(t, http.MethodPost, "/api/v1/auth/login", "", map[string]string{"email": email, "password": pw})
-		}
-		for i := 0; i < 3; i++ {
-			wantError(t, "wrong password", login(email, "wrong"), http.StatusUnauthorized)
-		}
-		// Over the limit, even the right password is refused.
-		checkRateLimited(t, "4th login", login(email, pw), time.Minute)
-		// Same IP, other email: the per-IP counter is over the limit too.
-		checkRateLimited(t, "other email, same IP", login("someone-else@example.com", "x"), time.Minute)
-		// Other endpoints are not limited by the login rule.
-		if r := srv.Public(t, http.MethodGet, "/health/alive", "", nil); r.Status != http.StatusOK {
-			t.Fatalf("alive while login is limited: %d", r.Status)
-		}
-		// Limited attempts are audited.
-		srv.Registry.AuditLogger().Flush()
-		var ev struct {
-			Events []struct {
-				Reason string `json:"reason"`
-			} `json:"events"`
-		}
-		srv.Admin(t, http.MethodGet, "/admin/audit-events?type=login", nil).Data(t, &ev)
-		limited := 0
-		for _, e := range ev.Events {
-			if e.Reason == "rate_limited" {
-				limited++
-			}
-		}
-		if limited < 2 {
-			t.Fatalf("rate-limited logins audited %d times, want 2", limited)
-		}
-	})
-}
-
 // TestRateLimitOTPVerify: the otp_verify rule counts per user, on /otp/verify and on the
 // admin service check alike.
 func TestRateLimitOTPVerify(t *testing.T) {

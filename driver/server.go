@@ -41,7 +41,7 @@ func (r *Registry) PublicHandler() http.Handler {
 		x.AccessLog("public", r.logger, r.metrics),
 		x.Recover,
 		x.LimitBody,
-		r.limiter.Middleware(ratelimit.RuleIP, func(req *http.Request) string { return x.ClientIPFromContext(req.Context()) }),
+		r.limiter.Middleware(ratelimit.RuleIP, func(req *http.Request) string { return x.ClientNetwork(x.ClientIPFromContext(req.Context())) }),
 	)
 }
 

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"math"
 	"net/http"
+	"slices"
 	"time"
 
 	"github.com/ulule/limiter/v3"
@@ -19,6 +20,7 @@ import (
 // Rule names of the contract (API.md §6).
 const (
 	RuleLogin                   = "login"
+	RuleLoginEmail              = "login_email"
 	RuleOTPVerify               = "otp_verify"
 	RuleIP                      = "ip"
 	RuleMobileChallenge         = "mobile_challenge"
@@ -83,6 +85,10 @@ func (l *Limiter) Allow(ctx context.Context, rule, key string) error {
 	if !c.Reached {
 		return nil
 	}
+	return tooMany(c)
+}
+
+func tooMany(c limiter.Context) *x.Error {
 	retry := int(math.Ceil(time.Until(time.Unix(c.Reset, 0)).Seconds()))
 	if retry < 1 {
 		retry = 1
@@ -90,6 +96,64 @@ func (l *Limiter) Allow(ctx context.Context, rule, key string) error {
 	e := x.ErrTooManyRequests.WithMessagef("Too many requests. Try again in %d seconds.", retry)
 	e.RetryAfter = retry
 	return e
+}
+
+// Key is one counter: a rule and the key it counts under.
+type Key struct{ Rule, Key string }
+
+// Reservation holds one counted attempt under several keys until its outcome is known.
+type Reservation struct {
+	l    *Limiter
+	held []Key
+}
+
+// Reserve counts one attempt under every key, all or nothing: when one key is over its
+// limit the others are refunded and that rule's 429 is returned, so a refused request is
+// charged by no rule. Counting before the attempt (not after a failure) keeps concurrent
+// guesses from all slipping in under the limit.
+func (l *Limiter) Reserve(ctx context.Context, keys ...Key) (*Reservation, error) {
+	res := &Reservation{l: l}
+	if l == nil || !l.enabled {
+		return res, nil
+	}
+	for _, k := range keys {
+		lim, ok := l.rules[k.Rule]
+		if !ok {
+			continue
+		}
+		c, err := lim.Increment(ctx, k.Rule+":"+k.Key, 1)
+		if err != nil {
+			slog.Error("rate limit store failed", "rule", k.Rule, "error", err)
+			continue
+		}
+		res.held = append(res.held, k)
+		if c.Reached {
+			res.Refund(ctx)
+			return &Reservation{l: l}, tooMany(c)
+		}
+	}
+	return res, nil
+}
+
+// Refund gives the counted attempt back: it did not fail (a server error, say).
+func (r *Reservation) Refund(ctx context.Context) { r.Succeed(ctx) }
+
+// Succeed ends an attempt that succeeded: the keys in clear are set back to zero (a
+// successful login clears its failures), the others get their count back.
+func (r *Reservation) Succeed(ctx context.Context, clear ...Key) {
+	for _, k := range r.held {
+		lim := r.l.rules[k.Rule]
+		var err error
+		if slices.Contains(clear, k) {
+			_, err = lim.Reset(ctx, k.Rule+":"+k.Key)
+		} else {
+			_, err = lim.Increment(ctx, k.Rule+":"+k.Key, -1)
+		}
+		if err != nil {
+			slog.Error("rate limit store failed", "rule", k.Rule, "error", err)
+		}
+	}
+	r.held = nil
 }
 
 // Middleware limits every request by a key derived from it (the "ip" rule).

@@ -221,3 +221,54 @@ func TestMiddleware(t *testing.T) {
 		t.Fatalf("other client: %d", res.StatusCode)
 	}
 }
+
+// Reserve is all or nothing; Succeed clears or refunds; a refused reservation charges
+// no rule.
+func TestReserve(t *testing.T) {
+	ctx := context.Background()
+	l := newLimiter(map[string]ratelimit.Rule{
+		"a": {Limit: 2, Window: time.Minute},
+		"b": {Limit: 3, Window: time.Minute},
+	})
+	ka, kb := ratelimit.Key{Rule: "a", Key: "k"}, ratelimit.Key{Rule: "b", Key: "k"}
+	for i := 0; i < 2; i++ {
+		if _, err := l.Reserve(ctx, ka, kb); err != nil {
+			t.Fatalf("reservation %d: %v", i+1, err)
+		}
+	}
+	// a is full: the third is refused, and b is not charged by it (b has 1 left).
+	for i := 0; i < 5; i++ {
+		if _, err := l.Reserve(ctx, ka, kb); err == nil || x.AsError(err).Status != 429 || x.AsError(err).RetryAfter < 1 {
+			t.Fatalf("over a's limit: %v", err)
+		}
+	}
+	if _, err := l.Reserve(ctx, kb); err != nil {
+		t.Fatalf("b was charged by refusals: %v", err)
+	}
+	if _, err := l.Reserve(ctx, kb); err == nil {
+		t.Fatal("b over its limit")
+	}
+	// Succeed clears a and refunds b; Refund gives back.
+	l2 := newLimiter(map[string]ratelimit.Rule{"a": {Limit: 2, Window: time.Minute}, "b": {Limit: 2, Window: time.Minute}})
+	r1, _ := l2.Reserve(ctx, ka, kb)
+	r2, _ := l2.Reserve(ctx, ka, kb)
+	r2.Succeed(ctx, ka)
+	r1.Refund(ctx)
+	for i := 0; i < 2; i++ {
+		if _, err := l2.Reserve(ctx, ka, kb); err != nil {
+			t.Fatalf("after clear and refund, reservation %d: %v", i+1, err)
+		}
+	}
+	if _, err := l2.Reserve(ctx, ka); err == nil {
+		t.Fatal("a over its limit after two new reservations")
+	}
+	// Disabled or nil limiters reserve anything.
+	off := ratelimit.New(false, map[string]ratelimit.Rule{"a": {Limit: 1, Window: time.Minute}}, ratelimit.NewMemoryStore())
+	for i := 0; i < 3; i++ {
+		r, err := off.Reserve(ctx, ka)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.Succeed(ctx)
+	}
+}

@@ -52,7 +52,7 @@ func ClientIP(r *http.Request, trusted []netip.Prefix) string {
 		}
 	}
 	for i := len(hops) - 1; i >= 0; i-- {
-		a, err := netip.ParseAddr(hops[i])
+		a, err := parseHop(hops[i])
 		if err != nil {
 			// A malformed entry cannot be trusted further; stop at the last good hop.
 			break
@@ -64,6 +64,35 @@ func ClientIP(r *http.Request, trusted []netip.Prefix) string {
 		peer = a
 	}
 	return peer.String()
+}
+
+// parseHop reads an X-Forwarded-For entry: an address, or host:port ("1.2.3.4:5678",
+// "[2001:db8::1]:443") as some proxies write it, which counts as its host.
+func parseHop(s string) (netip.Addr, error) {
+	if a, err := netip.ParseAddr(s); err == nil {
+		return a, nil
+	}
+	ap, err := netip.ParseAddrPort(s)
+	if err != nil {
+		return netip.Addr{}, err
+	}
+	return ap.Addr(), nil
+}
+
+// ClientNetwork is the key of IP-based limits: an IPv4 address as is, an IPv6 address as
+// its /64, since one IPv6 client (a home, a cloud VM) holds a whole /64 and can change
+// address at will. Anything else is returned unchanged.
+func ClientNetwork(ip string) string {
+	a, err := netip.ParseAddr(ip)
+	if err != nil {
+		return ip
+	}
+	a = a.Unmap().WithZone("")
+	if a.Is4() {
+		return a.String()
+	}
+	p, _ := a.Prefix(64)
+	return p.String()
 }
 
 func isTrusted(a netip.Addr, trusted []netip.Prefix) bool {

@@ -40,7 +40,8 @@ func TestClientIP(t *testing.T) {
 		"empty entries skipped":              {"10.1.2.3:4000", []string{" , 198.51.100.7 ,, "}, proxies, "198.51.100.7"},
 		"malformed right-most: stop at peer": {"10.1.2.3:4000", []string{"198.51.100.7, not-an-ip"}, proxies, "10.1.2.3"},
 		"malformed behind trusted hop":       {"10.1.2.3:4000", []string{"198.51.100.7, garbage, 10.9.9.9"}, proxies, "10.9.9.9"},
-		"port in XFF is malformed":           {"10.1.2.3:4000", []string{"198.51.100.7:5555"}, proxies, "10.1.2.3"},
+		"host:port in XFF is its host":       {"10.1.2.3:4000", []string{"198.51.100.7:5555"}, proxies, "198.51.100.7"},
+		"[ipv6]:port in XFF is its host":     {"10.1.2.3:4000", []string{"[2001:db8::7]:443"}, proxies, "2001:db8::7"},
 		"unknown keyword":                    {"10.1.2.3:4000", []string{"unknown"}, proxies, "10.1.2.3"},
 		"malformed left of the client":       {"10.1.2.3:4000", []string{"garbage, 198.51.100.7"}, proxies, "198.51.100.7"},
 		"ipv6 peer and client":               {"[::1]:4000", []string{"2001:db8::1"}, proxies, "2001:db8::1"},
@@ -123,4 +124,41 @@ func TestWithClientIPOverHTTP(t *testing.T) {
 	if got := x.ClientIPFromContext(httptest.NewRequest(http.MethodGet, "/", nil).Context()); got != "" {
 		t.Errorf("no middleware: %q", got)
 	}
+}
+
+func TestClientNetwork(t *testing.T) {
+	for in, want := range map[string]string{
+		"198.51.100.7":            "198.51.100.7",
+		"::ffff:198.51.100.7":     "198.51.100.7",
+		"2001:db8:1:2::1":         "2001:db8:1:2::/64",
+		"2001:db8:1:2:ffff:1:2:3": "2001:db8:1:2::/64",
+		"2001:db8:1:3::1":         "2001:db8:1:3::/64",
+		"fe80::1%eth0":            "fe80::/64",
+		"not an address":          "not an address",
+	} {
+		if got := x.ClientNetwork(in); got != want {
+			t.Errorf("ClientNetwork(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+// FuzzClientIP: any X-Forwarded-For is answered with an address (never a panic), and the
+// network of that address is stable.
+func FuzzClientIP(f *testing.F) {
+	for _, s := range []string{"198.51.100.7", "198.51.100.7:5555", "[2001:db8::7]:443", "a, b,, 1.2.3.4", "::1%lo", "[::1]"} {
+		f.Add(s)
+	}
+	proxies, _ := x.ParsePrefixes([]string{"10.0.0.0/8"})
+	f.Fuzz(func(t *testing.T, xff string) {
+		r := httptest.NewRequest(http.MethodGet, "/", nil)
+		r.RemoteAddr = "10.1.2.3:4000"
+		r.Header.Set("X-Forwarded-For", xff)
+		ip := x.ClientIP(r, proxies)
+		if _, err := netip.ParseAddr(ip); err != nil {
+			t.Fatalf("ClientIP(%q) = %q, not an address", xff, ip)
+		}
+		if n := x.ClientNetwork(ip); x.ClientNetwork(n) != n && !strings.Contains(n, "/") {
+			t.Fatalf("network of %q unstable: %q", ip, n)
+		}
+	})
 }

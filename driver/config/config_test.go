@@ -137,7 +137,7 @@ func TestEnvOverrides(t *testing.T) {
 	if otp := c.RateLimit.Rules["otp_verify"]; otp.Window != 90*time.Second || otp.Limit != 5 {
 		t.Fatalf("otp_verify rule %+v", otp)
 	}
-	if len(c.RateLimit.Rules) != 7 {
+	if len(c.RateLimit.Rules) != 8 {
 		t.Fatalf("overriding one rule lost the others: %+v", c.RateLimit.Rules)
 	}
 	if len(c.Secrets.Default) != 2 || c.Secrets.Default[0] != secretA || c.Secrets.Default[1] != secretB {

@@ -97,21 +97,30 @@ func (h *Handler) login(w http.ResponseWriter, r *http.Request, _ httprouter.Par
 		return
 	}
 	email := identity.NormalizeEmail(b.Email)
+	// Failures only are counted, per email and client network (so an attacker elsewhere
+	// cannot lock the user out of the network the user signs in from) and per email from
+	// anywhere (a guesser spread over many networks); a success clears its network's count.
 	lim := h.d.RateLimiter()
-	if err := x.FirstError(
-		lim.Allow(ctx, ratelimit.RuleLogin, "email:"+email),
-		lim.Allow(ctx, ratelimit.RuleLogin, "ip:"+x.ClientIPFromContext(ctx)),
-	); err != nil {
+	netKey := ratelimit.Key{Rule: ratelimit.RuleLogin, Key: email + "|" + x.ClientNetwork(x.ClientIPFromContext(ctx))}
+	attempt, err := lim.Reserve(ctx, netKey, ratelimit.Key{Rule: ratelimit.RuleLoginEmail, Key: email})
+	if err != nil {
 		h.d.AuditLogger().Log(ctx, audit.Event{Type: audit.TypeLogin, Result: audit.ResultFailure, Reason: "rate_limited"})
 		x.WriteError(w, r, err)
 		return
 	}
+	failed, succeeded := false, false
+	defer func() {
+		if !failed && !succeeded {
+			attempt.Refund(ctx) // a server error is no failed guess
+		}
+	}()
 
 	hasher := h.d.IdentityHasher()
 	id, err := h.d.IdentityPersister().FindIdentityByEmail(ctx, email)
 	if errors.Is(err, identity.ErrNotFound) {
 		// Same work and the same answer as a wrong password.
 		_ = hasher.CompareDummy(ctx, b.Password)
+		failed = true
 		h.d.AuditLogger().Log(ctx, audit.Event{Type: audit.TypeLogin, Result: audit.ResultFailure, Reason: "unknown_email"})
 		x.WriteError(w, r, ErrBadCredentials)
 		return
@@ -136,6 +145,7 @@ func (h *Handler) login(w http.ResponseWriter, r *http.Request, _ httprouter.Par
 			}
 			reason = "unreadable_hash"
 		}
+		failed = true
 		h.d.AuditLogger().Log(ctx, audit.Event{Type: audit.TypeLogin, UserID: audit.Int64(id.ID), Result: audit.ResultFailure, Reason: reason})
 		x.WriteError(w, r, ErrBadCredentials)
 		return
@@ -155,6 +165,8 @@ func (h *Handler) login(w http.ResponseWriter, r *http.Request, _ httprouter.Par
 		x.WriteError(w, r, err)
 		return
 	}
+	succeeded = true
+	attempt.Succeed(ctx, netKey)
 	h.d.AuditLogger().Log(ctx, audit.Event{Type: audit.TypeLogin, UserID: audit.Int64(id.ID), Result: audit.ResultSuccess,
 		Metadata: map[string]any{"step": "password", "registerOtp": !id.MFAEnabled}})
 	x.WriteData(w, http.StatusOK, loginResult{RegisterOTP: !id.MFAEnabled, Token: tok})

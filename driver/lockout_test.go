@@ -1,0 +1,140 @@
+package driver_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/pvpipe/pvauth/internal/testserver"
+)
+
+// loLogin posts a password login as if from the client address xff (behind the trusted
+// proxy 127.0.0.1, the test client itself).
+func loLogin(t *testing.T, srv *testserver.Server, xff, email, pw string) *testserver.Response {
+	t.Helper()
+	raw, _ := json.Marshal(map[string]string{"email": email, "password": pw})
+	req, err := http.NewRequest(http.MethodPost, srv.PublicURL+"/api/v1/auth/login", bytes.NewReader(raw))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("X-Forwarded-For", xff)
+	resp, err := srv.Client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return &testserver.Response{Status: resp.StatusCode, Header: resp.Header, Body: body}
+}
+
+func loFail(t *testing.T, srv *testserver.Server, xff, email string, n int) {
+	t.Helper()
+	for i := 0; i < n; i++ {
+		wantError(t, fmt.Sprintf("wrong password %d from %s", i+1, xff), loLogin(t, srv, xff, email, "wrong password"), http.StatusUnauthorized)
+	}
+}
+
+func loOK(t *testing.T, srv *testserver.Server, xff, email, pw, what string) {
+	t.Helper()
+	if r := loLogin(t, srv, xff, email, pw); r.Status != http.StatusOK {
+		t.Fatalf("%s: %d %s", what, r.Status, r.Body)
+	}
+}
+
+// TestLoginLockout: API.md §6. Login limits count failures only, per email and client
+// network, so nobody can lock a user out of the network the user signs in from; a
+// success clears the count; login_email stops a guesser spread over many networks; a
+// request refused by one rule is charged by no other.
+func TestLoginLockout(t *testing.T) {
+	forEachDB(t, map[string]any{
+		"ratelimit.enabled":                  true,
+		"ratelimit.rules.login.limit":        3,
+		"ratelimit.rules.login.window":       "1m",
+		"ratelimit.rules.login_email.limit":  8,
+		"ratelimit.rules.login_email.window": "1h",
+		"serve.public.trusted_proxies":       []any{"127.0.0.1"},
+	}, func(t *testing.T, srv *testserver.Server) {
+		const attacker, home = "203.0.113.66", "198.51.100.7"
+		_, victim, pw := createIdentity(t, srv)
+
+		// The attacker's network exhausts its failures for the victim's email…
+		loFail(t, srv, attacker, victim, 3)
+		checkRateLimited(t, "attacker's 4th guess", loLogin(t, srv, attacker, victim, "guess"), time.Minute)
+		checkRateLimited(t, "attacker with the right password", loLogin(t, srv, attacker, victim, pw), time.Minute)
+		// …and the victim still logs in from home.
+		loOK(t, srv, home, victim, pw, "victim from another network")
+
+		// Two emails from one network each get their own count.
+		_, other, otherPW := createIdentity(t, srv)
+		loOK(t, srv, attacker, other, otherPW, "another email from the attacker's network")
+
+		// Successes are not counted, and a success clears its network's failures.
+		_, u, upw := createIdentity(t, srv)
+		for i := 0; i < 5; i++ {
+			loOK(t, srv, home, u, upw, "repeated successful login")
+		}
+		loFail(t, srv, home, u, 2)
+		loOK(t, srv, home, u, upw, "success after two failures")
+		loFail(t, srv, home, u, 3) // three more allowed: the success cleared the two
+		checkRateLimited(t, "after three new failures", loLogin(t, srv, home, u, "x"), time.Minute)
+
+		// An IPv6 client's /64 is one network; another /64 is another.
+		_, v6, v6pw := createIdentity(t, srv)
+		loFail(t, srv, "2001:db8:1:2::1", v6, 2)
+		loFail(t, srv, "2001:db8:1:2:ffff:ffff:ffff:fffe", v6, 1)
+		checkRateLimited(t, "same /64, new address", loLogin(t, srv, "2001:db8:1:2::abcd", v6, "x"), time.Minute)
+		loOK(t, srv, "2001:db8:1:3::1", v6, v6pw, "another /64")
+
+		// An X-Forwarded-For entry with a port counts as its host.
+		_, hp, _ := createIdentity(t, srv)
+		loFail(t, srv, "192.0.2.9:1111", hp, 2)
+		loFail(t, srv, "192.0.2.9", hp, 1)
+		checkRateLimited(t, "host:port is its host", loLogin(t, srv, "192.0.2.9:2222", hp, "x"), time.Minute)
+
+		// login_email: a guesser spread over many networks is stopped at 8 failures,
+		// and the refused requests were not charged (the 8 come from 4 networks × 2).
+		_, spread, spreadPW := createIdentity(t, srv)
+		for n := 0; n < 4; n++ {
+			loFail(t, srv, fmt.Sprintf("100.64.0.%d", n+1), spread, 2)
+		}
+		checkRateLimited(t, "9th failure from a 5th network", loLogin(t, srv, "100.64.0.99", spread, "x"), time.Hour)
+		checkRateLimited(t, "even the right password, for now", loLogin(t, srv, "100.64.0.100", spread, spreadPW), time.Hour)
+
+		// A request refused by the network rule is not charged to login_email: after the
+		// network is blocked, 20 more attempts from it leave login_email room for 5 more.
+		_, refusedOnce, rpw := createIdentity(t, srv)
+		loFail(t, srv, "100.65.0.1", refusedOnce, 3)
+		for i := 0; i < 20; i++ {
+			checkRateLimited(t, "blocked network", loLogin(t, srv, "100.65.0.1", refusedOnce, "x"), time.Minute)
+		}
+		loFail(t, srv, "100.65.0.2", refusedOnce, 3)
+		loFail(t, srv, "100.65.0.3", refusedOnce, 1)
+		loOK(t, srv, "100.65.0.4", refusedOnce, rpw, "login_email not charged by refusals")
+
+		// Concurrent guesses cannot slip in under the limit: of 12 at once, 3 are tried.
+		_, conc, _ := createIdentity(t, srv)
+		var wg sync.WaitGroup
+		var mu sync.Mutex
+		statuses := map[int]int{}
+		for i := 0; i < 12; i++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				r := loLogin(t, srv, "100.66.0.1", conc, "x")
+				mu.Lock()
+				statuses[r.Status]++
+				mu.Unlock()
+			}()
+		}
+		wg.Wait()
+		if statuses[http.StatusUnauthorized] != 3 || statuses[http.StatusTooManyRequests] != 9 {
+			t.Fatalf("12 concurrent guesses: %v, want 3×401 and 9×429", statuses)
+		}
+	})
+}
