@@ -252,8 +252,8 @@ func TestReserve(t *testing.T) {
 	l2 := newLimiter(map[string]ratelimit.Rule{"a": {Limit: 2, Window: time.Minute}, "b": {Limit: 2, Window: time.Minute}})
 	r1, _ := l2.Reserve(ctx, ka, kb)
 	r2, _ := l2.Reserve(ctx, ka, kb)
-	r2.Succeed(ctx, ka)
 	r1.Refund(ctx)
+	r2.Succeed(ctx, ka)
 	for i := 0; i < 2; i++ {
 		if _, err := l2.Reserve(ctx, ka, kb); err != nil {
 			t.Fatalf("after clear and refund, reservation %d: %v", i+1, err)
