@@ -351,7 +351,7 @@ func (h *Handler) enroll(ctx context.Context, f *Flow, id *identity.Identity, co
 	if err != nil {
 		return nil, err
 	}
-	codes, hashes, err := newRecoveryCodes()
+	codes, hashes, err := newRecoveryHasher(h.d.Config().Secrets.Default).newCodes(id.ID)
 	if err != nil {
 		return nil, err
 	}
@@ -384,14 +384,18 @@ func (h *Handler) checkSecondFactor(ctx context.Context, id *identity.Identity, 
 		}
 		return "totp", nil
 	}
-	ok, err := h.d.IdentityPersister().ConsumeRecoveryCode(ctx, id.ID, hashRecoveryCode(code))
-	if err != nil {
-		return "recovery_code", err
+	// One conditional UPDATE per stored form the code may have (current key, rotated
+	// keys, legacy): the first that consumes a row wins, so a code is used once.
+	for _, hash := range newRecoveryHasher(h.d.Config().Secrets.Default).candidates(id.ID, code) {
+		ok, err := h.d.IdentityPersister().ConsumeRecoveryCode(ctx, id.ID, hash)
+		if err != nil {
+			return "recovery_code", err
+		}
+		if ok {
+			return "recovery_code", nil
+		}
 	}
-	if !ok {
-		return "recovery_code", ErrBadOTP
-	}
-	return "recovery_code", nil
+	return "recovery_code", ErrBadOTP
 }
 
 // Profile is GET /me.

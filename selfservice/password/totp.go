@@ -1,11 +1,14 @@
 package password
 
 import (
+	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/base64"
 	"encoding/hex"
+	"math/big"
+	"strconv"
 	"strings"
 	"time"
 
@@ -62,31 +65,69 @@ func qrPNGDataURI(url string) (string, error) {
 	return "data:image/png;base64," + base64.StdEncoding.EncodeToString(png), nil
 }
 
-// Recovery codes: 10 codes of 10 characters from an alphabet without look-alikes,
-// shown as "xxxxx-xxxxx", stored as SHA-256 of the normalized form.
+// Recovery codes: 10 codes of 20 characters (about 99 bits) from an alphabet without
+// look-alikes, shown as "xxxxx-xxxxx-xxxxx-xxxxx". They are stored as HMAC-SHA256 under a
+// key derived from secrets.default and bound to the identity, so a leaked table cannot be
+// searched offline without the secret.
 const (
 	recoveryCodeCount = 10
+	recoveryCodeLen   = 20
 	recoveryAlphabet  = "abcdefghjkmnpqrstuvwxyz23456789"
 )
 
-func newRecoveryCodes() ([]string, []string, error) {
+// recoveryHasher hashes recovery codes with keys derived from secrets.default: the first
+// one hashes new codes; every one (and the unkeyed form of earlier versions) is tried
+// when a code is used, so rotating secrets.default keeps codes working.
+type recoveryHasher struct{ keys [][]byte }
+
+func newRecoveryHasher(secrets []string) *recoveryHasher {
+	h := &recoveryHasher{}
+	for _, s := range secrets {
+		m := hmac.New(sha256.New, []byte(s))
+		m.Write([]byte("pvauth recovery codes v2"))
+		h.keys = append(h.keys, m.Sum(nil))
+	}
+	return h
+}
+
+func (h *recoveryHasher) hashWith(key []byte, identityID int64, code string) string {
+	m := hmac.New(sha256.New, key)
+	m.Write([]byte(strconv.FormatInt(identityID, 10) + ":" + normalizeRecoveryCode(code)))
+	return hex.EncodeToString(m.Sum(nil))
+}
+
+// hash is the stored form of a new code.
+func (h *recoveryHasher) hash(identityID int64, code string) string {
+	return h.hashWith(h.keys[0], identityID, code)
+}
+
+// candidates are the stored forms code may have: under each key, then the legacy form.
+func (h *recoveryHasher) candidates(identityID int64, code string) []string {
+	out := make([]string, 0, len(h.keys)+1)
+	for _, k := range h.keys {
+		out = append(out, h.hashWith(k, identityID, code))
+	}
+	legacy := sha256.Sum256([]byte("pvauth-recovery:" + normalizeRecoveryCode(code)))
+	return append(out, hex.EncodeToString(legacy[:]))
+}
+
+func (h *recoveryHasher) newCodes(identityID int64) ([]string, []string, error) {
 	codes := make([]string, recoveryCodeCount)
 	hashes := make([]string, recoveryCodeCount)
-	buf := make([]byte, 10)
 	for i := range codes {
-		if _, err := rand.Read(buf); err != nil {
-			return nil, nil, err
-		}
 		var b strings.Builder
-		for j, c := range buf {
-			if j == 5 {
+		for j := 0; j < recoveryCodeLen; j++ {
+			if j > 0 && j%5 == 0 {
 				b.WriteByte('-')
 			}
-			// 256 % 31 bias is below 1%, irrelevant at 50 bits of entropy per code.
-			b.WriteByte(recoveryAlphabet[int(c)%len(recoveryAlphabet)])
+			n, err := rand.Int(rand.Reader, big.NewInt(int64(len(recoveryAlphabet))))
+			if err != nil {
+				return nil, nil, err
+			}
+			b.WriteByte(recoveryAlphabet[n.Int64()])
 		}
 		codes[i] = b.String()
-		hashes[i] = hashRecoveryCode(codes[i])
+		hashes[i] = h.hash(identityID, codes[i])
 	}
 	return codes, hashes, nil
 }
@@ -94,11 +135,6 @@ func newRecoveryCodes() ([]string, []string, error) {
 func normalizeRecoveryCode(code string) string {
 	code = strings.ToLower(code)
 	return strings.NewReplacer("-", "", " ", "").Replace(code)
-}
-
-func hashRecoveryCode(code string) string {
-	sum := sha256.Sum256([]byte("pvauth-recovery:" + normalizeRecoveryCode(code)))
-	return hex.EncodeToString(sum[:])
 }
 
 func isTOTPCode(code string) bool {
