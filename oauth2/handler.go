@@ -435,8 +435,13 @@ func (h *Handler) userinfo(w http.ResponseWriter, r *http.Request, _ httprouter.
 		return
 	}
 	id, err := h.d.IdentityPersister().GetIdentity(r.Context(), p.IdentityID)
-	if err != nil {
-		writeOAuthError(w, http.StatusUnauthorized, "invalid_token", "The user no longer exists.")
+	if errors.Is(err, identity.ErrNotFound) || (err == nil && id.State != identity.StateActive) {
+		// Disabling revokes the tokens too; this answers the same however they look.
+		w.Header().Set("WWW-Authenticate", `Bearer error="invalid_token"`)
+		writeOAuthError(w, http.StatusUnauthorized, "invalid_token", "The user no longer exists or is disabled.")
+		return
+	} else if err != nil {
+		x.WriteError(w, r, err)
 		return
 	}
 	out := map[string]any{"sub": strconv.FormatInt(id.ID, 10)}
