@@ -92,6 +92,15 @@ func (p *Persister) GetToken(ctx context.Context, kind, signature string) (*sess
 }
 
 func (p *Persister) DeleteToken(ctx context.Context, kind, signature string) error {
+	if kind == session.KindRefresh && p.Dialect() == DialectPostgres {
+		// fosite deletes a reused refresh token before it revokes the family: take the
+		// owner's exclusive lock before the row's, as every revocation does, or a
+		// rotation holding the shared lock and waiting for this row deadlocks with it.
+		if _, err := p.execPrepared(ctx, "SELECT id FROM identities WHERE id = (SELECT "+subjectID+
+			" FROM oauth2_refresh WHERE signature = ?) FOR NO KEY UPDATE", signature); err != nil {
+			return err
+		}
+	}
 	return p.Connection(ctx).RawQuery("DELETE FROM "+tokenTable(kind)+" WHERE signature = ?", signature).Exec()
 }
 
