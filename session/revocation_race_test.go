@@ -16,6 +16,7 @@ import (
 	"github.com/pvpipe/pvauth/internal/testdb"
 	"github.com/pvpipe/pvauth/internal/testserver"
 	"github.com/pvpipe/pvauth/session"
+	"github.com/pvpipe/pvauth/x"
 )
 
 // Revocation is complete under concurrency (API.md §2): once a logout, a sessions
@@ -288,4 +289,86 @@ func TestRevocationRaceDisable(t *testing.T) {
 			}
 		}, http.StatusOK)
 	})
+}
+
+// The race above, made deterministic at the storage level: a rotation has spent the
+// refresh token and inserted the new rows but not committed when the logout runs. The
+// revocation (a logout, a sessions delete) must wait for it and end the new rows too.
+// (Before the identity lock, on PostgreSQL, the revocation's UPDATEs did not see the
+// new rows: they survived.)
+func TestRevocationWaitsForRotationInFlight(t *testing.T) {
+	testdb.ForEach(t, func(t *testing.T, dsn string) {
+		srv, id, email := raceServer(t, dsn)
+		tk := srv.Registry.Tokens()
+		ctx := context.Background()
+		for _, rv := range []struct {
+			name   string
+			revoke func(ts *session.TokenSet) error
+		}{
+			{"logout", func(ts *session.TokenSet) error { return tk.RevokeSession(ctx, ts.SessionID) }},
+			{"sessions delete", func(*session.TokenSet) error { _, err := tk.RevokeIdentitySessions(ctx, id); return err }},
+		} {
+			t.Run(rv.name, func(t *testing.T) { revokeDuringRotation(t, srv, id, email, rv.revoke) })
+		}
+	})
+}
+
+func revokeDuringRotation(t *testing.T, srv *testserver.Server, id int64, email string, revoke func(ts *session.TokenSet) error) {
+	t.Helper()
+	{
+		tk, p := srv.Registry.Tokens(), srv.Registry.Persister()
+		ctx := context.Background()
+		ts, err := tk.Issue(ctx, session.IssueRequest{IdentityID: id, Email: email, AMR: []string{session.AMRHardware}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		old := x.SHA256Hex(ts.RefreshToken[strings.LastIndexByte(ts.RefreshToken, '.')+1:])
+		row, err := p.GetToken(ctx, session.KindRefresh, old)
+		if err != nil {
+			t.Fatal(err)
+		}
+
+		// The rotation, as fosite's refresh handler runs it, up to its commit.
+		txCtx, err := p.BeginTX(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ok, err := p.DeactivateToken(txCtx, session.KindRefresh, old); err != nil || !ok {
+			t.Fatalf("rotate: %v %v", ok, err)
+		}
+		fresh := map[string]string{session.KindAccess: x.SHA256Hex("new-access" + ts.SessionID), session.KindRefresh: x.SHA256Hex("new-refresh" + ts.SessionID)}
+		for kind, sig := range fresh {
+			r := *row
+			r.Signature, r.Active = sig, true
+			if err := p.InsertToken(txCtx, kind, &r); err != nil {
+				t.Fatal(err)
+			}
+		}
+
+		done := make(chan error, 1)
+		go func() { done <- revoke(ts) }()
+		select {
+		case err := <-done:
+			// Only possible when the logout did not wait for the rotation.
+			t.Logf("the revocation answered before the rotation committed (%v)", err)
+			_ = p.Commit(txCtx)
+			t.Fatal("the revocation did not wait for the rotation in flight")
+		case <-time.After(200 * time.Millisecond):
+		}
+		if err := p.Commit(txCtx); err != nil {
+			t.Fatal(err)
+		}
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		for kind, sig := range fresh {
+			r, err := p.GetToken(ctx, kind, sig)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r.Active {
+				t.Errorf("the %s token the rotation minted survived the revocation", kind)
+			}
+		}
+	}
 }
