@@ -479,6 +479,23 @@ func (t *Tokens) RevokeIdentitySessions(ctx context.Context, identityID int64) (
 	return t.p.RevokeSubject(ctx, strconv.FormatInt(identityID, 10))
 }
 
+// InIdentityTx runs fn in one write transaction holding the identity's shared lock (see
+// TokenPersister), as a login's token transaction does: an identity disabled or
+// revoked first is refused with ErrIdentityInactive, and a revocation that comes later
+// sees everything fn wrote. fn should only touch the database.
+func (t *Tokens) InIdentityTx(ctx context.Context, identityID int64, fn func(ctx context.Context) error) error {
+	return t.p.GroupTransaction(ctx, func(ctx context.Context) error {
+		ok, err := t.p.SubjectActive(ctx, identityID)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return ErrIdentityInactive
+		}
+		return fn(ctx)
+	})
+}
+
 // RemoveAuthenticators deactivates the active devices or passkeys (kind
 // AuthenticatorDevice, AuthenticatorPasskey) of an identity, only the one with id when id
 // is not empty, and ends every session they signed in, atomically. It returns how many
