@@ -274,14 +274,16 @@ func (h *Handler) patch(w http.ResponseWriter, r *http.Request, ps httprouter.Pa
 		return
 	}
 	m := h.d.IdentityManager()
-	var wasDisabled bool
+	pp := PatchParams{Email: b.Email, Traits: b.Traits, Permissions: b.Permissions, IsSuperAdmin: b.IsSuperAdmin, State: b.State}
+	revoked := -1
 	if b.State != nil && *b.State == StateDisabled {
-		// Disabling logs the identity out; learn whether this request disables it.
-		if cur, err := m.Get(r.Context(), id); err == nil {
-			wasDisabled = cur.State == StateDisabled
+		// Disabling ends everything of the identity in the transaction that disables it:
+		// when this answers, nothing of it works (re-disabling ends anything left).
+		pp.InTx = func(ctx context.Context, _ *Identity) (err error) {
+			revoked, err = h.revokeAll(ctx, id)
+			return err
 		}
 	}
-	pp := PatchParams{Email: b.Email, Traits: b.Traits, Permissions: b.Permissions, IsSuperAdmin: b.IsSuperAdmin, State: b.State}
 	i, err := m.Update(r.Context(), id, pp)
 	if err != nil {
 		x.WriteError(w, r, err)
@@ -292,13 +294,8 @@ func (h *Handler) patch(w http.ResponseWriter, r *http.Request, ps httprouter.Pa
 		return
 	}
 	md := map[string]any{"fields": patchedFields(pp)}
-	if i.State == StateDisabled && !wasDisabled {
-		n, err := h.revokeAll(r.Context(), id)
-		if err != nil {
-			x.WriteError(w, r, err)
-			return
-		}
-		md["sessionsRevoked"] = n
+	if revoked >= 0 {
+		md["sessionsRevoked"] = revoked
 	}
 	h.audit(r.Context(), audit.TypeIdentityUpdate, id, md)
 	x.WriteData(w, http.StatusOK, toJSON(i))
@@ -360,13 +357,13 @@ func (h *Handler) setPassword(w http.ResponseWriter, r *http.Request, ps httprou
 		x.WriteError(w, r, err)
 		return
 	}
-	if err := h.d.IdentityManager().SetPassword(r.Context(), id, b.Password); err != nil {
-		x.WriteError(w, r, err)
-		return
-	}
-	// A password reset must log out sessions an attacker may hold.
-	n, err := h.revokeAll(r.Context(), id)
-	if err != nil {
+	// A password reset must log out sessions an attacker may hold: in the transaction
+	// that changes the password, so neither happens without the other.
+	var n int
+	if err := h.d.IdentityManager().SetPassword(r.Context(), id, b.Password, func(ctx context.Context) (err error) {
+		n, err = h.revokeAll(ctx, id)
+		return err
+	}); err != nil {
 		x.WriteError(w, r, err)
 		return
 	}

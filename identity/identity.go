@@ -114,6 +114,10 @@ type Persister interface {
 	ConsumeTOTPStep(ctx context.Context, id int64, step int64) (bool, error)
 	// ConsumeRecoveryCode marks an unused code with this hash used; false if none.
 	ConsumeRecoveryCode(ctx context.Context, id int64, codeHash string) (bool, error)
+
+	// Transaction runs fn in a transaction carried by the context it receives (joining
+	// one already there); fn's error rolls it back.
+	Transaction(ctx context.Context, fn func(ctx context.Context) error) error
 }
 
 // ErrAlreadyEnrolled is returned by EnrollTOTP when TOTP is already set up.

@@ -65,6 +65,9 @@ type PatchParams struct {
 	Permissions  *[]string
 	IsSuperAdmin *bool
 	State        *string
+	// InTx, when set, runs in the transaction that stores the change, after it (a
+	// disable revokes the identity's sessions there): its error undoes the change.
+	InTx func(ctx context.Context, i *Identity) error
 }
 
 // Empty reports whether the patch changes nothing.
@@ -169,14 +172,24 @@ func (m *Manager) Update(ctx context.Context, id int64, pp PatchParams) (*Identi
 	if pp.State != nil {
 		i.State = *pp.State
 	}
-	if err := m.p.UpdateIdentity(ctx, i); err != nil {
+	err = m.p.Transaction(ctx, func(ctx context.Context) error {
+		if err := m.p.UpdateIdentity(ctx, i); err != nil {
+			return err
+		}
+		if pp.InTx != nil {
+			return pp.InTx(ctx, i)
+		}
+		return nil
+	})
+	if err != nil {
 		return nil, mapPersisterError(err)
 	}
 	return i, nil
 }
 
-// SetPassword validates and hashes password and replaces the identity's password.
-func (m *Manager) SetPassword(ctx context.Context, id int64, password string) error {
+// SetPassword validates and hashes password and replaces the identity's password; inTx,
+// when not nil, runs in the same transaction after the change (its error undoes it).
+func (m *Manager) SetPassword(ctx context.Context, id int64, password string, inTx func(ctx context.Context) error) error {
 	if err := ValidatePassword(password, ""); err != nil {
 		return err
 	}
@@ -191,10 +204,16 @@ func (m *Manager) SetPassword(ctx context.Context, id int64, password string) er
 	if err != nil {
 		return fmt.Errorf("hash password: %w", err)
 	}
-	if err := m.p.UpdatePasswordHash(ctx, id, hash); err != nil {
-		return mapPersisterError(err)
-	}
-	return nil
+	err = m.p.Transaction(ctx, func(ctx context.Context) error {
+		if err := m.p.UpdatePasswordHash(ctx, id, hash); err != nil {
+			return err
+		}
+		if inTx != nil {
+			return inTx(ctx)
+		}
+		return nil
+	})
+	return mapPersisterError(err)
 }
 
 // Delete deletes an identity; unknown ids are a 404.

@@ -183,16 +183,16 @@ func TestManagerUpdateAndPassword(t *testing.T) {
 		wantErr(t, err, http.StatusNotFound)
 
 		// Passwords.
-		if err := m.SetPassword(ctx, a.ID, "first password"); err != nil {
+		if err := m.SetPassword(ctx, a.ID, "first password", nil); err != nil {
 			t.Fatal(err)
 		}
 		h1, _ := d.p.GetIdentity(ctx, a.ID)
 		if err := d.h.Compare(ctx, "first password", h1.PasswordHash); err != nil {
 			t.Fatal(err)
 		}
-		wantErr(t, m.SetPassword(ctx, a.ID, "short"), http.StatusBadRequest, "'password'")
-		wantErr(t, m.SetPassword(ctx, a.ID, "dave@NEW.example.com"), http.StatusBadRequest, "'password'", "email")
-		wantErr(t, m.SetPassword(ctx, 999999, "long enough"), http.StatusNotFound)
+		wantErr(t, m.SetPassword(ctx, a.ID, "short", nil), http.StatusBadRequest, "'password'")
+		wantErr(t, m.SetPassword(ctx, a.ID, "dave@NEW.example.com", nil), http.StatusBadRequest, "'password'", "email")
+		wantErr(t, m.SetPassword(ctx, 999999, "long enough", nil), http.StatusNotFound)
 		h2, _ := d.p.GetIdentity(ctx, a.ID)
 		if h2.PasswordHash != h1.PasswordHash {
 			t.Fatal("a rejected password changed the hash")

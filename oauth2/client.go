@@ -207,6 +207,9 @@ const (
 	FlowConsentAccepted = "consent_accepted"
 	FlowConsentRejected = "consent_rejected"
 	FlowDone            = "done"
+	// FlowRevoked is a hand-off ended by a disable, a password reset or a sessions
+	// delete of the identity that logged in to it.
+	FlowRevoked = "revoked"
 )
 
 // Flow is one authorization request waiting for login and consent.

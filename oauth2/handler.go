@@ -260,11 +260,11 @@ func (h *Handler) finishAuthorize(w http.ResponseWriter, r *http.Request, ar fos
 		return
 	}
 	f.State = FlowDone
-	if ok, err := h.d.OAuth2Persister().AdvanceFlow(ctx, f, from, time.Now()); err != nil || !ok {
-		p.WriteAuthorizeError(ctx, w, ar, fosite.ErrAccessDenied.WithHint("The consent verifier was already used."))
-		return
-	}
 	if from == FlowConsentRejected {
+		if ok, err := h.d.OAuth2Persister().AdvanceFlow(ctx, f, from, time.Now()); err != nil || !ok {
+			p.WriteAuthorizeError(ctx, w, ar, fosite.ErrAccessDenied.WithHint("The consent verifier was already used."))
+			return
+		}
 		p.WriteAuthorizeError(ctx, w, ar, fosite.ErrAccessDenied.WithHint("The resource owner denied the request."))
 		return
 	}
@@ -294,8 +294,40 @@ func (h *Handler) finishAuthorize(w http.ResponseWriter, r *http.Request, ar fos
 	if ar.GetGrantedScopes().Has("email") {
 		claims.Add("email", id.Email)
 	}
-	resp, err := p.NewAuthorizeResponse(ctx, ar, sess)
-	if err != nil {
+	// The flow ends and its code is stored in one transaction under the identity's lock
+	// (see session.TokenPersister): a disable or revocation that came first refuses the
+	// code, one that comes after ends it.
+	var (
+		resp    fosite.AuthorizeResponder
+		respErr error
+	)
+	err = h.d.Tokens().InIdentityTx(ctx, id.ID, func(ctx context.Context) error {
+		ok, err := h.d.OAuth2Persister().AdvanceFlow(ctx, f, from, time.Now())
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return errVerifierUsed
+		}
+		// A refusal of the request (say, no PKCE) still spends the verifier: single use.
+		resp, respErr = p.NewAuthorizeResponse(ctx, ar, sess)
+		return nil
+	})
+	if err == nil {
+		err = respErr
+	}
+	switch {
+	case errors.Is(err, errVerifierUsed):
+		p.WriteAuthorizeError(ctx, w, ar, fosite.ErrAccessDenied.WithHint("The consent verifier was already used."))
+		return
+	case errors.Is(err, session.ErrIdentityInactive):
+		p.WriteAuthorizeError(ctx, w, ar, fosite.ErrAccessDenied.WithHint("The user can no longer log in."))
+		return
+	case err != nil:
+		var rfc *fosite.RFC6749Error
+		if !errors.As(err, &rfc) {
+			err = fosite.ErrServerError.WithWrap(err)
+		}
 		p.WriteAuthorizeError(ctx, w, ar, err)
 		return
 	}
@@ -303,6 +335,9 @@ func (h *Handler) finishAuthorize(w http.ResponseWriter, r *http.Request, ar fos
 		Metadata: map[string]any{"clientId": f.ClientID, "scope": f.GrantedScope}})
 	p.WriteAuthorizeResponse(ctx, w, ar, resp)
 }
+
+// errVerifierUsed: a concurrent request ended the flow first.
+var errVerifierUsed = errors.New("consent verifier already used")
 
 // tokenGrants are the grant types /oauth2/token accepts.
 var tokenGrants = map[string]bool{"authorization_code": true, "refresh_token": true, "client_credentials": true}
@@ -435,8 +470,13 @@ func (h *Handler) userinfo(w http.ResponseWriter, r *http.Request, _ httprouter.
 		return
 	}
 	id, err := h.d.IdentityPersister().GetIdentity(r.Context(), p.IdentityID)
-	if err != nil {
-		writeOAuthError(w, http.StatusUnauthorized, "invalid_token", "The user no longer exists.")
+	if errors.Is(err, identity.ErrNotFound) || (err == nil && id.State != identity.StateActive) {
+		// Disabling revokes the tokens too; this answers the same however they look.
+		w.Header().Set("WWW-Authenticate", `Bearer error="invalid_token"`)
+		writeOAuthError(w, http.StatusUnauthorized, "invalid_token", "The user no longer exists or is disabled.")
+		return
+	} else if err != nil {
+		x.WriteError(w, r, err)
 		return
 	}
 	out := map[string]any{"sub": strconv.FormatInt(id.ID, 10)}

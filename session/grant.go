@@ -83,7 +83,7 @@ func (g *selfServiceGrant) PopulateTokenEndpointResponse(ctx context.Context, r 
 	}
 	// Everything but the writes happens before the transaction: on SQLite it holds the
 	// only connection.
-	atRow, rtRow, err := g.store.tokenPair(atSig, rtSig, r.Sanitize(nil))
+	atRow, rtRow, err := g.store.tokenPair(ctx, atSig, rtSig, r.Sanitize(nil))
 	if err != nil {
 		return fosite.ErrServerError.WithWrap(err)
 	}

@@ -33,7 +33,18 @@ type TokenRow struct {
 	ExpiresAt         *time.Time `db:"expires_at"`
 	// AccessSignature links a refresh token to the access token issued with it.
 	AccessSignature *string `db:"-"`
+	// PasskeyID is the passkey a self-service session signed in with (access and refresh
+	// rows only). PasskeyFromFamily, when PasskeyID is nil, copies it from the family's
+	// stored refresh rows: rotation keeps it without the session having to carry it.
+	PasskeyID         *string `db:"-"`
+	PasskeyFromFamily bool    `db:"-"`
 }
+
+// Authenticator kinds whose sessions can be ended together (RemoveAuthenticators).
+const (
+	AuthenticatorDevice  = "device"
+	AuthenticatorPasskey = "passkey"
+)
 
 // ErrTokenNotFound is returned for unknown signatures.
 var ErrTokenNotFound = errors.New("token not found")
@@ -47,11 +58,29 @@ type TokenPersister interface {
 	DeactivateToken(ctx context.Context, kind, signature string) (bool, error)
 	// DeactivateFamily deactivates every token of kind with this request id.
 	DeactivateFamily(ctx context.Context, kind, requestID string) (int64, error)
-	// RevokeSubject deactivates every access and refresh token of a subject and returns
-	// how many sessions (families with an active refresh token) it ended.
+
+	// Revocation is complete: each of the Revoke methods first takes the lock of the
+	// subject that every token-minting transaction (login, refresh rotation, code
+	// exchange) takes too (SubjectActive, DeactivateToken), so a mint in flight commits
+	// before the revocation looks at the rows, and a later one finds its gate closed.
+
+	// RevokeFamily deactivates every access and refresh token with this request id.
+	RevokeFamily(ctx context.Context, requestID string) error
+	// RevokeSubject ends everything of a subject: every access and refresh token, its
+	// unexchanged authorization codes, its pending password logins and its unfinished
+	// OAuth2 hand-offs. It returns how many sessions (families with an active refresh
+	// token) it ended.
 	RevokeSubject(ctx context.Context, subject string) (int, error)
 	// RevokeDevice does the same for the tokens of subject issued through a device.
 	RevokeDevice(ctx context.Context, subject, deviceID string) (int, error)
+	// RemoveAuthenticators deactivates the active authenticators of kind
+	// (AuthenticatorDevice, AuthenticatorPasskey) of subject, only the one with id when
+	// id is not empty, and ends the sessions they signed in, in one transaction. It
+	// returns how many authenticators it deactivated and how many sessions it ended.
+	RemoveAuthenticators(ctx context.Context, subject, kind, id string) (removed, sessions int, err error)
+	// SubjectActive runs inside a token-minting transaction: it takes the subject's
+	// shared lock (see above) and reports whether the identity may still get tokens.
+	SubjectActive(ctx context.Context, identityID int64) (bool, error)
 	// DeleteExpiredTokens removes tokens that expired before t.
 	DeleteExpiredTokens(ctx context.Context, before time.Time) (int64, error)
 

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -72,7 +73,10 @@ func (s *Store) BeginTX(ctx context.Context) (context.Context, error) { return s
 func (s *Store) Commit(ctx context.Context) error                     { return s.p.Commit(ctx) }
 func (s *Store) Rollback(ctx context.Context) error                   { return s.p.Rollback(ctx) }
 
-func (s *Store) toRow(sig string, r fosite.Requester, tt fosite.TokenType) (*TokenRow, error) {
+// passkeyKey carries IssueRequest.PasskeyID to the rows of the new session.
+type passkeyKey struct{}
+
+func (s *Store) toRow(ctx context.Context, sig string, r fosite.Requester, tt fosite.TokenType) (*TokenRow, error) {
 	sess, _ := r.GetSession().(*Session)
 	raw, err := json.Marshal(r.GetSession())
 	if err != nil {
@@ -100,6 +104,13 @@ func (s *Store) toRow(sig string, r fosite.Requester, tt fosite.TokenType) (*Tok
 			d := sess.DeviceID
 			row.DeviceID = &d
 		}
+		// The passkey of a passkey session: given at login, copied from the family on
+		// rotation.
+		if pk, ok := ctx.Value(passkeyKey{}).(string); ok && pk != "" {
+			row.PasskeyID = &pk
+		} else if slices.Contains(sess.AMR, AMRWebAuthn) {
+			row.PasskeyFromFamily = true
+		}
 	}
 	row.ExpiresAt = expiresAt(r, tt)
 	return row, nil
@@ -119,8 +130,8 @@ func expiresAt(r fosite.Requester, tt fosite.TokenType) *time.Time {
 
 // tokenPair builds the rows of an access token and of the refresh token issued with it,
 // serializing the request once.
-func (s *Store) tokenPair(atSig, rtSig string, r fosite.Requester) (at, rt *TokenRow, err error) {
-	if at, err = s.toRow(atSig, r, fosite.AccessToken); err != nil {
+func (s *Store) tokenPair(ctx context.Context, atSig, rtSig string, r fosite.Requester) (at, rt *TokenRow, err error) {
+	if at, err = s.toRow(ctx, atSig, r, fosite.AccessToken); err != nil {
 		return nil, nil, err
 	}
 	refresh := *at
@@ -163,7 +174,7 @@ func fields(s string) fosite.Arguments {
 }
 
 func (s *Store) create(ctx context.Context, kind, sig string, r fosite.Requester, tt fosite.TokenType) error {
-	row, err := s.toRow(sig, r, tt)
+	row, err := s.toRow(ctx, sig, r, tt)
 	if err != nil {
 		return err
 	}
@@ -226,7 +237,7 @@ func (s *Store) DeleteAccessTokenSession(ctx context.Context, sig string) error 
 }
 
 func (s *Store) CreateRefreshTokenSession(ctx context.Context, sig, accessSig string, r fosite.Requester) error {
-	row, err := s.toRow(sig, r, fosite.RefreshToken)
+	row, err := s.toRow(ctx, sig, r, fosite.RefreshToken)
 	if err != nil {
 		return err
 	}
@@ -260,14 +271,15 @@ func (s *Store) RotateRefreshToken(ctx context.Context, requestID, sig string) e
 	return nil
 }
 
+// RevokeRefreshToken and RevokeAccessToken (fosite's reuse detection and RFC 7009
+// revocation) both end the whole family, ordered against a rotation in flight
+// (TokenPersister.RevokeFamily): one family is one session.
 func (s *Store) RevokeRefreshToken(ctx context.Context, requestID string) error {
-	_, err := s.p.DeactivateFamily(ctx, KindRefresh, requestID)
-	return err
+	return s.p.RevokeFamily(ctx, requestID)
 }
 
 func (s *Store) RevokeAccessToken(ctx context.Context, requestID string) error {
-	_, err := s.p.DeactivateFamily(ctx, KindAccess, requestID)
-	return err
+	return s.p.RevokeFamily(ctx, requestID)
 }
 
 func (s *Store) CreatePKCERequestSession(ctx context.Context, sig string, r fosite.Requester) error {

@@ -38,6 +38,8 @@ type IssueRequest struct {
 	Email      string
 	AMR        []string
 	DeviceID   string
+	// PasskeyID is the passkey of a passkey login: deleting it ends the session.
+	PasskeyID  string
 	RememberMe bool
 	// AuthTime is when the user authenticated; zero means now. A flow that finishes a
 	// login started earlier (an approval on a device) passes the real time.
@@ -190,13 +192,27 @@ func (t *Tokens) Issue(ctx context.Context, in IssueRequest) (*TokenSet, error) 
 		ar.RequestedAudience = append(ar.RequestedAudience, a)
 		ar.GrantAudience(a)
 	}
-	var inTxErr error
-	if in.InTx != nil {
-		ctx = context.WithValue(ctx, inTxKey{}, func(ctx context.Context) error {
-			inTxErr = in.InTx(ctx)
-			return inTxErr
-		})
+	if in.PasskeyID != "" {
+		ctx = context.WithValue(ctx, passkeyKey{}, in.PasskeyID)
 	}
+	// In the transaction that stores the tokens: the identity's shared lock and state
+	// (a disable or revocation in flight is waited for, see TokenPersister), then the
+	// caller's gate.
+	var inTxErr error
+	ctx = context.WithValue(ctx, inTxKey{}, func(ctx context.Context) error {
+		ok, err := t.p.SubjectActive(ctx, in.IdentityID)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			inTxErr = ErrIdentityInactive
+			return inTxErr
+		}
+		if in.InTx != nil {
+			inTxErr = in.InTx(ctx)
+		}
+		return inTxErr
+	})
 	resp, err := t.provider.NewAccessResponse(ctx, ar)
 	if inTxErr != nil {
 		return nil, inTxErr
@@ -459,27 +475,46 @@ func num(v any) int64 {
 	return 0
 }
 
-// RevokeSession revokes every token of a family (logout).
+// ErrIdentityInactive refuses tokens to an identity disabled or deleted while it was
+// logging in.
+var ErrIdentityInactive = x.ErrUnauthorized.WithMessage("The account cannot log in.")
+
+// RevokeSession revokes every token of a family (logout), including one that a refresh
+// in flight is minting.
 func (t *Tokens) RevokeSession(ctx context.Context, sessionID string) error {
-	ctx, err := t.p.BeginTX(ctx)
-	if err != nil {
-		return err
-	}
-	if _, err := t.p.DeactivateFamily(ctx, KindAccess, sessionID); err != nil {
-		_ = t.p.Rollback(ctx)
-		return err
-	}
-	if _, err := t.p.DeactivateFamily(ctx, KindRefresh, sessionID); err != nil {
-		_ = t.p.Rollback(ctx)
-		return err
-	}
-	return t.p.Commit(ctx)
+	return t.p.RevokeFamily(ctx, sessionID)
 }
 
-// RevokeIdentitySessions revokes every token of an identity; it returns how many
-// sessions ended.
+// RevokeIdentitySessions revokes everything of an identity: every token, unexchanged
+// authorization codes, pending logins and unfinished OAuth2 hand-offs; it returns how
+// many sessions ended. Inside a transaction carried by ctx it joins it.
 func (t *Tokens) RevokeIdentitySessions(ctx context.Context, identityID int64) (int, error) {
 	return t.p.RevokeSubject(ctx, strconv.FormatInt(identityID, 10))
+}
+
+// InIdentityTx runs fn in one write transaction holding the identity's shared lock (see
+// TokenPersister), as a login's token transaction does: an identity disabled or
+// revoked first is refused with ErrIdentityInactive, and a revocation that comes later
+// sees everything fn wrote. fn should only touch the database.
+func (t *Tokens) InIdentityTx(ctx context.Context, identityID int64, fn func(ctx context.Context) error) error {
+	return t.p.GroupTransaction(ctx, func(ctx context.Context) error {
+		ok, err := t.p.SubjectActive(ctx, identityID)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return ErrIdentityInactive
+		}
+		return fn(ctx)
+	})
+}
+
+// RemoveAuthenticators deactivates the active devices or passkeys (kind
+// AuthenticatorDevice, AuthenticatorPasskey) of an identity, only the one with id when id
+// is not empty, and ends every session they signed in, atomically. It returns how many
+// it deactivated and how many sessions ended.
+func (t *Tokens) RemoveAuthenticators(ctx context.Context, identityID int64, kind, id string) (removed, sessions int, err error) {
+	return t.p.RemoveAuthenticators(ctx, strconv.FormatInt(identityID, 10), kind, id)
 }
 
 // RevokeDeviceSessions revokes every token issued through a device of identityID.

@@ -484,6 +484,8 @@ func (f *flow) passkeys(uid int64, at string) {
 	f.expect(srv.Admin(t, "GET", fmt.Sprintf("/admin/identities/%d/passkeys", uid), nil), 200)
 	f.expect(srv.Admin(t, "GET", "/admin/identities/999999/passkeys", nil), 404)
 	f.expect(srv.Admin(t, "DELETE", fmt.Sprintf("/admin/identities/%d/passkeys/00000000-0000-4000-8000-000000000000", uid), nil), 404)
+	f.expect(srv.Admin(t, "DELETE", fmt.Sprintf("/admin/identities/%d/passkeys", uid), nil), 200) // every passkey (none)
+	f.expect(srv.Admin(t, "DELETE", "/admin/identities/999999/passkeys", nil), 404)
 }
 
 // devicesAndConfirmations registers device keys, logs in with one, and approves and
@@ -600,6 +602,8 @@ func (f *flow) devicesAndConfirmations(uid int64, at string) {
 	f.expect(srv.Admin(t, "DELETE", devURL+"/"+registered.DeviceID, nil), 200)
 	f.expect(srv.Admin(t, "DELETE", devURL+"/"+registered.DeviceID, nil), 404)
 	f.expect(srv.Public(t, "GET", "/api/v1/auth/me", bio.Tokens.AccessToken, nil), 401) // device sessions revoked
+	f.expect(srv.Admin(t, "DELETE", devURL, nil), 200)                                  // every device (none left active)
+	f.expect(srv.Admin(t, "DELETE", "/admin/identities/999999/devices", nil), 404)
 }
 
 // newDeviceKey returns a P-256 key and its public half as base64 SPKI DER (what React

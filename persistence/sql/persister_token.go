@@ -3,8 +3,12 @@ package sql
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"time"
 
+	"github.com/pvpipe/pvauth/identity"
+	"github.com/pvpipe/pvauth/oauth2"
+	"github.com/pvpipe/pvauth/selfservice/password"
 	"github.com/pvpipe/pvauth/session"
 )
 
@@ -41,11 +45,28 @@ func (p *Persister) InsertToken(ctx context.Context, kind string, r *session.Tok
 	args := []any{r.Signature, r.RequestID, dbTime(r.RequestedAt), r.ClientID, r.Scope, r.GrantedScope,
 		r.RequestedAudience, r.GrantedAudience, r.Form, r.SessionData, r.Subject, r.DeviceID, r.Active, exp}
 	q := "INSERT INTO " + tokenTable(kind) + " (" + tokenColumns
-	if kind == session.KindRefresh {
-		q += ", access_token_signature) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+	const values = "?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?"
+	switch kind {
+	case session.KindRefresh:
+		q += ", access_token_signature, passkey_id) VALUES (" + values + ", ?, "
 		args = append(args, r.AccessSignature)
-	} else {
-		q += ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+	case session.KindAccess:
+		q += ", passkey_id) VALUES (" + values + ", "
+	default:
+		q += ") VALUES (" + values + ")"
+	}
+	if kind == session.KindRefresh || kind == session.KindAccess {
+		switch {
+		case r.PasskeyID != nil:
+			q += "?)"
+			args = append(args, *r.PasskeyID)
+		case r.PasskeyFromFamily:
+			// Rotation: the family's older refresh rows are still there (deactivated).
+			q += "(SELECT passkey_id FROM oauth2_refresh WHERE request_id = ? AND passkey_id IS NOT NULL LIMIT 1))"
+			args = append(args, r.RequestID)
+		default:
+			q += "NULL)"
+		}
 	}
 	_, err := p.execPrepared(ctx, q, args...)
 	return err
@@ -71,6 +92,15 @@ func (p *Persister) GetToken(ctx context.Context, kind, signature string) (*sess
 }
 
 func (p *Persister) DeleteToken(ctx context.Context, kind, signature string) error {
+	if kind == session.KindRefresh && p.Dialect() == DialectPostgres {
+		// fosite deletes a reused refresh token before it revokes the family: take the
+		// owner's exclusive lock before the row's, as every revocation does, or a
+		// rotation holding the shared lock and waiting for this row deadlocks with it.
+		if _, err := p.execPrepared(ctx, "SELECT id FROM identities WHERE id = (SELECT "+subjectID+
+			" FROM oauth2_refresh WHERE signature = ?) FOR NO KEY UPDATE", signature); err != nil {
+			return err
+		}
+	}
 	return p.Connection(ctx).RawQuery("DELETE FROM "+tokenTable(kind)+" WHERE signature = ?", signature).Exec()
 }
 
@@ -81,6 +111,14 @@ func (p *Persister) DeactivateToken(ctx context.Context, kind, signature string)
 		q = "UPDATE oauth2_refresh SET active = ?, first_used_at = ? WHERE signature = ? AND active = ?"
 		args = []any{false, now(), signature, true}
 	}
+	if (kind == session.KindRefresh || kind == session.KindCode) && p.Dialect() == DialectPostgres {
+		// Rotating a refresh token or spending a code is the gate of a transaction that
+		// then mints tokens: take the owner's shared lock first (see lockSubject).
+		if _, err := p.execPrepared(ctx, "SELECT id FROM identities WHERE id = (SELECT "+subjectID+" FROM "+tokenTable(kind)+
+			" WHERE signature = ?) FOR SHARE", signature); err != nil {
+			return false, err
+		}
+	}
 	n, err := p.execPrepared(ctx, q, args...)
 	return n == 1, err
 }
@@ -90,35 +128,166 @@ func (p *Persister) DeactivateFamily(ctx context.Context, kind, requestID string
 	return int64(n), err
 }
 
-// revokeWhere ends every live family of subject (of one of its devices when deviceID is
-// set), counting the families that still had an active refresh token. Both go through
-// the (subject, device_id) indexes.
-func (p *Persister) revokeWhere(ctx context.Context, subject string, deviceID *string) (n int, err error) {
-	where, args := "subject = ? AND active = ?", []any{subject, true}
-	if deviceID != nil {
-		where, args = "subject = ? AND device_id = ? AND active = ?", []any{subject, *deviceID, true}
+// Complete revocation on PostgreSQL. A transaction that mints tokens (a login, a refresh
+// rotation, a code exchange) passes a gate first (a conditional UPDATE of the refresh
+// row or code, a pending login completed, a challenge consumed) and inserts the new rows
+// after. In READ COMMITTED a revocation's UPDATE does not see rows inserted by a
+// transaction still in flight, and waiting on the gate's row lock does not make it see
+// them either (its snapshot predates them): a logout racing a refresh left the fresh
+// tokens alive. Ordering the statements cannot close this for good (a client refreshing
+// again with the fresh token opens a new gate on a row the revocation has not seen), so
+// the identity row is the lock of all of an identity's tokens: every minting transaction
+// takes it shared (SubjectActive, DeactivateToken) before its gate, every revocation
+// takes it exclusively (lockSubject) before it touches a row. A mint in flight then
+// commits before the revocation's statements take their snapshots, and a mint that comes
+// later finds its gate closed or the identity disabled. SQLite runs one write
+// transaction at a time, which orders them the same way.
+
+// subjectID is the identity id of a token row's subject as SQL, NULL for the subjects
+// that are not identities (OAuth2 clients acting for themselves).
+const subjectID = "CASE WHEN subject ~ '^[0-9]{1,18}$' THEN CAST(subject AS BIGINT) END"
+
+// lockSubject takes the exclusive lock of subject for a revocation (PostgreSQL).
+func (p *Persister) lockSubject(ctx context.Context, subject string) error {
+	if p.Dialect() != DialectPostgres {
+		return nil
 	}
+	id, err := strconv.ParseInt(subject, 10, 64)
+	if err != nil || id <= 0 {
+		return nil // not an identity: no refresh tokens, no logins
+	}
+	_, err = p.execPrepared(ctx, "SELECT id FROM identities WHERE id = ? FOR NO KEY UPDATE", id)
+	return err
+}
+
+func (p *Persister) SubjectActive(ctx context.Context, identityID int64) (bool, error) {
+	q := "SELECT state FROM identities WHERE id = ?"
+	if p.Dialect() == DialectPostgres {
+		q += " FOR SHARE"
+	}
+	var state string
+	err := p.getPrepared(ctx, q, []any{identityID}, &state)
+	if IsNotFound(err) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	return state == identity.StateActive, nil
+}
+
+func (p *Persister) RevokeFamily(ctx context.Context, requestID string) error {
+	return p.Transaction(ctx, func(ctx context.Context) error {
+		if p.Dialect() == DialectPostgres {
+			// The owner of the family, when it is an identity (a family without refresh
+			// rows is never rotated: nothing to wait for).
+			if _, err := p.execPrepared(ctx, "SELECT id FROM identities WHERE id = (SELECT "+subjectID+
+				" FROM oauth2_refresh WHERE request_id = ? LIMIT 1) FOR NO KEY UPDATE", requestID); err != nil {
+				return err
+			}
+		}
+		for _, kind := range []string{session.KindRefresh, session.KindAccess} {
+			if _, err := p.DeactivateFamily(ctx, kind, requestID); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// revokeWhere ends every live family of subject that matches cond (a condition on the
+// token rows, with its args), counting the families that still had an active refresh
+// token. Both go through the (subject, device_id) indexes.
+func (p *Persister) revokeWhere(ctx context.Context, subject, cond string, args ...any) (n int, err error) {
+	where := "subject = ? AND active = ?" + cond
+	args = append([]any{subject, true}, args...)
 	err = p.Transaction(ctx, func(ctx context.Context) error {
+		if err := p.lockSubject(ctx, subject); err != nil {
+			return err
+		}
 		c := p.Connection(ctx)
-		var count int
-		if err := c.RawQuery("SELECT COUNT(DISTINCT request_id) FROM oauth2_refresh WHERE "+where, args...).First(&count); err != nil {
+		if err := c.RawQuery("SELECT COUNT(DISTINCT request_id) FROM oauth2_refresh WHERE "+where, args...).First(&n); err != nil {
 			return err
 		}
-		n = count
-		if err := c.RawQuery("UPDATE oauth2_refresh SET active = ? WHERE "+where, append([]any{false}, args...)...).Exec(); err != nil {
-			return err
+		for _, t := range []string{"oauth2_refresh", "oauth2_access"} {
+			if err := c.RawQuery("UPDATE "+t+" SET active = ? WHERE "+where, append([]any{false}, args...)...).Exec(); err != nil {
+				return err
+			}
 		}
-		return c.RawQuery("UPDATE oauth2_access SET active = ? WHERE "+where, append([]any{false}, args...)...).Exec()
+		return nil
 	})
 	return n, err
 }
 
-func (p *Persister) RevokeSubject(ctx context.Context, subject string) (int, error) {
-	return p.revokeWhere(ctx, subject, nil)
+func (p *Persister) RevokeSubject(ctx context.Context, subject string) (n int, err error) {
+	err = p.Transaction(ctx, func(ctx context.Context) error {
+		if err := p.lockSubject(ctx, subject); err != nil {
+			return err
+		}
+		c := p.Connection(ctx)
+		if id, err := strconv.ParseInt(subject, 10, 64); err == nil {
+			// Pending logins and hand-offs of the identity end with its sessions.
+			if err := c.RawQuery("UPDATE login_flows SET state = ? WHERE identity_id = ? AND state = ?",
+				password.FlowRevoked, id, password.FlowPending).Exec(); err != nil {
+				return err
+			}
+			if err := c.RawQuery("UPDATE oauth2_flows SET state = ? WHERE identity_id = ? AND state IN (?, ?, ?)",
+				oauth2.FlowRevoked, id, oauth2.FlowLoginAccepted, oauth2.FlowConsent, oauth2.FlowConsentAccepted).Exec(); err != nil {
+				return err
+			}
+		}
+		if err := c.RawQuery("UPDATE oauth2_code SET active = ? WHERE subject = ? AND active = ?", false, subject, true).Exec(); err != nil {
+			return err
+		}
+		n, err = p.revokeWhere(ctx, subject, "")
+		return err
+	})
+	return n, err
 }
 
 func (p *Persister) RevokeDevice(ctx context.Context, subject, deviceID string) (int, error) {
-	return p.revokeWhere(ctx, subject, &deviceID)
+	return p.revokeWhere(ctx, subject, " AND device_id = ?", deviceID)
+}
+
+func (p *Persister) RemoveAuthenticators(ctx context.Context, subject, kind, id string) (removed, sessions int, err error) {
+	identityID, err := strconv.ParseInt(subject, 10, 64)
+	if err != nil {
+		return 0, 0, fmt.Errorf("remove authenticators: subject %q is not an identity", subject)
+	}
+	var table, set, column string
+	switch kind {
+	case session.AuthenticatorDevice:
+		table, set, column = "devices", "is_active = ?, fcm_token = NULL, updated_at = ?", "device_id"
+	case session.AuthenticatorPasskey:
+		table, set, column = "webauthn_credentials", "is_active = ?, updated_at = ?", "passkey_id"
+	default:
+		return 0, 0, fmt.Errorf("remove authenticators: unknown kind %q", kind)
+	}
+	err = p.Transaction(ctx, func(ctx context.Context) error {
+		// The lock first: a login with the authenticator in flight commits before.
+		if err := p.lockSubject(ctx, subject); err != nil {
+			return err
+		}
+		where, args := " WHERE identity_id = ? AND is_active = ?", []any{identityID, true}
+		if id != "" {
+			where, args = where+" AND id = ?", append(args, id)
+		}
+		c := p.Connection(ctx)
+		n, err := c.RawQuery("UPDATE "+table+" SET "+set+where, append([]any{false, now()}, args...)...).ExecWithCount()
+		if err != nil {
+			return err
+		}
+		if removed = n; removed == 0 {
+			return nil
+		}
+		cond, cargs := " AND "+column+" IS NOT NULL", []any{}
+		if id != "" {
+			cond, cargs = " AND "+column+" = ?", []any{id}
+		}
+		sessions, err = p.revokeWhere(ctx, subject, cond, cargs...)
+		return err
+	})
+	return removed, sessions, err
 }
 
 func (p *Persister) DeleteExpiredTokens(ctx context.Context, before time.Time) (int64, error) {

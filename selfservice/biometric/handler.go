@@ -85,6 +85,7 @@ func (h *Handler) RegisterPublicRoutes(r *x.PublicRouter) {
 func (h *Handler) RegisterAdminRoutes(r *x.AdminRouter) {
 	r.GET(RouteAdminDevices, h.adminListDevices)
 	r.DELETE(RouteAdminDevice, h.adminDeleteDevice)
+	r.DELETE(RouteAdminDevices, h.adminDeleteDevices)
 }
 
 // NewChallenge returns 32 random bytes as standard base64, and the hex SHA-256 that is
@@ -525,7 +526,7 @@ func (h *Handler) mobileBiometric(w http.ResponseWriter, r *http.Request, _ http
 	}
 	if owner.State != identity.StateActive {
 		h.auditDevice(ctx, audit.TypeBiometricLogin, d.UserID, d.ID, audit.ResultFailure, "identity disabled or deleted", meta)
-		x.WriteError(w, r, x.ErrUnauthorized.WithMessage("The account is disabled."))
+		x.WriteError(w, r, ErrBadSignature) // as for bad credentials: nothing about the account
 		return
 	}
 	// The challenge is consumed in the transaction that stores the tokens: exactly one
@@ -681,4 +682,26 @@ func (h *Handler) auditDevice(ctx context.Context, typ string, uid int64, device
 		ev.DeviceID = &deviceID
 	}
 	h.d.AuditLogger().Log(ctx, ev)
+}
+
+// adminDeleteDevices deletes every device of an identity and ends the sessions they
+// signed in, in one transaction.
+func (h *Handler) adminDeleteDevices(w http.ResponseWriter, r *http.Request, ps httprouter.Params) {
+	uid, err := x.IdentityIDParam(ps)
+	if err != nil {
+		x.WriteError(w, r, err)
+		return
+	}
+	ctx := r.Context()
+	if err := identity.MustExist(ctx, h.d.IdentityPersister(), uid); err != nil {
+		x.WriteError(w, r, err)
+		return
+	}
+	n, revoked, err := h.d.Tokens().RemoveAuthenticators(ctx, uid, session.AuthenticatorDevice, "")
+	if err != nil {
+		x.WriteError(w, r, err)
+		return
+	}
+	h.auditDevice(ctx, audit.TypeDeviceDelete, uid, "", audit.ResultSuccess, "", map[string]any{"deleted": n, "revokedSessions": revoked, "by": "admin", "all": true})
+	x.WriteData(w, http.StatusOK, map[string]int{"deleted": n})
 }

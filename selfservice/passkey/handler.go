@@ -99,6 +99,7 @@ func (h *Handler) RegisterPublicRoutes(r *x.PublicRouter) {
 func (h *Handler) RegisterAdminRoutes(r *x.AdminRouter) {
 	r.GET(RouteAdminList, h.adminList)
 	r.DELETE(RouteAdminPasskey, h.adminRemove)
+	r.DELETE(RouteAdminList, h.adminRemoveAll)
 }
 
 // user adapts an identity and its passkeys to go-webauthn.
@@ -372,7 +373,17 @@ func (h *Handler) loginFinish(w http.ResponseWriter, r *http.Request, _ httprout
 		h.d.AuditLogger().Log(ctx, audit.Event{Type: audit.TypePasskey, UserID: audit.Int64(id.ID), Result: audit.ResultFailure,
 			Reason: "sign counter regressed: possible cloned authenticator", Metadata: map[string]any{"event": "clone_warning", "passkeyId": stored.ID}})
 	}
-	ts, err := h.d.Tokens().Issue(ctx, session.IssueRequest{IdentityID: id.ID, Email: id.Email, AMR: []string{session.AMRWebAuthn}, RememberMe: b.RememberMe})
+	ts, err := h.d.Tokens().Issue(ctx, session.IssueRequest{IdentityID: id.ID, Email: id.Email, AMR: []string{session.AMRWebAuthn},
+		PasskeyID: stored.ID, RememberMe: b.RememberMe,
+		// Under the identity's lock (see session.TokenPersister): a deletion of the
+		// passkey that committed first refuses the login; one that comes after ends it.
+		InTx: func(ctx context.Context) error {
+			c, err := h.d.PasskeyPersister().GetPasskeyByCredentialID(ctx, stored.CredentialID)
+			if errors.Is(err, ErrNotFound) || (err == nil && !c.IsActive) {
+				return ErrVerification
+			}
+			return err
+		}})
 	if err != nil {
 		x.WriteError(w, r, err)
 		return
@@ -648,15 +659,16 @@ func (h *Handler) removeFor(ctx context.Context, uid int64, pid, by string) erro
 	if _, err := uuid.Parse(pid); err != nil {
 		return ErrPasskeyNotFound
 	}
-	ok, err := h.d.PasskeyPersister().DeactivatePasskey(ctx, uid, pid)
+	// The passkey goes, and every session it signed in with it, in one transaction.
+	n, revoked, err := h.d.Tokens().RemoveAuthenticators(ctx, uid, session.AuthenticatorPasskey, pid)
 	if err != nil {
 		return err
 	}
-	if !ok {
+	if n == 0 {
 		return ErrPasskeyNotFound
 	}
 	h.d.AuditLogger().Log(ctx, audit.Event{Type: audit.TypePasskey, UserID: audit.Int64(uid),
-		Metadata: map[string]any{"event": "delete", "passkeyId": pid, "by": by}})
+		Metadata: map[string]any{"event": "delete", "passkeyId": pid, "by": by, "revokedSessions": revoked}})
 	return nil
 }
 
@@ -702,4 +714,26 @@ func (h *Handler) adminRemove(w http.ResponseWriter, r *http.Request, ps httprou
 		return
 	}
 	x.WriteData(w, http.StatusOK, map[string]bool{"success": true})
+}
+
+// adminRemoveAll deletes every passkey of an identity and ends the sessions they signed in.
+func (h *Handler) adminRemoveAll(w http.ResponseWriter, r *http.Request, ps httprouter.Params) {
+	uid, err := x.IdentityIDParam(ps)
+	if err != nil {
+		x.WriteError(w, r, err)
+		return
+	}
+	ctx := r.Context()
+	if err := identity.MustExist(ctx, h.d.IdentityPersister(), uid); err != nil {
+		x.WriteError(w, r, err)
+		return
+	}
+	n, revoked, err := h.d.Tokens().RemoveAuthenticators(ctx, uid, session.AuthenticatorPasskey, "")
+	if err != nil {
+		x.WriteError(w, r, err)
+		return
+	}
+	h.d.AuditLogger().Log(ctx, audit.Event{Type: audit.TypePasskey, UserID: audit.Int64(uid),
+		Metadata: map[string]any{"event": "delete_all", "deleted": n, "by": "admin", "revokedSessions": revoked}})
+	x.WriteData(w, http.StatusOK, map[string]int{"deleted": n})
 }

@@ -12,6 +12,9 @@ import (
 const (
 	FlowPending   = "pending"
 	FlowCompleted = "completed"
+	// FlowRevoked is a pending login ended by a disable, a password reset or a sessions
+	// delete of its identity.
+	FlowRevoked = "revoked"
 )
 
 // MaxOTPFailures is how many wrong codes a pending token survives.

@@ -308,18 +308,21 @@ func (h *Handler) otpVerify(w http.ResponseWriter, r *http.Request, _ httprouter
 		x.WriteError(w, r, err)
 		return
 	}
-	// One pending token completes one login, even if two good codes race.
-	ok, err := h.d.LoginFlowPersister().CompleteLoginFlow(ctx, f.ID)
-	if err != nil {
-		x.WriteError(w, r, err)
-		return
-	}
-	if !ok {
-		x.WriteError(w, r, ErrPendingInvalid)
-		return
-	}
+	// One pending token completes one login, even if two good codes race; completing it
+	// in the token transaction orders it against a revocation of the identity (a
+	// revoked pending token completes nothing).
 	ts, err := h.d.Tokens().Issue(ctx, session.IssueRequest{
 		IdentityID: id.ID, Email: id.Email, AMR: []string{session.AMRPassword, session.AMROTP}, RememberMe: f.RememberMe,
+		InTx: func(ctx context.Context) error {
+			ok, err := h.d.LoginFlowPersister().CompleteLoginFlow(ctx, f.ID)
+			if err != nil {
+				return err
+			}
+			if !ok {
+				return ErrPendingInvalid
+			}
+			return nil
+		},
 	})
 	if err != nil {
 		x.WriteError(w, r, err)
