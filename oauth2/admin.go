@@ -48,6 +48,11 @@ func (b *clientBody) Validate() error {
 	if strings.HasPrefix(b.ClientID, "pvauth-") {
 		return x.ErrBadRequest.WithMessage("Field 'client_id' may not start with 'pvauth-' (reserved).")
 	}
+	// A client acting for itself is the "sub" of its tokens: an all-digit id would read
+	// as a user id.
+	if b.ClientID != "" && strings.Trim(b.ClientID, "0123456789") == "" {
+		return x.ErrBadRequest.WithMessage("Field 'client_id' must not be all digits (it could be read as a user id).")
+	}
 	for _, g := range b.GrantTypes {
 		if err := x.OneOf("grant_types", g, "authorization_code", "refresh_token", "client_credentials"); err != nil {
 			return err

@@ -99,6 +99,11 @@ func (h *Handler) issuer() string { return h.d.Config().Issuer() }
 func (h *Handler) authorize(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
 	ctx := r.Context()
 	p := h.provider()
+	// Every first visit stores its query until the hand-off ends: bound it.
+	if len(r.URL.RawQuery) > MaxAuthorizeQuery {
+		writeOAuthError(w, http.StatusBadRequest, "invalid_request", "The authorization request is larger than 8 KiB.")
+		return
+	}
 	ar, err := p.NewAuthorizeRequest(ctx, r)
 	if err != nil {
 		p.WriteAuthorizeError(ctx, w, ar, err)
@@ -122,10 +127,25 @@ func (h *Handler) authorize(w http.ResponseWriter, r *http.Request, _ httprouter
 	}
 }
 
-// precheck refuses what cannot succeed before the user is sent to log in: prompt=none
+// MaxAuthorizeQuery bounds an authorization request's query (API.md §4).
+const MaxAuthorizeQuery = 8 << 10
+
+// precheck refuses what cannot succeed before the user is sent to log in: a public
+// client without PKCE S256, and prompt=none
 // (OIDC Core 3.1.2.1), since pvauth keeps no browser session and so can never answer
 // without showing the login UI.
 func precheck(ar fosite.AuthorizeRequester) error {
+	// A public client must use PKCE with S256: refuse it before the user logs in for
+	// nothing (fosite itself would only refuse when it issues the code).
+	if ar.GetClient().IsPublic() {
+		form := ar.GetRequestForm()
+		if form.Get("code_challenge") == "" {
+			return fosite.ErrInvalidRequest.WithHint("Clients must include a code_challenge when performing the authorize code flow, but it is missing.")
+		}
+		if form.Get("code_challenge_method") != "S256" {
+			return fosite.ErrInvalidRequest.WithHint("Public clients must use the code_challenge_method S256.")
+		}
+	}
 	for _, p := range strings.Fields(ar.GetRequestForm().Get("prompt")) {
 		if p == "none" {
 			return fosite.ErrLoginRequired.WithHint("pvauth cannot authenticate the user without showing the login page.")
@@ -346,12 +366,6 @@ func (h *Handler) token(w http.ResponseWriter, r *http.Request, _ httprouter.Par
 	ctx := r.Context()
 	p := h.provider()
 	sess := &session.Session{}
-	// pvauth's own first-party clients refresh through /api/v1/auth/refresh, which also
-	// checks the identity and returns the file signature; they have no business here.
-	if id, _, ok := r.BasicAuth(); (ok && strings.HasPrefix(id, "pvauth-")) || strings.HasPrefix(r.PostFormValue("client_id"), "pvauth-") {
-		writeOAuthError(w, http.StatusUnauthorized, "invalid_client", "This client cannot use the token endpoint.")
-		return
-	}
 	// RFC 6749 §5.2: a grant type pvauth does not serve here (the internal self-service
 	// grant included) is unsupported_grant_type, decided before any grant handler runs.
 	if g := r.PostFormValue("grant_type"); g != "" && !tokenGrants[g] {
@@ -361,6 +375,14 @@ func (h *Handler) token(w http.ResponseWriter, r *http.Request, _ httprouter.Par
 	ar, err := p.NewAccessRequest(ctx, r, sess)
 	if err != nil {
 		p.WriteAccessError(ctx, w, ar, err)
+		return
+	}
+	// pvauth's own first-party clients refresh through /api/v1/auth/refresh, which also
+	// checks the identity and returns the file signature; they have no business here.
+	// Decided on the client fosite authenticated (however its id was encoded), before
+	// any token is rotated or minted.
+	if session.IsFirstPartyClient(ar.GetClient().GetID()) {
+		writeOAuthError(w, http.StatusUnauthorized, "invalid_client", "This client cannot use the token endpoint.")
 		return
 	}
 	if ar.GetGrantTypes().ExactOne("client_credentials") {

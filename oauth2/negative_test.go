@@ -87,19 +87,40 @@ func TestAuthorizeErrors(t *testing.T) {
 		})
 
 		t.Run("missing PKCE for a public client", func(t *testing.T) {
-			// fosite checks PKCE when it issues the code, so the refusal comes at the end
-			// of the hand-off (as with Hydra), as an error redirect without a code.
+			// Refused at /oauth2/auth, before any login (API.md §4): an error redirect to
+			// the registered URI, no login challenge, no hand-off started.
 			conf := o.config(pub, "openid")
 			state := randomString(t)
-			tr := o.authorize(t, conf.AuthCodeURL(state, oauth2.SetAuthURLParam("nonce", randomString(t))), handoff{user: u})
-			if e := errorFrom(t, tr.Final, state); e != "invalid_request" {
-				t.Fatalf("error %q, want invalid_request: %s", e, tr.Final)
+			for name, extra := range map[string][]oauth2.AuthCodeOption{
+				"no code_challenge": nil,
+				"plain": {oauth2.SetAuthURLParam("code_challenge", oauth2.GenerateVerifier()),
+					oauth2.SetAuthURLParam("code_challenge_method", "plain")},
+				"no method (plain by default)": {oauth2.SetAuthURLParam("code_challenge", oauth2.GenerateVerifier())},
+			} {
+				opts := append([]oauth2.AuthCodeOption{oauth2.SetAuthURLParam("nonce", randomString(t))}, extra...)
+				loc := redirect(t, o.get(t, conf.AuthCodeURL(state, opts...)), callbackURL)
+				if e := errorFrom(t, loc, state); e != "invalid_request" {
+					t.Fatalf("%s: error %q, want invalid_request: %s", name, e, loc)
+				}
 			}
-			// plain is not allowed either.
-			tr = o.authorize(t, conf.AuthCodeURL(state, oauth2.SetAuthURLParam("nonce", randomString(t)),
-				oauth2.SetAuthURLParam("code_challenge", oauth2.GenerateVerifier()), oauth2.SetAuthURLParam("code_challenge_method", "plain")), handoff{user: u})
-			if e := errorFrom(t, tr.Final, state); e != "invalid_request" {
-				t.Fatalf("plain PKCE: error %q, want invalid_request: %s", e, tr.Final)
+			// A confidential client may still omit PKCE: it reaches the login UI.
+			r := o.get(t, o.config(c, "openid").AuthCodeURL(state, oauth2.SetAuthURLParam("nonce", randomString(t))))
+			if loc := r.Header.Get("Location"); !strings.HasPrefix(loc, loginUIURL) {
+				t.Fatalf("confidential client without PKCE: %d %q", r.Status, loc)
+			}
+		})
+
+		t.Run("oversized authorization request", func(t *testing.T) {
+			a := newAuthRequest(t, o.config(c, "openid"))
+			r := o.get(t, a.URL+"&pad="+strings.Repeat("x", 8<<10))
+			if r.Header.Get("Location") != "" {
+				t.Fatalf("redirected: %s", r.Header.Get("Location"))
+			}
+			oauthError(t, r, http.StatusBadRequest, "invalid_request")
+			// Just under the limit is fine.
+			pad := 8<<10 - len(a.URL[strings.IndexByte(a.URL, '?')+1:]) - len("&pad=")
+			if r := o.get(t, a.URL+"&pad="+strings.Repeat("x", pad)); !strings.HasPrefix(r.Header.Get("Location"), loginUIURL) {
+				t.Fatalf("an 8 KiB query: %d %s", r.Status, r.Body)
 			}
 		})
 

@@ -80,10 +80,37 @@ func TestTokenBoundaries(t *testing.T) {
 		t.Fatalf("self-service token on /me: %d", r.Status)
 	}
 
-	// pvauth's first-party refresh tokens are not redeemable at /oauth2/token.
-	st, body = form(t, srv, "/oauth2/token", "", "", url.Values{"grant_type": {"refresh_token"}, "refresh_token": {self.RefreshToken}, "client_id": {session.ClientSelfService}})
-	if st != http.StatusUnauthorized || !strings.Contains(body, "invalid_client") {
-		t.Fatalf("self-service refresh at /oauth2/token: %d %s", st, body)
+	// pvauth's first-party refresh tokens are not redeemable at /oauth2/token, however
+	// the client id is spelled: the decision is on the client fosite authenticated.
+	refresh := url.Values{"grant_type": {"refresh_token"}, "refresh_token": {self.RefreshToken}}
+	with := func(k, v string) url.Values {
+		c := url.Values{}
+		for kk, vv := range refresh {
+			c[kk] = vv
+		}
+		c.Set(k, v)
+		return c
+	}
+	for name, try := range map[string]func() (int, string){
+		"form client_id": func() (int, string) {
+			return form(t, srv, "/oauth2/token", "", "", with("client_id", session.ClientSelfService))
+		},
+		"form, remember client": func() (int, string) {
+			return form(t, srv, "/oauth2/token", "", "", with("client_id", session.ClientSelfServiceRemember))
+		},
+		"basic":                  func() (int, string) { return form(t, srv, "/oauth2/token", session.ClientSelfService, "", refresh) },
+		"basic, percent-encoded": func() (int, string) { return form(t, srv, "/oauth2/token", "%70vauth-self-service", "", refresh) },
+		"basic, all percent-encoded": func() (int, string) {
+			return form(t, srv, "/oauth2/token", "%70%76%61%75%74%68-self-service", "", refresh)
+		},
+		"form, percent-encoded twice": func() (int, string) {
+			return form(t, srv, "/oauth2/token", "", "", with("client_id", "%70vauth-self-service"))
+		},
+	} {
+		st, body := try()
+		if st < 400 || st >= 500 || strings.Contains(body, "access_token") {
+			t.Fatalf("%s: self-service refresh at /oauth2/token: %d %s", name, st, body)
+		}
 	}
 	if _, _, err := srv.Registry.Tokens().Refresh(ctx, self.RefreshToken); err != nil {
 		t.Fatalf("the refresh token should still be unused: %v", err)
@@ -107,5 +134,21 @@ func TestDeletedClientStopsAtOnce(t *testing.T) {
 	}
 	if st, body := form(t, srv, "/oauth2/token", c.ClientID, c.ClientSecret, v); st != http.StatusUnauthorized {
 		t.Fatalf("deleted client got a token: %d %s", st, body)
+	}
+}
+
+// Client ids are never all digits: a client acting for itself is the sub of its tokens.
+func TestClientIDNotAllDigits(t *testing.T) {
+	srv := testserver.Start(t, "memory", nil)
+	for _, id := range []string{"5", "0042", "12345678901234567890"} {
+		r := srv.Admin(t, http.MethodPost, "/admin/clients", map[string]any{"client_id": id, "client_name": "svc",
+			"grant_types": []string{"client_credentials"}, "scope": "load"})
+		if r.Status != http.StatusBadRequest || !strings.Contains(string(r.Body), "client_id") {
+			t.Fatalf("client id %q: %d %s", id, r.Status, r.Body)
+		}
+	}
+	if r := srv.Admin(t, http.MethodPost, "/admin/clients", map[string]any{"client_id": "svc-5", "client_name": "svc",
+		"grant_types": []string{"client_credentials"}, "scope": "load"}); r.Status != http.StatusCreated {
+		t.Fatalf("client id svc-5: %d %s", r.Status, r.Body)
 	}
 }

@@ -20,6 +20,11 @@ const (
 	ClientSelfServiceRemember = "pvauth-self-service-remember"
 )
 
+// IsFirstPartyClient reports whether id is one of pvauth's own self-service clients.
+func IsFirstPartyClient(id string) bool {
+	return id == ClientSelfService || id == ClientSelfServiceRemember
+}
+
 // Scopes granted to self-service sessions.
 var selfServiceScopes = []string{"offline_access"}
 

@@ -166,7 +166,7 @@ var ErrNotSelfService = x.ErrForbidden.WithMessage("This endpoint needs a token 
 
 // IsSelfService reports whether a principal comes from a pvauth self-service login.
 func (p *Principal) IsSelfService() bool {
-	return p.ClientID == ClientSelfService || p.ClientID == ClientSelfServiceRemember
+	return IsFirstPartyClient(p.ClientID)
 }
 
 // RequireUser authenticates a bearer access token of a self-service login before calling next.
