@@ -229,4 +229,6 @@ type Flow struct {
 	State            string     `db:"state"`
 	ExpiresAt        time.Time  `db:"expires_at"`
 	CreatedAt        time.Time  `db:"created_at"`
+	// BrowserHash is the SHA-256 of the binding cookie of the browser that started it.
+	BrowserHash string `db:"browser_hash"`
 }

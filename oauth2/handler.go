@@ -2,6 +2,8 @@ package oauth2
 
 import (
 	"context"
+	"crypto/subtle"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"net/http"
@@ -37,9 +39,6 @@ const (
 	RouteAdminClients  = "/admin/clients"
 	RouteAdminClient   = "/admin/clients/:id"
 )
-
-// FlowTTL is how long a login and consent hand-off may take.
-const FlowTTL = 15 * time.Minute
 
 type handlerDeps interface {
 	Config() *config.Config
@@ -104,26 +103,109 @@ func (h *Handler) authorize(w http.ResponseWriter, r *http.Request, _ httprouter
 		writeOAuthError(w, http.StatusBadRequest, "invalid_request", "The authorization request is larger than 8 KiB.")
 		return
 	}
-	ar, err := p.NewAuthorizeRequest(ctx, r)
-	if err != nil {
-		p.WriteAuthorizeError(ctx, w, ar, err)
-		return
+	if r.Method == http.MethodPost {
+		_ = r.ParseForm()
 	}
 	q := r.URL.Query()
 	if r.Method == http.MethodPost {
 		q = r.Form
 	}
+	// A return leg continues the request stored at the start: what its URL says is not
+	// trusted (it may have been edited), so it is not even parsed unless needed.
 	switch {
 	case q.Get("consent_verifier") != "":
-		h.finishAuthorize(w, r, ar, q.Get("consent_verifier"))
+		h.returnLeg(w, r, q, "consent_verifier", q.Get("consent_verifier"))
+		return
 	case q.Get("login_verifier") != "":
-		h.afterLogin(w, r, ar, q.Get("login_verifier"))
-	default:
-		if err := precheck(ar); err != nil {
-			p.WriteAuthorizeError(ctx, w, ar, err)
-			return
+		h.returnLeg(w, r, q, "login_verifier", q.Get("login_verifier"))
+		return
+	}
+	ar, err := p.NewAuthorizeRequest(ctx, r)
+	if err != nil {
+		p.WriteAuthorizeError(ctx, w, ar, err)
+		return
+	}
+	if err := precheck(ar); err != nil {
+		p.WriteAuthorizeError(ctx, w, ar, err)
+		return
+	}
+	h.startLogin(w, r, ar, q)
+}
+
+// BindingCookie binds an OAuth2 hand-off to the browser that started it, so a leaked
+// login or consent verifier URL is worth nothing in another browser.
+const BindingCookie = "pvauth_oauth2_binding"
+
+// bindBrowser (re)sets the browser's binding cookie and returns the hash a new flow
+// stores. One value serves every hand-off of the browser (several tabs at once).
+func (h *Handler) bindBrowser(w http.ResponseWriter, r *http.Request) string {
+	v := ""
+	if c, err := r.Cookie(BindingCookie); err == nil && len(c.Value) == 43 {
+		if _, err := base64.RawURLEncoding.DecodeString(c.Value); err == nil {
+			v = c.Value
 		}
-		h.startLogin(w, r, ar, q)
+	}
+	if v == "" {
+		v = newSecret()
+	}
+	http.SetCookie(w, &http.Cookie{
+		Name: BindingCookie, Value: v, Path: "/oauth2/", HttpOnly: true, SameSite: http.SameSiteLaxMode,
+		Secure: !strings.HasPrefix(h.issuer(), "http://"), MaxAge: int(h.flowTTL().Seconds()),
+	})
+	return x.SHA256Hex(v)
+}
+
+// sameBrowser reports whether r comes from the browser that started f.
+func sameBrowser(r *http.Request, f *Flow) bool {
+	c, err := r.Cookie(BindingCookie)
+	if err != nil || f.BrowserHash == "" {
+		return false
+	}
+	return subtle.ConstantTimeCompare([]byte(x.SHA256Hex(c.Value)), []byte(f.BrowserHash)) == 1
+}
+
+func (h *Handler) flowTTL() time.Duration { return h.d.Config().TTL.OAuth2Flow }
+
+// returnLeg continues a hand-off when the browser comes back with a verifier. The code is
+// issued for the request stored at the start (redirect_uri, state, nonce, scope,
+// code_challenge), never for what the return URL says, and only to the browser that
+// started it. The return URL is parsed only to answer a verifier that names no flow of
+// its client (fosite checks its redirect_uri against that client's registration).
+func (h *Handler) returnLeg(w http.ResponseWriter, r *http.Request, q url.Values, column, verifier string) {
+	ctx := r.Context()
+	p := h.provider()
+	f, err := h.d.OAuth2Persister().GetFlowBy(ctx, column, x.SHA256Hex(verifier))
+	if err != nil || f.ClientID != q.Get("client_id") {
+		ar, perr := p.NewAuthorizeRequest(ctx, r)
+		switch {
+		case perr != nil:
+			p.WriteAuthorizeError(ctx, w, ar, perr)
+		case err != nil && !errors.Is(err, ErrFlowNotFound):
+			p.WriteAuthorizeError(ctx, w, ar, fosite.ErrServerError.WithWrap(err))
+		default:
+			p.WriteAuthorizeError(ctx, w, ar, fosite.ErrAccessDenied.WithHint("The login or consent verifier is invalid, used or expired."))
+		}
+		return
+	}
+	stored := r.Clone(ctx)
+	stored.Method, stored.Body, stored.Form, stored.PostForm = http.MethodGet, http.NoBody, nil, nil
+	stored.Header = r.Header.Clone()
+	stored.Header.Del("Content-Type")
+	stored.URL = &url.URL{Path: r.URL.Path, RawQuery: f.RequestQuery}
+	orig, err := p.NewAuthorizeRequest(ctx, stored)
+	if err != nil {
+		// The client changed since (a redirect URI removed): nothing can be trusted.
+		writeOAuthError(w, http.StatusForbidden, "invalid_request", "The authorization request of this login can no longer be completed.")
+		return
+	}
+	if !sameBrowser(r, f) {
+		p.WriteAuthorizeError(ctx, w, orig, fosite.ErrInvalidRequest.WithHint("The login must be completed in the browser that started it."))
+		return
+	}
+	if column == "login_verifier" {
+		h.afterLogin(w, r, orig, verifier)
+	} else {
+		h.finishAuthorize(w, r, orig, verifier)
 	}
 }
 
@@ -176,7 +258,7 @@ func (h *Handler) startLogin(w http.ResponseWriter, r *http.Request, ar fosite.A
 	f := &Flow{
 		ID: uuid.NewString(), ClientID: ar.GetClient().GetID(), RequestQuery: originalQuery(q),
 		RequestedScope: strings.Join(ar.GetRequestedScopes(), " "), LoginChallenge: x.SHA256Hex(challenge),
-		AMR: "[]", State: FlowLogin, ExpiresAt: time.Now().Add(FlowTTL),
+		AMR: "[]", State: FlowLogin, ExpiresAt: time.Now().Add(h.flowTTL()), BrowserHash: h.bindBrowser(w, r),
 	}
 	if err := h.d.OAuth2Persister().CreateFlow(ctx, f); err != nil {
 		h.provider().WriteAuthorizeError(ctx, w, ar, fosite.ErrServerError.WithWrap(err))

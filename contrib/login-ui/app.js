@@ -5,7 +5,7 @@
   'use strict';
 
   const API = '/api/v1/auth';
-  // An OAuth2 login or consent request lives 15 minutes on the server (oauth2.FlowTTL).
+  // An OAuth2 login or consent request lives 15 minutes on the server (ttl.oauth2_flow).
   const HANDOFF_TTL_MS = 15 * 60 * 1000;
 
   // ---- small helpers --------------------------------------------------------------

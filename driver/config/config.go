@@ -97,6 +97,8 @@ type TTL struct {
 	Confirmation           time.Duration `mapstructure:"confirmation"`
 	WebAuthnSession        time.Duration `mapstructure:"webauthn_session"`
 	ConfirmationReceipt    time.Duration `mapstructure:"confirmation_receipt"`
+	// OAuth2Flow is how long an OAuth2 login and consent hand-off may take.
+	OAuth2Flow time.Duration `mapstructure:"oauth2_flow"`
 }
 
 type Tokens struct {

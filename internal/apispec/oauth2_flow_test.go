@@ -311,15 +311,18 @@ func (f *flow) oauth2() {
 	if q := f.callback(srv.Public(t, "GET", "/oauth2/auth?"+bad.query.Encode(), "", nil), bad); q.Get("error") != "invalid_state" {
 		t.Errorf("an authorization request with a short state: %v", q)
 	}
-	// Without PKCE a public client's request fails, but only once login and consent are
-	// done: fosite runs the PKCE check when it issues the code.
+	// Without PKCE a public client's request is refused at once, before any login: an
+	// error redirect to the client (API.md §4).
 	bad = newAuthRequest(spa.ClientID, 0)
 	bad.query.Del("code_challenge")
 	bad.query.Del("code_challenge_method")
-	cch := f.consentChallenge(f.acceptLogin(f.start(bad), carolTS.AccessToken))
-	if q := f.decide("/api/v1/auth/oauth2/consent/accept", carolTS.AccessToken, map[string]any{"consentChallenge": cch, "grantScope": []string{"openid"}}, bad); q.Get("error") != "invalid_request" || q.Get("code") != "" {
+	if q := f.callback(srv.Public(t, "GET", "/oauth2/auth?"+bad.query.Encode(), "", nil), bad); q.Get("error") != "invalid_request" || q.Get("code") != "" {
 		t.Errorf("an authorization request without PKCE: %v", q)
 	}
+	// A query over 8 KiB is invalid_request, and no hand-off is stored.
+	bad = newAuthRequest(spa.ClientID, 0)
+	bad.query.Set("pad", strings.Repeat("p", 8<<10))
+	f.expect(srv.Public(t, "GET", "/oauth2/auth?"+bad.query.Encode(), "", nil), 400)
 
 	// The hand-off: login, consent, code, tokens.
 	a := newAuthRequest(spa.ClientID, 1)
@@ -339,7 +342,7 @@ func (f *flow) oauth2() {
 	f.expect(srv.Public(t, "POST", "/api/v1/auth/oauth2/login/accept", "", map[string]string{"loginChallenge": lc}), 401)
 	f.expect(srv.Public(t, "POST", "/api/v1/auth/oauth2/login/accept", carolTS.AccessToken, map[string]string{}), 400)
 	f.expect(srv.Public(t, "POST", "/api/v1/auth/oauth2/login/accept", carolTS.AccessToken, map[string]string{"loginChallenge": "unknown"}), 404)
-	cch = f.consentChallenge(f.acceptLogin(lc, carolTS.AccessToken))
+	cch := f.consentChallenge(f.acceptLogin(lc, carolTS.AccessToken))
 	f.expect(srv.Public(t, "POST", "/api/v1/auth/oauth2/login/accept", carolTS.AccessToken, map[string]string{"loginChallenge": lc}), 404) // used
 
 	var consent struct {

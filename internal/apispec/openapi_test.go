@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/cookiejar"
 	"net/http/httptest"
 	"net/url"
 	"regexp"
@@ -199,6 +200,8 @@ func TestFlowMatchesDocument(t *testing.T) {
 	srv.Client = apispec.NewValidatingClient(t, doc, srv.PublicURL, srv.AdminURL)
 	// Redirects (the OAuth2 authorization endpoint) are checked, not followed.
 	srv.Client.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	// The OAuth2 hand-off is bound to the browser that started it (a cookie).
+	srv.Client.Jar, _ = cookiejar.New(nil)
 	f := &flow{t: t, srv: srv}
 
 	// Identities.

@@ -114,14 +114,14 @@ func (p *Persister) DeleteClient(ctx context.Context, id string) error {
 	})
 }
 
-const flowColumns = "id, client_id, request_query, requested_scope, login_challenge, login_verifier, consent_challenge, consent_verifier, identity_id, amr, auth_time, granted_scope, state, expires_at, created_at"
+const flowColumns = "id, client_id, request_query, requested_scope, login_challenge, login_verifier, consent_challenge, consent_verifier, identity_id, amr, auth_time, granted_scope, state, expires_at, created_at, browser_hash"
 
 func (p *Persister) CreateFlow(ctx context.Context, f *oauth2.Flow) error {
 	f.CreatedAt = now()
 	f.ExpiresAt = dbExpiry(f.ExpiresAt)
-	return p.Connection(ctx).RawQuery("INSERT INTO oauth2_flows ("+flowColumns+") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+	return p.Connection(ctx).RawQuery("INSERT INTO oauth2_flows ("+flowColumns+") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
 		f.ID, f.ClientID, f.RequestQuery, f.RequestedScope, f.LoginChallenge, f.LoginVerifier, f.ConsentChallenge, f.ConsentVerifier,
-		f.IdentityID, f.AMR, f.AuthTime, f.GrantedScope, f.State, f.ExpiresAt, f.CreatedAt).Exec()
+		f.IdentityID, f.AMR, f.AuthTime, f.GrantedScope, f.State, f.ExpiresAt, f.CreatedAt, f.BrowserHash).Exec()
 }
 
 var flowLookupColumns = map[string]bool{"login_challenge": true, "login_verifier": true, "consent_challenge": true, "consent_verifier": true}

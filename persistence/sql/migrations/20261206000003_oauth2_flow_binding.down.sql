@@ -1,0 +1,1 @@
+ALTER TABLE oauth2_flows DROP COLUMN browser_hash;
