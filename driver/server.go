@@ -101,6 +101,9 @@ func newServer(h http.Handler) *http.Server {
 // gracefully: in-flight requests finish (up to 30 s), then the audit queue is flushed.
 func (r *Registry) Serve(ctx context.Context, publicLn, adminLn net.Listener) error {
 	pub, adm := newServer(r.PublicHandler()), newServer(r.AdminHandler())
+	// Event streams never finish by themselves: end them when shutdown begins, or they
+	// would hold it until its deadline.
+	pub.RegisterOnShutdown(r.confirm.Shutdown)
 	g, gctx := errgroup.WithContext(ctx)
 	serve := func(name string, s *http.Server, ln net.Listener) {
 		g.Go(func() error {

@@ -38,9 +38,9 @@ type Config struct {
 	Security  Security  `mapstructure:"security"`
 	// Confirmations holds the confirmation.* keys.
 	Confirmations Confirmations `mapstructure:"confirmation"`
-	Push      Push      `mapstructure:"push"`
-	WebAuthn  WebAuthn  `mapstructure:"webauthn"`
-	Log       Log       `mapstructure:"log"`
+	Push          Push          `mapstructure:"push"`
+	WebAuthn      WebAuthn      `mapstructure:"webauthn"`
+	Log           Log           `mapstructure:"log"`
 
 	// Dev is set by `serve --dev`.
 	Dev bool `mapstructure:"-"`
