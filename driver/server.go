@@ -86,12 +86,20 @@ func (r *Registry) requireAPIKey(next http.Handler) http.Handler {
 	})
 }
 
+// The servers' read and write timeouts (variables so that tests can shorten them before
+// a server starts). A confirmation's event stream lifts both for itself through
+// http.ResponseController: it writes for as long as the confirmation is pending.
+var (
+	ReadTimeout  = 30 * time.Second
+	WriteTimeout = 60 * time.Second
+)
+
 func newServer(h http.Handler) *http.Server {
 	return &http.Server{
 		Handler:           h,
 		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       30 * time.Second,
-		WriteTimeout:      60 * time.Second,
+		ReadTimeout:       ReadTimeout,
+		WriteTimeout:      WriteTimeout,
 		IdleTimeout:       120 * time.Second,
 		MaxHeaderBytes:    64 << 10,
 	}

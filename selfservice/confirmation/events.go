@@ -3,6 +3,7 @@ package confirmation
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"log/slog"
 	"net/http"
 	"time"
@@ -38,10 +39,16 @@ func (h *Handler) events(w http.ResponseWriter, r *http.Request, ps httprouter.P
 		x.WriteError(w, r, err)
 		return
 	}
+	sub.Seen(c)
 	rc := http.NewResponseController(w)
-	// No read deadline: the request has no body, and an expiring read deadline would
-	// cancel the request's context in the middle of the stream.
-	_ = rc.SetReadDeadline(time.Time{})
+	// No read deadline: the request has no body, and the server's read deadline expiring
+	// under net/http's background read would cancel the request's context mid-stream.
+	// The write deadline moves with each write (the server's WriteTimeout would cut the
+	// stream). Both must be settable through every middleware's ResponseWriter.
+	if err := errors.Join(rc.SetReadDeadline(time.Time{}), rc.SetWriteDeadline(time.Now().Add(writeWindow))); err != nil {
+		x.WriteError(w, r, x.ErrInternal.WithCause(err))
+		return
+	}
 	hd := w.Header()
 	hd.Set("Content-Type", "text/event-stream")
 	hd.Set("Cache-Control", "no-store")

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pvpipe/pvauth/driver"
 	"github.com/pvpipe/pvauth/internal/testdb"
 	"github.com/pvpipe/pvauth/internal/testserver"
 )
@@ -233,6 +234,8 @@ func TestConfirmationEvents(t *testing.T) {
 			// client side of each connection).
 			runtime.GC()
 			before := runtime.NumGoroutine()
+			w0, _, _ := srv.Registry.Persister().PoolStats()
+			t.Logf("before: %d writer connections in use", w0.InUse)
 			const n = 20
 			var streams []*sseStream
 			for i := 0; i < n; i++ {
@@ -242,6 +245,13 @@ func TestConfirmationEvents(t *testing.T) {
 				streams = append(streams, s)
 			}
 			during := runtime.NumGoroutine()
+			// No database connection is held by an open stream (the poller may hold
+			// one for the moment of its query).
+			if w, rd, _ := srv.Registry.Persister().PoolStats(); w.InUse+rd.InUse > 1 {
+				t.Errorf("%d streams hold %d database connections", n, w.InUse+rd.InUse)
+			} else {
+				t.Logf("%d streams open: %d writer + %d reader connections in use", n, w.InUse, rd.InUse)
+			}
 			per := float64(during-before) / n
 			t.Logf("%d streams: %d goroutines before, %d during (%.1f per stream, client side included)", n, before, during, per)
 			// Server: the connection's goroutine and net/http's background reader;
@@ -254,4 +264,95 @@ func TestConfirmationEvents(t *testing.T) {
 			}
 		})
 	})
+}
+
+// A stream outlives the server's read and write timeouts (shortened here to 1 s): it
+// lifts them for itself, keeps sending heartbeats and still delivers the final status.
+func TestConfirmationEventsOutliveServerTimeouts(t *testing.T) {
+	rt, wt := driver.ReadTimeout, driver.WriteTimeout
+	t.Cleanup(func() { driver.ReadTimeout, driver.WriteTimeout = rt, wt }) // after the server stops
+	driver.ReadTimeout, driver.WriteTimeout = time.Second, time.Second
+	srv, _ := ctPushServer(t, "memory", nil)
+	srv.Registry.ConfirmationService().SetHeartbeatInterval(300 * time.Millisecond)
+	u := ctNewUser(t, srv)
+	d := ctNewDevice(t, srv, u, false)
+	c := ctInit(t, srv, u, "transfer_money", nil)
+	s := ctEvents(t, srv, u.JWT, ctStr(c["confirmationId"]))
+	if ev := s.next(t, time.Second); ev.Data["status"] != "pending" {
+		t.Fatalf("first event %+v", ev)
+	}
+	deadline := time.After(2500 * time.Millisecond)
+	comments := 0
+wait:
+	for {
+		select {
+		case ev := <-s.C:
+			if ev.EOF {
+				t.Fatalf("the stream ended after %d heartbeats, within the shortened server timeouts", comments)
+			}
+			if ev.Comment != "" {
+				comments++
+			}
+		case <-deadline:
+			break wait
+		}
+	}
+	if comments < 5 {
+		t.Errorf("%d heartbeats in 2.5 s at 300 ms", comments)
+	}
+	ctWant(t, "verify", ctVerify(t, srv, u, ctStr(c["confirmationId"]), d, ctSign(t, d.Key, ctStr(c["challenge"]))), 200)
+	if ev := s.next(t, time.Second); ev.Data["status"] != "approved" {
+		t.Errorf("after 2.5 s: %+v, want approved", ev)
+	}
+}
+
+// Service.Wait is the Go way to the outcome (what a CIBA grant will use): it returns when
+// the confirmation is decided, through any replica, or has expired.
+func TestConfirmationServiceWait(t *testing.T) {
+	srv, _ := ctPushServer(t, "memory", map[string]any{"ttl.confirmation": "2s"})
+	svc := srv.Registry.ConfirmationService()
+	u := ctNewUser(t, srv)
+	d := ctNewDevice(t, srv, u, false)
+	ctx := context.Background()
+
+	in, err := svc.Initiate(ctx, u.ID, "oauth2_login", json.RawMessage(`{"client":"x"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan string, 1)
+	go func() {
+		c, err := svc.Wait(ctx, u.ID, in.ID)
+		if err != nil {
+			got <- err.Error()
+			return
+		}
+		got <- c.Status
+	}()
+	time.Sleep(100 * time.Millisecond)
+	start := time.Now()
+	ctWant(t, "verify", ctVerify(t, srv, u, in.ID, d, ctSign(t, d.Key, in.Challenge)), 200)
+	select {
+	case s := <-got:
+		if s != "approved" {
+			t.Errorf("Wait: %s", s)
+		}
+		t.Logf("Wait returned %v after the approval", time.Since(start))
+	case <-time.After(time.Second):
+		t.Fatalf("Wait did not return within 1s of the approval")
+	}
+
+	in, err = svc.Initiate(ctx, u.ID, "oauth2_login", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := svc.Wait(ctx, u.ID, in.ID)
+	if err != nil || c.EffectiveStatus(time.Now()) != "expired" || time.Now().After(c.ExpiresAt.Add(time.Second)) {
+		t.Errorf("Wait on an unanswered confirmation: %+v %v", c, err)
+	}
+	tctx, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+	defer cancel()
+	in, _ = svc.Initiate(ctx, u.ID, "oauth2_login", nil)
+	if _, err := svc.Wait(tctx, u.ID, in.ID); err == nil {
+		t.Errorf("Wait ignored its context")
+	}
 }

@@ -28,6 +28,19 @@ type Subscription struct {
 // Close ends the subscription.
 func (s *Subscription) Close() { s.h.unsubscribe(s) }
 
+// Seen tells the hub which state of the confirmation the subscriber has read, so that
+// the poller's first look at it wakes nobody unless it has changed since. Without it the
+// first poll wakes every new subscriber, which would re-read all at once.
+func (s *Subscription) Seen(c *Confirmation) {
+	s.h.mu.Lock()
+	defer s.h.mu.Unlock()
+	// A version already known is kept: it may be older than c, and the subscribers that
+	// read it must still be woken when the poller sees the newer one.
+	if _, ok := s.h.seen[s.id]; !ok && s.h.subs[s.id] != nil {
+		s.h.seen[s.id] = Version{Status: c.Status, UpdatedAt: c.UpdatedAt}
+	}
+}
+
 // hub fans changes out to subscribers: a change made through this replica wakes them at
 // once (notify); one poller goroutine, running only while someone subscribes, catches
 // changes made through other replicas by comparing each watched row's status and
@@ -126,8 +139,8 @@ func (h *hub) poll() {
 					continue
 				}
 				if prev, seen := h.seen[id]; !seen || prev.Status != v.Status || !prev.UpdatedAt.Equal(v.UpdatedAt) {
-					// First sight wakes too: the stream may have read the row just
-					// before a change it has not seen; it re-reads and drops repeats.
+					// First sight (no subscriber said what it read) wakes too: the
+					// stream re-reads and drops repeats.
 					h.seen[id] = v
 					h.wakeLocked(id)
 				}

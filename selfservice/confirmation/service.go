@@ -390,6 +390,7 @@ func (s *Service) Wait(ctx context.Context, userID int64, id string) (*Confirmat
 		if c.Final(time.Now()) {
 			return c, nil
 		}
+		sub.Seen(c)
 		t := time.NewTimer(time.Until(c.ExpiresAt))
 		select {
 		case <-ctx.Done():
