@@ -68,12 +68,16 @@ func (p *Persister) GetConfirmationVersions(ctx context.Context, ids []string) (
 
 func (p *Persister) DecideConfirmation(ctx context.Context, id, status string, deviceID, reason *string, at time.Time) (bool, error) {
 	var approvedAt *time.Time
+	// An approval also needs fewer than the allowed wrong match codes: one counted
+	// between the third wrong code and its rejection cannot slip an approval in.
+	maxFailures := int(^uint32(0) >> 1)
 	if status == confirmation.StatusApproved {
 		t := dbTime(at)
 		approvedAt = &t
+		maxFailures = confirmation.MaxMatchFailures
 	}
-	n, err := p.Connection(ctx).RawQuery("UPDATE confirmations SET status = ?, device_id = ?, reason = ?, approved_at = ?, updated_at = ? WHERE id = ? AND status = ? AND expires_at > ?",
-		status, deviceID, reason, approvedAt, dbTime(at), id, confirmation.StatusPending, dbTime(at)).ExecWithCount()
+	n, err := p.Connection(ctx).RawQuery("UPDATE confirmations SET status = ?, device_id = ?, reason = ?, approved_at = ?, updated_at = ? WHERE id = ? AND status = ? AND expires_at > ? AND match_failures < ?",
+		status, deviceID, reason, approvedAt, dbTime(at), id, confirmation.StatusPending, dbTime(at), maxFailures).ExecWithCount()
 	return n == 1, err
 }
 
