@@ -356,3 +356,19 @@ func TestConfirmationServiceWait(t *testing.T) {
 		t.Errorf("Wait ignored its context")
 	}
 }
+
+// Shutting the service down (the public server's shutdown hook) ends open streams at
+// once, so that a graceful shutdown does not wait for them.
+func TestConfirmationEventsEndOnShutdown(t *testing.T) {
+	srv, _ := ctPushServer(t, "memory", nil)
+	u := ctNewUser(t, srv)
+	c := ctInit(t, srv, u, "transfer_money", nil)
+	s := ctEvents(t, srv, u.JWT, ctStr(c["confirmationId"]))
+	if ev := s.next(t, time.Second); ev.Data["status"] != "pending" {
+		t.Fatalf("first event %+v", ev)
+	}
+	srv.Registry.ConfirmationService().Shutdown()
+	if ev := s.next(t, time.Second); !ev.EOF {
+		t.Errorf("after shutdown: %+v, want the end of the stream", ev)
+	}
+}
