@@ -259,6 +259,13 @@ func TestConfirmationEvents(t *testing.T) {
 			if per > 5.5 {
 				t.Errorf("%.1f goroutines per stream, want at most 5 (client side included)", per)
 			}
+			// Precisely: the goroutines running this package's code are the n requests'
+			// own and the hub's one poller.
+			handlers, pollers, others := ctConfirmationGoroutines()
+			t.Logf("goroutines in selfservice/confirmation: %d stream handlers, %d pollers, %d others", handlers, pollers, others)
+			if handlers != n || pollers > 1 || others != 0 {
+				t.Errorf("%d stream handlers, %d pollers, %d others; want %d, at most 1, 0", handlers, pollers, others, n)
+			}
 			for _, s := range streams {
 				s.Close()
 			}
@@ -371,4 +378,22 @@ func TestConfirmationEventsEndOnShutdown(t *testing.T) {
 	if ev := s.next(t, time.Second); !ev.EOF {
 		t.Errorf("after shutdown: %+v, want the end of the stream", ev)
 	}
+}
+
+// ctConfirmationGoroutines counts the goroutines whose stack runs selfservice/confirmation
+// code: event stream handlers, the hub's poller, and any other.
+func ctConfirmationGoroutines() (handlers, pollers, others int) {
+	buf := make([]byte, 8<<20)
+	buf = buf[:runtime.Stack(buf, true)]
+	for _, g := range strings.Split(string(buf), "\n\n") {
+		switch {
+		case strings.Contains(g, "confirmation.(*Handler).events"):
+			handlers++
+		case strings.Contains(g, "confirmation.(*hub).poll"):
+			pollers++
+		case strings.Contains(g, "pvauth/selfservice/confirmation.") && !strings.Contains(g, "confirmation_test."):
+			others++
+		}
+	}
+	return handlers, pollers, others
 }
