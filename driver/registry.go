@@ -17,6 +17,7 @@ import (
 
 	"github.com/pvpipe/pvauth/audit"
 	loginui "github.com/pvpipe/pvauth/contrib/login-ui"
+	"github.com/pvpipe/pvauth/devicekey"
 	"github.com/pvpipe/pvauth/driver/config"
 	"github.com/pvpipe/pvauth/identity"
 	"github.com/pvpipe/pvauth/metrics"
@@ -48,6 +49,8 @@ type Registry struct {
 	limiter    *ratelimit.Limiter
 	metrics    *metrics.Metrics
 	push       push.Sender
+	notifier   *devicekey.Notifier
+	confirm    *confirmation.Service
 
 	public *x.PublicRouter
 	admin  *x.AdminRouter
@@ -143,6 +146,9 @@ func New(ctx context.Context, cfg *config.Config, o Options) (*Registry, error) 
 		p.Close()
 		return nil, err
 	}
+
+	r.notifier = devicekey.NewNotifier(p, r.box, r.push, r.audit)
+	r.confirm = confirmation.NewService(r)
 
 	pw := password.NewHandler(r)
 	r.tokens.PendingCheck = pw.PendingCheck
@@ -259,7 +265,10 @@ func (r *Registry) RateLimiter() *ratelimit.Limiter            { return r.limite
 func (r *Registry) Metrics() *metrics.Metrics                  { return r.metrics }
 func (r *Registry) SessionRevoker() identity.SessionRevoker    { return r.tokens }
 func (r *Registry) PasskeyPersister() passkey.Persister        { return r.persister }
-func (r *Registry) DevicePersister() biometric.Persister       { return r.persister }
+func (r *Registry) DevicePersister() devicekey.Persister       { return r.persister }
+func (r *Registry) BiometricPersister() biometric.Persister    { return r.persister }
+func (r *Registry) DeviceNotifier() *devicekey.Notifier        { return r.notifier }
+func (r *Registry) ConfirmationService() *confirmation.Service { return r.confirm }
 func (r *Registry) ConfirmationPersister() confirmation.Persister {
 	return r.persister
 }

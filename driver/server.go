@@ -105,12 +105,20 @@ func (r *Registry) requireAPIKey(next http.Handler) http.Handler {
 	})
 }
 
+// The servers' read and write timeouts (variables so that tests can shorten them before
+// a server starts). A confirmation's event stream lifts both for itself through
+// http.ResponseController: it writes for as long as the confirmation is pending.
+var (
+	ReadTimeout  = 30 * time.Second
+	WriteTimeout = 60 * time.Second
+)
+
 func newServer(h http.Handler) *http.Server {
 	return &http.Server{
 		Handler:           h,
 		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       30 * time.Second,
-		WriteTimeout:      60 * time.Second,
+		ReadTimeout:       ReadTimeout,
+		WriteTimeout:      WriteTimeout,
 		IdleTimeout:       120 * time.Second,
 		MaxHeaderBytes:    64 << 10,
 	}
@@ -120,6 +128,9 @@ func newServer(h http.Handler) *http.Server {
 // gracefully: in-flight requests finish (up to 30 s), then the audit queue is flushed.
 func (r *Registry) Serve(ctx context.Context, publicLn, adminLn net.Listener) error {
 	pub, adm := newServer(r.PublicHandler()), newServer(r.AdminHandler())
+	// Event streams never finish by themselves: end them when shutdown begins, or they
+	// would hold it until its deadline.
+	pub.RegisterOnShutdown(r.confirm.Shutdown)
 	g, gctx := errgroup.WithContext(ctx)
 	serve := func(name string, s *http.Server, ln net.Listener) {
 		g.Go(func() error {

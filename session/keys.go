@@ -386,3 +386,17 @@ func PublicKeyPEM(k *Key) string {
 	}
 	return string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}))
 }
+
+// SignTyped signs claims as a JWT with the current access-token signing key (its kid in
+// the header, so the JWKS verifies it) and the header typ given: a token of another
+// type, such as a confirmation receipt, that no verifier can take for an access token.
+func (m *KeyManager) SignTyped(typ string, claims map[string]any) (string, error) {
+	k := m.Active()
+	if k == nil {
+		return "", errors.New("no active signing key")
+	}
+	tok := jwt.NewWithClaims(jose.SignatureAlgorithm(k.Alg), jwt.MapClaims(claims))
+	tok.Header["kid"] = k.KID
+	tok.Header["typ"] = typ
+	return tok.SignedString(k.Private)
+}

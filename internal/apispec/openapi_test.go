@@ -581,6 +581,10 @@ func (f *flow) devicesAndConfirmations(uid int64, at string) {
 		t.Errorf("admin view of an approved confirmation: %+v", adminView)
 	}
 	f.expect(srv.Admin(t, "GET", "/admin/confirmations/00000000-0000-4000-8000-000000000000", nil), 404)
+	// The asking service consumes the approval once.
+	f.expect(srv.Admin(t, "POST", "/admin/confirmations/"+c1.ConfirmationID+"/consume", nil), 200)
+	f.expect(srv.Admin(t, "POST", "/admin/confirmations/"+c1.ConfirmationID+"/consume", nil), 409)
+	f.expect(srv.Admin(t, "POST", "/admin/confirmations/00000000-0000-4000-8000-000000000000/consume", nil), 404)
 
 	var c2 struct {
 		ConfirmationID string `json:"confirmationId"`
@@ -588,6 +592,10 @@ func (f *flow) devicesAndConfirmations(uid int64, at string) {
 	f.expectData(srv.Public(t, "POST", "/api/v1/auth/confirmation/initiate", at, map[string]any{"actionType": "delete-files"}), 200, &c2)
 	f.expect(srv.Public(t, "POST", "/api/v1/auth/confirmation/"+c2.ConfirmationID+"/reject", at, map[string]string{"reason": "not me"}), 200)
 	f.expect(srv.Public(t, "POST", "/api/v1/auth/confirmation/"+c2.ConfirmationID+"/reject", at, nil), 409)
+	// The event stream of a decided confirmation: its final status, then the end.
+	f.expect(srv.Public(t, "GET", "/api/v1/auth/confirmation/"+c2.ConfirmationID+"/events", at, nil), 200)
+	f.expect(srv.Public(t, "GET", "/api/v1/auth/confirmation/00000000-0000-4000-8000-000000000000/events", at, nil), 404)
+	f.expect(srv.Admin(t, "POST", "/admin/confirmations/"+c2.ConfirmationID+"/consume", nil), 409)
 
 	// Device removal: by the user, and by an admin.
 	key2, spki2 := newDeviceKey(t)

@@ -4,10 +4,14 @@ import (
 	"context"
 	"time"
 
+	"github.com/pvpipe/pvauth/devicekey"
 	"github.com/pvpipe/pvauth/selfservice/biometric"
 )
 
-var _ biometric.Persister = (*Persister)(nil)
+var (
+	_ biometric.Persister = (*Persister)(nil)
+	_ devicekey.Persister = (*Persister)(nil)
+)
 
 const challengeColumns = "id, kind, identity_id, device_id, challenge_hash, device_name, device_type, device_fingerprint, key_algorithm, public_key, used_at, expires_at, created_at"
 
@@ -63,29 +67,29 @@ func (p *Persister) ConsumeDeviceChallenge(ctx context.Context, id string, at ti
 
 const deviceColumns = "id, identity_id, device_name, device_type, device_fingerprint, key_algorithm, public_key, fcm_token, is_active, last_used_at, created_at, updated_at"
 
-func (p *Persister) CreateDevice(ctx context.Context, d *biometric.Device) error {
+func (p *Persister) CreateDevice(ctx context.Context, d *devicekey.Device) error {
 	d.CreatedAt, d.UpdatedAt = now(), now()
 	d.IsActive = true
 	err := p.Connection(ctx).RawQuery("INSERT INTO devices ("+deviceColumns+") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
 		d.ID, d.UserID, d.DeviceName, d.DeviceType, d.DeviceFingerprint, d.KeyAlgorithm, d.PublicKey, d.FCMToken,
 		d.IsActive, d.LastUsedAt, d.CreatedAt, d.UpdatedAt).Exec()
 	if IsUniqueViolation(err) {
-		return biometric.ErrFingerprintTaken
+		return devicekey.ErrFingerprintTaken
 	}
 	return err
 }
 
 // deviceDest lists d's fields in the order of deviceColumns.
-func deviceDest(d *biometric.Device) []any {
+func deviceDest(d *devicekey.Device) []any {
 	return []any{&d.ID, &d.UserID, &d.DeviceName, &d.DeviceType, &d.DeviceFingerprint, &d.KeyAlgorithm, &d.PublicKey,
 		&d.FCMToken, &d.IsActive, &d.LastUsedAt, &d.CreatedAt, &d.UpdatedAt}
 }
 
-func (p *Persister) getDevice(ctx context.Context, where string, args ...any) (*biometric.Device, error) {
-	var d biometric.Device
+func (p *Persister) getDevice(ctx context.Context, where string, args ...any) (*devicekey.Device, error) {
+	var d devicekey.Device
 	err := p.getPrepared(ctx, "SELECT "+deviceColumns+" FROM devices WHERE "+where, args, deviceDest(&d)...)
 	if IsNotFound(err) {
-		return nil, biometric.ErrDeviceNotFound
+		return nil, devicekey.ErrDeviceNotFound
 	}
 	if err != nil {
 		return nil, err
@@ -94,7 +98,7 @@ func (p *Persister) getDevice(ctx context.Context, where string, args ...any) (*
 	return &d, nil
 }
 
-func normalizeDevice(d *biometric.Device) {
+func normalizeDevice(d *devicekey.Device) {
 	d.CreatedAt, d.UpdatedAt = d.CreatedAt.UTC(), d.UpdatedAt.UTC()
 	if d.LastUsedAt != nil {
 		t := d.LastUsedAt.UTC()
@@ -102,23 +106,23 @@ func normalizeDevice(d *biometric.Device) {
 	}
 }
 
-func (p *Persister) GetDevice(ctx context.Context, id string) (*biometric.Device, error) {
+func (p *Persister) GetDevice(ctx context.Context, id string) (*devicekey.Device, error) {
 	return p.getDevice(ctx, "id = ?", id)
 }
 
-func (p *Persister) FindActiveDeviceByFingerprint(ctx context.Context, fp string) (*biometric.Device, error) {
+func (p *Persister) FindActiveDeviceByFingerprint(ctx context.Context, fp string) (*devicekey.Device, error) {
 	// A literal TRUE, not a parameter, lets SQLite use the partial unique index.
 	return p.getDevice(ctx, "device_fingerprint = ? AND is_active = TRUE", fp)
 }
 
-func (p *Persister) ListDevices(ctx context.Context, identityID int64, activeOnly bool) ([]biometric.Device, error) {
+func (p *Persister) ListDevices(ctx context.Context, identityID int64, activeOnly bool) ([]devicekey.Device, error) {
 	q := "SELECT " + deviceColumns + " FROM devices WHERE identity_id = ?"
 	args := []any{identityID}
 	if activeOnly {
 		q += " AND is_active = ?"
 		args = append(args, true)
 	}
-	ds := []biometric.Device{}
+	ds := []devicekey.Device{}
 	if err := p.Connection(ctx).RawQuery(q+" ORDER BY created_at, id", args...).All(&ds); err != nil {
 		return nil, err
 	}
@@ -150,10 +154,10 @@ func (p *Persister) DeleteExpiredDeviceChallenges(ctx context.Context, before ti
 	return int64(n), err
 }
 
-func (p *Persister) GetLoginChallenge(ctx context.Context, id string) (*biometric.Challenge, *biometric.Device, *biometric.Owner, error) {
+func (p *Persister) GetLoginChallenge(ctx context.Context, id string) (*biometric.Challenge, *devicekey.Device, *biometric.Owner, error) {
 	var (
 		c biometric.Challenge
-		d biometric.Device
+		d devicekey.Device
 		o biometric.Owner
 	)
 	dest := append([]any{&c.ID, &c.Kind, &c.IdentityID, &c.DeviceID, &c.ChallengeHash, &c.DeviceName, &c.DeviceType,

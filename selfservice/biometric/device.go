@@ -1,35 +1,18 @@
 // Package biometric serves device keys: registration of a phone's public key by a signed
 // challenge, mobile login by signing a fresh challenge, device management and keygen.
+// What a device key is (model, key parsing, signature checks, pushes) lives in devicekey.
 package biometric
 
 import (
 	"context"
 	"errors"
 	"time"
-)
 
-// Device types.
-const (
-	TypeMobile  = "mobile"
-	TypeDesktop = "desktop"
-	TypeTablet  = "tablet"
+	"github.com/pvpipe/pvauth/devicekey"
 )
 
 // Device is a registered key of a user's device.
-type Device struct {
-	ID                string     `json:"id" db:"id"`
-	UserID            int64      `json:"userId" db:"identity_id"`
-	DeviceName        string     `json:"deviceName" db:"device_name"`
-	DeviceType        string     `json:"deviceType" db:"device_type"`
-	DeviceFingerprint string     `json:"deviceFingerprint" db:"device_fingerprint"`
-	KeyAlgorithm      string     `json:"keyAlgorithm" db:"key_algorithm"`
-	PublicKey         string     `json:"publicKey" db:"public_key"`
-	FCMToken          *string    `json:"fcmToken" db:"fcm_token"`
-	IsActive          bool       `json:"isActive" db:"is_active"`
-	LastUsedAt        *time.Time `json:"lastUsedAt" db:"last_used_at"`
-	CreatedAt         time.Time  `json:"createdAt" db:"created_at"`
-	UpdatedAt         time.Time  `json:"updatedAt" db:"updated_at"`
-}
+type Device = devicekey.Device
 
 // Challenge kinds.
 const (
@@ -61,15 +44,12 @@ type Owner struct {
 	State string
 }
 
-// Errors of the persister.
-var (
-	ErrDeviceNotFound    = errors.New("device not found")
-	ErrChallengeNotFound = errors.New("challenge not found")
-	ErrFingerprintTaken  = errors.New("fingerprint already registered")
-)
+// ErrChallengeNotFound is returned for unknown challenges.
+var ErrChallengeNotFound = errors.New("challenge not found")
 
 // Persister stores devices and their challenges.
 type Persister interface {
+	devicekey.Persister
 	CreateDeviceChallenge(ctx context.Context, c *Challenge) error
 	// CreateLoginChallenge stores c as a login challenge of the active device with this
 	// fingerprint, whose device and identity ids the stored row takes in the same
@@ -78,16 +58,6 @@ type Persister interface {
 	GetDeviceChallenge(ctx context.Context, id string) (*Challenge, error)
 	// ConsumeDeviceChallenge marks an unused, unexpired challenge used; false otherwise.
 	ConsumeDeviceChallenge(ctx context.Context, id string, now time.Time) (bool, error)
-	// CreateDevice inserts an active device; ErrFingerprintTaken when another active
-	// device has the fingerprint.
-	CreateDevice(ctx context.Context, d *Device) error
-	GetDevice(ctx context.Context, id string) (*Device, error)
-	FindActiveDeviceByFingerprint(ctx context.Context, fingerprint string) (*Device, error)
-	ListDevices(ctx context.Context, identityID int64, activeOnly bool) ([]Device, error)
-	// DeactivateDevice deactivates an active device of identityID; false if none.
-	DeactivateDevice(ctx context.Context, identityID int64, id string) (bool, error)
-	UpdateDeviceFCMToken(ctx context.Context, identityID int64, id string, encToken *string) (bool, error)
-	TouchDevice(ctx context.Context, id string, at time.Time) error
 	// GetLoginChallenge loads a login challenge with its device and the device owner's
 	// email and state in one read (the hot path of a biometric login).
 	GetLoginChallenge(ctx context.Context, id string) (*Challenge, *Device, *Owner, error)
@@ -96,5 +66,5 @@ type Persister interface {
 
 // PersisterProvider is implemented by the registry.
 type PersisterProvider interface {
-	DevicePersister() Persister
+	BiometricPersister() Persister
 }

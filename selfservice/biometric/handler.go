@@ -5,10 +5,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
-	"crypto/sha256"
 	"crypto/x509"
-	"encoding/base64"
-	"encoding/hex"
 	"encoding/pem"
 	"errors"
 	"net/http"
@@ -20,10 +17,10 @@ import (
 	"github.com/julienschmidt/httprouter"
 
 	"github.com/pvpipe/pvauth/audit"
+	"github.com/pvpipe/pvauth/devicekey"
 	"github.com/pvpipe/pvauth/driver/config"
 	"github.com/pvpipe/pvauth/identity"
 	"github.com/pvpipe/pvauth/ratelimit"
-	"github.com/pvpipe/pvauth/selfservice/password"
 	"github.com/pvpipe/pvauth/session"
 	"github.com/pvpipe/pvauth/x"
 	"github.com/pvpipe/pvauth/x/secretbox"
@@ -47,9 +44,9 @@ const (
 // Messages the seed clients match on (API.md §1).
 var (
 	ErrSessionExpired    = x.ErrBadRequest.WithMessage("Session expired or not found")
-	ErrDeviceInactive    = x.ErrNotFound.WithMessage("Device not found or inactive")
+	ErrDeviceInactive    = devicekey.ErrDeviceInactive
 	ErrAlreadyRegistered = x.ErrConflict.WithMessage("Device with this fingerprint is already registered")
-	ErrBadSignature      = x.ErrUnauthorized.WithMessage(ErrSignature.Error())
+	ErrBadSignature      = devicekey.ErrBadSignature
 	ErrKeygenDisabled    = x.ErrForbidden.WithMessage("Server-side key generation is disabled.")
 )
 
@@ -60,6 +57,7 @@ type handlerDeps interface {
 	session.TokensProvider
 	audit.LoggerProvider
 	ratelimit.LimiterProvider
+	devicekey.NotifierProvider
 	Cipher() *secretbox.Box
 }
 
@@ -88,31 +86,6 @@ func (h *Handler) RegisterAdminRoutes(r *x.AdminRouter) {
 	r.DELETE(RouteAdminDevices, h.adminDeleteDevices)
 }
 
-// NewChallenge returns 32 random bytes as standard base64, and the hex SHA-256 that is
-// stored (and is the digest the signature is checked against).
-func NewChallenge() (string, string, error) {
-	b := make([]byte, 32)
-	if _, err := rand.Read(b); err != nil {
-		return "", "", err
-	}
-	sum := sha256.Sum256(b)
-	return base64.StdEncoding.EncodeToString(b), hex.EncodeToString(sum[:]), nil
-}
-
-// VerifyChallenge checks signedChallenge (base64) over the challenge whose SHA-256 (hex)
-// was stored, with a device's stored key.
-func VerifyChallenge(publicKeyPEM, alg, challengeHash, signedChallenge string) error {
-	pub, _, err := ParsePublicKey(publicKeyPEM, alg)
-	if err != nil {
-		return ErrSignature
-	}
-	digest, err := hex.DecodeString(challengeHash)
-	if err != nil {
-		return ErrSignature
-	}
-	return VerifyEncoded(pub, alg, digest, signedChallenge)
-}
-
 type registerChallengeBody struct {
 	DeviceName        string `json:"deviceName"`
 	DeviceType        string `json:"deviceType"`
@@ -124,11 +97,11 @@ type registerChallengeBody struct {
 func (b *registerChallengeBody) Validate() error {
 	return x.FirstError(
 		x.Required("deviceName", b.DeviceName), x.MaxLen("deviceName", b.DeviceName, 255), noNUL("deviceName", b.DeviceName),
-		x.Required("deviceType", b.DeviceType), x.OneOf("deviceType", b.DeviceType, TypeMobile, TypeDesktop, TypeTablet),
+		x.Required("deviceType", b.DeviceType), x.OneOf("deviceType", b.DeviceType, devicekey.TypeMobile, devicekey.TypeDesktop, devicekey.TypeTablet),
 		x.Required("deviceFingerprint", b.DeviceFingerprint), x.MaxLen("deviceFingerprint", b.DeviceFingerprint, 255),
 		noNUL("deviceFingerprint", b.DeviceFingerprint),
 		x.Required("publicKey", b.PublicKey),
-		x.Required("keyAlgorithm", b.KeyAlgorithm), x.OneOf("keyAlgorithm", b.KeyAlgorithm, AlgES256, AlgRS256, AlgPS256),
+		x.Required("keyAlgorithm", b.KeyAlgorithm), x.OneOf("keyAlgorithm", b.KeyAlgorithm, devicekey.AlgES256, devicekey.AlgRS256, devicekey.AlgPS256),
 	)
 }
 
@@ -155,20 +128,20 @@ func (h *Handler) registerChallenge(w http.ResponseWriter, r *http.Request, _ ht
 		x.WriteError(w, r, err)
 		return
 	}
-	_, pemKey, err := ParsePublicKey(b.PublicKey, b.KeyAlgorithm)
+	_, pemKey, err := devicekey.ParsePublicKey(b.PublicKey, b.KeyAlgorithm)
 	if err != nil {
 		x.WriteError(w, r, x.ErrBadRequest.WithMessage(err.Error()))
 		return
 	}
-	if _, err := h.d.DevicePersister().FindActiveDeviceByFingerprint(ctx, b.DeviceFingerprint); err == nil {
+	if _, err := h.d.BiometricPersister().FindActiveDeviceByFingerprint(ctx, b.DeviceFingerprint); err == nil {
 		h.auditDevice(ctx, audit.TypeDeviceRegister, uid, "", audit.ResultFailure, "fingerprint already registered", nil)
 		x.WriteError(w, r, ErrAlreadyRegistered)
 		return
-	} else if !errors.Is(err, ErrDeviceNotFound) {
+	} else if !errors.Is(err, devicekey.ErrDeviceNotFound) {
 		x.WriteError(w, r, err)
 		return
 	}
-	chal, hash, err := NewChallenge()
+	chal, hash, err := devicekey.NewChallenge()
 	if err != nil {
 		x.WriteError(w, r, err)
 		return
@@ -179,7 +152,7 @@ func (h *Handler) registerChallenge(w http.ResponseWriter, r *http.Request, _ ht
 		KeyAlgorithm: &b.KeyAlgorithm, PublicKey: &pemKey,
 		ExpiresAt: time.Now().Add(h.d.Config().TTL.Challenge),
 	}
-	if err := h.d.DevicePersister().CreateDeviceChallenge(ctx, c); err != nil {
+	if err := h.d.BiometricPersister().CreateDeviceChallenge(ctx, c); err != nil {
 		x.WriteError(w, r, err)
 		return
 	}
@@ -205,7 +178,7 @@ func (h *Handler) challenge(ctx context.Context, id, kind string) (*Challenge, e
 	if _, err := uuid.Parse(id); err != nil {
 		return nil, ErrSessionExpired
 	}
-	c, err := h.d.DevicePersister().GetDeviceChallenge(ctx, id)
+	c, err := h.d.BiometricPersister().GetDeviceChallenge(ctx, id)
 	if errors.Is(err, ErrChallengeNotFound) {
 		return nil, ErrSessionExpired
 	} else if err != nil {
@@ -250,7 +223,7 @@ func (h *Handler) registerVerify(w http.ResponseWriter, r *http.Request, _ httpr
 		return
 	}
 	sigMeta := map[string]any{"step": "verify", "challengeHash": c.ChallengeHash, "signatureHash": audit.Hash(b.SignedChallenge), "sessionId": c.ID}
-	if err := VerifyChallenge(*c.PublicKey, *c.KeyAlgorithm, c.ChallengeHash, b.SignedChallenge); err != nil {
+	if err := devicekey.VerifyChallenge(*c.PublicKey, *c.KeyAlgorithm, c.ChallengeHash, b.SignedChallenge); err != nil {
 		h.auditDevice(ctx, audit.TypeDeviceRegister, uid, c.DeviceID, audit.ResultFailure, "signature verification failed", sigMeta)
 		x.WriteError(w, r, ErrBadSignature)
 		return
@@ -264,15 +237,15 @@ func (h *Handler) registerVerify(w http.ResponseWriter, r *http.Request, _ httpr
 		ID: c.DeviceID, UserID: uid, DeviceName: *c.DeviceName, DeviceType: *c.DeviceType,
 		DeviceFingerprint: *c.DeviceFingerprint, KeyAlgorithm: *c.KeyAlgorithm, PublicKey: *c.PublicKey,
 	}
-	err = persistTx(ctx, h.d.DevicePersister(), func(ctx context.Context) error {
-		ok, err := h.d.DevicePersister().ConsumeDeviceChallenge(ctx, c.ID, now)
+	err = persistTx(ctx, h.d.BiometricPersister(), func(ctx context.Context) error {
+		ok, err := h.d.BiometricPersister().ConsumeDeviceChallenge(ctx, c.ID, now)
 		if err != nil {
 			return err
 		}
 		if !ok {
 			return ErrSessionExpired
 		}
-		if err := h.d.DevicePersister().CreateDevice(ctx, d); errors.Is(err, ErrFingerprintTaken) {
+		if err := h.d.BiometricPersister().CreateDevice(ctx, d); errors.Is(err, devicekey.ErrFingerprintTaken) {
 			return ErrAlreadyRegistered
 		} else if err != nil {
 			return err
@@ -287,6 +260,7 @@ func (h *Handler) registerVerify(w http.ResponseWriter, r *http.Request, _ httpr
 		return
 	}
 	h.auditDevice(ctx, audit.TypeDeviceRegister, uid, d.ID, audit.ResultSuccess, "", sigMeta)
+	h.d.DeviceNotifier().AuthenticatorAdded(ctx, uid, devicekey.AuthenticatorDevice, d.ID, d.DeviceName, d.ID)
 	x.WriteData(w, http.StatusOK, registerResult{Success: true, DeviceID: d.ID, Device: h.view(d)})
 }
 
@@ -302,32 +276,14 @@ func persistTx(ctx context.Context, p any, fn func(ctx context.Context) error) e
 	return fn(ctx)
 }
 
-// view decrypts the FCM token for the device's owner.
+// view shows the FCM token in clear to the device's owner.
 func (h *Handler) view(d *Device) *Device {
 	v := *d
-	if d.FCMToken != nil {
-		if pt, err := h.d.Cipher().Open(*d.FCMToken, fcmAAD(d.ID)); err == nil {
-			s := string(pt)
-			v.FCMToken = &s
-		} else {
-			v.FCMToken = nil
-		}
+	v.FCMToken = nil
+	if tok := devicekey.DecryptFCMToken(h.d.Cipher(), d); tok != "" {
+		v.FCMToken = &tok
 	}
 	return &v
-}
-
-func fcmAAD(deviceID string) []byte { return []byte("fcm:" + deviceID) }
-
-// DecryptFCMToken returns a device's FCM token in clear ("" when none).
-func DecryptFCMToken(box *secretbox.Box, d *Device) string {
-	if d.FCMToken == nil {
-		return ""
-	}
-	pt, err := box.Open(*d.FCMToken, fcmAAD(d.ID))
-	if err != nil {
-		return ""
-	}
-	return string(pt)
 }
 
 func (h *Handler) views(ds []Device) []*Device {
@@ -344,7 +300,7 @@ func (h *Handler) listDevices(w http.ResponseWriter, r *http.Request, _ httprout
 		x.WriteError(w, r, err)
 		return
 	}
-	ds, err := h.d.DevicePersister().ListDevices(r.Context(), uid, true)
+	ds, err := h.d.BiometricPersister().ListDevices(r.Context(), uid, true)
 	if err != nil {
 		x.WriteError(w, r, err)
 		return
@@ -357,7 +313,7 @@ func (h *Handler) RemoveDevice(ctx context.Context, uid int64, deviceID string, 
 	if _, err := uuid.Parse(deviceID); err != nil {
 		return ErrDeviceInactive
 	}
-	ok, err := h.d.DevicePersister().DeactivateDevice(ctx, uid, deviceID)
+	ok, err := h.d.BiometricPersister().DeactivateDevice(ctx, uid, deviceID)
 	if err != nil {
 		return err
 	}
@@ -412,12 +368,12 @@ func (h *Handler) updateFCMToken(w http.ResponseWriter, r *http.Request, _ httpr
 		x.WriteError(w, r, ErrDeviceInactive)
 		return
 	}
-	enc, err := h.d.Cipher().Seal([]byte(b.FCMToken), fcmAAD(b.DeviceID))
+	enc, err := devicekey.SealFCMToken(h.d.Cipher(), b.DeviceID, b.FCMToken)
 	if err != nil {
 		x.WriteError(w, r, err)
 		return
 	}
-	ok, err := h.d.DevicePersister().UpdateDeviceFCMToken(r.Context(), uid, b.DeviceID, &enc)
+	ok, err := h.d.BiometricPersister().UpdateDeviceFCMToken(r.Context(), uid, b.DeviceID, &enc)
 	if err != nil {
 		x.WriteError(w, r, err)
 		return
@@ -458,7 +414,7 @@ func (h *Handler) mobileChallenge(w http.ResponseWriter, r *http.Request, _ http
 		x.WriteError(w, r, err)
 		return
 	}
-	chal, hash, err := NewChallenge()
+	chal, hash, err := devicekey.NewChallenge()
 	if err != nil {
 		x.WriteError(w, r, err)
 		return
@@ -466,7 +422,7 @@ func (h *Handler) mobileChallenge(w http.ResponseWriter, r *http.Request, _ http
 	// The device is looked up by the insert itself: one statement on the login path.
 	c := &Challenge{ID: uuid.NewString(), Kind: ChallengeLogin, ChallengeHash: hash,
 		ExpiresAt: time.Now().Add(h.d.Config().TTL.Challenge)}
-	ok, err := h.d.DevicePersister().CreateLoginChallenge(ctx, b.DeviceFingerprint, c)
+	ok, err := h.d.BiometricPersister().CreateLoginChallenge(ctx, b.DeviceFingerprint, c)
 	if err != nil {
 		x.WriteError(w, r, err)
 		return
@@ -501,7 +457,7 @@ func (h *Handler) mobileBiometric(w http.ResponseWriter, r *http.Request, _ http
 		return
 	}
 	// One read for the challenge, its device and the owner: this is the hot path.
-	c, d, owner, err := h.d.DevicePersister().GetLoginChallenge(ctx, b.SessionID)
+	c, d, owner, err := h.d.BiometricPersister().GetLoginChallenge(ctx, b.SessionID)
 	if errors.Is(err, ErrChallengeNotFound) {
 		x.WriteError(w, r, ErrSessionExpired)
 		return
@@ -510,7 +466,7 @@ func (h *Handler) mobileBiometric(w http.ResponseWriter, r *http.Request, _ http
 		return
 	}
 	meta := map[string]any{"challengeHash": c.ChallengeHash, "signatureHash": audit.Hash(b.SignedChallenge), "sessionId": c.ID}
-	if err := VerifyChallenge(d.PublicKey, d.KeyAlgorithm, c.ChallengeHash, b.SignedChallenge); err != nil {
+	if err := devicekey.VerifyChallenge(d.PublicKey, d.KeyAlgorithm, c.ChallengeHash, b.SignedChallenge); err != nil {
 		h.auditDevice(ctx, audit.TypeBiometricLogin, d.UserID, d.ID, audit.ResultFailure, "signature verification failed", meta)
 		x.WriteError(w, r, ErrBadSignature)
 		return
@@ -534,7 +490,7 @@ func (h *Handler) mobileBiometric(w http.ResponseWriter, r *http.Request, _ http
 	ts, err := h.d.Tokens().Issue(ctx, session.IssueRequest{
 		IdentityID: d.UserID, Email: owner.Email, AMR: []string{session.AMRHardware}, DeviceID: d.ID, RememberMe: b.RememberMe,
 		InTx: func(ctx context.Context) error {
-			ok, err := h.d.DevicePersister().ConsumeDeviceChallenge(ctx, c.ID, now)
+			ok, err := h.d.BiometricPersister().ConsumeDeviceChallenge(ctx, c.ID, now)
 			if err != nil {
 				return err
 			}
@@ -550,7 +506,7 @@ func (h *Handler) mobileBiometric(w http.ResponseWriter, r *http.Request, _ http
 	}
 	// lastUsedAt is for display: a minute's precision spares a write per login under load.
 	if d.LastUsedAt == nil || now.Sub(*d.LastUsedAt) >= time.Minute {
-		_ = h.d.DevicePersister().TouchDevice(ctx, d.ID, now)
+		_ = h.d.BiometricPersister().TouchDevice(ctx, d.ID, now)
 	}
 	meta["rememberMe"], meta["sessionFamily"] = b.RememberMe, ts.SessionID
 	h.auditDevice(ctx, audit.TypeBiometricLogin, d.UserID, d.ID, audit.ResultSuccess, "", meta)
@@ -579,7 +535,7 @@ func (h *Handler) mobileRefresh(w http.ResponseWriter, r *http.Request, _ httpro
 		x.WriteError(w, r, err)
 		return
 	}
-	ts, err := password.RefreshTokens(r.Context(), h.d, b.RefreshToken)
+	ts, err := session.RefreshTokens(r.Context(), h.d, b.RefreshToken)
 	if err != nil {
 		x.WriteError(w, r, err)
 		return
@@ -593,7 +549,7 @@ type keygenBody struct {
 }
 
 func (b *keygenBody) Validate() error {
-	return x.FirstError(x.Required("keyAlgorithm", b.KeyAlgorithm), x.OneOf("keyAlgorithm", b.KeyAlgorithm, AlgES256),
+	return x.FirstError(x.Required("keyAlgorithm", b.KeyAlgorithm), x.OneOf("keyAlgorithm", b.KeyAlgorithm, devicekey.AlgES256),
 		x.MaxLen("keyName", b.KeyName, 255))
 }
 
@@ -637,9 +593,9 @@ func (h *Handler) keygen(w http.ResponseWriter, r *http.Request, _ httprouter.Pa
 		x.WriteError(w, r, err)
 		return
 	}
-	h.auditDevice(r.Context(), "device.keygen", uid, "", audit.ResultSuccess, "", map[string]any{"keyAlgorithm": AlgES256})
+	h.auditDevice(r.Context(), "device.keygen", uid, "", audit.ResultSuccess, "", map[string]any{"keyAlgorithm": devicekey.AlgES256})
 	x.WriteData(w, http.StatusOK, keygenResult{
-		KeyAlgorithm: AlgES256, Curve: "P-256", KeyName: b.KeyName,
+		KeyAlgorithm: devicekey.AlgES256, Curve: "P-256", KeyName: b.KeyName,
 		PrivateKey: string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: priv})),
 		PublicKey:  string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pub})),
 	})
@@ -655,7 +611,7 @@ func (h *Handler) adminListDevices(w http.ResponseWriter, r *http.Request, ps ht
 		x.WriteError(w, r, err)
 		return
 	}
-	ds, err := h.d.DevicePersister().ListDevices(r.Context(), uid, false)
+	ds, err := h.d.BiometricPersister().ListDevices(r.Context(), uid, false)
 	if err != nil {
 		x.WriteError(w, r, err)
 		return

@@ -22,9 +22,9 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/pvpipe/pvauth/devicekey"
 	"github.com/pvpipe/pvauth/internal/testdb"
 	"github.com/pvpipe/pvauth/internal/testserver"
-	"github.com/pvpipe/pvauth/selfservice/biometric"
 	"github.com/pvpipe/pvauth/session"
 )
 
@@ -264,7 +264,7 @@ func mxSigner(t testing.TB, priv crypto.Signer, alg, sigEnc string, enc *base64.
 }
 
 func mxES256(t testing.TB, priv *ecdsa.PrivateKey) mxSignFunc {
-	return mxSigner(t, priv, biometric.AlgES256, "der", base64.StdEncoding)
+	return mxSigner(t, priv, devicekey.AlgES256, "der", base64.StdEncoding)
 }
 
 func mxPEM(t testing.TB, pub crypto.PublicKey) string { return ktPEM("PUBLIC KEY", ktMustDER(t, pub)) }
@@ -316,18 +316,18 @@ func TestMatrixKeyAlgorithmMismatch(t *testing.T) {
 	offCurve[64] ^= 1
 	ecPEM, rsaPEM := mxPEM(t, &k.ec.PublicKey), mxPEM(t, &k.rsa2048.PublicKey)
 	cases := []struct{ name, key, alg string }{
-		{"P-256 for RS256", ecPEM, biometric.AlgRS256},
-		{"P-256 for PS256", ecPEM, biometric.AlgPS256},
-		{"P-256 point for RS256", base64.StdEncoding.EncodeToString(pt), biometric.AlgRS256},
-		{"RSA-2048 for ES256", rsaPEM, biometric.AlgES256},
-		{"RSA PKCS#1 for ES256", ktPEM("RSA PUBLIC KEY", x509.MarshalPKCS1PublicKey(&k.rsa2048.PublicKey)), biometric.AlgES256},
-		{"P-384 for ES256", ktPEM("PUBLIC KEY", p384), biometric.AlgES256},
-		{"RSA-1024 for RS256", ktPEM("PUBLIC KEY", rsa1024), biometric.AlgRS256},
-		{"RSA-1024 for PS256", base64.StdEncoding.EncodeToString(rsa1024), biometric.AlgPS256},
-		{"ed25519 for ES256", mxPEM(t, k.ed), biometric.AlgES256},
-		{"point not on the curve", base64.StdEncoding.EncodeToString(offCurve), biometric.AlgES256},
-		{"garbage", "definitely not a key", biometric.AlgES256},
-		{"private key", ktPEM("PRIVATE KEY", mxPKCS8(t, k.ec)), biometric.AlgES256},
+		{"P-256 for RS256", ecPEM, devicekey.AlgRS256},
+		{"P-256 for PS256", ecPEM, devicekey.AlgPS256},
+		{"P-256 point for RS256", base64.StdEncoding.EncodeToString(pt), devicekey.AlgRS256},
+		{"RSA-2048 for ES256", rsaPEM, devicekey.AlgES256},
+		{"RSA PKCS#1 for ES256", ktPEM("RSA PUBLIC KEY", x509.MarshalPKCS1PublicKey(&k.rsa2048.PublicKey)), devicekey.AlgES256},
+		{"P-384 for ES256", ktPEM("PUBLIC KEY", p384), devicekey.AlgES256},
+		{"RSA-1024 for RS256", ktPEM("PUBLIC KEY", rsa1024), devicekey.AlgRS256},
+		{"RSA-1024 for PS256", base64.StdEncoding.EncodeToString(rsa1024), devicekey.AlgPS256},
+		{"ed25519 for ES256", mxPEM(t, k.ed), devicekey.AlgES256},
+		{"point not on the curve", base64.StdEncoding.EncodeToString(offCurve), devicekey.AlgES256},
+		{"garbage", "definitely not a key", devicekey.AlgES256},
+		{"private key", ktPEM("PRIVATE KEY", mxPKCS8(t, k.ec)), devicekey.AlgES256},
 	}
 	testdb.ForEach(t, func(t *testing.T, dsn string) {
 		srv := testserver.Start(t, dsn, nil)
@@ -368,10 +368,10 @@ func TestMatrixBadSignatures(t *testing.T) {
 		swapAlg string // a signature of the other RSA scheme
 	}
 	algs := []algCase{
-		{"ES256-der", biometric.AlgES256, k.ec, k.ec2, "der", ""},
-		{"ES256-raw", biometric.AlgES256, k.ec, k.ec2, "raw-r||s", ""},
-		{"RS256", biometric.AlgRS256, k.rsa2048, k.rsa2048b, "as-is", biometric.AlgPS256},
-		{"PS256", biometric.AlgPS256, k.rsa3072, k.rsa2048b, "as-is", biometric.AlgRS256},
+		{"ES256-der", devicekey.AlgES256, k.ec, k.ec2, "der", ""},
+		{"ES256-raw", devicekey.AlgES256, k.ec, k.ec2, "raw-r||s", ""},
+		{"RS256", devicekey.AlgRS256, k.rsa2048, k.rsa2048b, "as-is", devicekey.AlgPS256},
+		{"PS256", devicekey.AlgPS256, k.rsa3072, k.rsa2048b, "as-is", devicekey.AlgRS256},
 	}
 	std := base64.StdEncoding.EncodeToString
 	// bad returns the refused signatures for msg, given a second challenge otherMsg.
@@ -448,7 +448,7 @@ func TestMatrixUnknownSessions(t *testing.T) {
 		// Alice's registration session presented by Bob, with a good signature: 400, and
 		// it stays usable for Alice.
 		fp := mxFingerprint("foreign")
-		c := mxRegisterChallenge(t, srv, alice, fp, pub, biometric.AlgES256)
+		c := mxRegisterChallenge(t, srv, alice, fp, pub, devicekey.AlgES256)
 		mxFails(t, "bob verifies alice's session", mxRegisterVerify(t, srv, bob, c.SessionID, sign(c.Bytes(t))), http.StatusBadRequest, mxMsgExpiredWord)
 		mxOK(t, "alice verifies her session", mxRegisterVerify(t, srv, alice, c.SessionID, sign(c.Bytes(t))), nil)
 		if ds := mxListDevices(t, srv, bob); len(ds) != 0 {
@@ -458,7 +458,7 @@ func TestMatrixUnknownSessions(t *testing.T) {
 		// A session of the other kind is unknown to each endpoint.
 		l := mxMobileChallenge(t, srv, fp)
 		mxFails(t, "login session on register verify", mxRegisterVerify(t, srv, alice, l.SessionID, sign(l.Bytes(t))), http.StatusBadRequest, mxMsgExpiredWord)
-		r := mxRegisterChallenge(t, srv, alice, mxFingerprint("kind"), pub, biometric.AlgES256)
+		r := mxRegisterChallenge(t, srv, alice, mxFingerprint("kind"), pub, devicekey.AlgES256)
 		mxFails(t, "register session on mobile biometric", mxBiometric(t, srv, r.SessionID, sign(r.Bytes(t))), http.StatusBadRequest, mxMsgExpiredWord)
 		// Both are still good where they belong.
 		mxOK(t, "login session", mxBiometric(t, srv, l.SessionID, sign(l.Bytes(t))), nil)
@@ -490,7 +490,7 @@ func TestMatrixExpiredChallenges(t *testing.T) {
 
 		// Registration.
 		fp := mxFingerprint("expired")
-		c := mxRegisterChallenge(t, srv, u, fp, pub, biometric.AlgES256)
+		c := mxRegisterChallenge(t, srv, u, fp, pub, devicekey.AlgES256)
 		// Stored expiries are whole seconds, rounded up so a lifetime is never shorter than
 		// configured: with 1 s it lies in [1 s, 2 s).
 		if d := time.Until(c.ExpiresAt); d > 2*time.Second+100*time.Millisecond || d < 900*time.Millisecond {
@@ -505,7 +505,7 @@ func TestMatrixExpiredChallenges(t *testing.T) {
 
 		// Login: register quickly (inside one second), then let a login challenge expire.
 		mxAlignSecond()
-		mxRegister(t, srv, u, fp, pub, biometric.AlgES256, sign)
+		mxRegister(t, srv, u, fp, pub, devicekey.AlgES256, sign)
 		l := mxMobileChallenge(t, srv, fp)
 		time.Sleep(time.Until(l.ExpiresAt) + 200*time.Millisecond)
 		mxFails(t, "expired login, bad signature", mxBiometric(t, srv, l.SessionID, badSign(l.Bytes(t))), http.StatusUnauthorized, mxMsgSignature)
@@ -527,9 +527,9 @@ func TestMatrixDuplicateFingerprint(t *testing.T) {
 		pub := mxPEM(t, &k.ec.PublicKey)
 
 		fp := mxFingerprint("dup")
-		mxRegister(t, srv, alice, fp, pub, biometric.AlgES256, sign)
+		mxRegister(t, srv, alice, fp, pub, devicekey.AlgES256, sign)
 		for _, u := range []*mxUser{alice, bob} {
-			resp := srv.Public(t, http.MethodPost, mxAPI+"/devices/register/challenge", u.Token, mxRegisterBody(fp, mxPEM(t, &k.ec2.PublicKey), biometric.AlgES256))
+			resp := srv.Public(t, http.MethodPost, mxAPI+"/devices/register/challenge", u.Token, mxRegisterBody(fp, mxPEM(t, &k.ec2.PublicKey), devicekey.AlgES256))
 			mxFails(t, "second registration of a fingerprint", resp, http.StatusConflict, mxMsgAlreadyWords)
 		}
 
@@ -541,10 +541,10 @@ func TestMatrixDuplicateFingerprint(t *testing.T) {
 				users[1] = bob
 			}
 			c := []*mxChallenge{
-				mxRegisterChallenge(t, srv, users[0], fp, pub, biometric.AlgES256),
-				mxRegisterChallenge(t, srv, users[1], fp, mxPEM(t, &k.rsa2048.PublicKey), biometric.AlgRS256),
+				mxRegisterChallenge(t, srv, users[0], fp, pub, devicekey.AlgES256),
+				mxRegisterChallenge(t, srv, users[1], fp, mxPEM(t, &k.rsa2048.PublicKey), devicekey.AlgRS256),
 			}
-			sigs := []string{sign(c[0].Bytes(t)), mxSigner(t, k.rsa2048, biometric.AlgRS256, "as-is", base64.StdEncoding)(c[1].Bytes(t))}
+			sigs := []string{sign(c[0].Bytes(t)), mxSigner(t, k.rsa2048, devicekey.AlgRS256, "as-is", base64.StdEncoding)(c[1].Bytes(t))}
 			resps := make([]*testserver.Response, 2)
 			var wg sync.WaitGroup
 			start := make(chan struct{})
@@ -589,7 +589,7 @@ func TestMatrixDuplicateFingerprint(t *testing.T) {
 			if resps[1].Status == http.StatusOK {
 				winner = 1
 			}
-			winSign := []mxSignFunc{sign, mxSigner(t, k.rsa2048, biometric.AlgRS256, "as-is", base64.StdEncoding)}[winner]
+			winSign := []mxSignFunc{sign, mxSigner(t, k.rsa2048, devicekey.AlgRS256, "as-is", base64.StdEncoding)}[winner]
 			mxLogin(t, srv, fp, winSign)
 		}
 	})
@@ -645,9 +645,9 @@ func TestMatrixKeygen(t *testing.T) {
 		}
 		fp := mxFingerprint("keygen")
 		for _, se := range []string{"der", "raw-r||s"} {
-			sign := mxSigner(t, priv, biometric.AlgES256, se, base64.StdEncoding)
+			sign := mxSigner(t, priv, devicekey.AlgES256, se, base64.StdEncoding)
 			if se == "der" {
-				d := mxRegister(t, srv, u, fp, kg.PublicKey, biometric.AlgES256, sign)
+				d := mxRegister(t, srv, u, fp, kg.PublicKey, devicekey.AlgES256, sign)
 				if d.PublicKey != kg.PublicKey {
 					t.Fatalf("stored key %q differs from keygen's %q", d.PublicKey, kg.PublicKey)
 				}
@@ -670,10 +670,10 @@ func TestMatrixOtherUsersDevices(t *testing.T) {
 	testdb.ForEach(t, func(t *testing.T, dsn string) {
 		srv := testserver.Start(t, dsn, nil)
 		alice, bob := mxNewUser(t, srv), mxNewUser(t, srv)
-		aSign, bSign := mxES256(t, k.ec), mxSigner(t, k.rsa2048, biometric.AlgRS256, "as-is", base64.StdEncoding)
+		aSign, bSign := mxES256(t, k.ec), mxSigner(t, k.rsa2048, devicekey.AlgRS256, "as-is", base64.StdEncoding)
 		aFP, bFP := mxFingerprint("alice"), mxFingerprint("bob")
-		aDev := mxRegister(t, srv, alice, aFP, mxPEM(t, &k.ec.PublicKey), biometric.AlgES256, aSign)
-		bDev := mxRegister(t, srv, bob, bFP, mxPEM(t, &k.rsa2048.PublicKey), biometric.AlgRS256, bSign)
+		aDev := mxRegister(t, srv, alice, aFP, mxPEM(t, &k.ec.PublicKey), devicekey.AlgES256, aSign)
+		bDev := mxRegister(t, srv, bob, bFP, mxPEM(t, &k.rsa2048.PublicKey), devicekey.AlgRS256, bSign)
 
 		for _, c := range []struct {
 			u    *mxUser
@@ -726,7 +726,7 @@ func TestMatrixOtherUsersDevices(t *testing.T) {
 		mxFails(t, "delete twice", del(alice, aDev.ID), http.StatusNotFound, mxMsgNotFound)
 		mxFails(t, "challenge of a deleted device", srv.Public(t, http.MethodPost, mxAPI+"/mobile/challenge", "", map[string]any{"deviceFingerprint": aFP}),
 			http.StatusNotFound, mxMsgNotFound)
-		mxRegister(t, srv, bob, aFP, mxPEM(t, &k.ec.PublicKey), biometric.AlgES256, aSign)
+		mxRegister(t, srv, bob, aFP, mxPEM(t, &k.ec.PublicKey), devicekey.AlgES256, aSign)
 	})
 }
 
@@ -737,11 +737,11 @@ func TestMatrixAdminDevices(t *testing.T) {
 	testdb.ForEach(t, func(t *testing.T, dsn string) {
 		srv := testserver.Start(t, dsn, nil)
 		alice, bob := mxNewUser(t, srv), mxNewUser(t, srv)
-		sign1, sign2 := mxES256(t, k.ec), mxSigner(t, k.rsa3072, biometric.AlgPS256, "as-is", base64.RawURLEncoding)
+		sign1, sign2 := mxES256(t, k.ec), mxSigner(t, k.rsa3072, devicekey.AlgPS256, "as-is", base64.RawURLEncoding)
 		fp1, fp2 := mxFingerprint("admin1"), mxFingerprint("admin2")
-		d1 := mxRegister(t, srv, alice, fp1, mxPEM(t, &k.ec.PublicKey), biometric.AlgES256, sign1)
-		d2 := mxRegister(t, srv, alice, fp2, mxPEM(t, &k.rsa3072.PublicKey), biometric.AlgPS256, sign2)
-		mxRegister(t, srv, bob, mxFingerprint("admin-bob"), mxPEM(t, &k.ec2.PublicKey), biometric.AlgES256, mxES256(t, k.ec2))
+		d1 := mxRegister(t, srv, alice, fp1, mxPEM(t, &k.ec.PublicKey), devicekey.AlgES256, sign1)
+		d2 := mxRegister(t, srv, alice, fp2, mxPEM(t, &k.rsa3072.PublicKey), devicekey.AlgPS256, sign2)
+		mxRegister(t, srv, bob, mxFingerprint("admin-bob"), mxPEM(t, &k.ec2.PublicKey), devicekey.AlgES256, mxES256(t, k.ec2))
 		phone := mxLogin(t, srv, fp1, sign1)
 		remember := func() *mxTokens { // a rememberMe session of the same device
 			c := mxMobileChallenge(t, srv, fp1)
@@ -816,7 +816,7 @@ func TestMatrixAdminDevices(t *testing.T) {
 		mxFails(t, "admin delete bad id", adminDel(-1, d2.ID), http.StatusBadRequest)
 
 		// The fingerprint can be registered again.
-		mxRegister(t, srv, alice, fp1, mxPEM(t, &k.ec.PublicKey), biometric.AlgES256, sign1)
+		mxRegister(t, srv, alice, fp1, mxPEM(t, &k.ec.PublicKey), devicekey.AlgES256, sign1)
 		mxLogin(t, srv, fp1, sign1)
 	})
 }
@@ -830,7 +830,7 @@ func TestMatrixOddStrings(t *testing.T) {
 		u := mxNewUser(t, srv)
 		pub := mxPEM(t, &k.ec.PublicKey)
 		body := func(name, fp string) map[string]any {
-			b := mxRegisterBody(fp, pub, biometric.AlgES256)
+			b := mxRegisterBody(fp, pub, devicekey.AlgES256)
 			b["deviceName"] = name
 			return b
 		}

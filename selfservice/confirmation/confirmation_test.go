@@ -317,8 +317,14 @@ func ctInitiateStatusVerify(t *testing.T, srv *testserver.Server, _ *fcmtest.Ser
 	if c["status"] != "pending" || c["actionType"] != "transfer_money" {
 		t.Errorf("initiate: %v", c)
 	}
-	if raw, err := base64.StdEncoding.DecodeString(ctStr(c["challenge"])); err != nil || len(raw) != 32 {
-		t.Errorf("challenge %v: want 32 bytes of standard base64 (%v)", c["challenge"], err)
+	// The challenge names the action (API.md §3, dynamic linking): standard base64 of
+	// six lines whose nonce carries the 32 random bytes.
+	if raw, err := base64.StdEncoding.DecodeString(ctStr(c["challenge"])); err != nil {
+		t.Errorf("challenge %v: not standard base64 (%v)", c["challenge"], err)
+	} else if lines := strings.Split(string(raw), "\n"); len(lines) != 6 || lines[0] != "pvauth-confirmation-v1" || lines[1] != ctStr(c["confirmationId"]) {
+		t.Errorf("challenge text %q: want the six lines of API.md §3", raw)
+	} else if nonce, err := base64.RawURLEncoding.DecodeString(lines[5]); err != nil || len(nonce) != 32 {
+		t.Errorf("challenge nonce %q: want 32 bytes of base64url without padding (%v)", lines[5], err)
 	}
 	exp, err := time.Parse(time.RFC3339, ctStr(c["expiresAt"]))
 	if err != nil || exp.Before(before.Add(5*time.Minute-2*time.Second)) || exp.After(time.Now().Add(5*time.Minute+time.Second)) {
@@ -577,7 +583,7 @@ func ctPushPerDevice(t *testing.T, srv *testserver.Server, fcm *fcmtest.Server) 
 		}
 		want := map[string]string{
 			"type": "action_confirmation", "confirmationId": id, "actionType": "transfer_money",
-			"challenge": ctStr(c["challenge"]), "expiresAt": ctStr(c["expiresAt"]),
+			"challenge": ctStr(c["challenge"]), "expiresAt": ctStr(c["expiresAt"]), "actionHash": ctStr(c["actionHash"]),
 		}
 		if len(m.Data) != len(want) {
 			t.Errorf("push data %v, want exactly %v", m.Data, want)

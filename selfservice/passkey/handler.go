@@ -16,6 +16,7 @@ import (
 	"github.com/julienschmidt/httprouter"
 
 	"github.com/pvpipe/pvauth/audit"
+	"github.com/pvpipe/pvauth/devicekey"
 	"github.com/pvpipe/pvauth/driver/config"
 	"github.com/pvpipe/pvauth/identity"
 	"github.com/pvpipe/pvauth/session"
@@ -50,6 +51,7 @@ type handlerDeps interface {
 	identity.PersisterProvider
 	session.TokensProvider
 	audit.LoggerProvider
+	devicekey.NotifierProvider
 }
 
 // Handler serves passkeys.
@@ -565,6 +567,7 @@ func (h *Handler) registerFinish(w http.ResponseWriter, r *http.Request, _ httpr
 	}
 	h.d.AuditLogger().Log(ctx, audit.Event{Type: audit.TypePasskey, UserID: audit.Int64(id.ID),
 		Metadata: map[string]any{"event": "register", "passkeyId": c.ID, "aaguid": aaguid}})
+	h.d.DeviceNotifier().AuthenticatorAdded(ctx, id.ID, devicekey.AuthenticatorPasskey, c.ID, c.Name, "")
 	v := view(c)
 	x.WriteData(w, http.StatusOK, map[string]any{"success": true, "credentialId": c.CredentialID, "credential": v})
 }

@@ -463,42 +463,13 @@ func (b *refreshBody) Validate() error {
 	return x.FirstError(x.Required("refreshToken", b.RefreshToken), x.MaxLen("refreshToken", b.RefreshToken, 512))
 }
 
-// RefreshTokens rotates a refresh token and writes the audit event; the mobile refresh
-// endpoint shares it.
-func RefreshTokens(ctx context.Context, d interface {
-	session.TokensProvider
-	audit.LoggerProvider
-}, refreshToken string) (*session.TokenSet, error) {
-	ts, s, err := d.Tokens().Refresh(ctx, refreshToken)
-	if err != nil {
-		// On failure s, when not nil, names the token's owner (read before a reuse deletes it).
-		var owner *int64
-		if s != nil && s.IdentityID != 0 {
-			owner = audit.Int64(s.IdentityID)
-		}
-		ev := audit.Event{Type: audit.TypeTokenRefresh, UserID: owner, Result: audit.ResultFailure, Reason: "invalid"}
-		if xe := x.AsError(err); xe.Message == session.ErrRefreshReused.Message {
-			ev.Type, ev.Reason = audit.TypeTokenReuse, "refresh token reuse: family revoked"
-		}
-		d.AuditLogger().Log(ctx, ev)
-		return nil, err
-	}
-	ev := audit.Event{Type: audit.TypeTokenRefresh, UserID: audit.Int64(s.IdentityID), Metadata: map[string]any{"sessionId": s.SessionID}}
-	if s.DeviceID != "" {
-		did := s.DeviceID
-		ev.DeviceID = &did
-	}
-	d.AuditLogger().Log(ctx, ev)
-	return ts, nil
-}
-
 func (h *Handler) refresh(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
 	var b refreshBody
 	if err := x.DecodeJSON(r, &b); err != nil {
 		x.WriteError(w, r, err)
 		return
 	}
-	ts, err := RefreshTokens(r.Context(), h.d, b.RefreshToken)
+	ts, err := session.RefreshTokens(r.Context(), h.d, b.RefreshToken)
 	if err != nil {
 		x.WriteError(w, r, err)
 		return

@@ -1,4 +1,4 @@
-package biometric
+package devicekey
 
 import (
 	"crypto"

@@ -1,4 +1,4 @@
-package biometric_test
+package devicekey_test
 
 import (
 	"bytes"
@@ -24,7 +24,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pvpipe/pvauth/selfservice/biometric"
+	"github.com/pvpipe/pvauth/devicekey"
 )
 
 // ---------------------------------------------------------------------------------------
@@ -107,11 +107,11 @@ type ktSigner struct {
 // ktSigners lists every accepted algorithm/key-size pairing.
 func ktSigners(k *ktKeyMaterial) []ktSigner {
 	return []ktSigner{
-		{"ES256-P256", biometric.AlgES256, k.ec},
-		{"RS256-2048", biometric.AlgRS256, k.rsa2048},
-		{"RS256-3072", biometric.AlgRS256, k.rsa3072},
-		{"PS256-2048", biometric.AlgPS256, k.rsa2048},
-		{"PS256-3072", biometric.AlgPS256, k.rsa3072},
+		{"ES256-P256", devicekey.AlgES256, k.ec},
+		{"RS256-2048", devicekey.AlgRS256, k.rsa2048},
+		{"RS256-3072", devicekey.AlgRS256, k.rsa3072},
+		{"PS256-2048", devicekey.AlgPS256, k.rsa2048},
+		{"PS256-3072", devicekey.AlgPS256, k.rsa3072},
 	}
 }
 
@@ -175,7 +175,7 @@ func ktKeyFormats(t testing.TB, pub crypto.PublicKey) []ktFormat {
 
 // ktSigEncodings: ES256 signatures in DER and raw r||s; RSA signatures as they are.
 func ktSigEncodings(alg string) []string {
-	if alg == biometric.AlgES256 {
+	if alg == devicekey.AlgES256 {
 		return []string{"der", "raw-r||s"}
 	}
 	return []string{"as-is"}
@@ -196,7 +196,7 @@ func ktSign(t testing.TB, priv crypto.Signer, alg, sigEnc string, msg []byte) []
 	t.Helper()
 	digest := sha256.Sum256(msg)
 	switch alg {
-	case biometric.AlgES256:
+	case devicekey.AlgES256:
 		k := priv.(*ecdsa.PrivateKey)
 		if sigEnc == "raw-r||s" {
 			r, s, err := ecdsa.Sign(rand.Reader, k, digest[:])
@@ -213,13 +213,13 @@ func ktSign(t testing.TB, priv crypto.Signer, alg, sigEnc string, msg []byte) []
 			t.Fatal(err)
 		}
 		return sig
-	case biometric.AlgRS256:
+	case devicekey.AlgRS256:
 		sig, err := rsa.SignPKCS1v15(rand.Reader, priv.(*rsa.PrivateKey), crypto.SHA256, digest[:])
 		if err != nil {
 			t.Fatal(err)
 		}
 		return sig
-	case biometric.AlgPS256:
+	case devicekey.AlgPS256:
 		sig, err := rsa.SignPSS(rand.Reader, priv.(*rsa.PrivateKey), crypto.SHA256, digest[:],
 			&rsa.PSSOptions{SaltLength: rsa.PSSSaltLengthEqualsHash})
 		if err != nil {
@@ -237,7 +237,7 @@ func ktSignB64(t testing.TB, priv crypto.Signer, alg, sigEnc string, enc *base64
 	t.Helper()
 	for i := 0; ; i++ {
 		s := enc.EncodeToString(ktSign(t, priv, alg, sigEnc, msg))
-		if enc != base64.RawURLEncoding || strings.ContainsAny(s, "-_") || alg != biometric.AlgES256 || i > 50 {
+		if enc != base64.RawURLEncoding || strings.ContainsAny(s, "-_") || alg != devicekey.AlgES256 || i > 50 {
 			return s
 		}
 	}
@@ -257,7 +257,7 @@ func TestKeysParseAndVerifyEveryCombination(t *testing.T) {
 		pub := sg.Priv.Public()
 		for _, f := range ktKeyFormats(t, pub) {
 			t.Run(sg.Name+"/"+f.Name, func(t *testing.T) {
-				got, pemOut, err := biometric.ParsePublicKey(f.Value, sg.Alg)
+				got, pemOut, err := devicekey.ParsePublicKey(f.Value, sg.Alg)
 				if err != nil {
 					t.Fatalf("ParsePublicKey: %v", err)
 				}
@@ -268,18 +268,18 @@ func TestKeysParseAndVerifyEveryCombination(t *testing.T) {
 					t.Fatalf("canonical PEM:\n%s\nwant\n%s", pemOut, want)
 				}
 				// The canonical form is what is stored: it must parse again to the same key.
-				again, pemAgain, err := biometric.ParsePublicKey(pemOut, sg.Alg)
+				again, pemAgain, err := devicekey.ParsePublicKey(pemOut, sg.Alg)
 				if err != nil || pemAgain != pemOut || !again.(interface{ Equal(crypto.PublicKey) bool }).Equal(pub) {
 					t.Fatalf("canonical PEM does not round-trip: %v", err)
 				}
 				for _, se := range ktSigEncodings(sg.Alg) {
 					raw := ktSign(t, sg.Priv, sg.Alg, se, msg)
-					if err := biometric.VerifyDigest(got, sg.Alg, digest[:], raw); err != nil {
+					if err := devicekey.VerifyDigest(got, sg.Alg, digest[:], raw); err != nil {
 						t.Errorf("%s: VerifyDigest: %v", se, err)
 					}
 					for _, b := range ktB64 {
 						s := ktSignB64(t, sg.Priv, sg.Alg, se, b.Enc, msg)
-						if err := biometric.VerifyEncoded(got, sg.Alg, digest[:], s); err != nil {
+						if err := devicekey.VerifyEncoded(got, sg.Alg, digest[:], s); err != nil {
 							t.Errorf("%s/%s (%q): VerifyEncoded: %v", se, b.Name, s, err)
 						}
 						n++
@@ -306,11 +306,11 @@ func TestKeysES256RawSignatureWithShortRAndS(t *testing.T) {
 		raw := make([]byte, 64)
 		r.FillBytes(raw[:32])
 		s.FillBytes(raw[32:])
-		if err := biometric.VerifyDigest(&k.ec.PublicKey, biometric.AlgES256, digest[:], raw); err != nil {
+		if err := devicekey.VerifyDigest(&k.ec.PublicKey, devicekey.AlgES256, digest[:], raw); err != nil {
 			t.Fatalf("raw signature with a short r or s: %v", err)
 		}
 		der := ktECDSADER(r, s)
-		if err := biometric.VerifyDigest(&k.ec.PublicKey, biometric.AlgES256, digest[:], der); err != nil {
+		if err := devicekey.VerifyDigest(&k.ec.PublicKey, devicekey.AlgES256, digest[:], der); err != nil {
 			t.Fatalf("DER signature with a short r or s: %v", err)
 		}
 		return
@@ -352,14 +352,14 @@ func TestKeysPSSSaltLengths(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				if err := biometric.VerifyDigest(&priv.PublicKey, biometric.AlgPS256, digest[:], sig); err != nil {
+				if err := devicekey.VerifyDigest(&priv.PublicKey, devicekey.AlgPS256, digest[:], sig); err != nil {
 					t.Fatalf("PS256 with salt %s: %v", c.name, err)
 				}
-				if err := biometric.VerifyEncoded(&priv.PublicKey, biometric.AlgPS256, digest[:], base64.RawURLEncoding.EncodeToString(sig)); err != nil {
+				if err := devicekey.VerifyEncoded(&priv.PublicKey, devicekey.AlgPS256, digest[:], base64.RawURLEncoding.EncodeToString(sig)); err != nil {
 					t.Fatalf("PS256 with salt %s, url base64: %v", c.name, err)
 				}
 				// A PSS signature is never a PKCS#1 v1.5 one.
-				if err := biometric.VerifyDigest(&priv.PublicKey, biometric.AlgRS256, digest[:], sig); !errors.Is(err, biometric.ErrSignature) {
+				if err := devicekey.VerifyDigest(&priv.PublicKey, devicekey.AlgRS256, digest[:], sig); !errors.Is(err, devicekey.ErrSignature) {
 					t.Fatalf("PS256 signature accepted as RS256: %v", err)
 				}
 			})
@@ -403,60 +403,60 @@ func TestKeysRejected(t *testing.T) {
 	cases := []struct {
 		name, key, alg string
 	}{
-		{"P-384 PEM for ES256", ktPEM("PUBLIC KEY", p384SPKI), biometric.AlgES256},
-		{"P-384 b64 SPKI for ES256", std(p384SPKI), biometric.AlgES256},
-		{"P-384 97-byte point for ES256", std(p384Point), biometric.AlgES256},
-		{"RSA-1024 PEM for RS256", ktPEM("PUBLIC KEY", rsa1024SPKI), biometric.AlgRS256},
-		{"RSA-1024 PEM for PS256", ktPEM("PUBLIC KEY", rsa1024SPKI), biometric.AlgPS256},
-		{"RSA-1024 PKCS#1 PEM for RS256", ktPEM("RSA PUBLIC KEY", x509.MarshalPKCS1PublicKey(&k.rsa1024.PublicKey)), biometric.AlgRS256},
-		{"RSA-1024 b64 SPKI for PS256", std(rsa1024SPKI), biometric.AlgPS256},
-		{"RSA-8200 PKCS#1 for RS256", std(huge), biometric.AlgRS256},
-		{"EC PEM for RS256", ktPEM("PUBLIC KEY", ecSPKI), biometric.AlgRS256},
-		{"EC PEM for PS256", ktPEM("PUBLIC KEY", ecSPKI), biometric.AlgPS256},
-		{"EC b64 SPKI for RS256", std(ecSPKI), biometric.AlgRS256},
-		{"EC 65-byte point for RS256", std(pt), biometric.AlgRS256},
-		{"EC 65-byte point for PS256", std(pt), biometric.AlgPS256},
-		{"RSA PEM for ES256", ktPEM("PUBLIC KEY", rsaSPKI), biometric.AlgES256},
-		{"RSA PKCS#1 PEM for ES256", ktPEM("RSA PUBLIC KEY", x509.MarshalPKCS1PublicKey(&k.rsa2048.PublicKey)), biometric.AlgES256},
-		{"RSA b64 SPKI for ES256", std(rsaSPKI), biometric.AlgES256},
-		{"RSA b64 PKCS#1 for ES256", std(x509.MarshalPKCS1PublicKey(&k.rsa2048.PublicKey)), biometric.AlgES256},
-		{"ed25519 PEM for ES256", ktPEM("PUBLIC KEY", edSPKI), biometric.AlgES256},
-		{"ed25519 PEM for RS256", ktPEM("PUBLIC KEY", edSPKI), biometric.AlgRS256},
-		{"ed25519 PEM for PS256", ktPEM("PUBLIC KEY", edSPKI), biometric.AlgPS256},
-		{"ed25519 b64 SPKI for ES256", std(edSPKI), biometric.AlgES256},
-		{"ed25519 raw 32 bytes for ES256", std(k.ed), biometric.AlgES256},
-		{"garbage PEM body", "-----BEGIN PUBLIC KEY-----\nthis is not base64 at all!!\n-----END PUBLIC KEY-----\n", biometric.AlgES256},
-		{"PEM with valid base64 but no DER", ktPEM("PUBLIC KEY", []byte("hello, world, this is not DER")), biometric.AlgES256},
-		{"PEM without END line", "-----BEGIN PUBLIC KEY-----\n" + std(ecSPKI) + "\n", biometric.AlgES256},
-		{"PEM BEGIN only", "-----BEGIN", biometric.AlgES256},
-		{"PEM of PKCS#1 labelled PUBLIC KEY", ktPEM("PUBLIC KEY", x509.MarshalPKCS1PublicKey(&k.rsa2048.PublicKey)), biometric.AlgRS256},
-		{"PEM of SPKI labelled RSA PUBLIC KEY", ktPEM("RSA PUBLIC KEY", rsaSPKI), biometric.AlgRS256},
-		{"CERTIFICATE block", ktPEM("CERTIFICATE", cert), biometric.AlgES256},
-		{"PRIVATE KEY block (EC)", ktPEM("PRIVATE KEY", pkcs8EC), biometric.AlgES256},
-		{"PRIVATE KEY block (RSA)", ktPEM("PRIVATE KEY", pkcs8RSA), biometric.AlgRS256},
-		{"EC PRIVATE KEY block", ktPEM("EC PRIVATE KEY", sec1), biometric.AlgES256},
-		{"RSA PRIVATE KEY block", ktPEM("RSA PRIVATE KEY", x509.MarshalPKCS1PrivateKey(k.rsa2048)), biometric.AlgRS256},
-		{"b64 certificate DER", std(cert), biometric.AlgES256},
-		{"b64 PKCS#8 private key", std(pkcs8EC), biometric.AlgES256},
-		{"truncated EC SPKI DER", std(ecSPKI[:len(ecSPKI)-10]), biometric.AlgES256},
-		{"truncated EC SPKI DER by one byte", std(ecSPKI[:len(ecSPKI)-1]), biometric.AlgES256},
-		{"truncated RSA SPKI DER", std(rsaSPKI[:len(rsaSPKI)-20]), biometric.AlgRS256},
-		{"truncated RSA PKCS#1 DER", std(x509.MarshalPKCS1PublicKey(&k.rsa2048.PublicKey)[:200]), biometric.AlgRS256},
-		{"truncated DER in PEM", ktPEM("PUBLIC KEY", ecSPKI[:len(ecSPKI)-5]), biometric.AlgES256},
-		{"EC SPKI DER with trailing data", std(append(bytes.Clone(ecSPKI), 0)), biometric.AlgES256},
-		{"65-byte point not on the curve", std(offCurve), biometric.AlgES256},
-		{"65-byte point not on the curve, url", base64.RawURLEncoding.EncodeToString(offCurve), biometric.AlgES256},
-		{"65-byte all-zero point", std(zeroPoint), biometric.AlgES256},
-		{"65 bytes not starting 0x04", std(append([]byte{0x05}, pt[1:]...)), biometric.AlgES256},
-		{"64-byte point without prefix", std(pt[1:]), biometric.AlgES256},
-		{"33-byte compressed point", std(compressed), biometric.AlgES256},
-		{"empty", "", biometric.AlgES256},
-		{"empty RS256", "", biometric.AlgRS256},
-		{"whitespace", " \n\t ", biometric.AlgES256},
-		{"not base64", "not a key!", biometric.AlgES256},
-		{"mixed base64 alphabets", "ab+c-d/e_f", biometric.AlgES256},
-		{"too long", strings.Repeat("A", 9000), biometric.AlgES256},
-		{"too long PEM", "-----BEGIN PUBLIC KEY-----\n" + strings.Repeat("A", 9000) + "\n-----END PUBLIC KEY-----", biometric.AlgES256},
+		{"P-384 PEM for ES256", ktPEM("PUBLIC KEY", p384SPKI), devicekey.AlgES256},
+		{"P-384 b64 SPKI for ES256", std(p384SPKI), devicekey.AlgES256},
+		{"P-384 97-byte point for ES256", std(p384Point), devicekey.AlgES256},
+		{"RSA-1024 PEM for RS256", ktPEM("PUBLIC KEY", rsa1024SPKI), devicekey.AlgRS256},
+		{"RSA-1024 PEM for PS256", ktPEM("PUBLIC KEY", rsa1024SPKI), devicekey.AlgPS256},
+		{"RSA-1024 PKCS#1 PEM for RS256", ktPEM("RSA PUBLIC KEY", x509.MarshalPKCS1PublicKey(&k.rsa1024.PublicKey)), devicekey.AlgRS256},
+		{"RSA-1024 b64 SPKI for PS256", std(rsa1024SPKI), devicekey.AlgPS256},
+		{"RSA-8200 PKCS#1 for RS256", std(huge), devicekey.AlgRS256},
+		{"EC PEM for RS256", ktPEM("PUBLIC KEY", ecSPKI), devicekey.AlgRS256},
+		{"EC PEM for PS256", ktPEM("PUBLIC KEY", ecSPKI), devicekey.AlgPS256},
+		{"EC b64 SPKI for RS256", std(ecSPKI), devicekey.AlgRS256},
+		{"EC 65-byte point for RS256", std(pt), devicekey.AlgRS256},
+		{"EC 65-byte point for PS256", std(pt), devicekey.AlgPS256},
+		{"RSA PEM for ES256", ktPEM("PUBLIC KEY", rsaSPKI), devicekey.AlgES256},
+		{"RSA PKCS#1 PEM for ES256", ktPEM("RSA PUBLIC KEY", x509.MarshalPKCS1PublicKey(&k.rsa2048.PublicKey)), devicekey.AlgES256},
+		{"RSA b64 SPKI for ES256", std(rsaSPKI), devicekey.AlgES256},
+		{"RSA b64 PKCS#1 for ES256", std(x509.MarshalPKCS1PublicKey(&k.rsa2048.PublicKey)), devicekey.AlgES256},
+		{"ed25519 PEM for ES256", ktPEM("PUBLIC KEY", edSPKI), devicekey.AlgES256},
+		{"ed25519 PEM for RS256", ktPEM("PUBLIC KEY", edSPKI), devicekey.AlgRS256},
+		{"ed25519 PEM for PS256", ktPEM("PUBLIC KEY", edSPKI), devicekey.AlgPS256},
+		{"ed25519 b64 SPKI for ES256", std(edSPKI), devicekey.AlgES256},
+		{"ed25519 raw 32 bytes for ES256", std(k.ed), devicekey.AlgES256},
+		{"garbage PEM body", "-----BEGIN PUBLIC KEY-----\nthis is not base64 at all!!\n-----END PUBLIC KEY-----\n", devicekey.AlgES256},
+		{"PEM with valid base64 but no DER", ktPEM("PUBLIC KEY", []byte("hello, world, this is not DER")), devicekey.AlgES256},
+		{"PEM without END line", "-----BEGIN PUBLIC KEY-----\n" + std(ecSPKI) + "\n", devicekey.AlgES256},
+		{"PEM BEGIN only", "-----BEGIN", devicekey.AlgES256},
+		{"PEM of PKCS#1 labelled PUBLIC KEY", ktPEM("PUBLIC KEY", x509.MarshalPKCS1PublicKey(&k.rsa2048.PublicKey)), devicekey.AlgRS256},
+		{"PEM of SPKI labelled RSA PUBLIC KEY", ktPEM("RSA PUBLIC KEY", rsaSPKI), devicekey.AlgRS256},
+		{"CERTIFICATE block", ktPEM("CERTIFICATE", cert), devicekey.AlgES256},
+		{"PRIVATE KEY block (EC)", ktPEM("PRIVATE KEY", pkcs8EC), devicekey.AlgES256},
+		{"PRIVATE KEY block (RSA)", ktPEM("PRIVATE KEY", pkcs8RSA), devicekey.AlgRS256},
+		{"EC PRIVATE KEY block", ktPEM("EC PRIVATE KEY", sec1), devicekey.AlgES256},
+		{"RSA PRIVATE KEY block", ktPEM("RSA PRIVATE KEY", x509.MarshalPKCS1PrivateKey(k.rsa2048)), devicekey.AlgRS256},
+		{"b64 certificate DER", std(cert), devicekey.AlgES256},
+		{"b64 PKCS#8 private key", std(pkcs8EC), devicekey.AlgES256},
+		{"truncated EC SPKI DER", std(ecSPKI[:len(ecSPKI)-10]), devicekey.AlgES256},
+		{"truncated EC SPKI DER by one byte", std(ecSPKI[:len(ecSPKI)-1]), devicekey.AlgES256},
+		{"truncated RSA SPKI DER", std(rsaSPKI[:len(rsaSPKI)-20]), devicekey.AlgRS256},
+		{"truncated RSA PKCS#1 DER", std(x509.MarshalPKCS1PublicKey(&k.rsa2048.PublicKey)[:200]), devicekey.AlgRS256},
+		{"truncated DER in PEM", ktPEM("PUBLIC KEY", ecSPKI[:len(ecSPKI)-5]), devicekey.AlgES256},
+		{"EC SPKI DER with trailing data", std(append(bytes.Clone(ecSPKI), 0)), devicekey.AlgES256},
+		{"65-byte point not on the curve", std(offCurve), devicekey.AlgES256},
+		{"65-byte point not on the curve, url", base64.RawURLEncoding.EncodeToString(offCurve), devicekey.AlgES256},
+		{"65-byte all-zero point", std(zeroPoint), devicekey.AlgES256},
+		{"65 bytes not starting 0x04", std(append([]byte{0x05}, pt[1:]...)), devicekey.AlgES256},
+		{"64-byte point without prefix", std(pt[1:]), devicekey.AlgES256},
+		{"33-byte compressed point", std(compressed), devicekey.AlgES256},
+		{"empty", "", devicekey.AlgES256},
+		{"empty RS256", "", devicekey.AlgRS256},
+		{"whitespace", " \n\t ", devicekey.AlgES256},
+		{"not base64", "not a key!", devicekey.AlgES256},
+		{"mixed base64 alphabets", "ab+c-d/e_f", devicekey.AlgES256},
+		{"too long", strings.Repeat("A", 9000), devicekey.AlgES256},
+		{"too long PEM", "-----BEGIN PUBLIC KEY-----\n" + strings.Repeat("A", 9000) + "\n-----END PUBLIC KEY-----", devicekey.AlgES256},
 		{"unknown algorithm", ktPEM("PUBLIC KEY", ecSPKI), "ES384"},
 		{"lower-case algorithm", ktPEM("PUBLIC KEY", ecSPKI), "es256"},
 		{"empty algorithm", ktPEM("PUBLIC KEY", rsaSPKI), ""},
@@ -464,11 +464,11 @@ func TestKeysRejected(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			pub, pemOut, err := biometric.ParsePublicKey(c.key, c.alg)
+			pub, pemOut, err := devicekey.ParsePublicKey(c.key, c.alg)
 			if err == nil {
 				t.Fatalf("accepted (%T), PEM %q", pub, pemOut)
 			}
-			var ke *biometric.KeyError
+			var ke *devicekey.KeyError
 			if !errors.As(err, &ke) {
 				t.Fatalf("error %T %v is not a *KeyError", err, err)
 			}
@@ -492,20 +492,20 @@ func TestKeysSignatureRejected(t *testing.T) {
 	std := base64.StdEncoding.EncodeToString
 
 	for _, sg := range []ktSigner{
-		{"ES256", biometric.AlgES256, k.ec},
-		{"RS256-2048", biometric.AlgRS256, k.rsa2048},
-		{"RS256-3072", biometric.AlgRS256, k.rsa3072},
-		{"PS256-2048", biometric.AlgPS256, k.rsa2048},
-		{"PS256-3072", biometric.AlgPS256, k.rsa3072},
+		{"ES256", devicekey.AlgES256, k.ec},
+		{"RS256-2048", devicekey.AlgRS256, k.rsa2048},
+		{"RS256-3072", devicekey.AlgRS256, k.rsa3072},
+		{"PS256-2048", devicekey.AlgPS256, k.rsa2048},
+		{"PS256-3072", devicekey.AlgPS256, k.rsa3072},
 	} {
 		pub := sg.Priv.Public()
 		var otherKey crypto.Signer = k.ec2
-		if sg.Alg != biometric.AlgES256 {
+		if sg.Alg != devicekey.AlgES256 {
 			otherKey = k.rsa2048b
 		}
 		for _, se := range ktSigEncodings(sg.Alg) {
 			good := ktSign(t, sg.Priv, sg.Alg, se, msg)
-			if err := biometric.VerifyDigest(pub, sg.Alg, digest[:], good); err != nil {
+			if err := devicekey.VerifyDigest(pub, sg.Alg, digest[:], good); err != nil {
 				t.Fatalf("%s/%s: the good signature fails: %v", sg.Name, se, err)
 			}
 			cases := map[string]string{
@@ -529,7 +529,7 @@ func TestKeysSignatureRejected(t *testing.T) {
 				"all zeros":               std(make([]byte, len(good))),
 				"all 0xff":                std(bytes.Repeat([]byte{0xff}, len(good))),
 			}
-			if sg.Alg == biometric.AlgES256 {
+			if sg.Alg == devicekey.AlgES256 {
 				n := elliptic.P256().Params().N
 				zero64 := make([]byte, 64)
 				rN := make([]byte, 64) // r = N, s = N: out of range
@@ -542,16 +542,16 @@ func TestKeysSignatureRejected(t *testing.T) {
 				cases["DER with trailing byte"] = std(append(ktSign(t, sg.Priv, sg.Alg, "der", msg), 0))
 				cases["96 zero bytes (P-384 raw size)"] = std(make([]byte, 96))
 			} else {
-				other := biometric.AlgRS256
-				if sg.Alg == biometric.AlgRS256 {
-					other = biometric.AlgPS256
+				other := devicekey.AlgRS256
+				if sg.Alg == devicekey.AlgRS256 {
+					other = devicekey.AlgPS256
 				}
 				cases["signed as "+other] = std(ktSign(t, sg.Priv, other, "as-is", msg))
 			}
 			for name, s := range cases {
 				t.Run(sg.Name+"/"+se+"/"+name, func(t *testing.T) {
-					err := biometric.VerifyEncoded(pub, sg.Alg, digest[:], s)
-					if err != biometric.ErrSignature { //nolint:errorlint // the exact sentinel is the contract
+					err := devicekey.VerifyEncoded(pub, sg.Alg, digest[:], s)
+					if err != devicekey.ErrSignature { //nolint:errorlint // the exact sentinel is the contract
 						t.Fatalf("got %v, want ErrSignature", err)
 					}
 					if err.Error() != "Invalid signature: signature verification failed" {
@@ -563,22 +563,22 @@ func TestKeysSignatureRejected(t *testing.T) {
 	}
 
 	t.Run("wrong key type for the algorithm", func(t *testing.T) {
-		esSig := ktSign(t, k.ec, biometric.AlgES256, "der", msg)
-		rsSig := ktSign(t, k.rsa2048, biometric.AlgRS256, "as-is", msg)
-		psSig := ktSign(t, k.rsa2048, biometric.AlgPS256, "as-is", msg)
+		esSig := ktSign(t, k.ec, devicekey.AlgES256, "der", msg)
+		rsSig := ktSign(t, k.rsa2048, devicekey.AlgRS256, "as-is", msg)
+		psSig := ktSign(t, k.rsa2048, devicekey.AlgPS256, "as-is", msg)
 		for name, err := range map[string]error{
-			"RSA key, ES256":   biometric.VerifyDigest(&k.rsa2048.PublicKey, biometric.AlgES256, digest[:], esSig),
-			"EC key, RS256":    biometric.VerifyDigest(&k.ec.PublicKey, biometric.AlgRS256, digest[:], rsSig),
-			"EC key, PS256":    biometric.VerifyDigest(&k.ec.PublicKey, biometric.AlgPS256, digest[:], psSig),
-			"ed25519, ES256":   biometric.VerifyDigest(k.ed, biometric.AlgES256, digest[:], esSig),
-			"nil key, RS256":   biometric.VerifyDigest(nil, biometric.AlgRS256, digest[:], rsSig),
-			"unknown alg":      biometric.VerifyDigest(&k.ec.PublicKey, "ES384", digest[:], esSig),
-			"short digest":     biometric.VerifyDigest(&k.ec.PublicKey, biometric.AlgES256, digest[:31], esSig),
-			"empty digest":     biometric.VerifyDigest(&k.rsa2048.PublicKey, biometric.AlgRS256, nil, rsSig),
-			"nil signature":    biometric.VerifyDigest(&k.ec.PublicKey, biometric.AlgES256, digest[:], nil),
-			"message as input": biometric.VerifyDigest(&k.ec.PublicKey, biometric.AlgES256, msg, esSig), // unhashed
+			"RSA key, ES256":   devicekey.VerifyDigest(&k.rsa2048.PublicKey, devicekey.AlgES256, digest[:], esSig),
+			"EC key, RS256":    devicekey.VerifyDigest(&k.ec.PublicKey, devicekey.AlgRS256, digest[:], rsSig),
+			"EC key, PS256":    devicekey.VerifyDigest(&k.ec.PublicKey, devicekey.AlgPS256, digest[:], psSig),
+			"ed25519, ES256":   devicekey.VerifyDigest(k.ed, devicekey.AlgES256, digest[:], esSig),
+			"nil key, RS256":   devicekey.VerifyDigest(nil, devicekey.AlgRS256, digest[:], rsSig),
+			"unknown alg":      devicekey.VerifyDigest(&k.ec.PublicKey, "ES384", digest[:], esSig),
+			"short digest":     devicekey.VerifyDigest(&k.ec.PublicKey, devicekey.AlgES256, digest[:31], esSig),
+			"empty digest":     devicekey.VerifyDigest(&k.rsa2048.PublicKey, devicekey.AlgRS256, nil, rsSig),
+			"nil signature":    devicekey.VerifyDigest(&k.ec.PublicKey, devicekey.AlgES256, digest[:], nil),
+			"message as input": devicekey.VerifyDigest(&k.ec.PublicKey, devicekey.AlgES256, msg, esSig), // unhashed
 		} {
-			if err != biometric.ErrSignature { //nolint:errorlint
+			if err != devicekey.ErrSignature { //nolint:errorlint
 				t.Errorf("%s: got %v, want ErrSignature", name, err)
 			}
 		}
@@ -596,7 +596,7 @@ func TestKeysDecodeBase64(t *testing.T) {
 		"surrounding ws":   " \t" + base64.StdEncoding.EncodeToString(data) + "\n",
 		"mime-wrapped std": ktWrap76(base64.StdEncoding.EncodeToString(bytes.Repeat(data, 20))),
 	} {
-		got, err := biometric.DecodeBase64(s)
+		got, err := devicekey.DecodeBase64(s)
 		want := data
 		if name == "mime-wrapped std" {
 			want = bytes.Repeat(data, 20)
@@ -614,7 +614,7 @@ func TestKeysDecodeBase64(t *testing.T) {
 		"one char":        "A",
 		"five chars":      "AAAAA",
 	} {
-		if got, err := biometric.DecodeBase64(s); err == nil && len(got) > 0 {
+		if got, err := devicekey.DecodeBase64(s); err == nil && len(got) > 0 {
 			t.Errorf("%s (%q): accepted as %x", name, s, got)
 		}
 	}
@@ -673,11 +673,11 @@ func TestKeysOpenSSLCompatibility(t *testing.T) {
 	}
 	for _, kc := range []keyCase{
 		{"ec-p256", []string{"-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256"},
-			map[string][][]string{biometric.AlgES256: {nil}}},
+			map[string][][]string{devicekey.AlgES256: {nil}}},
 		{"rsa-2048", []string{"-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048"},
 			map[string][][]string{
-				biometric.AlgRS256: {nil},
-				biometric.AlgPS256: {
+				devicekey.AlgRS256: {nil},
+				devicekey.AlgPS256: {
 					{"-sigopt", "rsa_padding_mode:pss", "-sigopt", "rsa_pss_saltlen:32"},
 					{"-sigopt", "rsa_padding_mode:pss", "-sigopt", "rsa_pss_saltlen:digest"},
 					{"-sigopt", "rsa_padding_mode:pss", "-sigopt", "rsa_pss_saltlen:max"},
@@ -686,8 +686,8 @@ func TestKeysOpenSSLCompatibility(t *testing.T) {
 			}},
 		{"rsa-3072", []string{"-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:3072"},
 			map[string][][]string{
-				biometric.AlgRS256: {nil},
-				biometric.AlgPS256: {{"-sigopt", "rsa_padding_mode:pss", "-sigopt", "rsa_pss_saltlen:32"}},
+				devicekey.AlgRS256: {nil},
+				devicekey.AlgPS256: {{"-sigopt", "rsa_padding_mode:pss", "-sigopt", "rsa_pss_saltlen:32"}},
 			}},
 	} {
 		t.Run(kc.name, func(t *testing.T) {
@@ -707,7 +707,7 @@ func TestKeysOpenSSLCompatibility(t *testing.T) {
 			}
 			for alg, variants := range kc.algs {
 				for _, f := range forms {
-					pub, _, err := biometric.ParsePublicKey(f.Value, alg)
+					pub, _, err := devicekey.ParsePublicKey(f.Value, alg)
 					if err != nil {
 						t.Fatalf("%s %s: %v", alg, f.Name, err)
 					}
@@ -715,7 +715,7 @@ func TestKeysOpenSSLCompatibility(t *testing.T) {
 						args := append([]string{"dgst", "-sha256", "-sign", key}, extra...)
 						sig := ktOpenSSL(t, dir, msg, args...)
 						for _, b := range ktB64 {
-							if err := biometric.VerifyEncoded(pub, alg, digest[:], b.Enc.EncodeToString(sig)); err != nil {
+							if err := devicekey.VerifyEncoded(pub, alg, digest[:], b.Enc.EncodeToString(sig)); err != nil {
 								t.Errorf("%s key %s, openssl %v, %s: %v", alg, f.Name, extra, b.Name, err)
 							}
 						}
@@ -747,11 +747,11 @@ echo "$CHALLENGE" | base64 -d | openssl dgst -sha256 -sign device.key | base64 -
 		if err != nil {
 			t.Fatalf("pipeline: %v\n%s", err, stderr.String())
 		}
-		pub, _, err := biometric.ParsePublicKey(string(read("device.pub")), biometric.AlgES256)
+		pub, _, err := devicekey.ParsePublicKey(string(read("device.pub")), devicekey.AlgES256)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := biometric.VerifyEncoded(pub, biometric.AlgES256, digest[:], string(sig)); err != nil {
+		if err := devicekey.VerifyEncoded(pub, devicekey.AlgES256, digest[:], string(sig)); err != nil {
 			t.Fatalf("README signature %q: %v", sig, err)
 		}
 	})

@@ -1,0 +1,241 @@
+package biometric_test
+
+// The key material and signing helpers of the device-key tests (devicekey/keys_test.go),
+// which the HTTP tests of this package use to register and sign like real devices.
+
+import (
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/pem"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/pvpipe/pvauth/devicekey"
+)
+
+// ---------------------------------------------------------------------------------------
+// Key material shared by keys_test.go, matrix_test.go and fuzz_test.go. Keys are made once
+// per test binary (RSA-3072 generation is slow under -race).
+
+type ktKeyMaterial struct {
+	ec, ec2  *ecdsa.PrivateKey // P-256
+	p384     *ecdsa.PrivateKey
+	rsa2048  *rsa.PrivateKey
+	rsa2048b *rsa.PrivateKey
+	rsa3072  *rsa.PrivateKey
+	rsa1024  *rsa.PrivateKey
+	ed       ed25519.PublicKey
+}
+
+var (
+	ktOnce sync.Once
+	ktKeys *ktKeyMaterial
+	ktErr  error
+)
+
+// ktKeySet returns the shared keys. The first P-256 key is picked so that its base64
+// forms contain URL-safe characters, which makes the URL-safe cases meaningful.
+func ktKeySet(t testing.TB) *ktKeyMaterial {
+	t.Helper()
+	ktOnce.Do(func() {
+		k := &ktKeyMaterial{}
+		for i := 0; ; i++ {
+			ec, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+			if err != nil {
+				ktErr = err
+				return
+			}
+			k.ec = ec
+			der, _ := x509.MarshalPKIXPublicKey(&ec.PublicKey)
+			pt, _ := ec.PublicKey.Bytes()
+			if strings.ContainsAny(base64.RawURLEncoding.EncodeToString(der), "-_") &&
+				strings.ContainsAny(base64.RawURLEncoding.EncodeToString(pt), "-_") || i > 100 {
+				break
+			}
+		}
+		var err error
+		if k.ec2, err = ecdsa.GenerateKey(elliptic.P256(), rand.Reader); err != nil {
+			ktErr = err
+			return
+		}
+		if k.p384, err = ecdsa.GenerateKey(elliptic.P384(), rand.Reader); err != nil {
+			ktErr = err
+			return
+		}
+		for _, r := range []struct {
+			dst  **rsa.PrivateKey
+			bits int
+		}{{&k.rsa2048, 2048}, {&k.rsa2048b, 2048}, {&k.rsa3072, 3072}, {&k.rsa1024, 1024}} {
+			if *r.dst, err = rsa.GenerateKey(rand.Reader, r.bits); err != nil {
+				ktErr = fmt.Errorf("rsa %d: %w", r.bits, err)
+				return
+			}
+		}
+		if k.ed, _, err = ed25519.GenerateKey(rand.Reader); err != nil {
+			ktErr = err
+			return
+		}
+		ktKeys = k
+	})
+	if ktErr != nil {
+		t.Fatalf("generating test keys: %v", ktErr)
+	}
+	return ktKeys
+}
+
+// ktSigner is a device key under one algorithm.
+type ktSigner struct {
+	Name string
+	Alg  string
+	Priv crypto.Signer
+}
+
+// ktSigners lists every accepted algorithm/key-size pairing.
+func ktSigners(k *ktKeyMaterial) []ktSigner {
+	return []ktSigner{
+		{"ES256-P256", devicekey.AlgES256, k.ec},
+		{"RS256-2048", devicekey.AlgRS256, k.rsa2048},
+		{"RS256-3072", devicekey.AlgRS256, k.rsa3072},
+		{"PS256-2048", devicekey.AlgPS256, k.rsa2048},
+		{"PS256-3072", devicekey.AlgPS256, k.rsa3072},
+	}
+}
+
+type ktFormat struct {
+	Name  string
+	Value string
+}
+
+func ktMustDER(t testing.TB, pub crypto.PublicKey) []byte {
+	t.Helper()
+	der, err := x509.MarshalPKIXPublicKey(pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return der
+}
+
+func ktPEM(typ string, der []byte) string {
+	return string(pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}))
+}
+
+// ktKeyFormats returns every accepted encoding of pub.
+func ktKeyFormats(t testing.TB, pub crypto.PublicKey) []ktFormat {
+	t.Helper()
+	spki := ktMustDER(t, pub)
+	pemSPKI := ktPEM("PUBLIC KEY", spki)
+	out := []ktFormat{
+		{"pem-spki", pemSPKI},
+		{"pem-spki-json-escaped-newlines", strings.ReplaceAll(pemSPKI, "\n", `\n`)},
+		{"pem-spki-crlf", strings.ReplaceAll(pemSPKI, "\n", "\r\n")},
+		{"b64-spki-std-padded", base64.StdEncoding.EncodeToString(spki)},
+		{"b64-spki-std-unpadded", base64.RawStdEncoding.EncodeToString(spki)},
+		{"b64-spki-url-unpadded", base64.RawURLEncoding.EncodeToString(spki)},
+		{"b64-spki-url-padded", base64.URLEncoding.EncodeToString(spki)},
+	}
+	switch k := pub.(type) {
+	case *rsa.PublicKey:
+		pk1 := x509.MarshalPKCS1PublicKey(k)
+		pemPK1 := ktPEM("RSA PUBLIC KEY", pk1)
+		out = append(out,
+			ktFormat{"pem-pkcs1", pemPK1},
+			ktFormat{"pem-pkcs1-json-escaped-newlines", strings.ReplaceAll(pemPK1, "\n", `\n`)},
+			ktFormat{"b64-pkcs1-std-padded", base64.StdEncoding.EncodeToString(pk1)},
+			ktFormat{"b64-pkcs1-url-unpadded", base64.RawURLEncoding.EncodeToString(pk1)},
+		)
+	case *ecdsa.PublicKey:
+		pt, err := k.Bytes()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(pt) != 65 || pt[0] != 4 {
+			t.Fatalf("uncompressed point is %d bytes", len(pt))
+		}
+		out = append(out,
+			ktFormat{"b64-point65-std-padded", base64.StdEncoding.EncodeToString(pt)},
+			ktFormat{"b64-point65-url-unpadded", base64.RawURLEncoding.EncodeToString(pt)},
+		)
+	}
+	return out
+}
+
+// ktSigEncodings: ES256 signatures in DER and raw r||s; RSA signatures as they are.
+func ktSigEncodings(alg string) []string {
+	if alg == devicekey.AlgES256 {
+		return []string{"der", "raw-r||s"}
+	}
+	return []string{"as-is"}
+}
+
+// ktB64 are the signature base64 forms clients send.
+var ktB64 = []struct {
+	Name string
+	Enc  *base64.Encoding
+}{
+	{"std-padded", base64.StdEncoding},
+	{"std-unpadded", base64.RawStdEncoding},
+	{"url-unpadded", base64.RawURLEncoding},
+}
+
+// ktSign signs SHA-256(msg) with priv under alg; sigEnc picks DER or raw for ES256.
+func ktSign(t testing.TB, priv crypto.Signer, alg, sigEnc string, msg []byte) []byte {
+	t.Helper()
+	digest := sha256.Sum256(msg)
+	switch alg {
+	case devicekey.AlgES256:
+		k := priv.(*ecdsa.PrivateKey)
+		if sigEnc == "raw-r||s" {
+			r, s, err := ecdsa.Sign(rand.Reader, k, digest[:])
+			if err != nil {
+				t.Fatal(err)
+			}
+			out := make([]byte, 64)
+			r.FillBytes(out[:32])
+			s.FillBytes(out[32:])
+			return out
+		}
+		sig, err := ecdsa.SignASN1(rand.Reader, k, digest[:])
+		if err != nil {
+			t.Fatal(err)
+		}
+		return sig
+	case devicekey.AlgRS256:
+		sig, err := rsa.SignPKCS1v15(rand.Reader, priv.(*rsa.PrivateKey), crypto.SHA256, digest[:])
+		if err != nil {
+			t.Fatal(err)
+		}
+		return sig
+	case devicekey.AlgPS256:
+		sig, err := rsa.SignPSS(rand.Reader, priv.(*rsa.PrivateKey), crypto.SHA256, digest[:],
+			&rsa.PSSOptions{SaltLength: rsa.PSSSaltLengthEqualsHash})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return sig
+	}
+	t.Fatalf("unknown alg %s", alg)
+	return nil
+}
+
+// ktSignB64 signs and encodes; for the URL-safe form it re-signs (ECDSA is randomized)
+// until the encoding really uses '-' or '_', so the case tests what it names.
+func ktSignB64(t testing.TB, priv crypto.Signer, alg, sigEnc string, enc *base64.Encoding, msg []byte) string {
+	t.Helper()
+	for i := 0; ; i++ {
+		s := enc.EncodeToString(ktSign(t, priv, alg, sigEnc, msg))
+		if enc != base64.RawURLEncoding || strings.ContainsAny(s, "-_") || alg != devicekey.AlgES256 || i > 50 {
+			return s
+		}
+	}
+}
+
+// ---------------------------------------------------------------------------------------

@@ -1,0 +1,110 @@
+package passkey_test
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/pem"
+	"net/http"
+	"testing"
+
+	"github.com/pvpipe/pvauth/internal/testdb"
+	"github.com/pvpipe/pvauth/internal/testserver"
+	"github.com/pvpipe/pvauth/push/fcmtest"
+)
+
+// aaDevice registers a device key for a over HTTP and gives it an FCM token.
+func aaDevice(t *testing.T, srv *testserver.Server, a *account, tok string) string {
+	t.Helper()
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, _ := x509.MarshalPKIXPublicKey(&k.PublicKey)
+	fp := "aa-" + tok
+	r := srv.Public(t, http.MethodPost, "/api/v1/auth/devices/register/challenge", a.token, map[string]any{
+		"deviceName": "Phone " + tok, "deviceType": "mobile", "deviceFingerprint": fp, "keyAlgorithm": "ES256",
+		"publicKey": string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})),
+	})
+	var c struct {
+		Challenge string `json:"challenge"`
+		SessionID string `json:"sessionId"`
+		DeviceID  string `json:"deviceId"`
+	}
+	if r.Status != 200 {
+		t.Fatalf("register challenge: %d %s", r.Status, r.Body)
+	}
+	r.Data(t, &c)
+	raw, _ := base64.StdEncoding.DecodeString(c.Challenge)
+	sum := sha256.Sum256(raw)
+	sig, _ := ecdsa.SignASN1(rand.Reader, k, sum[:])
+	r = srv.Public(t, http.MethodPost, "/api/v1/auth/devices/register/verify", a.token,
+		map[string]any{"sessionId": c.SessionID, "signedChallenge": base64.StdEncoding.EncodeToString(sig)})
+	if r.Status != 200 {
+		t.Fatalf("register verify: %d %s", r.Status, r.Body)
+	}
+	r = srv.Public(t, http.MethodPut, "/api/v1/auth/devices/fcm-token", a.token, map[string]any{"deviceId": c.DeviceID, "fcmToken": tok})
+	if r.Status != 200 {
+		t.Fatalf("fcm token: %d %s", r.Status, r.Body)
+	}
+	return c.DeviceID
+}
+
+// Adding a passkey pushes authenticator_added (kind passkey) to the user's devices that
+// have an FCM token, and no one else's.
+func TestAuthenticatorAddedPushForPasskey(t *testing.T) {
+	testdb.ForEach(t, func(t *testing.T, dsn string) {
+		fcm := fcmtest.New(t)
+		srv := startServer(t, dsn, map[string]any{
+			"push.fcm.enabled": true, "push.fcm.project_id": "pvpipe-test", "push.fcm.endpoint": fcm.URL,
+		})
+		t.Cleanup(srv.Client.CloseIdleConnections)
+		a, b := newAccount(t, srv), newAccount(t, srv)
+		tokA := "fcm-pk-a-" + dsn[:6]
+		tokB := "fcm-pk-b-" + dsn[:6]
+		aaDevice(t, srv, a, tokA)
+		aaDevice(t, srv, b, tokB)
+		fcm.Reset()
+
+		pk := register(t, srv, a, "YubiKey 5")
+		var got []fcmtest.Message
+		for _, m := range fcm.Messages() {
+			if m.Data["type"] == "authenticator_added" {
+				got = append(got, m)
+			}
+		}
+		if len(got) != 1 || got[0].Token != tokA {
+			t.Fatalf("authenticator_added pushes %+v, want one to %s", got, tokA)
+		}
+		want := map[string]string{"type": "authenticator_added", "kind": "passkey", "id": pk.id, "name": "YubiKey 5"}
+		if len(got[0].Data) != len(want) {
+			t.Errorf("push data %v, want exactly %v", got[0].Data, want)
+		}
+		for k, v := range want {
+			if got[0].Data[k] != v {
+				t.Errorf("push data[%s] = %q, want %q", k, got[0].Data[k], v)
+			}
+		}
+		found := false
+		srv.Registry.AuditLogger().Flush()
+		r := srv.Admin(t, http.MethodGet, "/admin/audit-events?type=push.authenticator_added", nil)
+		var out struct {
+			Events []struct {
+				UserID   int64          `json:"userId"`
+				Metadata map[string]any `json:"metadata"`
+			} `json:"events"`
+		}
+		r.Data(t, &out)
+		for _, e := range out.Events {
+			if e.Metadata["authenticatorId"] == pk.id {
+				found = e.UserID == a.id && e.Metadata["kind"] == "passkey" && e.Metadata["devices"] == float64(1)
+			}
+		}
+		if !found {
+			t.Errorf("no push.authenticator_added audit event for the passkey: %s", r.Body)
+		}
+	})
+}
