@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/cookiejar"
 	"net/url"
 	"strings"
 	"sync/atomic"
@@ -60,7 +61,9 @@ func startRV(t *testing.T, dsn string) *rv {
 		"serve.public.base_url": issuer, "urls.issuer": issuer, "urls.login_ui": rvLoginUI,
 		"webauthn.rp.id": rvRPID, "webauthn.rp.display_name": "pvauth test", "webauthn.rp.origins": []any{rvOrigin},
 	}, testserver.Options{PublicListener: ln})
-	e := &rv{t: t, srv: srv, issuer: issuer, noFollow: &http.Client{Timeout: 30 * time.Second,
+	// A browser: it keeps cookies (the OAuth2 hand-off is bound to it) and shows redirects.
+	jar, _ := cookiejar.New(nil)
+	e := &rv{t: t, srv: srv, issuer: issuer, noFollow: &http.Client{Timeout: 30 * time.Second, Jar: jar,
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}}
 	r := srv.Admin(t, http.MethodPost, "/admin/clients", map[string]any{
 		"client_name": "RP", "redirect_uris": []string{rvCallback}, "grant_types": []string{"authorization_code", "refresh_token"},

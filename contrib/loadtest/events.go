@@ -200,7 +200,7 @@ func (r *runner) eventsRoundTrip(ctx context.Context, hc *http.Client, d *device
 // streams: -streams event streams open at once on one server, each on its own
 // connection; then every confirmation is approved (by -c workers) and each stream must
 // see its own approval within a second. A row is one approval's delivery delay: from
-// the verify answer to the approved event on its stream.
+// sending the verify to the approved event on its stream.
 func (r *runner) streams(ctx context.Context) (*result, error) {
 	n := r.opt.Streams
 	if n <= 0 {
@@ -211,11 +211,10 @@ func (r *runner) streams(ctx context.Context) (*result, error) {
 		return nil, fmt.Errorf("streams setup: %w", err)
 	}
 	type open struct {
-		d      *device
-		in     *initiated
-		s      *eventStream
-		approv atomic.Int64 // when verify answered (UnixNano)
-		got    chan time.Time
+		d   *device
+		in  *initiated
+		s   *eventStream
+		got chan time.Time
 	}
 	items := make([]*open, n)
 	if err := forEach(ctx, n, r.opt.Concurrency, func(ctx context.Context, i int) error {
@@ -277,16 +276,16 @@ func (r *runner) streams(ctx context.Context) (*result, error) {
 			return opResult{Stop: true}
 		}
 		it := items[i]
+		sent := time.Now()
 		if l := r.approve(ctx, it.d, it.in); l != "" {
 			return opResult{Err: l}
 		}
-		answered := time.Now()
 		select {
 		case at, ok := <-it.got:
 			if !ok {
 				return opResult{Err: "stream: no approved event"}
 			}
-			lat := max(at.Sub(answered), 0)
+			lat := at.Sub(sent)
 			if lat > time.Second {
 				return opResult{Latency: lat, Err: "stream: approved event later than 1 s"}
 			}
@@ -300,7 +299,7 @@ func (r *runner) streams(ctx context.Context) (*result, error) {
 	cancel()
 	wg.Wait()
 	res.StoppedEarly = false
-	res.Notes = append(res.Notes, fmt.Sprintf("streams: %d streams open at once; a row is one approval's delivery: verify answered → approved event on its own stream (must be ≤ 1 s)", n))
+	res.Notes = append(res.Notes, fmt.Sprintf("streams: %d streams open at once; a row is one approval's delivery: verify sent → approved event on its own stream (must be ≤ 1 s)", n))
 	if mem.When != "" {
 		if mem.Err != nil {
 			res.Notes = append(res.Notes, fmt.Sprintf("streams: server RSS with %d streams open: %v", n, mem.Err))

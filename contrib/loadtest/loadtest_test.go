@@ -176,7 +176,7 @@ func TestPercentile(t *testing.T) {
 }
 
 func TestParseScenarios(t *testing.T) {
-	if s, err := parseScenarios("all"); err != nil || len(s) != 7 || s[len(s)-1] != "login" {
+	if s, err := parseScenarios("all"); err != nil || len(s) != 9 || s[len(s)-1] != "login" {
 		t.Fatalf("all: %v %v", s, err)
 	}
 	if s, err := parseScenarios("login, refresh"); err != nil || strings.Join(s, ",") != "login,refresh" {

@@ -110,7 +110,23 @@ func (p *browserPage) text(id string) string {
 // shot writes a full-page PNG screenshot named after the step.
 func (p *browserPage) shot(name string) string {
 	p.t.Helper()
-	buf, err := chromedp.Run(p.ctx, chromedp.FullScreenshot(100))
+	// Right after a navigation the new page may not be laid out yet ("Cannot take
+	// screenshot with 0 width"): wait for a loaded document with a size, then retry once.
+	var buf []byte
+	var err error
+	for attempt := 0; attempt < 2; attempt++ {
+		deadline := time.Now().Add(3 * time.Second)
+		for time.Now().Before(deadline) {
+			ready, err := chromedp.Run(p.ctx, chromedp.Evaluate[bool](`document.readyState === 'complete' && document.documentElement.getBoundingClientRect().width > 0`))
+			if err == nil && ready {
+				break
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		if buf, err = chromedp.Run(p.ctx, chromedp.FullScreenshot(100)); err == nil {
+			break
+		}
+	}
 	if err != nil {
 		p.t.Errorf("screenshot %s: %v", name, err)
 		return ""
