@@ -53,15 +53,20 @@ func (p *Persister) GetDeviceChallenge(ctx context.Context, id string) (*biometr
 }
 
 func (p *Persister) ConsumeDeviceChallenge(ctx context.Context, id string, at time.Time) (bool, error) {
-	q := "UPDATE device_challenges SET used_at = ? WHERE id = ? AND used_at IS NULL AND expires_at > ?"
+	// A login challenge is good only while its device is still active: consumed inside
+	// the login's token transaction, after the identity's lock, this orders the login
+	// against a concurrent device deletion (which revokes after it, or refuses it here).
+	const deviceLive = " AND (kind <> 'login' OR EXISTS (SELECT 1 FROM devices d WHERE d.id = device_challenges.device_id AND d.is_active = ?))"
+	q := "UPDATE device_challenges SET used_at = ? WHERE id = ? AND used_at IS NULL AND expires_at > ?" + deviceLive
 	if p.Dialect() == DialectPostgres {
 		// The challenge is consumed inside the login's token transaction. A concurrent
 		// consumer would wait for that transaction on the row lock, holding a pooled
 		// connection all the while; with SKIP LOCKED it loses at once instead, which is
 		// the answer it would get anyway once the holder commits.
-		q = "UPDATE device_challenges SET used_at = ? WHERE id = (SELECT id FROM device_challenges WHERE id = ? AND used_at IS NULL AND expires_at > ? FOR UPDATE SKIP LOCKED)"
+		q = "UPDATE device_challenges SET used_at = ? WHERE id = (SELECT id FROM device_challenges WHERE id = ? AND used_at IS NULL AND expires_at > ?" +
+			deviceLive + " FOR UPDATE OF device_challenges SKIP LOCKED)"
 	}
-	n, err := p.execPrepared(ctx, q, dbTime(at), id, dbTime(at))
+	n, err := p.execPrepared(ctx, q, dbTime(at), id, dbTime(at), true)
 	return n == 1, err
 }
 

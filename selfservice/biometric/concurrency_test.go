@@ -27,7 +27,66 @@ func TestConcurrency(t *testing.T) {
 		t.Run("DeleteDeviceRevokesEverything", func(t *testing.T) { ccDeleteDevice(t, srv) })
 		t.Run("RefreshShapesAndRememberMe", func(t *testing.T) { ccRefreshShapes(t, srv) })
 		t.Run("BiometricAccessTokenClaims", func(t *testing.T) { ccClaims(t, srv) })
+		t.Run("LoginsRacingDeviceDeletion", func(t *testing.T) { ccLoginRacingDelete(t, srv) })
 	})
+}
+
+// Device logins racing the device's deletion (API.md §2, complete revocation): once the
+// delete has answered, no token minted by a login of that device works, including one
+// whose login was in flight. Each round signs challenges first, then fires the logins
+// and the delete together.
+func ccLoginRacingDelete(t *testing.T, srv *testserver.Server) {
+	u := e2eNewUser(t, srv)
+	for round := 0; round < 15; round++ {
+		key := e2eNewKey(t)
+		fp := "CONC-RACE-" + e2eUnique()
+		deviceID := e2eRegister(t, srv, u.JWT, fp, key)
+		type signed struct{ session, sig string }
+		var logins []signed
+		for i := 0; i < 4; i++ {
+			r := srv.Public(t, http.MethodPost, e2eMobileChallenge, "", map[string]any{"deviceFingerprint": fp})
+			if !e2eStatus(t, "mobile challenge", r, 200) {
+				t.FailNow()
+			}
+			c := e2eData(t, r)
+			logins = append(logins, signed{e2eStr(c["sessionId"]), key.Sign(t, e2eStr(c["challenge"]))})
+		}
+		var (
+			wg     sync.WaitGroup
+			mu     sync.Mutex
+			minted []string
+		)
+		for _, l := range logins {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				r := srv.Public(t, http.MethodPost, e2eMobileBiometric, "", map[string]any{"sessionId": l.session, "signedChallenge": l.sig})
+				if r.Status >= 500 {
+					t.Errorf("login during the delete: %d %s", r.Status, r.Body)
+				}
+				if r.Status == http.StatusOK {
+					tok, _ := e2eGet(e2eData(t, r), "tokens").(map[string]any)
+					mu.Lock()
+					minted = append(minted, e2eStr(tok["accessToken"]), e2eStr(tok["refreshToken"]))
+					mu.Unlock()
+				}
+			}()
+		}
+		r := srv.Public(t, http.MethodDelete, e2eDevices+"/"+deviceID, u.JWT, nil)
+		if !e2eStatus(t, "delete during logins", r, 200) {
+			t.FailNow()
+		}
+		wg.Wait()
+		for i, tok := range minted {
+			hint := ""
+			if i%2 == 1 {
+				hint = "refresh_token"
+			}
+			if got := e2eIntrospect(t, srv, tok, hint); got["active"] != false {
+				t.Fatalf("round %d: a token minted by a login racing the delete survived it: %v", round, got)
+			}
+		}
+	}
 }
 
 // 20 concurrent /mobile/biometric with one valid signed challenge: exactly one gets
