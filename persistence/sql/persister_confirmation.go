@@ -22,7 +22,10 @@ func (p *Persister) CreateConfirmation(ctx context.Context, c *confirmation.Conf
 
 func (p *Persister) GetConfirmation(ctx context.Context, id string) (*confirmation.Confirmation, error) {
 	var c confirmation.Confirmation
-	err := p.Connection(ctx).RawQuery("SELECT "+confirmationColumns+" FROM confirmations WHERE id = ?", id).First(&c)
+	// A hot read (status, verify, events): a prepared statement, not pop's reflection.
+	err := p.getPrepared(ctx, "SELECT "+confirmationColumns+" FROM confirmations WHERE id = ?", []any{id},
+		&c.ID, &c.IdentityID, &c.ActionType, &c.ActionPayload, &c.ActionHash, &c.ChallengeHash, &c.MatchCodeHash,
+		&c.MatchFailures, &c.Status, &c.DeviceID, &c.Reason, &c.ApprovedAt, &c.ConsumedAt, &c.ExpiresAt, &c.CreatedAt, &c.UpdatedAt)
 	if IsNotFound(err) {
 		return nil, confirmation.ErrNotFound
 	}

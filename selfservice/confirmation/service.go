@@ -60,6 +60,7 @@ type Service struct {
 	d         serviceDeps
 	hub       *hub
 	heartbeat atomicDuration
+	receipts  receiptCache
 	done      chan struct{}
 	closeOnce sync.Once
 }
@@ -352,6 +353,20 @@ func (s *Service) Receipt(c *Confirmation) (string, error) {
 	if c.Status != StatusApproved || c.ApprovedAt == nil {
 		return "", nil
 	}
+	// An approval does not change: its receipt is signed once per process (status and
+	// events read it again and again), and any signature of a listed key verifies.
+	key := c.ID + "@" + strconv.FormatInt(c.ApprovedAt.UnixNano(), 10)
+	if r, ok := s.receipts.get(key); ok {
+		return r, nil
+	}
+	r, err := s.signReceipt(c)
+	if err == nil {
+		s.receipts.put(key, r)
+	}
+	return r, err
+}
+
+func (s *Service) signReceipt(c *Confirmation) (string, error) {
 	did := ""
 	if c.DeviceID != nil {
 		did = *c.DeviceID
@@ -424,4 +439,28 @@ func (s *Service) log(ctx context.Context, c *Confirmation, result, reason strin
 		ev.DeviceID = &did
 	}
 	s.d.AuditLogger().Log(ctx, ev)
+}
+
+// receiptCache keeps signed receipts, bounded: when full it starts over.
+type receiptCache struct {
+	mu sync.Mutex
+	m  map[string]string
+}
+
+const receiptCacheSize = 4096
+
+func (c *receiptCache) get(k string) (string, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	r, ok := c.m[k]
+	return r, ok
+}
+
+func (c *receiptCache) put(k, r string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m == nil || len(c.m) >= receiptCacheSize {
+		c.m = make(map[string]string, 64)
+	}
+	c.m[k] = r
 }
