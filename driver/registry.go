@@ -20,6 +20,7 @@ import (
 	"github.com/pvpipe/pvauth/devicekey"
 	"github.com/pvpipe/pvauth/driver/config"
 	"github.com/pvpipe/pvauth/identity"
+	"github.com/pvpipe/pvauth/janitor"
 	"github.com/pvpipe/pvauth/metrics"
 	"github.com/pvpipe/pvauth/oauth2"
 	sqlp "github.com/pvpipe/pvauth/persistence/sql"
@@ -49,6 +50,7 @@ type Registry struct {
 	limiter    *ratelimit.Limiter
 	metrics    *metrics.Metrics
 	push       push.Sender
+	janitor    *janitor.Janitor
 	notifier   *devicekey.Notifier
 	confirm    *confirmation.Service
 
@@ -137,6 +139,7 @@ func New(ctx context.Context, cfg *config.Config, o Options) (*Registry, error) 
 	}
 	r.limiter = ratelimit.New(cfg.RateLimit.Enabled, rules, store)
 	r.metrics = metrics.New()
+	r.janitor = janitor.New(p, cfg.Janitor.Interval, r.logger, r.metrics.Registry())
 	registerDBMetrics(r.metrics.Registry(), p)
 	r.audit.OnDrop(r.metrics.AuditDropped)
 	r.audit.OnLog(r.observeEvent)
@@ -273,6 +276,7 @@ func (r *Registry) ConfirmationPersister() confirmation.Persister {
 	return r.persister
 }
 func (r *Registry) OAuth2Persister() oauth2.Persister { return r.persister }
+func (r *Registry) Janitor() *janitor.Janitor         { return r.janitor }
 func (r *Registry) PushSender() push.Sender           { return r.push }
 func (r *Registry) PublicRouter() *x.PublicRouter     { return r.public }
 func (r *Registry) AdminRouter() *x.AdminRouter       { return r.admin }

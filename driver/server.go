@@ -144,7 +144,7 @@ func (r *Registry) Serve(ctx context.Context, publicLn, adminLn net.Listener) er
 	serve("public", pub, publicLn)
 	serve("admin", adm, adminLn)
 	g.Go(func() error {
-		r.janitor(gctx)
+		r.janitor.Run(gctx)
 		return nil
 	})
 	g.Go(func() error {
@@ -172,26 +172,4 @@ func (r *Registry) ListenAndServe(ctx context.Context) error {
 		return fmt.Errorf("admin listener: %w", err)
 	}
 	return r.Serve(ctx, pl, al)
-}
-
-// janitor removes expired tokens and login flows now and then.
-func (r *Registry) janitor(ctx context.Context) {
-	t := time.NewTicker(10 * time.Minute)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			cut := time.Now().Add(-time.Hour)
-			if n, err := r.persister.DeleteExpiredTokens(ctx, cut); err != nil {
-				r.logger.Warn("janitor: deleting expired tokens", "error", err)
-			} else if n > 0 {
-				r.logger.Debug("janitor: deleted expired tokens", "count", n)
-			}
-			_, _ = r.persister.DeleteExpiredLoginFlows(ctx, cut)
-			_, _ = r.persister.DeleteExpiredDeviceChallenges(ctx, cut)
-			_, _ = r.persister.DeleteExpiredPasskeySessions(ctx, cut)
-		}
-	}
 }

@@ -615,7 +615,8 @@ func TestRevocationAuthenticators(t *testing.T) {
 				t.Errorf("DELETE %s: %d, want 404", path, r.Status)
 			}
 		}
-		// Audited.
+		// Audited (the audit log writes in the background: flush it first).
+		e.srv.Registry.AuditLogger().Flush()
 		r := e.srv.Admin(t, http.MethodGet, fmt.Sprintf("/admin/audit-events?userId=%d", u.ID), nil)
 		for _, want := range []string{`"delete_all"`, `"all":true`} {
 			if !strings.Contains(string(r.Body), want) {

@@ -199,6 +199,12 @@ func (h *Handler) returnLeg(w http.ResponseWriter, r *http.Request, q url.Values
 		return
 	}
 	if !sameBrowser(r, f) {
+		ev := audit.Event{Type: "oauth2.authorize", Result: audit.ResultFailure, Reason: "hand-off returned in another browser",
+			Metadata: map[string]any{"clientId": f.ClientID, "step": column}}
+		if f.IdentityID != nil {
+			ev.UserID = audit.Int64(*f.IdentityID)
+		}
+		h.d.AuditLogger().Log(ctx, ev)
 		p.WriteAuthorizeError(ctx, w, orig, fosite.ErrInvalidRequest.WithHint("The login must be completed in the browser that started it."))
 		return
 	}

@@ -81,8 +81,6 @@ type TokenPersister interface {
 	// SubjectActive runs inside a token-minting transaction: it takes the subject's
 	// shared lock (see above) and reports whether the identity may still get tokens.
 	SubjectActive(ctx context.Context, identityID int64) (bool, error)
-	// DeleteExpiredTokens removes tokens that expired before t.
-	DeleteExpiredTokens(ctx context.Context, before time.Time) (int64, error)
 
 	// GroupTransaction runs fn in a write transaction that concurrent callers may share
 	// (each in its own savepoint); fn's error undoes only fn's writes.

@@ -37,6 +37,7 @@ type Config struct {
 	RateLimit RateLimit `mapstructure:"ratelimit"`
 	Biometric Biometric `mapstructure:"biometric"`
 	Security  Security  `mapstructure:"security"`
+	Janitor   Janitor   `mapstructure:"janitor"`
 	// Confirmations holds the confirmation.* keys.
 	Confirmations Confirmations `mapstructure:"confirmation"`
 	Push          Push          `mapstructure:"push"`
@@ -131,6 +132,11 @@ type Rule struct {
 
 type Biometric struct {
 	KeygenEnabled bool `mapstructure:"keygen_enabled"`
+}
+
+// Janitor is the periodic deletion of expired rows.
+type Janitor struct {
+	Interval time.Duration `mapstructure:"interval"`
 }
 
 type Security struct {

@@ -15,9 +15,10 @@ const confirmationColumns = "id, identity_id, action_type, action_payload, actio
 func (p *Persister) CreateConfirmation(ctx context.Context, c *confirmation.Confirmation) error {
 	c.CreatedAt, c.UpdatedAt = now(), now()
 	c.ExpiresAt = dbExpiry(c.ExpiresAt)
-	return p.Connection(ctx).RawQuery("INSERT INTO confirmations ("+confirmationColumns+") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+	_, err := p.execPrepared(ctx, "INSERT INTO confirmations ("+confirmationColumns+") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
 		c.ID, c.IdentityID, c.ActionType, c.ActionPayload, c.ActionHash, c.ChallengeHash, c.MatchCodeHash, c.MatchFailures,
-		c.Status, c.DeviceID, c.Reason, c.ApprovedAt, c.ConsumedAt, c.ExpiresAt, c.CreatedAt, c.UpdatedAt).Exec()
+		c.Status, c.DeviceID, c.Reason, c.ApprovedAt, c.ConsumedAt, c.ExpiresAt, c.CreatedAt, c.UpdatedAt)
+	return err
 }
 
 func (p *Persister) GetConfirmation(ctx context.Context, id string) (*confirmation.Confirmation, error) {
@@ -79,8 +80,8 @@ func (p *Persister) DecideConfirmation(ctx context.Context, id, status string, d
 		approvedAt = &t
 		maxFailures = confirmation.MaxMatchFailures
 	}
-	n, err := p.Connection(ctx).RawQuery("UPDATE confirmations SET status = ?, device_id = ?, reason = ?, approved_at = ?, updated_at = ? WHERE id = ? AND status = ? AND expires_at > ? AND match_failures < ?",
-		status, deviceID, reason, approvedAt, dbTime(at), id, confirmation.StatusPending, dbTime(at), maxFailures).ExecWithCount()
+	n, err := p.execPrepared(ctx, "UPDATE confirmations SET status = ?, device_id = ?, reason = ?, approved_at = ?, updated_at = ? WHERE id = ? AND status = ? AND expires_at > ? AND match_failures < ?",
+		status, deviceID, reason, approvedAt, dbTime(at), id, confirmation.StatusPending, dbTime(at), maxFailures)
 	return n == 1, err
 }
 

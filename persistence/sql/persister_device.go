@@ -154,11 +154,6 @@ func (p *Persister) TouchDevice(ctx context.Context, id string, at time.Time) er
 	return err
 }
 
-func (p *Persister) DeleteExpiredDeviceChallenges(ctx context.Context, before time.Time) (int64, error) {
-	n, err := p.Connection(ctx).RawQuery("DELETE FROM device_challenges WHERE expires_at < ?", dbTime(before)).ExecWithCount()
-	return int64(n), err
-}
-
 func (p *Persister) GetLoginChallenge(ctx context.Context, id string) (*biometric.Challenge, *devicekey.Device, *biometric.Owner, error) {
 	var (
 		c biometric.Challenge

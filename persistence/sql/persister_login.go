@@ -2,7 +2,6 @@ package sql
 
 import (
 	"context"
-	"time"
 
 	"github.com/pvpipe/pvauth/selfservice/password"
 )
@@ -45,9 +44,4 @@ func (p *Persister) CompleteLoginFlow(ctx context.Context, id string) (bool, err
 	n, err := p.Connection(ctx).RawQuery("UPDATE login_flows SET state = ?, failed_attempts = failed_attempts - 1 WHERE id = ? AND state = ? AND failed_attempts > 0",
 		password.FlowCompleted, id, password.FlowPending).ExecWithCount()
 	return n == 1, err
-}
-
-func (p *Persister) DeleteExpiredLoginFlows(ctx context.Context, before time.Time) (int64, error) {
-	n, err := p.Connection(ctx).RawQuery("DELETE FROM login_flows WHERE expires_at < ?", dbTime(before)).ExecWithCount()
-	return int64(n), err
 }

@@ -141,8 +141,3 @@ func (p *Persister) DeactivatePasskey(ctx context.Context, identityID int64, id 
 		false, now(), id, identityID, true).ExecWithCount()
 	return n == 1, err
 }
-
-func (p *Persister) DeleteExpiredPasskeySessions(ctx context.Context, before time.Time) (int64, error) {
-	n, err := p.Connection(ctx).RawQuery("DELETE FROM webauthn_sessions WHERE expires_at < ?", dbTime(before)).ExecWithCount()
-	return int64(n), err
-}

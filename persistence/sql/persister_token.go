@@ -290,18 +290,6 @@ func (p *Persister) RemoveAuthenticators(ctx context.Context, subject, kind, id 
 	return removed, sessions, err
 }
 
-func (p *Persister) DeleteExpiredTokens(ctx context.Context, before time.Time) (int64, error) {
-	var total int64
-	for _, t := range []string{"oauth2_access", "oauth2_refresh", "oauth2_code", "oauth2_oidc", "oauth2_pkce"} {
-		n, err := p.Connection(ctx).RawQuery("DELETE FROM "+t+" WHERE expires_at IS NOT NULL AND expires_at < ?", dbTime(before)).ExecWithCount()
-		if err != nil {
-			return total, err
-		}
-		total += int64(n)
-	}
-	return total, nil
-}
-
 func (p *Persister) ListSigningKeys(ctx context.Context) ([]session.StoredKey, error) {
 	var ks []session.StoredKey
 	if err := p.Connection(ctx).RawQuery("SELECT kid, alg, private_key, public_jwk, state, created_at, retired_at FROM signing_keys ORDER BY created_at DESC, kid DESC").All(&ks); err != nil {

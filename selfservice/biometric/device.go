@@ -61,7 +61,6 @@ type Persister interface {
 	// GetLoginChallenge loads a login challenge with its device and the device owner's
 	// email and state in one read (the hot path of a biometric login).
 	GetLoginChallenge(ctx context.Context, id string) (*Challenge, *Device, *Owner, error)
-	DeleteExpiredDeviceChallenges(ctx context.Context, before time.Time) (int64, error)
 }
 
 // PersisterProvider is implemented by the registry.

@@ -238,16 +238,20 @@ func (s *Service) Verify(ctx context.Context, userID int64, id, deviceID, signat
 			return nil, "", s.matchFailure(ctx, c, meta)
 		}
 	}
-	if err := s.decide(ctx, c, StatusApproved, &d.ID, nil); err != nil {
-		return nil, "", err
-	}
-	_ = s.d.DevicePersister().TouchDevice(ctx, d.ID, time.Now())
-	meta["status"] = StatusApproved
-	s.log(ctx, c, audit.ResultSuccess, "", meta)
-	c, err = s.Get(ctx, 0, c.ID)
+	at, err := s.decide(ctx, c, StatusApproved, &d.ID, nil)
 	if err != nil {
 		return nil, "", err
 	}
+	// lastUsedAt is for display: a minute's precision spares a write per approval.
+	if d.LastUsedAt == nil || at.Sub(*d.LastUsedAt) >= time.Minute {
+		_ = s.d.DevicePersister().TouchDevice(ctx, d.ID, at)
+	}
+	meta["status"] = StatusApproved
+	s.log(ctx, c, audit.ResultSuccess, "", meta)
+	// What the conditional update wrote, without reading it back (times as stored: whole
+	// seconds in UTC).
+	stored := at.UTC().Truncate(time.Second)
+	c.Status, c.DeviceID, c.ApprovedAt, c.UpdatedAt = StatusApproved, &d.ID, &stored, stored
 	receipt, err := s.Receipt(c)
 	if err != nil {
 		return nil, "", err
@@ -291,7 +295,7 @@ func (s *Service) Reject(ctx context.Context, userID int64, id, reason string) (
 	if reason != "" {
 		r = &reason
 	}
-	if err := s.decide(ctx, c, StatusRejected, nil, r); err != nil {
+	if _, err := s.decide(ctx, c, StatusRejected, nil, r); err != nil {
 		return nil, err
 	}
 	s.log(ctx, c, audit.ResultSuccess, reason, map[string]any{"event": "reject", "status": StatusRejected})
@@ -300,17 +304,17 @@ func (s *Service) Reject(ctx context.Context, userID int64, id, reason string) (
 
 // decide applies a decision exactly once; the loser of a race, or a late caller, learns
 // why: 400 when the time has passed, 409 when someone already decided.
-func (s *Service) decide(ctx context.Context, c *Confirmation, status string, deviceID, reason *string) error {
+func (s *Service) decide(ctx context.Context, c *Confirmation, status string, deviceID, reason *string) (time.Time, error) {
 	now := time.Now()
 	ok, err := s.d.ConfirmationPersister().DecideConfirmation(ctx, c.ID, status, deviceID, reason, now)
 	if err != nil {
-		return err
+		return now, err
 	}
 	if !ok {
-		return s.loser(ctx, c.ID, now)
+		return now, s.loser(ctx, c.ID, now)
 	}
 	s.hub.notify(c.ID)
-	return nil
+	return now, nil
 }
 
 func (s *Service) loser(ctx context.Context, id string, now time.Time) error {

@@ -70,7 +70,6 @@ type Persister interface {
 	UpdatePasskeyUse(ctx context.Context, id, data string, signCount int64, cloneWarning bool, at time.Time) error
 	RenamePasskey(ctx context.Context, identityID int64, id, name string) (bool, error)
 	DeactivatePasskey(ctx context.Context, identityID int64, id string) (bool, error)
-	DeleteExpiredPasskeySessions(ctx context.Context, before time.Time) (int64, error)
 }
 
 // PersisterProvider is implemented by the registry.

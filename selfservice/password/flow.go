@@ -54,7 +54,6 @@ type FlowPersister interface {
 	// CompleteLoginFlow flips a pending flow to completed and gives back the attempt the
 	// successful code reserved; false if another request completed it first.
 	CompleteLoginFlow(ctx context.Context, id string) (bool, error)
-	DeleteExpiredLoginFlows(ctx context.Context, before time.Time) (int64, error)
 }
 
 // FlowPersisterProvider is implemented by the registry.
