@@ -29,13 +29,13 @@ func FuzzParsePublicKey(f *testing.F) {
 			f.Add(fm.Value, sg.Alg)
 		}
 	}
-	p384, _ := k.p384.PublicKey.Bytes()
-	pt, _ := k.ec.PublicKey.Bytes()
+	p384, _ := k.P384.PublicKey.Bytes()
+	pt, _ := k.EC.PublicKey.Bytes()
 	f.Add(base64.StdEncoding.EncodeToString(p384), devicekey.AlgES256)
 	f.Add(base64.StdEncoding.EncodeToString(pt), devicekey.AlgRS256)
-	f.Add(ktPEM("PUBLIC KEY", ktMustDER(f, k.ed)), devicekey.AlgES256)
-	f.Add(ktPEM("PUBLIC KEY", ktMustDER(f, &k.rsa1024.PublicKey)), devicekey.AlgRS256)
-	f.Add(ktPEM("RSA PUBLIC KEY", x509.MarshalPKCS1PublicKey(&k.rsa2048.PublicKey)), devicekey.AlgPS256)
+	f.Add(ktPEM("PUBLIC KEY", ktMustDER(f, k.Ed)), devicekey.AlgES256)
+	f.Add(ktPEM("PUBLIC KEY", ktMustDER(f, &k.RSA1024.PublicKey)), devicekey.AlgRS256)
+	f.Add(ktPEM("RSA PUBLIC KEY", x509.MarshalPKCS1PublicKey(&k.RSA2048.PublicKey)), devicekey.AlgPS256)
 	f.Add("-----BEGIN PUBLIC KEY-----\n-----END PUBLIC KEY-----", devicekey.AlgES256)
 	f.Add("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----", devicekey.AlgES256)
 	f.Add("BAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", devicekey.AlgES256)
@@ -114,10 +114,10 @@ func FuzzVerifyEncoded(f *testing.F) {
 	msg := []byte("fuzz challenge: thirty-two bytes")
 	digest := sha256.Sum256(msg)
 	signers := []ktSigner{
-		{"ES256", devicekey.AlgES256, k.ec},
-		{"RS256", devicekey.AlgRS256, k.rsa2048},
-		{"PS256", devicekey.AlgPS256, k.rsa2048},
-		{"RS256-3072", devicekey.AlgRS256, k.rsa3072},
+		{Name: "ES256", Alg: devicekey.AlgES256, Priv: k.EC},
+		{Name: "RS256", Alg: devicekey.AlgRS256, Priv: k.RSA2048},
+		{Name: "PS256", Alg: devicekey.AlgPS256, Priv: k.RSA2048},
+		{Name: "RS256-3072", Alg: devicekey.AlgRS256, Priv: k.RSA3072},
 	}
 	for i, sg := range signers {
 		for _, se := range ktSigEncodings(sg.Alg) {

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"crypto"
 	"crypto/ecdsa"
-	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
@@ -12,238 +11,38 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/base64"
-	"encoding/pem"
 	"errors"
 	"fmt"
+	"github.com/pvpipe/pvauth/internal/testkeys"
 	"math/big"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/pvpipe/pvauth/devicekey"
 )
 
-// ---------------------------------------------------------------------------------------
-// Key material shared by keys_test.go, matrix_test.go and fuzz_test.go. Keys are made once
-// per test binary (RSA-3072 generation is slow under -race).
-
-type ktKeyMaterial struct {
-	ec, ec2  *ecdsa.PrivateKey // P-256
-	p384     *ecdsa.PrivateKey
-	rsa2048  *rsa.PrivateKey
-	rsa2048b *rsa.PrivateKey
-	rsa3072  *rsa.PrivateKey
-	rsa1024  *rsa.PrivateKey
-	ed       ed25519.PublicKey
-}
-
-var (
-	ktOnce sync.Once
-	ktKeys *ktKeyMaterial
-	ktErr  error
+// The device keys and signing helpers shared with the other device-key tests.
+type (
+	ktKeyMaterial = testkeys.KeyMaterial
+	ktSigner      = testkeys.Signer
+	ktFormat      = testkeys.Format
 )
 
-// ktKeySet returns the shared keys. The first P-256 key is picked so that its base64
-// forms contain URL-safe characters, which makes the URL-safe cases meaningful.
-func ktKeySet(t testing.TB) *ktKeyMaterial {
-	t.Helper()
-	ktOnce.Do(func() {
-		k := &ktKeyMaterial{}
-		for i := 0; ; i++ {
-			ec, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-			if err != nil {
-				ktErr = err
-				return
-			}
-			k.ec = ec
-			der, _ := x509.MarshalPKIXPublicKey(&ec.PublicKey)
-			pt, _ := ec.PublicKey.Bytes()
-			if strings.ContainsAny(base64.RawURLEncoding.EncodeToString(der), "-_") &&
-				strings.ContainsAny(base64.RawURLEncoding.EncodeToString(pt), "-_") || i > 100 {
-				break
-			}
-		}
-		var err error
-		if k.ec2, err = ecdsa.GenerateKey(elliptic.P256(), rand.Reader); err != nil {
-			ktErr = err
-			return
-		}
-		if k.p384, err = ecdsa.GenerateKey(elliptic.P384(), rand.Reader); err != nil {
-			ktErr = err
-			return
-		}
-		for _, r := range []struct {
-			dst  **rsa.PrivateKey
-			bits int
-		}{{&k.rsa2048, 2048}, {&k.rsa2048b, 2048}, {&k.rsa3072, 3072}, {&k.rsa1024, 1024}} {
-			if *r.dst, err = rsa.GenerateKey(rand.Reader, r.bits); err != nil {
-				ktErr = fmt.Errorf("rsa %d: %w", r.bits, err)
-				return
-			}
-		}
-		if k.ed, _, err = ed25519.GenerateKey(rand.Reader); err != nil {
-			ktErr = err
-			return
-		}
-		ktKeys = k
-	})
-	if ktErr != nil {
-		t.Fatalf("generating test keys: %v", ktErr)
-	}
-	return ktKeys
-}
-
-// ktSigner is a device key under one algorithm.
-type ktSigner struct {
-	Name string
-	Alg  string
-	Priv crypto.Signer
-}
-
-// ktSigners lists every accepted algorithm/key-size pairing.
-func ktSigners(k *ktKeyMaterial) []ktSigner {
-	return []ktSigner{
-		{"ES256-P256", devicekey.AlgES256, k.ec},
-		{"RS256-2048", devicekey.AlgRS256, k.rsa2048},
-		{"RS256-3072", devicekey.AlgRS256, k.rsa3072},
-		{"PS256-2048", devicekey.AlgPS256, k.rsa2048},
-		{"PS256-3072", devicekey.AlgPS256, k.rsa3072},
-	}
-}
-
-type ktFormat struct {
-	Name  string
-	Value string
-}
-
-func ktMustDER(t testing.TB, pub crypto.PublicKey) []byte {
-	t.Helper()
-	der, err := x509.MarshalPKIXPublicKey(pub)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return der
-}
-
-func ktPEM(typ string, der []byte) string {
-	return string(pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}))
-}
-
-// ktKeyFormats returns every accepted encoding of pub.
-func ktKeyFormats(t testing.TB, pub crypto.PublicKey) []ktFormat {
-	t.Helper()
-	spki := ktMustDER(t, pub)
-	pemSPKI := ktPEM("PUBLIC KEY", spki)
-	out := []ktFormat{
-		{"pem-spki", pemSPKI},
-		{"pem-spki-json-escaped-newlines", strings.ReplaceAll(pemSPKI, "\n", `\n`)},
-		{"pem-spki-crlf", strings.ReplaceAll(pemSPKI, "\n", "\r\n")},
-		{"b64-spki-std-padded", base64.StdEncoding.EncodeToString(spki)},
-		{"b64-spki-std-unpadded", base64.RawStdEncoding.EncodeToString(spki)},
-		{"b64-spki-url-unpadded", base64.RawURLEncoding.EncodeToString(spki)},
-		{"b64-spki-url-padded", base64.URLEncoding.EncodeToString(spki)},
-	}
-	switch k := pub.(type) {
-	case *rsa.PublicKey:
-		pk1 := x509.MarshalPKCS1PublicKey(k)
-		pemPK1 := ktPEM("RSA PUBLIC KEY", pk1)
-		out = append(out,
-			ktFormat{"pem-pkcs1", pemPK1},
-			ktFormat{"pem-pkcs1-json-escaped-newlines", strings.ReplaceAll(pemPK1, "\n", `\n`)},
-			ktFormat{"b64-pkcs1-std-padded", base64.StdEncoding.EncodeToString(pk1)},
-			ktFormat{"b64-pkcs1-url-unpadded", base64.RawURLEncoding.EncodeToString(pk1)},
-		)
-	case *ecdsa.PublicKey:
-		pt, err := k.Bytes()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if len(pt) != 65 || pt[0] != 4 {
-			t.Fatalf("uncompressed point is %d bytes", len(pt))
-		}
-		out = append(out,
-			ktFormat{"b64-point65-std-padded", base64.StdEncoding.EncodeToString(pt)},
-			ktFormat{"b64-point65-url-unpadded", base64.RawURLEncoding.EncodeToString(pt)},
-		)
-	}
-	return out
-}
-
-// ktSigEncodings: ES256 signatures in DER and raw r||s; RSA signatures as they are.
-func ktSigEncodings(alg string) []string {
-	if alg == devicekey.AlgES256 {
-		return []string{"der", "raw-r||s"}
-	}
-	return []string{"as-is"}
-}
-
-// ktB64 are the signature base64 forms clients send.
-var ktB64 = []struct {
-	Name string
-	Enc  *base64.Encoding
-}{
-	{"std-padded", base64.StdEncoding},
-	{"std-unpadded", base64.RawStdEncoding},
-	{"url-unpadded", base64.RawURLEncoding},
-}
-
-// ktSign signs SHA-256(msg) with priv under alg; sigEnc picks DER or raw for ES256.
-func ktSign(t testing.TB, priv crypto.Signer, alg, sigEnc string, msg []byte) []byte {
-	t.Helper()
-	digest := sha256.Sum256(msg)
-	switch alg {
-	case devicekey.AlgES256:
-		k := priv.(*ecdsa.PrivateKey)
-		if sigEnc == "raw-r||s" {
-			r, s, err := ecdsa.Sign(rand.Reader, k, digest[:])
-			if err != nil {
-				t.Fatal(err)
-			}
-			out := make([]byte, 64)
-			r.FillBytes(out[:32])
-			s.FillBytes(out[32:])
-			return out
-		}
-		sig, err := ecdsa.SignASN1(rand.Reader, k, digest[:])
-		if err != nil {
-			t.Fatal(err)
-		}
-		return sig
-	case devicekey.AlgRS256:
-		sig, err := rsa.SignPKCS1v15(rand.Reader, priv.(*rsa.PrivateKey), crypto.SHA256, digest[:])
-		if err != nil {
-			t.Fatal(err)
-		}
-		return sig
-	case devicekey.AlgPS256:
-		sig, err := rsa.SignPSS(rand.Reader, priv.(*rsa.PrivateKey), crypto.SHA256, digest[:],
-			&rsa.PSSOptions{SaltLength: rsa.PSSSaltLengthEqualsHash})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return sig
-	}
-	t.Fatalf("unknown alg %s", alg)
-	return nil
-}
-
-// ktSignB64 signs and encodes; for the URL-safe form it re-signs (ECDSA is randomized)
-// until the encoding really uses '-' or '_', so the case tests what it names.
-func ktSignB64(t testing.TB, priv crypto.Signer, alg, sigEnc string, enc *base64.Encoding, msg []byte) string {
-	t.Helper()
-	for i := 0; ; i++ {
-		s := enc.EncodeToString(ktSign(t, priv, alg, sigEnc, msg))
-		if enc != base64.RawURLEncoding || strings.ContainsAny(s, "-_") || alg != devicekey.AlgES256 || i > 50 {
-			return s
-		}
-	}
-}
-
-// ---------------------------------------------------------------------------------------
+var (
+	ktKeySet       = testkeys.KeySet
+	ktSigners      = testkeys.Signers
+	ktMustDER      = testkeys.MustDER
+	ktPEM          = testkeys.PEM
+	ktKeyFormats   = testkeys.KeyFormats
+	ktSigEncodings = testkeys.SigEncodings
+	ktSign         = testkeys.Sign
+	ktSignB64      = testkeys.SignB64
+	ktB64          = testkeys.B64
+)
 
 func TestKeysParseAndVerifyEveryCombination(t *testing.T) {
 	k := ktKeySet(t)
@@ -296,7 +95,7 @@ func TestKeysES256RawSignatureWithShortRAndS(t *testing.T) {
 	k := ktKeySet(t)
 	digest := sha256.Sum256([]byte("short r/s"))
 	for i := 0; i < 2000; i++ {
-		r, s, err := ecdsa.Sign(rand.Reader, k.ec, digest[:])
+		r, s, err := ecdsa.Sign(rand.Reader, k.EC, digest[:])
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -306,11 +105,11 @@ func TestKeysES256RawSignatureWithShortRAndS(t *testing.T) {
 		raw := make([]byte, 64)
 		r.FillBytes(raw[:32])
 		s.FillBytes(raw[32:])
-		if err := devicekey.VerifyDigest(&k.ec.PublicKey, devicekey.AlgES256, digest[:], raw); err != nil {
+		if err := devicekey.VerifyDigest(&k.EC.PublicKey, devicekey.AlgES256, digest[:], raw); err != nil {
 			t.Fatalf("raw signature with a short r or s: %v", err)
 		}
 		der := ktECDSADER(r, s)
-		if err := devicekey.VerifyDigest(&k.ec.PublicKey, devicekey.AlgES256, digest[:], der); err != nil {
+		if err := devicekey.VerifyDigest(&k.EC.PublicKey, devicekey.AlgES256, digest[:], der); err != nil {
 			t.Fatalf("DER signature with a short r or s: %v", err)
 		}
 		return
@@ -334,7 +133,7 @@ func ktECDSADER(r, s *big.Int) []byte {
 func TestKeysPSSSaltLengths(t *testing.T) {
 	k := ktKeySet(t)
 	digest := sha256.Sum256([]byte("pss salt"))
-	for _, priv := range []*rsa.PrivateKey{k.rsa2048, k.rsa3072} {
+	for _, priv := range []*rsa.PrivateKey{k.RSA2048, k.RSA3072} {
 		for _, c := range []struct {
 			name string
 			salt int
@@ -369,30 +168,30 @@ func TestKeysPSSSaltLengths(t *testing.T) {
 
 func TestKeysRejected(t *testing.T) {
 	k := ktKeySet(t)
-	ecSPKI := ktMustDER(t, &k.ec.PublicKey)
-	rsaSPKI := ktMustDER(t, &k.rsa2048.PublicKey)
-	p384SPKI := ktMustDER(t, &k.p384.PublicKey)
-	rsa1024SPKI := ktMustDER(t, &k.rsa1024.PublicKey)
-	edSPKI := ktMustDER(t, k.ed)
-	pt, _ := k.ec.PublicKey.Bytes()
+	ecSPKI := ktMustDER(t, &k.EC.PublicKey)
+	rsaSPKI := ktMustDER(t, &k.RSA2048.PublicKey)
+	p384SPKI := ktMustDER(t, &k.P384.PublicKey)
+	rsa1024SPKI := ktMustDER(t, &k.RSA1024.PublicKey)
+	edSPKI := ktMustDER(t, k.Ed)
+	pt, _ := k.EC.PublicKey.Bytes()
 
 	offCurve := bytes.Clone(pt)
 	offCurve[64] ^= 0x01 // y+1 (or y-1): not on the curve
 	zeroPoint := make([]byte, 65)
 	zeroPoint[0] = 4
-	compressed := elliptic.MarshalCompressed(elliptic.P256(), k.ec.PublicKey.X, k.ec.PublicKey.Y) //nolint:staticcheck // building a test input
-	p384Point, _ := k.p384.PublicKey.Bytes()
+	compressed := elliptic.MarshalCompressed(elliptic.P256(), k.EC.PublicKey.X, k.EC.PublicKey.Y) //nolint:staticcheck // building a test input
+	p384Point, _ := k.P384.PublicKey.Bytes()
 
 	// A real certificate holding the (acceptable) P-256 key: still the wrong block type.
 	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "device"},
 		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
-	cert, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &k.ec.PublicKey, k.ec)
+	cert, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &k.EC.PublicKey, k.EC)
 	if err != nil {
 		t.Fatal(err)
 	}
-	pkcs8EC, _ := x509.MarshalPKCS8PrivateKey(k.ec)
-	pkcs8RSA, _ := x509.MarshalPKCS8PrivateKey(k.rsa2048)
-	sec1, _ := x509.MarshalECPrivateKey(k.ec)
+	pkcs8EC, _ := x509.MarshalPKCS8PrivateKey(k.EC)
+	pkcs8RSA, _ := x509.MarshalPKCS8PrivateKey(k.RSA2048)
+	sec1, _ := x509.MarshalECPrivateKey(k.EC)
 
 	// A PKCS#1 structure with a 8200-bit modulus: above the 8192-bit ceiling.
 	bigN := new(big.Int).Lsh(big.NewInt(1), 8199)
@@ -408,7 +207,7 @@ func TestKeysRejected(t *testing.T) {
 		{"P-384 97-byte point for ES256", std(p384Point), devicekey.AlgES256},
 		{"RSA-1024 PEM for RS256", ktPEM("PUBLIC KEY", rsa1024SPKI), devicekey.AlgRS256},
 		{"RSA-1024 PEM for PS256", ktPEM("PUBLIC KEY", rsa1024SPKI), devicekey.AlgPS256},
-		{"RSA-1024 PKCS#1 PEM for RS256", ktPEM("RSA PUBLIC KEY", x509.MarshalPKCS1PublicKey(&k.rsa1024.PublicKey)), devicekey.AlgRS256},
+		{"RSA-1024 PKCS#1 PEM for RS256", ktPEM("RSA PUBLIC KEY", x509.MarshalPKCS1PublicKey(&k.RSA1024.PublicKey)), devicekey.AlgRS256},
 		{"RSA-1024 b64 SPKI for PS256", std(rsa1024SPKI), devicekey.AlgPS256},
 		{"RSA-8200 PKCS#1 for RS256", std(huge), devicekey.AlgRS256},
 		{"EC PEM for RS256", ktPEM("PUBLIC KEY", ecSPKI), devicekey.AlgRS256},
@@ -417,31 +216,31 @@ func TestKeysRejected(t *testing.T) {
 		{"EC 65-byte point for RS256", std(pt), devicekey.AlgRS256},
 		{"EC 65-byte point for PS256", std(pt), devicekey.AlgPS256},
 		{"RSA PEM for ES256", ktPEM("PUBLIC KEY", rsaSPKI), devicekey.AlgES256},
-		{"RSA PKCS#1 PEM for ES256", ktPEM("RSA PUBLIC KEY", x509.MarshalPKCS1PublicKey(&k.rsa2048.PublicKey)), devicekey.AlgES256},
+		{"RSA PKCS#1 PEM for ES256", ktPEM("RSA PUBLIC KEY", x509.MarshalPKCS1PublicKey(&k.RSA2048.PublicKey)), devicekey.AlgES256},
 		{"RSA b64 SPKI for ES256", std(rsaSPKI), devicekey.AlgES256},
-		{"RSA b64 PKCS#1 for ES256", std(x509.MarshalPKCS1PublicKey(&k.rsa2048.PublicKey)), devicekey.AlgES256},
+		{"RSA b64 PKCS#1 for ES256", std(x509.MarshalPKCS1PublicKey(&k.RSA2048.PublicKey)), devicekey.AlgES256},
 		{"ed25519 PEM for ES256", ktPEM("PUBLIC KEY", edSPKI), devicekey.AlgES256},
 		{"ed25519 PEM for RS256", ktPEM("PUBLIC KEY", edSPKI), devicekey.AlgRS256},
 		{"ed25519 PEM for PS256", ktPEM("PUBLIC KEY", edSPKI), devicekey.AlgPS256},
 		{"ed25519 b64 SPKI for ES256", std(edSPKI), devicekey.AlgES256},
-		{"ed25519 raw 32 bytes for ES256", std(k.ed), devicekey.AlgES256},
+		{"ed25519 raw 32 bytes for ES256", std(k.Ed), devicekey.AlgES256},
 		{"garbage PEM body", "-----BEGIN PUBLIC KEY-----\nthis is not base64 at all!!\n-----END PUBLIC KEY-----\n", devicekey.AlgES256},
 		{"PEM with valid base64 but no DER", ktPEM("PUBLIC KEY", []byte("hello, world, this is not DER")), devicekey.AlgES256},
 		{"PEM without END line", "-----BEGIN PUBLIC KEY-----\n" + std(ecSPKI) + "\n", devicekey.AlgES256},
 		{"PEM BEGIN only", "-----BEGIN", devicekey.AlgES256},
-		{"PEM of PKCS#1 labelled PUBLIC KEY", ktPEM("PUBLIC KEY", x509.MarshalPKCS1PublicKey(&k.rsa2048.PublicKey)), devicekey.AlgRS256},
+		{"PEM of PKCS#1 labelled PUBLIC KEY", ktPEM("PUBLIC KEY", x509.MarshalPKCS1PublicKey(&k.RSA2048.PublicKey)), devicekey.AlgRS256},
 		{"PEM of SPKI labelled RSA PUBLIC KEY", ktPEM("RSA PUBLIC KEY", rsaSPKI), devicekey.AlgRS256},
 		{"CERTIFICATE block", ktPEM("CERTIFICATE", cert), devicekey.AlgES256},
 		{"PRIVATE KEY block (EC)", ktPEM("PRIVATE KEY", pkcs8EC), devicekey.AlgES256},
 		{"PRIVATE KEY block (RSA)", ktPEM("PRIVATE KEY", pkcs8RSA), devicekey.AlgRS256},
 		{"EC PRIVATE KEY block", ktPEM("EC PRIVATE KEY", sec1), devicekey.AlgES256},
-		{"RSA PRIVATE KEY block", ktPEM("RSA PRIVATE KEY", x509.MarshalPKCS1PrivateKey(k.rsa2048)), devicekey.AlgRS256},
+		{"RSA PRIVATE KEY block", ktPEM("RSA PRIVATE KEY", x509.MarshalPKCS1PrivateKey(k.RSA2048)), devicekey.AlgRS256},
 		{"b64 certificate DER", std(cert), devicekey.AlgES256},
 		{"b64 PKCS#8 private key", std(pkcs8EC), devicekey.AlgES256},
 		{"truncated EC SPKI DER", std(ecSPKI[:len(ecSPKI)-10]), devicekey.AlgES256},
 		{"truncated EC SPKI DER by one byte", std(ecSPKI[:len(ecSPKI)-1]), devicekey.AlgES256},
 		{"truncated RSA SPKI DER", std(rsaSPKI[:len(rsaSPKI)-20]), devicekey.AlgRS256},
-		{"truncated RSA PKCS#1 DER", std(x509.MarshalPKCS1PublicKey(&k.rsa2048.PublicKey)[:200]), devicekey.AlgRS256},
+		{"truncated RSA PKCS#1 DER", std(x509.MarshalPKCS1PublicKey(&k.RSA2048.PublicKey)[:200]), devicekey.AlgRS256},
 		{"truncated DER in PEM", ktPEM("PUBLIC KEY", ecSPKI[:len(ecSPKI)-5]), devicekey.AlgES256},
 		{"EC SPKI DER with trailing data", std(append(bytes.Clone(ecSPKI), 0)), devicekey.AlgES256},
 		{"65-byte point not on the curve", std(offCurve), devicekey.AlgES256},
@@ -492,16 +291,16 @@ func TestKeysSignatureRejected(t *testing.T) {
 	std := base64.StdEncoding.EncodeToString
 
 	for _, sg := range []ktSigner{
-		{"ES256", devicekey.AlgES256, k.ec},
-		{"RS256-2048", devicekey.AlgRS256, k.rsa2048},
-		{"RS256-3072", devicekey.AlgRS256, k.rsa3072},
-		{"PS256-2048", devicekey.AlgPS256, k.rsa2048},
-		{"PS256-3072", devicekey.AlgPS256, k.rsa3072},
+		{Name: "ES256", Alg: devicekey.AlgES256, Priv: k.EC},
+		{Name: "RS256-2048", Alg: devicekey.AlgRS256, Priv: k.RSA2048},
+		{Name: "RS256-3072", Alg: devicekey.AlgRS256, Priv: k.RSA3072},
+		{Name: "PS256-2048", Alg: devicekey.AlgPS256, Priv: k.RSA2048},
+		{Name: "PS256-3072", Alg: devicekey.AlgPS256, Priv: k.RSA3072},
 	} {
 		pub := sg.Priv.Public()
-		var otherKey crypto.Signer = k.ec2
+		var otherKey crypto.Signer = k.EC2
 		if sg.Alg != devicekey.AlgES256 {
-			otherKey = k.rsa2048b
+			otherKey = k.RSA2048b
 		}
 		for _, se := range ktSigEncodings(sg.Alg) {
 			good := ktSign(t, sg.Priv, sg.Alg, se, msg)
@@ -563,20 +362,20 @@ func TestKeysSignatureRejected(t *testing.T) {
 	}
 
 	t.Run("wrong key type for the algorithm", func(t *testing.T) {
-		esSig := ktSign(t, k.ec, devicekey.AlgES256, "der", msg)
-		rsSig := ktSign(t, k.rsa2048, devicekey.AlgRS256, "as-is", msg)
-		psSig := ktSign(t, k.rsa2048, devicekey.AlgPS256, "as-is", msg)
+		esSig := ktSign(t, k.EC, devicekey.AlgES256, "der", msg)
+		rsSig := ktSign(t, k.RSA2048, devicekey.AlgRS256, "as-is", msg)
+		psSig := ktSign(t, k.RSA2048, devicekey.AlgPS256, "as-is", msg)
 		for name, err := range map[string]error{
-			"RSA key, ES256":   devicekey.VerifyDigest(&k.rsa2048.PublicKey, devicekey.AlgES256, digest[:], esSig),
-			"EC key, RS256":    devicekey.VerifyDigest(&k.ec.PublicKey, devicekey.AlgRS256, digest[:], rsSig),
-			"EC key, PS256":    devicekey.VerifyDigest(&k.ec.PublicKey, devicekey.AlgPS256, digest[:], psSig),
-			"ed25519, ES256":   devicekey.VerifyDigest(k.ed, devicekey.AlgES256, digest[:], esSig),
+			"RSA key, ES256":   devicekey.VerifyDigest(&k.RSA2048.PublicKey, devicekey.AlgES256, digest[:], esSig),
+			"EC key, RS256":    devicekey.VerifyDigest(&k.EC.PublicKey, devicekey.AlgRS256, digest[:], rsSig),
+			"EC key, PS256":    devicekey.VerifyDigest(&k.EC.PublicKey, devicekey.AlgPS256, digest[:], psSig),
+			"ed25519, ES256":   devicekey.VerifyDigest(k.Ed, devicekey.AlgES256, digest[:], esSig),
 			"nil key, RS256":   devicekey.VerifyDigest(nil, devicekey.AlgRS256, digest[:], rsSig),
-			"unknown alg":      devicekey.VerifyDigest(&k.ec.PublicKey, "ES384", digest[:], esSig),
-			"short digest":     devicekey.VerifyDigest(&k.ec.PublicKey, devicekey.AlgES256, digest[:31], esSig),
-			"empty digest":     devicekey.VerifyDigest(&k.rsa2048.PublicKey, devicekey.AlgRS256, nil, rsSig),
-			"nil signature":    devicekey.VerifyDigest(&k.ec.PublicKey, devicekey.AlgES256, digest[:], nil),
-			"message as input": devicekey.VerifyDigest(&k.ec.PublicKey, devicekey.AlgES256, msg, esSig), // unhashed
+			"unknown alg":      devicekey.VerifyDigest(&k.EC.PublicKey, "ES384", digest[:], esSig),
+			"short digest":     devicekey.VerifyDigest(&k.EC.PublicKey, devicekey.AlgES256, digest[:31], esSig),
+			"empty digest":     devicekey.VerifyDigest(&k.RSA2048.PublicKey, devicekey.AlgRS256, nil, rsSig),
+			"nil signature":    devicekey.VerifyDigest(&k.EC.PublicKey, devicekey.AlgES256, digest[:], nil),
+			"message as input": devicekey.VerifyDigest(&k.EC.PublicKey, devicekey.AlgES256, msg, esSig), // unhashed
 		} {
 			if err != devicekey.ErrSignature { //nolint:errorlint
 				t.Errorf("%s: got %v, want ErrSignature", name, err)
@@ -696,14 +495,14 @@ func TestKeysOpenSSLCompatibility(t *testing.T) {
 			pubPEM := string(ktOpenSSL(t, dir, nil, "pkey", "-in", key, "-pubout"))
 			pubDER := ktOpenSSL(t, dir, nil, "pkey", "-in", key, "-pubout", "-outform", "DER")
 			forms := []ktFormat{
-				{"openssl pkey -pubout (PEM)", pubPEM},
-				{"openssl pkey -pubout -outform DER | base64", base64.StdEncoding.EncodeToString(pubDER)},
+				{Name: "openssl pkey -pubout (PEM)", Value: pubPEM},
+				{Name: "openssl pkey -pubout -outform DER | base64", Value: base64.StdEncoding.EncodeToString(pubDER)},
 			}
 			if strings.HasPrefix(kc.name, "rsa") {
-				forms = append(forms, ktFormat{"openssl rsa -RSAPublicKey_out", string(ktOpenSSL(t, dir, nil, "rsa", "-in", key, "-RSAPublicKey_out"))})
+				forms = append(forms, ktFormat{Name: "openssl rsa -RSAPublicKey_out", Value: string(ktOpenSSL(t, dir, nil, "rsa", "-in", key, "-RSAPublicKey_out"))})
 			} else {
 				// The uncompressed point is the tail of a P-256 SPKI (what iOS exports).
-				forms = append(forms, ktFormat{"raw point from the SPKI", base64.StdEncoding.EncodeToString(pubDER[len(pubDER)-65:])})
+				forms = append(forms, ktFormat{Name: "raw point from the SPKI", Value: base64.StdEncoding.EncodeToString(pubDER[len(pubDER)-65:])})
 			}
 			for alg, variants := range kc.algs {
 				for _, f := range forms {

@@ -309,25 +309,25 @@ func TestMatrixEveryCombinationRegistersAndLogsIn(t *testing.T) {
 // A key that does not fit keyAlgorithm is 400 "Invalid public key format…".
 func TestMatrixKeyAlgorithmMismatch(t *testing.T) {
 	k := ktKeySet(t)
-	p384 := ktMustDER(t, &k.p384.PublicKey)
-	rsa1024 := ktMustDER(t, &k.rsa1024.PublicKey)
-	pt, _ := k.ec.PublicKey.Bytes()
+	p384 := ktMustDER(t, &k.P384.PublicKey)
+	rsa1024 := ktMustDER(t, &k.RSA1024.PublicKey)
+	pt, _ := k.EC.PublicKey.Bytes()
 	offCurve := append([]byte(nil), pt...)
 	offCurve[64] ^= 1
-	ecPEM, rsaPEM := mxPEM(t, &k.ec.PublicKey), mxPEM(t, &k.rsa2048.PublicKey)
+	ecPEM, rsaPEM := mxPEM(t, &k.EC.PublicKey), mxPEM(t, &k.RSA2048.PublicKey)
 	cases := []struct{ name, key, alg string }{
 		{"P-256 for RS256", ecPEM, devicekey.AlgRS256},
 		{"P-256 for PS256", ecPEM, devicekey.AlgPS256},
 		{"P-256 point for RS256", base64.StdEncoding.EncodeToString(pt), devicekey.AlgRS256},
 		{"RSA-2048 for ES256", rsaPEM, devicekey.AlgES256},
-		{"RSA PKCS#1 for ES256", ktPEM("RSA PUBLIC KEY", x509.MarshalPKCS1PublicKey(&k.rsa2048.PublicKey)), devicekey.AlgES256},
+		{"RSA PKCS#1 for ES256", ktPEM("RSA PUBLIC KEY", x509.MarshalPKCS1PublicKey(&k.RSA2048.PublicKey)), devicekey.AlgES256},
 		{"P-384 for ES256", ktPEM("PUBLIC KEY", p384), devicekey.AlgES256},
 		{"RSA-1024 for RS256", ktPEM("PUBLIC KEY", rsa1024), devicekey.AlgRS256},
 		{"RSA-1024 for PS256", base64.StdEncoding.EncodeToString(rsa1024), devicekey.AlgPS256},
-		{"ed25519 for ES256", mxPEM(t, k.ed), devicekey.AlgES256},
+		{"ed25519 for ES256", mxPEM(t, k.Ed), devicekey.AlgES256},
 		{"point not on the curve", base64.StdEncoding.EncodeToString(offCurve), devicekey.AlgES256},
 		{"garbage", "definitely not a key", devicekey.AlgES256},
-		{"private key", ktPEM("PRIVATE KEY", mxPKCS8(t, k.ec)), devicekey.AlgES256},
+		{"private key", ktPEM("PRIVATE KEY", mxPKCS8(t, k.EC)), devicekey.AlgES256},
 	}
 	testdb.ForEach(t, func(t *testing.T, dsn string) {
 		srv := testserver.Start(t, dsn, nil)
@@ -368,10 +368,10 @@ func TestMatrixBadSignatures(t *testing.T) {
 		swapAlg string // a signature of the other RSA scheme
 	}
 	algs := []algCase{
-		{"ES256-der", devicekey.AlgES256, k.ec, k.ec2, "der", ""},
-		{"ES256-raw", devicekey.AlgES256, k.ec, k.ec2, "raw-r||s", ""},
-		{"RS256", devicekey.AlgRS256, k.rsa2048, k.rsa2048b, "as-is", devicekey.AlgPS256},
-		{"PS256", devicekey.AlgPS256, k.rsa3072, k.rsa2048b, "as-is", devicekey.AlgRS256},
+		{"ES256-der", devicekey.AlgES256, k.EC, k.EC2, "der", ""},
+		{"ES256-raw", devicekey.AlgES256, k.EC, k.EC2, "raw-r||s", ""},
+		{"RS256", devicekey.AlgRS256, k.RSA2048, k.RSA2048b, "as-is", devicekey.AlgPS256},
+		{"PS256", devicekey.AlgPS256, k.RSA3072, k.RSA2048b, "as-is", devicekey.AlgRS256},
 	}
 	std := base64.StdEncoding.EncodeToString
 	// bad returns the refused signatures for msg, given a second challenge otherMsg.
@@ -436,8 +436,8 @@ func TestMatrixUnknownSessions(t *testing.T) {
 	testdb.ForEach(t, func(t *testing.T, dsn string) {
 		srv := testserver.Start(t, dsn, nil)
 		alice, bob := mxNewUser(t, srv), mxNewUser(t, srv)
-		sign := mxES256(t, k.ec)
-		pub := mxPEM(t, &k.ec.PublicKey)
+		sign := mxES256(t, k.EC)
+		pub := mxPEM(t, &k.EC.PublicKey)
 		someSig := sign([]byte("whatever"))
 
 		for _, sid := range []string{uuid.NewString(), "not-a-uuid", "12345", strings.Repeat("a", 64), "00000000-0000-0000-0000-000000000000", "'; DROP TABLE devices; --"} {
@@ -484,9 +484,9 @@ func TestMatrixExpiredChallenges(t *testing.T) {
 	testdb.ForEach(t, func(t *testing.T, dsn string) {
 		srv := testserver.Start(t, dsn, map[string]any{"ttl.challenge": "1s"})
 		u := mxNewUser(t, srv)
-		sign := mxES256(t, k.ec)
-		badSign := mxES256(t, k.ec2)
-		pub := mxPEM(t, &k.ec.PublicKey)
+		sign := mxES256(t, k.EC)
+		badSign := mxES256(t, k.EC2)
+		pub := mxPEM(t, &k.EC.PublicKey)
 
 		// Registration.
 		fp := mxFingerprint("expired")
@@ -523,13 +523,13 @@ func TestMatrixDuplicateFingerprint(t *testing.T) {
 	testdb.ForEach(t, func(t *testing.T, dsn string) {
 		srv := testserver.Start(t, dsn, nil)
 		alice, bob := mxNewUser(t, srv), mxNewUser(t, srv)
-		sign := mxES256(t, k.ec)
-		pub := mxPEM(t, &k.ec.PublicKey)
+		sign := mxES256(t, k.EC)
+		pub := mxPEM(t, &k.EC.PublicKey)
 
 		fp := mxFingerprint("dup")
 		mxRegister(t, srv, alice, fp, pub, devicekey.AlgES256, sign)
 		for _, u := range []*mxUser{alice, bob} {
-			resp := srv.Public(t, http.MethodPost, mxAPI+"/devices/register/challenge", u.Token, mxRegisterBody(fp, mxPEM(t, &k.ec2.PublicKey), devicekey.AlgES256))
+			resp := srv.Public(t, http.MethodPost, mxAPI+"/devices/register/challenge", u.Token, mxRegisterBody(fp, mxPEM(t, &k.EC2.PublicKey), devicekey.AlgES256))
 			mxFails(t, "second registration of a fingerprint", resp, http.StatusConflict, mxMsgAlreadyWords)
 		}
 
@@ -542,9 +542,9 @@ func TestMatrixDuplicateFingerprint(t *testing.T) {
 			}
 			c := []*mxChallenge{
 				mxRegisterChallenge(t, srv, users[0], fp, pub, devicekey.AlgES256),
-				mxRegisterChallenge(t, srv, users[1], fp, mxPEM(t, &k.rsa2048.PublicKey), devicekey.AlgRS256),
+				mxRegisterChallenge(t, srv, users[1], fp, mxPEM(t, &k.RSA2048.PublicKey), devicekey.AlgRS256),
 			}
-			sigs := []string{sign(c[0].Bytes(t)), mxSigner(t, k.rsa2048, devicekey.AlgRS256, "as-is", base64.StdEncoding)(c[1].Bytes(t))}
+			sigs := []string{sign(c[0].Bytes(t)), mxSigner(t, k.RSA2048, devicekey.AlgRS256, "as-is", base64.StdEncoding)(c[1].Bytes(t))}
 			resps := make([]*testserver.Response, 2)
 			var wg sync.WaitGroup
 			start := make(chan struct{})
@@ -589,7 +589,7 @@ func TestMatrixDuplicateFingerprint(t *testing.T) {
 			if resps[1].Status == http.StatusOK {
 				winner = 1
 			}
-			winSign := []mxSignFunc{sign, mxSigner(t, k.rsa2048, devicekey.AlgRS256, "as-is", base64.StdEncoding)}[winner]
+			winSign := []mxSignFunc{sign, mxSigner(t, k.RSA2048, devicekey.AlgRS256, "as-is", base64.StdEncoding)}[winner]
 			mxLogin(t, srv, fp, winSign)
 		}
 	})
@@ -670,10 +670,10 @@ func TestMatrixOtherUsersDevices(t *testing.T) {
 	testdb.ForEach(t, func(t *testing.T, dsn string) {
 		srv := testserver.Start(t, dsn, nil)
 		alice, bob := mxNewUser(t, srv), mxNewUser(t, srv)
-		aSign, bSign := mxES256(t, k.ec), mxSigner(t, k.rsa2048, devicekey.AlgRS256, "as-is", base64.StdEncoding)
+		aSign, bSign := mxES256(t, k.EC), mxSigner(t, k.RSA2048, devicekey.AlgRS256, "as-is", base64.StdEncoding)
 		aFP, bFP := mxFingerprint("alice"), mxFingerprint("bob")
-		aDev := mxRegister(t, srv, alice, aFP, mxPEM(t, &k.ec.PublicKey), devicekey.AlgES256, aSign)
-		bDev := mxRegister(t, srv, bob, bFP, mxPEM(t, &k.rsa2048.PublicKey), devicekey.AlgRS256, bSign)
+		aDev := mxRegister(t, srv, alice, aFP, mxPEM(t, &k.EC.PublicKey), devicekey.AlgES256, aSign)
+		bDev := mxRegister(t, srv, bob, bFP, mxPEM(t, &k.RSA2048.PublicKey), devicekey.AlgRS256, bSign)
 
 		for _, c := range []struct {
 			u    *mxUser
@@ -726,7 +726,7 @@ func TestMatrixOtherUsersDevices(t *testing.T) {
 		mxFails(t, "delete twice", del(alice, aDev.ID), http.StatusNotFound, mxMsgNotFound)
 		mxFails(t, "challenge of a deleted device", srv.Public(t, http.MethodPost, mxAPI+"/mobile/challenge", "", map[string]any{"deviceFingerprint": aFP}),
 			http.StatusNotFound, mxMsgNotFound)
-		mxRegister(t, srv, bob, aFP, mxPEM(t, &k.ec.PublicKey), devicekey.AlgES256, aSign)
+		mxRegister(t, srv, bob, aFP, mxPEM(t, &k.EC.PublicKey), devicekey.AlgES256, aSign)
 	})
 }
 
@@ -737,11 +737,11 @@ func TestMatrixAdminDevices(t *testing.T) {
 	testdb.ForEach(t, func(t *testing.T, dsn string) {
 		srv := testserver.Start(t, dsn, nil)
 		alice, bob := mxNewUser(t, srv), mxNewUser(t, srv)
-		sign1, sign2 := mxES256(t, k.ec), mxSigner(t, k.rsa3072, devicekey.AlgPS256, "as-is", base64.RawURLEncoding)
+		sign1, sign2 := mxES256(t, k.EC), mxSigner(t, k.RSA3072, devicekey.AlgPS256, "as-is", base64.RawURLEncoding)
 		fp1, fp2 := mxFingerprint("admin1"), mxFingerprint("admin2")
-		d1 := mxRegister(t, srv, alice, fp1, mxPEM(t, &k.ec.PublicKey), devicekey.AlgES256, sign1)
-		d2 := mxRegister(t, srv, alice, fp2, mxPEM(t, &k.rsa3072.PublicKey), devicekey.AlgPS256, sign2)
-		mxRegister(t, srv, bob, mxFingerprint("admin-bob"), mxPEM(t, &k.ec2.PublicKey), devicekey.AlgES256, mxES256(t, k.ec2))
+		d1 := mxRegister(t, srv, alice, fp1, mxPEM(t, &k.EC.PublicKey), devicekey.AlgES256, sign1)
+		d2 := mxRegister(t, srv, alice, fp2, mxPEM(t, &k.RSA3072.PublicKey), devicekey.AlgPS256, sign2)
+		mxRegister(t, srv, bob, mxFingerprint("admin-bob"), mxPEM(t, &k.EC2.PublicKey), devicekey.AlgES256, mxES256(t, k.EC2))
 		phone := mxLogin(t, srv, fp1, sign1)
 		remember := func() *mxTokens { // a rememberMe session of the same device
 			c := mxMobileChallenge(t, srv, fp1)
@@ -816,7 +816,7 @@ func TestMatrixAdminDevices(t *testing.T) {
 		mxFails(t, "admin delete bad id", adminDel(-1, d2.ID), http.StatusBadRequest)
 
 		// The fingerprint can be registered again.
-		mxRegister(t, srv, alice, fp1, mxPEM(t, &k.ec.PublicKey), devicekey.AlgES256, sign1)
+		mxRegister(t, srv, alice, fp1, mxPEM(t, &k.EC.PublicKey), devicekey.AlgES256, sign1)
 		mxLogin(t, srv, fp1, sign1)
 	})
 }
@@ -828,7 +828,7 @@ func TestMatrixOddStrings(t *testing.T) {
 	testdb.ForEach(t, func(t *testing.T, dsn string) {
 		srv := testserver.Start(t, dsn, nil)
 		u := mxNewUser(t, srv)
-		pub := mxPEM(t, &k.ec.PublicKey)
+		pub := mxPEM(t, &k.EC.PublicKey)
 		body := func(name, fp string) map[string]any {
 			b := mxRegisterBody(fp, pub, devicekey.AlgES256)
 			b["deviceName"] = name
@@ -848,7 +848,7 @@ func TestMatrixOddStrings(t *testing.T) {
 		mxFails(t, "NUL in the session id", mxBiometric(t, srv, "a\u0000b", "AAAA"), http.StatusBadRequest, "sessionId")
 
 		// Unicode, quotes and 255 characters are fine and come back unchanged.
-		sign := mxES256(t, k.ec)
+		sign := mxES256(t, k.EC)
 		for _, fp := range []string{"指紋-" + mxFingerprint("uni"), `fp'"\;--` + mxFingerprint("q"), strings.Repeat("f", 255)} {
 			name := "Téléphone 📱 " + strings.Repeat("n", 200)
 			var ch mxChallenge
