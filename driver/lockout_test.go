@@ -138,3 +138,38 @@ func TestLoginLockout(t *testing.T) {
 		}
 	})
 }
+
+// The ip rule counts by client network too (API.md §6): an IPv6 client cannot get a fresh
+// count by changing its address within its /64.
+func TestIPRuleCountsClientNetwork(t *testing.T) {
+	forEachDB(t, map[string]any{
+		"ratelimit.enabled":            true,
+		"ratelimit.rules.ip.limit":     3,
+		"ratelimit.rules.ip.window":    "1m",
+		"serve.public.trusted_proxies": []any{"127.0.0.1"},
+	}, func(t *testing.T, srv *testserver.Server) {
+		get := func(xff string) *testserver.Response {
+			req, _ := http.NewRequest(http.MethodGet, srv.PublicURL+"/health/alive", nil)
+			req.Header.Set("X-Forwarded-For", xff)
+			resp, err := srv.Client.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			body, _ := io.ReadAll(resp.Body)
+			return &testserver.Response{Status: resp.StatusCode, Header: resp.Header, Body: body}
+		}
+		for i, a := range []string{"2001:db8:9:9::1", "2001:db8:9:9::2", "2001:db8:9:9:ffff::3"} {
+			if r := get(a); r.Status != http.StatusOK {
+				t.Fatalf("request %d from %s: %d", i+1, a, r.Status)
+			}
+		}
+		checkRateLimited(t, "a 4th address of the same /64", get("2001:db8:9:9::4"), time.Minute)
+		if r := get("2001:db8:9:a::1"); r.Status != http.StatusOK {
+			t.Fatalf("another /64: %d", r.Status)
+		}
+		if r := get("198.51.100.9"); r.Status != http.StatusOK {
+			t.Fatalf("an IPv4 client: %d", r.Status)
+		}
+	})
+}

@@ -301,6 +301,7 @@ func TestConfirmation(t *testing.T) {
 			{"PushHangBoundedByDeadline", ctPushHang},
 			{"Admin", ctAdmin},
 			{"AuditHashesOnly", ctAuditHashes},
+			{"CIBAActionTypeReserved", ctCIBAReserved},
 		} {
 			t.Run(tc.name, func(t *testing.T) { tc.fn(t, srv, fcm) })
 		}
@@ -978,4 +979,18 @@ func TestConcurrentConfirmationVerify(t *testing.T) {
 			}
 		}
 	})
+}
+
+// oauth2_ciba is reserved for OAuth2 backchannel logins (API.md §4): a client cannot
+// initiate one through the API, so it cannot make a push look like a login request.
+func ctCIBAReserved(t *testing.T, srv *testserver.Server, _ *fcmtest.Server) {
+	u := ctNewUser(t, srv)
+	for _, at := range []string{"oauth2_ciba", " oauth2_ciba "} {
+		r := srv.Public(t, http.MethodPost, ctInitiate, u.JWT, map[string]any{"actionType": at, "actionPayload": map[string]any{"clientId": "x"}})
+		if r.Status != http.StatusBadRequest || !strings.Contains(string(r.Body), "reserved") {
+			t.Fatalf("initiate %q: %d %s", at, r.Status, r.Body)
+		}
+	}
+	// Other action types that merely look alike are fine.
+	ctInit(t, srv, u, "oauth2_ciba_like", nil)
 }

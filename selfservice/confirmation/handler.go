@@ -63,9 +63,16 @@ type initiateBody struct {
 	ActionPayload json.RawMessage `json:"actionPayload"`
 }
 
+// ActionTypeCIBA is the action type of OAuth2 backchannel (CIBA) logins: only pvauth
+// starts those, through Service.Initiate, never a client through the API.
+const ActionTypeCIBA = "oauth2_ciba"
+
 func (b *initiateBody) Validate() (err error) {
 	if b.ActionType, err = NormalizeActionType(b.ActionType); err != nil {
 		return err
+	}
+	if b.ActionType == ActionTypeCIBA {
+		return x.ErrBadRequest.WithMessagef("Field 'actionType' must not be %q: it is reserved for OAuth2 backchannel logins.", ActionTypeCIBA)
 	}
 	b.ActionPayload, err = NormalizePayload(b.ActionPayload)
 	return err
