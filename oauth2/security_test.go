@@ -152,3 +152,32 @@ func TestClientIDNotAllDigits(t *testing.T) {
 		t.Fatalf("client id svc-5: %d %s", r.Status, r.Body)
 	}
 }
+
+// The OAuth2 endpoints take forms: any other body is 415 (API.md §1), which also keeps
+// a browser's cross-site "simple" requests (text/plain) out.
+func TestOAuth2EndpointsTakeFormsOnly(t *testing.T) {
+	srv := testserver.Start(t, "memory", nil)
+	for _, u := range []string{srv.PublicURL + "/oauth2/token", srv.PublicURL + "/oauth2/introspect", srv.PublicURL + "/oauth2/revoke",
+		srv.PublicURL + "/oauth2/auth", srv.AdminURL + "/admin/oauth2/introspect"} {
+		for _, ct := range []string{"application/json", "text/plain", "multipart/form-data; boundary=x", ""} {
+			req, _ := http.NewRequest(http.MethodPost, u, strings.NewReader("token=x&grant_type=client_credentials"))
+			if ct != "" {
+				req.Header.Set("Content-Type", ct)
+			}
+			resp, err := srv.Client.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b := new(strings.Builder)
+			_, _ = ioCopy(b, resp)
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusUnsupportedMediaType || !strings.Contains(b.String(), `"error":"invalid_request"`) {
+				t.Errorf("POST %s with Content-Type %q: %d %s, want 415", u, ct, resp.StatusCode, b.String())
+			}
+		}
+	}
+	// A form is fine.
+	if st, body := form(t, srv, "/oauth2/revoke", "", "", url.Values{"token": {"x"}, "client_id": {"nobody"}}); st == http.StatusUnsupportedMediaType {
+		t.Fatalf("a form: %d %s", st, body)
+	}
+}

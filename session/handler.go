@@ -37,7 +37,7 @@ func (h *Handler) RegisterPublicRoutes(r *x.PublicRouter) {
 }
 
 func (h *Handler) RegisterAdminRoutes(r *x.AdminRouter) {
-	r.POST(RouteAdminIntrospect, h.introspect)
+	r.POST(RouteAdminIntrospect, x.RequireForm(h.introspect))
 	r.POST(RouteAdminSigVerify, h.verifySignature)
 	r.GET(RouteAdminKeys, h.listKeys)
 	r.POST(RouteAdminKeysRotate, h.rotateKeys)
