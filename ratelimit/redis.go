@@ -19,6 +19,14 @@ import (
 // Redis costs a request at most about this much before it is let through.
 const RedisTimeout = 300 * time.Millisecond
 
+// RedisPause is how long the store fails at once, without asking Redis, after a failed
+// call: while Redis hangs, one request per pause waits for the timeout, not every one.
+// Redis is asked again after it, so the limits come back by themselves.
+const RedisPause = time.Second
+
+// ErrRedisPaused is returned while the store pauses after a failure.
+var ErrRedisPaused = errors.New("redis: paused after a failure")
+
 // redisLogger sends go-redis's own messages (a failed dial, once per attempt) to slog at
 // debug level: the limiter logs store failures itself, spaced out.
 type redisLogger struct{}
@@ -35,6 +43,8 @@ var setRedisLogger sync.Once
 type RedisStore struct {
 	client *redis.Client
 	store  atomic.Pointer[limiter.Store]
+	// pausedUntil is when, in Unix nanoseconds, calls go to Redis again.
+	pausedUntil atomic.Int64
 }
 
 // NewRedisStore parses rawURL (redis://[user:password@]host:port/db, or rediss://) and
@@ -93,13 +103,23 @@ func (s *RedisStore) inner() (limiter.Store, error) {
 }
 
 func (s *RedisStore) call(ctx context.Context, fn func(context.Context, limiter.Store) (limiter.Context, error)) (limiter.Context, error) {
-	st, err := s.inner()
-	if err != nil {
-		return limiter.Context{}, err
+	if time.Now().UnixNano() < s.pausedUntil.Load() {
+		return limiter.Context{}, ErrRedisPaused
 	}
-	ctx, cancel := context.WithTimeout(ctx, 2*RedisTimeout)
-	defer cancel()
-	return fn(ctx, st)
+	st, err := s.inner()
+	if err == nil {
+		cctx, cancel := context.WithTimeout(ctx, 2*RedisTimeout)
+		var c limiter.Context
+		c, err = fn(cctx, st)
+		cancel()
+		if err == nil {
+			return c, nil
+		}
+	}
+	if ctx.Err() == nil { // not the caller giving up
+		s.pausedUntil.Store(time.Now().Add(RedisPause).UnixNano())
+	}
+	return limiter.Context{}, err
 }
 
 // Get implements limiter.Store.

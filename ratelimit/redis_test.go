@@ -1,7 +1,10 @@
 package ratelimit_test
 
 import (
+	"bytes"
 	"context"
+	"log/slog"
+	"net"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -113,8 +116,13 @@ func TestRedisStoreLimits(t *testing.T) {
 
 // TestRedisStoreFailsOpen: with nothing listening, every check passes quickly and every
 // failed call is reported.
+// The URL's password appears in no log line.
 func TestRedisStoreFailsOpen(t *testing.T) {
-	url := "redis://127.0.0.1:" + strconv.Itoa(testredis.FreePort(t)) + "/0"
+	var logs bytes.Buffer
+	prev := slog.Default()
+	slog.SetDefault(slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
+	t.Cleanup(func() { slog.SetDefault(prev) })
+	url := "redis://pvauth:s3cr3tpw@127.0.0.1:" + strconv.Itoa(testredis.FreePort(t)) + "/0"
 	l := ratelimit.New(true, map[string]ratelimit.Rule{"a": {Limit: 1, Window: time.Minute}}, redisStore(t, url))
 	var errs atomic.Int64
 	l.OnStoreError(func() { errs.Add(1) })
@@ -135,6 +143,58 @@ func TestRedisStoreFailsOpen(t *testing.T) {
 	}
 	if errs.Load() != 10 {
 		t.Fatalf("store errors = %d, want 10 (5 Allow + 5 Reserve; nothing held, nothing to clear)", errs.Load())
+	}
+	if !strings.Contains(logs.String(), "rate limit store failed") || strings.Contains(logs.String(), "s3cr3tpw") {
+		t.Fatalf("logs: want the failure logged, without the password:\n%s", logs.String())
+	}
+}
+
+// TestRedisStoreHungRedis: a Redis that accepts connections and never answers costs a
+// check at most about the timeout, and the checks during the pause that follows nothing.
+func TestRedisStoreHungRedis(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		var held []net.Conn // accepted and never answered
+		defer func() {
+			for _, c := range held {
+				c.Close()
+			}
+		}()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			held = append(held, c)
+		}
+	}()
+	l := ratelimit.New(true, map[string]ratelimit.Rule{"a": {Limit: 1, Window: time.Minute}}, redisStore(t, "redis://"+ln.Addr().String()+"/0"))
+	var errs atomic.Int64
+	l.OnStoreError(func() { errs.Add(1) })
+	ctx := context.Background()
+	check := func(what string, max time.Duration) {
+		t.Helper()
+		start := time.Now()
+		if err := l.Allow(ctx, "a", "k"); err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		if d := time.Since(start); d > max {
+			t.Fatalf("%s took %s, want at most %s", what, d, max)
+		}
+	}
+	// Dial, HELLO and script loading each time out after RedisTimeout; allow slack for -race.
+	check("first check", 4*ratelimit.RedisTimeout+time.Second)
+	for i := 0; i < 20; i++ {
+		check("check during the pause", 100*time.Millisecond)
+	}
+	time.Sleep(ratelimit.RedisPause)
+	check("check after the pause", 4*ratelimit.RedisTimeout+time.Second)
+	if errs.Load() != 22 {
+		t.Fatalf("store errors = %d, want 22", errs.Load())
 	}
 }
 
