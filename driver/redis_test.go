@@ -1,14 +1,18 @@
 package driver_test
 
 import (
+	"context"
 	"fmt"
 	"math/rand/v2"
 	"net/http"
 	"regexp"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/pvpipe/pvauth/driver"
+	"github.com/pvpipe/pvauth/driver/config"
 	"github.com/pvpipe/pvauth/internal/testdb"
 	"github.com/pvpipe/pvauth/internal/testredis"
 	"github.com/pvpipe/pvauth/internal/testserver"
@@ -202,5 +206,30 @@ func TestRateLimitsRecoverWhenRedisReturns(t *testing.T) {
 	}
 	if e := storeErrors(t, srv); e != settled {
 		t.Fatalf("store errors after recovery: %v, then %v", settled, e)
+	}
+}
+
+// TestRateLimitStoreBadRedisURL: an unusable ratelimit.redis.url stops the start with
+// the key named and the password not repeated.
+func TestRateLimitStoreBadRedisURL(t *testing.T) {
+	set := map[string]any{
+		"dsn":                 "memory",
+		"ratelimit.store":     "redis",
+		"ratelimit.redis.url": "redis://:s3cr3tpw@127.0.0.1:notaport/0",
+	}
+	for k, v := range testserver.TestSecrets {
+		set[k] = v
+	}
+	cfg, err := config.Load(config.Options{Env: func(string) (string, bool) { return "", false }, Set: set})
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg, err := driver.New(context.Background(), cfg, driver.Options{})
+	if err == nil {
+		reg.Close()
+		t.Fatal("started with a bad ratelimit.redis.url")
+	}
+	if !strings.Contains(err.Error(), "ratelimit.redis.url") || strings.Contains(err.Error(), "s3cr3tpw") {
+		t.Fatalf("error %q: want the key named and no password", err)
 	}
 }
