@@ -296,7 +296,8 @@ func (r *Registry) Close() {
 }
 
 // rateLimitStore builds the store ratelimit.store names. A Redis that does not answer
-// at start is logged, not fatal: the limiter fails open until Redis is back.
+// at start is logged, not fatal: the limiter fails open until Redis is back. With
+// ratelimit.enabled false Redis is not contacted.
 func (r *Registry) rateLimitStore(ctx context.Context) (ratelimit.Store, error) {
 	if r.cfg.RateLimit.Store != config.RateLimitStoreRedis {
 		return ratelimit.NewMemoryStore(), nil
@@ -304,6 +305,10 @@ func (r *Registry) rateLimitStore(ctx context.Context) (ratelimit.Store, error) 
 	rs, err := ratelimit.NewRedisStore(r.cfg.RateLimit.Redis.URL)
 	if err != nil {
 		return nil, err
+	}
+	if !r.cfg.RateLimit.Enabled { // the URL is checked, but nothing will count
+		_ = rs.Close()
+		return ratelimit.NewMemoryStore(), nil
 	}
 	if err := rs.Ping(ctx); err != nil {
 		r.logger.Warn("ratelimit.store is redis but Redis does not answer; requests are let through until it does", "error", err)
