@@ -51,6 +51,7 @@ type Registry struct {
 	metrics    *metrics.Metrics
 	push       push.Sender
 	janitor    *janitor.Janitor
+	redis      *ratelimit.RedisStore
 	notifier   *devicekey.Notifier
 	confirm    *confirmation.Service
 
@@ -131,7 +132,10 @@ func New(ctx context.Context, cfg *config.Config, o Options) (*Registry, error) 
 	}
 	store := o.RateLimitStore
 	if store == nil {
-		store = ratelimit.NewMemoryStore()
+		if store, err = r.rateLimitStore(ctx); err != nil {
+			p.Close()
+			return nil, err
+		}
 	}
 	rules := map[string]ratelimit.Rule{}
 	for name, rule := range cfg.RateLimit.Rules {
@@ -139,6 +143,7 @@ func New(ctx context.Context, cfg *config.Config, o Options) (*Registry, error) 
 	}
 	r.limiter = ratelimit.New(cfg.RateLimit.Enabled, rules, store)
 	r.metrics = metrics.New()
+	r.limiter.OnStoreError(r.metrics.RateLimitStoreError)
 	r.janitor = janitor.New(p, cfg.Janitor.Interval, r.logger, r.metrics.Registry())
 	registerDBMetrics(r.metrics.Registry(), p)
 	r.audit.OnDrop(r.metrics.AuditDropped)
@@ -285,6 +290,31 @@ func (r *Registry) AdminRouter() *x.AdminRouter       { return r.admin }
 func (r *Registry) Close() {
 	r.audit.Close()
 	_ = r.persister.Close()
+	if r.redis != nil {
+		_ = r.redis.Close()
+	}
+}
+
+// rateLimitStore builds the store ratelimit.store names. A Redis that does not answer
+// at start is logged, not fatal: the limiter fails open until Redis is back. With
+// ratelimit.enabled false Redis is not contacted.
+func (r *Registry) rateLimitStore(ctx context.Context) (ratelimit.Store, error) {
+	if r.cfg.RateLimit.Store != config.RateLimitStoreRedis {
+		return ratelimit.NewMemoryStore(), nil
+	}
+	rs, err := ratelimit.NewRedisStore(r.cfg.RateLimit.Redis.URL)
+	if err != nil {
+		return nil, err
+	}
+	if !r.cfg.RateLimit.Enabled { // the URL is checked, but nothing will count
+		_ = rs.Close()
+		return ratelimit.NewMemoryStore(), nil
+	}
+	if err := rs.Ping(ctx); err != nil {
+		r.logger.Warn("ratelimit.store is redis but Redis does not answer; requests are let through until it does", "error", err)
+	}
+	r.redis = rs
+	return rs, nil
 }
 
 type healthHandler struct {

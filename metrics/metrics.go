@@ -45,6 +45,7 @@ type Metrics struct {
 	logins       *prometheus.CounterVec
 	refreshes    *prometheus.CounterVec
 	auditDropped prometheus.Counter
+	rlStoreErrs  prometheus.Counter
 }
 
 var _ x.Observer = (*Metrics)(nil)
@@ -75,11 +76,15 @@ func New() *Metrics {
 			Name: "pvauth_audit_dropped_total",
 			Help: "Audit events dropped because the write queue was full.",
 		}),
+		rlStoreErrs: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "pvauth_ratelimit_store_errors_total",
+			Help: "Rate limit store calls that failed (Redis unreachable); the requests were let through.",
+		}),
 	}
 	m.reg.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		m.requests, m.duration, m.logins, m.refreshes, m.auditDropped,
+		m.requests, m.duration, m.logins, m.refreshes, m.auditDropped, m.rlStoreErrs,
 	)
 	return m
 }
@@ -115,6 +120,15 @@ func (m *Metrics) AuditDropped() {
 		return
 	}
 	m.auditDropped.Inc()
+}
+
+// RateLimitStoreError counts one failed rate limit store call; pass it to
+// ratelimit.Limiter.OnStoreError.
+func (m *Metrics) RateLimitStoreError() {
+	if m == nil {
+		return
+	}
+	m.rlStoreErrs.Inc()
 }
 
 // Registry is the registry the collectors live on (to add collectors of other packages).

@@ -1,6 +1,6 @@
 // Package ratelimit applies the configured rules (ratelimit.rules.<name>) with fixed
-// windows. The counters live in a limiter.Store: in memory by default; a shared store
-// (Redis) plugs in through the same interface when replicas must share limits.
+// windows. The counters live in a limiter.Store: in memory by default, or in Redis
+// (RedisStore) when replicas must share limits. A failing store lets requests through.
 package ratelimit
 
 import (
@@ -9,6 +9,7 @@ import (
 	"math"
 	"net/http"
 	"slices"
+	"sync/atomic"
 	"time"
 
 	"github.com/ulule/limiter/v3"
@@ -52,6 +53,34 @@ type LimiterProvider interface {
 type Limiter struct {
 	enabled bool
 	rules   map[string]*limiter.Limiter
+	onError func()
+	// Store failures are logged at most once per storeErrorLogEvery, with a count.
+	lastLog  atomic.Int64
+	unlogged atomic.Int64
+}
+
+// storeErrorLogEvery spaces the log lines of a failing store (a dead Redis would
+// otherwise log once per request).
+const storeErrorLogEvery = 10 * time.Second
+
+// OnStoreError sets fn to be called once per failed store call (the metrics counter).
+// Call it before serving.
+func (l *Limiter) OnStoreError(fn func()) { l.onError = fn }
+
+// storeFailed records a failed store call; the request it was for is let through.
+func (l *Limiter) storeFailed(rule string, err error) {
+	if l.onError != nil {
+		l.onError()
+	}
+	n := l.unlogged.Add(1)
+	now := time.Now().UnixNano()
+	last := l.lastLog.Load()
+	if now-last < int64(storeErrorLogEvery) || !l.lastLog.CompareAndSwap(last, now) {
+		return
+	}
+	l.unlogged.Add(-n)
+	// err.Error(): the Redis store's errors carry a stack trace in their %+v form.
+	slog.Error("rate limit store failed; requests are let through", "rule", rule, "failures", n, "error", err.Error())
 }
 
 // New builds a Limiter; with enabled false every check passes.
@@ -79,7 +108,7 @@ func (l *Limiter) Allow(ctx context.Context, rule, key string) error {
 	}
 	c, err := lim.Get(ctx, rule+":"+key)
 	if err != nil {
-		slog.Error("rate limit store failed", "rule", rule, "error", err)
+		l.storeFailed(rule, err)
 		return nil
 	}
 	if !c.Reached {
@@ -123,7 +152,7 @@ func (l *Limiter) Reserve(ctx context.Context, keys ...Key) (*Reservation, error
 		}
 		c, err := lim.Increment(ctx, k.Rule+":"+k.Key, 1)
 		if err != nil {
-			slog.Error("rate limit store failed", "rule", k.Rule, "error", err)
+			l.storeFailed(k.Rule, err)
 			continue
 		}
 		res.held = append(res.held, k)
@@ -150,7 +179,7 @@ func (r *Reservation) Succeed(ctx context.Context, clear ...Key) {
 			_, err = lim.Increment(ctx, k.Rule+":"+k.Key, -1)
 		}
 		if err != nil {
-			slog.Error("rate limit store failed", "rule", k.Rule, "error", err)
+			r.l.storeFailed(k.Rule, err)
 		}
 	}
 	r.held = nil

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# The test command: starts a throw-away PostgreSQL 15 on a free loopback port, exports its
-# DSN as TEST_DATABASE_POSTGRESQL, runs every Go test with the race detector, then stops
-# the server and removes its files. Extra arguments go to `go test` (packages, -run, -v…):
+# The test command: starts a throw-away PostgreSQL 15 and a throw-away Redis on free
+# loopback ports, exports their addresses as TEST_DATABASE_POSTGRESQL and TEST_REDIS_URL,
+# runs every Go test with the race detector, then stops both servers and removes their
+# files. Without redis-server (apt-get install redis-server) the Redis tests skip, or
+# fail when CI is set. Extra arguments go to `go test` (packages, -run, -v…):
 #
 #   bash scripts/test.sh                         # everything
 #   bash scripts/test.sh ./x/... -run TestClientIP -v
@@ -83,9 +85,14 @@ fi
 PGDATA_DIR="$PG_TMP/data"
 PG_LOG="$PG_TMP/postgres.log"
 started=0
+REDIS_PID=""
 
 cleanup() {
 	local rc=$?
+	if [ -n "$REDIS_PID" ]; then
+		kill "$REDIS_PID" 2>/dev/null || true
+		wait "$REDIS_PID" 2>/dev/null || true
+	fi
 	if [ "$started" -eq 1 ] || [ -f "$PGDATA_DIR/postmaster.pid" ]; then
 		as_pg "$PG_BIN/pg_ctl" -D "$PGDATA_DIR" -m immediate -w stop >/dev/null 2>&1 || true
 	fi
@@ -170,6 +177,41 @@ done
 echo "==> PostgreSQL ready on 127.0.0.1:$PG_PORT after $(($(date +%s) - t0))s"
 
 export TEST_DATABASE_POSTGRESQL="postgres://postgres@127.0.0.1:$PG_PORT/postgres?sslmode=disable"
+
+# A throw-away Redis for the shared rate limit store: no persistence, loopback only, its
+# working directory inside $PG_TMP (removed by cleanup).
+if command -v redis-server >/dev/null 2>&1; then
+	REDIS_PORT=""
+	for attempt in 1 2 3 4 5; do
+		port="$(pick_port)" || { echo "scripts/test.sh: no free port found" >&2; exit 2; }
+		redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no \
+			--dir "$PG_TMP" --logfile "$PG_TMP/redis.log" </dev/null >/dev/null 2>&1 &
+		REDIS_PID=$!
+		for i in $(seq 1 50); do
+			if port_in_use "$port"; then
+				REDIS_PORT="$port"
+				break
+			fi
+			kill -0 "$REDIS_PID" 2>/dev/null || break
+			sleep 0.1
+		done
+		[ -n "$REDIS_PORT" ] && break
+		kill "$REDIS_PID" 2>/dev/null || true
+		wait "$REDIS_PID" 2>/dev/null || true
+		REDIS_PID=""
+		echo "    Redis start on port $port failed (attempt $attempt), retrying" >&2
+	done
+	if [ -z "$REDIS_PORT" ]; then
+		cat "$PG_TMP/redis.log" >&2 || true
+		echo "scripts/test.sh: Redis did not start" >&2
+		exit 2
+	fi
+	echo "==> Redis ready on 127.0.0.1:$REDIS_PORT"
+	export TEST_REDIS_URL="redis://127.0.0.1:$REDIS_PORT/0"
+else
+	echo "scripts/test.sh: note: redis-server not found; the Redis rate limit tests will skip (or fail under CI)." >&2
+	echo "  Install it:  sudo apt-get install -y --no-install-recommends redis-server" >&2
+fi
 
 # Package arguments replace ./... so that one package can be tested alone; flags are
 # passed through either way.

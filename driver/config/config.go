@@ -123,6 +123,20 @@ type Argon2 struct {
 type RateLimit struct {
 	Enabled bool            `mapstructure:"enabled"`
 	Rules   map[string]Rule `mapstructure:"rules"`
+	// Store is where counters live: "memory" (one replica) or "redis" (shared).
+	Store string         `mapstructure:"store"`
+	Redis RateLimitRedis `mapstructure:"redis"`
+}
+
+// Rate limit stores (ratelimit.store).
+const (
+	RateLimitStoreMemory = "memory"
+	RateLimitStoreRedis  = "redis"
+)
+
+type RateLimitRedis struct {
+	// URL is redis://[user:password@]host:6379/0 (or rediss://); it may hold a password.
+	URL string `mapstructure:"url"`
 }
 
 type Rule struct {
@@ -291,6 +305,9 @@ func Load(o Options) (*Config, error) {
 		)
 	}); err != nil {
 		return nil, fmt.Errorf("invalid configuration: %w", err)
+	}
+	if c.RateLimit.Store == RateLimitStoreRedis && strings.TrimSpace(c.RateLimit.Redis.URL) == "" {
+		return nil, errors.New("invalid configuration: ratelimit.store is redis but ratelimit.redis.url (RATELIMIT_REDIS_URL) is empty")
 	}
 	if o.NoSecrets {
 		return c, nil

@@ -378,3 +378,19 @@ func TestTrustChainKeys(t *testing.T) {
 		t.Fatalf("a bad duration: %v", err)
 	}
 }
+
+func TestRateLimitStoreKeys(t *testing.T) {
+	c := load(t, config.Options{Env: env(withSecrets(nil))})
+	if c.RateLimit.Store != config.RateLimitStoreMemory || c.RateLimit.Redis.URL != "" {
+		t.Fatalf("defaults: ratelimit.store %q, ratelimit.redis.url %q", c.RateLimit.Store, c.RateLimit.Redis.URL)
+	}
+	c = load(t, config.Options{Env: env(withSecrets(map[string]string{
+		"RATELIMIT_STORE":     "redis",
+		"RATELIMIT_REDIS_URL": "redis://:pw@redis:6379/0",
+	}))})
+	if c.RateLimit.Store != config.RateLimitStoreRedis || c.RateLimit.Redis.URL != "redis://:pw@redis:6379/0" {
+		t.Fatalf("overrides: ratelimit.store %q, ratelimit.redis.url %q", c.RateLimit.Store, c.RateLimit.Redis.URL)
+	}
+	mustFail(t, config.Options{Env: env(withSecrets(map[string]string{"RATELIMIT_STORE": "memcached"}))}, "ratelimit.store")
+	mustFail(t, config.Options{Env: env(withSecrets(map[string]string{"RATELIMIT_STORE": "redis"}))}, "ratelimit.redis.url")
+}
