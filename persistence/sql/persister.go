@@ -52,13 +52,13 @@ func init() {
 
 // Dialect names as pop calls them.
 const (
-	DialectSQLite    = "sqlite3"
-	DialectPostgres  = "postgres"
-	DialectCockroach = "cockroach"
+	DialectSQLite   = "sqlite3"
+	DialectPostgres = "postgres"
 )
 
-// New opens a connection for dsn: "memory", "sqlite://PATH?...", "postgres://...",
-// "cockroach://...". SQLite gets one writer connection: writes are serialized by SQLite
+// New opens a connection for dsn: "memory", "sqlite://PATH?...", "postgres://..."
+// (CockroachDB cannot be run or tested here, so it is not offered). SQLite gets one
+// writer connection: writes are serialized by SQLite
 // anyway, and one connection keeps an in-memory database alive and free of lock errors.
 // An SQLite file also gets a pool of query-only connections for hot reads (WAL readers
 // never wait for the writer). pop's own SQLite mutex is turned off (lock=false): with one
@@ -135,10 +135,8 @@ func connectionDetails(dsn string) (*pop.ConnectionDetails, error) {
 		return &pop.ConnectionDetails{URL: u, Pool: 1, IdlePool: 1}, nil
 	case strings.HasPrefix(dsn, "postgres://"), strings.HasPrefix(dsn, "postgresql://"):
 		return &pop.ConnectionDetails{URL: "postgres://" + strings.SplitN(dsn, "://", 2)[1], Pool: 32, IdlePool: 16, ConnMaxLifetime: 5 * time.Minute}, nil
-	case strings.HasPrefix(dsn, "cockroach://"):
-		return &pop.ConnectionDetails{URL: dsn, Pool: 32, IdlePool: 16, ConnMaxLifetime: 5 * time.Minute}, nil
 	default:
-		return nil, fmt.Errorf("dsn: unsupported scheme in %q (want memory, sqlite://, postgres:// or cockroach://)", redactDSN(dsn))
+		return nil, fmt.Errorf("dsn: unsupported scheme in %q (want memory, sqlite:// or postgres://)", redactDSN(dsn))
 	}
 }
 
@@ -154,7 +152,7 @@ func redactDSN(dsn string) string {
 	return u.String()
 }
 
-// Dialect is the pop dialect name ("sqlite3", "postgres", "cockroach").
+// Dialect is the pop dialect name ("sqlite3" or "postgres").
 func (p *Persister) Dialect() string { return p.conn.Dialect.Name() }
 
 // Close closes the connection pool.
