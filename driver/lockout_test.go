@@ -6,10 +6,13 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/pvpipe/pvauth/internal/testdb"
 	"github.com/pvpipe/pvauth/internal/testserver"
 )
 
@@ -172,4 +175,54 @@ func TestIPRuleCountsClientNetwork(t *testing.T) {
 			t.Fatalf("an IPv4 client: %d", r.Status)
 		}
 	})
+}
+
+// Overload is refused early (API.md §9): a password login that gets no hashing slot
+// within hashers.argon2.max_wait answers 503 with Retry-After, and is not counted as a
+// failed guess.
+func TestLoginRefusedWhenHashersBusy(t *testing.T) {
+	srv := testserver.Start(t, testdb.SQLiteFile(t), map[string]any{
+		"hashers.argon2.memory_kib":     32768,
+		"hashers.argon2.iterations":     2,
+		"hashers.argon2.max_concurrent": 1,
+		"hashers.argon2.max_wait":       "5ms",
+		"ratelimit.enabled":             true,
+		"ratelimit.rules.login.limit":   8,
+	})
+	_, email, pw := createIdentity(t, srv)
+	statuses := make([]int, 8)
+	var busy atomic.Int64
+	var wg sync.WaitGroup
+	for i := range statuses {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r := srv.Public(t, http.MethodPost, "/api/v1/auth/login", "", map[string]string{"email": email, "password": "wrong"})
+			statuses[i] = r.Status
+			if r.Status == http.StatusServiceUnavailable {
+				if ra, _ := strconv.Atoi(r.Header.Get("Retry-After")); ra < 1 {
+					t.Errorf("503 without Retry-After: %v", r.Header)
+				}
+				if e := wantError(t, "busy login", r, http.StatusServiceUnavailable); e.Error != "service_unavailable" {
+					t.Errorf("busy login error %q", e.Error)
+				}
+				busy.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	for _, st := range statuses {
+		if st != http.StatusUnauthorized && st != http.StatusServiceUnavailable {
+			t.Fatalf("statuses %v: only 401 and 503 expected", statuses)
+		}
+	}
+	if busy.Load() == 0 {
+		t.Fatalf("8 concurrent logins on one hashing slot with max_wait 5ms: no 503 (%v)", statuses)
+	}
+	t.Logf("statuses %v", statuses)
+	// The 8 attempts filled the login limit (8) while they ran; the refused ones were no
+	// guesses and gave their count back, so the right password still gets in.
+	if r := srv.Public(t, http.MethodPost, "/api/v1/auth/login", "", map[string]string{"email": email, "password": pw}); r.Status != http.StatusOK {
+		t.Fatalf("login after the busy ones: %d %s", r.Status, r.Body)
+	}
 }

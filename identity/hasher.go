@@ -11,10 +11,12 @@ import (
 	"strconv"
 	"strings"
 	"sync/atomic"
+	"time"
 
 	"golang.org/x/crypto/argon2"
 
 	"github.com/pvpipe/pvauth/driver/config"
+	"github.com/pvpipe/pvauth/x"
 )
 
 // Errors of the password hasher.
@@ -53,9 +55,10 @@ const (
 // A semaphore bounds how many hashes run at once, so that memory stays at about
 // MaxConcurrent × memory_kib under any load.
 type Hasher struct {
-	p     argonParams
-	sem   chan struct{}
-	dummy string
+	p       argonParams
+	sem     chan struct{}
+	maxWait time.Duration
+	dummy   string
 
 	// active and peak count hashes running inside the semaphore (observed by tests).
 	active atomic.Int64
@@ -105,7 +108,7 @@ func NewHasher(c config.Argon2) (*Hasher, error) {
 	if n <= 0 {
 		n = runtime.NumCPU()
 	}
-	h := &Hasher{p: p, sem: make(chan struct{}, n)}
+	h := &Hasher{p: p, sem: make(chan struct{}, n), maxWait: c.MaxWait}
 	secret := make([]byte, 32)
 	if _, err := rand.Read(secret); err != nil {
 		return nil, err
@@ -121,14 +124,34 @@ func NewHasher(c config.Argon2) (*Hasher, error) {
 // MaxConcurrent is the number of hashes that may run at once.
 func (h *Hasher) MaxConcurrent() int { return cap(h.sem) }
 
+// ErrHasherBusy is the 503 of a password check that found no hashing slot within
+// hashers.argon2.max_wait: under overload, refusing early beats queueing without end.
+var ErrHasherBusy = func() *x.Error {
+	e := x.ErrUnavailable.WithMessage("Too many sign-ins at once. Try again in a moment.")
+	e.RetryAfter = 1
+	return e
+}()
+
 func (h *Hasher) acquire(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
 	select {
 	case h.sem <- struct{}{}:
-	case <-ctx.Done():
-		return ctx.Err()
+	default:
+		var timeout <-chan time.Time
+		if h.maxWait > 0 {
+			t := time.NewTimer(h.maxWait)
+			defer t.Stop()
+			timeout = t.C
+		}
+		select {
+		case h.sem <- struct{}{}:
+		case <-timeout:
+			return ErrHasherBusy
+		case <-ctx.Done():
+			return ctx.Err()
+		}
 	}
 	n := h.active.Add(1)
 	for {

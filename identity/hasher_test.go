@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/pvpipe/pvauth/driver/config"
+	"github.com/pvpipe/pvauth/x"
 )
 
 // cheap are test parameters: 64 KiB, one pass.
@@ -260,5 +261,48 @@ func TestHasherConcurrencyBound(t *testing.T) {
 	}
 	for i := 1; i < h.MaxConcurrent(); i++ {
 		<-h.sem
+	}
+}
+
+// A check that finds no hashing slot within MaxWait gives up with ErrHasherBusy (a 503
+// with Retry-After) instead of queueing without end; MaxWait 0 waits.
+func TestHasherMaxWait(t *testing.T) {
+	h, err := NewHasher(config.Argon2{MemoryKiB: 64, Iterations: 1, MaxConcurrent: 1, MaxWait: 30 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hash, err := h.Hash(context.Background(), "correct horse")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := h.acquire(context.Background()); err != nil { // hold the only slot
+		t.Fatal(err)
+	}
+	t0 := time.Now()
+	err = h.Compare(context.Background(), "correct horse", hash)
+	if !errors.Is(err, ErrHasherBusy) || x.AsError(err).Status != 503 || x.AsError(err).RetryAfter < 1 {
+		t.Fatalf("compare with no free slot: %v", err)
+	}
+	if d := time.Since(t0); d < 25*time.Millisecond || d > 2*time.Second {
+		t.Fatalf("gave up after %s, want about max_wait", d)
+	}
+	if err := h.CompareDummy(context.Background(), "x"); !errors.Is(err, ErrHasherBusy) {
+		t.Fatalf("dummy compare with no free slot: %v", err)
+	}
+	h.release()
+	if err := h.Compare(context.Background(), "correct horse", hash); err != nil {
+		t.Fatalf("compare with a free slot: %v", err)
+	}
+	// Without a bound, the check waits for the slot.
+	u, err := NewHasher(config.Argon2{MemoryKiB: 64, Iterations: 1, MaxConcurrent: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := u.acquire(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	go func() { time.Sleep(60 * time.Millisecond); u.release() }()
+	if _, err := u.Hash(context.Background(), "x"); err != nil {
+		t.Fatalf("unbounded wait: %v", err)
 	}
 }

@@ -118,6 +118,8 @@ type Argon2 struct {
 	SaltLength    uint32 `mapstructure:"salt_length"`
 	KeyLength     uint32 `mapstructure:"key_length"`
 	MaxConcurrent int    `mapstructure:"max_concurrent"`
+	// MaxWait bounds the wait for a hashing slot; a login that waits longer is 503.
+	MaxWait time.Duration `mapstructure:"max_wait"`
 }
 
 type RateLimit struct {

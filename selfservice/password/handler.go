@@ -118,8 +118,12 @@ func (h *Handler) login(w http.ResponseWriter, r *http.Request, _ httprouter.Par
 	hasher := h.d.IdentityHasher()
 	id, err := h.d.IdentityPersister().FindIdentityByEmail(ctx, email)
 	if errors.Is(err, identity.ErrNotFound) {
-		// Same work and the same answer as a wrong password.
-		_ = hasher.CompareDummy(ctx, b.Password)
+		// Same work and the same answer as a wrong password (and the same 503 when no
+		// hashing slot is free, so that overload reveals nothing either).
+		if err := hasher.CompareDummy(ctx, b.Password); errors.Is(err, identity.ErrHasherBusy) {
+			x.WriteError(w, r, err)
+			return
+		}
 		failed = true
 		h.d.AuditLogger().Log(ctx, audit.Event{Type: audit.TypeLogin, Result: audit.ResultFailure, Reason: "unknown_email"})
 		x.WriteError(w, r, ErrBadCredentials)
@@ -133,6 +137,10 @@ func (h *Handler) login(w http.ResponseWriter, r *http.Request, _ httprouter.Par
 		cmpErr = hasher.CompareDummy(ctx, b.Password)
 	} else {
 		cmpErr = hasher.Compare(ctx, b.Password, id.PasswordHash)
+	}
+	if errors.Is(cmpErr, identity.ErrHasherBusy) {
+		x.WriteError(w, r, cmpErr) // no guess was checked: not counted as a failure
+		return
 	}
 	if cmpErr != nil || id.State != identity.StateActive {
 		reason := "wrong_password"
