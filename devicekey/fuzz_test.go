@@ -10,6 +10,7 @@ import (
 	"crypto/x509"
 	"encoding/base64"
 	"errors"
+	"github.com/pvpipe/pvauth/internal/testkeys"
 	"strings"
 	"testing"
 
@@ -23,9 +24,9 @@ import (
 // FuzzParsePublicKey: never panics; every refusal is a *KeyError with the contract's
 // prefix; every accepted key fits its algorithm and its canonical PEM parses back to it.
 func FuzzParsePublicKey(f *testing.F) {
-	k := ktKeySet(f)
-	for _, sg := range ktSigners(k) {
-		for _, fm := range ktKeyFormats(f, sg.Priv.Public()) {
+	k := testkeys.KeySet(f)
+	for _, sg := range testkeys.Signers(k) {
+		for _, fm := range testkeys.KeyFormats(f, sg.Priv.Public()) {
 			f.Add(fm.Value, sg.Alg)
 		}
 	}
@@ -33,9 +34,9 @@ func FuzzParsePublicKey(f *testing.F) {
 	pt, _ := k.EC.PublicKey.Bytes()
 	f.Add(base64.StdEncoding.EncodeToString(p384), devicekey.AlgES256)
 	f.Add(base64.StdEncoding.EncodeToString(pt), devicekey.AlgRS256)
-	f.Add(ktPEM("PUBLIC KEY", ktMustDER(f, k.Ed)), devicekey.AlgES256)
-	f.Add(ktPEM("PUBLIC KEY", ktMustDER(f, &k.RSA1024.PublicKey)), devicekey.AlgRS256)
-	f.Add(ktPEM("RSA PUBLIC KEY", x509.MarshalPKCS1PublicKey(&k.RSA2048.PublicKey)), devicekey.AlgPS256)
+	f.Add(testkeys.PEM("PUBLIC KEY", testkeys.MustDER(f, k.Ed)), devicekey.AlgES256)
+	f.Add(testkeys.PEM("PUBLIC KEY", testkeys.MustDER(f, &k.RSA1024.PublicKey)), devicekey.AlgRS256)
+	f.Add(testkeys.PEM("RSA PUBLIC KEY", x509.MarshalPKCS1PublicKey(&k.RSA2048.PublicKey)), devicekey.AlgPS256)
 	f.Add("-----BEGIN PUBLIC KEY-----\n-----END PUBLIC KEY-----", devicekey.AlgES256)
 	f.Add("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----", devicekey.AlgES256)
 	f.Add("BAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", devicekey.AlgES256)
@@ -110,19 +111,19 @@ func FuzzDecodeBase64(f *testing.F) {
 // FuzzVerifyEncoded: fixed keys, arbitrary signature strings: the answer is nil or exactly
 // ErrSignature, never a panic, and VerifyDigest agrees with VerifyEncoded.
 func FuzzVerifyEncoded(f *testing.F) {
-	k := ktKeySet(f)
+	k := testkeys.KeySet(f)
 	msg := []byte("fuzz challenge: thirty-two bytes")
 	digest := sha256.Sum256(msg)
-	signers := []ktSigner{
+	signers := []testkeys.Signer{
 		{Name: "ES256", Alg: devicekey.AlgES256, Priv: k.EC},
 		{Name: "RS256", Alg: devicekey.AlgRS256, Priv: k.RSA2048},
 		{Name: "PS256", Alg: devicekey.AlgPS256, Priv: k.RSA2048},
 		{Name: "RS256-3072", Alg: devicekey.AlgRS256, Priv: k.RSA3072},
 	}
 	for i, sg := range signers {
-		for _, se := range ktSigEncodings(sg.Alg) {
-			for _, b := range ktB64 {
-				f.Add(uint8(i), b.Enc.EncodeToString(ktSign(f, sg.Priv, sg.Alg, se, msg)))
+		for _, se := range testkeys.SigEncodings(sg.Alg) {
+			for _, b := range testkeys.B64 {
+				f.Add(uint8(i), b.Enc.EncodeToString(testkeys.Sign(f, sg.Priv, sg.Alg, se, msg)))
 			}
 		}
 	}

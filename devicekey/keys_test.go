@@ -25,36 +25,17 @@ import (
 	"github.com/pvpipe/pvauth/devicekey"
 )
 
-// The device keys and signing helpers shared with the other device-key tests.
-type (
-	ktKeyMaterial = testkeys.KeyMaterial
-	ktSigner      = testkeys.Signer
-	ktFormat      = testkeys.Format
-)
-
-var (
-	ktKeySet       = testkeys.KeySet
-	ktSigners      = testkeys.Signers
-	ktMustDER      = testkeys.MustDER
-	ktPEM          = testkeys.PEM
-	ktKeyFormats   = testkeys.KeyFormats
-	ktSigEncodings = testkeys.SigEncodings
-	ktSign         = testkeys.Sign
-	ktSignB64      = testkeys.SignB64
-	ktB64          = testkeys.B64
-)
-
 func TestKeysParseAndVerifyEveryCombination(t *testing.T) {
-	k := ktKeySet(t)
+	k := testkeys.KeySet(t)
 	msg := make([]byte, 32)
 	if _, err := rand.Read(msg); err != nil {
 		t.Fatal(err)
 	}
 	digest := sha256.Sum256(msg)
 	n := 0
-	for _, sg := range ktSigners(k) {
+	for _, sg := range testkeys.Signers(k) {
 		pub := sg.Priv.Public()
-		for _, f := range ktKeyFormats(t, pub) {
+		for _, f := range testkeys.KeyFormats(t, pub) {
 			t.Run(sg.Name+"/"+f.Name, func(t *testing.T) {
 				got, pemOut, err := devicekey.ParsePublicKey(f.Value, sg.Alg)
 				if err != nil {
@@ -63,7 +44,7 @@ func TestKeysParseAndVerifyEveryCombination(t *testing.T) {
 				if !got.(interface{ Equal(crypto.PublicKey) bool }).Equal(pub) {
 					t.Fatalf("parsed key differs from the original")
 				}
-				if want := ktPEM("PUBLIC KEY", ktMustDER(t, pub)); pemOut != want {
+				if want := testkeys.PEM("PUBLIC KEY", testkeys.MustDER(t, pub)); pemOut != want {
 					t.Fatalf("canonical PEM:\n%s\nwant\n%s", pemOut, want)
 				}
 				// The canonical form is what is stored: it must parse again to the same key.
@@ -71,13 +52,13 @@ func TestKeysParseAndVerifyEveryCombination(t *testing.T) {
 				if err != nil || pemAgain != pemOut || !again.(interface{ Equal(crypto.PublicKey) bool }).Equal(pub) {
 					t.Fatalf("canonical PEM does not round-trip: %v", err)
 				}
-				for _, se := range ktSigEncodings(sg.Alg) {
-					raw := ktSign(t, sg.Priv, sg.Alg, se, msg)
+				for _, se := range testkeys.SigEncodings(sg.Alg) {
+					raw := testkeys.Sign(t, sg.Priv, sg.Alg, se, msg)
 					if err := devicekey.VerifyDigest(got, sg.Alg, digest[:], raw); err != nil {
 						t.Errorf("%s: VerifyDigest: %v", se, err)
 					}
-					for _, b := range ktB64 {
-						s := ktSignB64(t, sg.Priv, sg.Alg, se, b.Enc, msg)
+					for _, b := range testkeys.B64 {
+						s := testkeys.SignB64(t, sg.Priv, sg.Alg, se, b.Enc, msg)
 						if err := devicekey.VerifyEncoded(got, sg.Alg, digest[:], s); err != nil {
 							t.Errorf("%s/%s (%q): VerifyEncoded: %v", se, b.Name, s, err)
 						}
@@ -92,7 +73,7 @@ func TestKeysParseAndVerifyEveryCombination(t *testing.T) {
 
 func TestKeysES256RawSignatureWithShortRAndS(t *testing.T) {
 	// r and s below 2^248 still travel as 32 bytes each (left-padded with zeros).
-	k := ktKeySet(t)
+	k := testkeys.KeySet(t)
 	digest := sha256.Sum256([]byte("short r/s"))
 	for i := 0; i < 2000; i++ {
 		r, s, err := ecdsa.Sign(rand.Reader, k.EC, digest[:])
@@ -131,7 +112,7 @@ func ktECDSADER(r, s *big.Int) []byte {
 }
 
 func TestKeysPSSSaltLengths(t *testing.T) {
-	k := ktKeySet(t)
+	k := testkeys.KeySet(t)
 	digest := sha256.Sum256([]byte("pss salt"))
 	for _, priv := range []*rsa.PrivateKey{k.RSA2048, k.RSA3072} {
 		for _, c := range []struct {
@@ -167,12 +148,12 @@ func TestKeysPSSSaltLengths(t *testing.T) {
 }
 
 func TestKeysRejected(t *testing.T) {
-	k := ktKeySet(t)
-	ecSPKI := ktMustDER(t, &k.EC.PublicKey)
-	rsaSPKI := ktMustDER(t, &k.RSA2048.PublicKey)
-	p384SPKI := ktMustDER(t, &k.P384.PublicKey)
-	rsa1024SPKI := ktMustDER(t, &k.RSA1024.PublicKey)
-	edSPKI := ktMustDER(t, k.Ed)
+	k := testkeys.KeySet(t)
+	ecSPKI := testkeys.MustDER(t, &k.EC.PublicKey)
+	rsaSPKI := testkeys.MustDER(t, &k.RSA2048.PublicKey)
+	p384SPKI := testkeys.MustDER(t, &k.P384.PublicKey)
+	rsa1024SPKI := testkeys.MustDER(t, &k.RSA1024.PublicKey)
+	edSPKI := testkeys.MustDER(t, k.Ed)
 	pt, _ := k.EC.PublicKey.Bytes()
 
 	offCurve := bytes.Clone(pt)
@@ -202,46 +183,46 @@ func TestKeysRejected(t *testing.T) {
 	cases := []struct {
 		name, key, alg string
 	}{
-		{"P-384 PEM for ES256", ktPEM("PUBLIC KEY", p384SPKI), devicekey.AlgES256},
+		{"P-384 PEM for ES256", testkeys.PEM("PUBLIC KEY", p384SPKI), devicekey.AlgES256},
 		{"P-384 b64 SPKI for ES256", std(p384SPKI), devicekey.AlgES256},
 		{"P-384 97-byte point for ES256", std(p384Point), devicekey.AlgES256},
-		{"RSA-1024 PEM for RS256", ktPEM("PUBLIC KEY", rsa1024SPKI), devicekey.AlgRS256},
-		{"RSA-1024 PEM for PS256", ktPEM("PUBLIC KEY", rsa1024SPKI), devicekey.AlgPS256},
-		{"RSA-1024 PKCS#1 PEM for RS256", ktPEM("RSA PUBLIC KEY", x509.MarshalPKCS1PublicKey(&k.RSA1024.PublicKey)), devicekey.AlgRS256},
+		{"RSA-1024 PEM for RS256", testkeys.PEM("PUBLIC KEY", rsa1024SPKI), devicekey.AlgRS256},
+		{"RSA-1024 PEM for PS256", testkeys.PEM("PUBLIC KEY", rsa1024SPKI), devicekey.AlgPS256},
+		{"RSA-1024 PKCS#1 PEM for RS256", testkeys.PEM("RSA PUBLIC KEY", x509.MarshalPKCS1PublicKey(&k.RSA1024.PublicKey)), devicekey.AlgRS256},
 		{"RSA-1024 b64 SPKI for PS256", std(rsa1024SPKI), devicekey.AlgPS256},
 		{"RSA-8200 PKCS#1 for RS256", std(huge), devicekey.AlgRS256},
-		{"EC PEM for RS256", ktPEM("PUBLIC KEY", ecSPKI), devicekey.AlgRS256},
-		{"EC PEM for PS256", ktPEM("PUBLIC KEY", ecSPKI), devicekey.AlgPS256},
+		{"EC PEM for RS256", testkeys.PEM("PUBLIC KEY", ecSPKI), devicekey.AlgRS256},
+		{"EC PEM for PS256", testkeys.PEM("PUBLIC KEY", ecSPKI), devicekey.AlgPS256},
 		{"EC b64 SPKI for RS256", std(ecSPKI), devicekey.AlgRS256},
 		{"EC 65-byte point for RS256", std(pt), devicekey.AlgRS256},
 		{"EC 65-byte point for PS256", std(pt), devicekey.AlgPS256},
-		{"RSA PEM for ES256", ktPEM("PUBLIC KEY", rsaSPKI), devicekey.AlgES256},
-		{"RSA PKCS#1 PEM for ES256", ktPEM("RSA PUBLIC KEY", x509.MarshalPKCS1PublicKey(&k.RSA2048.PublicKey)), devicekey.AlgES256},
+		{"RSA PEM for ES256", testkeys.PEM("PUBLIC KEY", rsaSPKI), devicekey.AlgES256},
+		{"RSA PKCS#1 PEM for ES256", testkeys.PEM("RSA PUBLIC KEY", x509.MarshalPKCS1PublicKey(&k.RSA2048.PublicKey)), devicekey.AlgES256},
 		{"RSA b64 SPKI for ES256", std(rsaSPKI), devicekey.AlgES256},
 		{"RSA b64 PKCS#1 for ES256", std(x509.MarshalPKCS1PublicKey(&k.RSA2048.PublicKey)), devicekey.AlgES256},
-		{"ed25519 PEM for ES256", ktPEM("PUBLIC KEY", edSPKI), devicekey.AlgES256},
-		{"ed25519 PEM for RS256", ktPEM("PUBLIC KEY", edSPKI), devicekey.AlgRS256},
-		{"ed25519 PEM for PS256", ktPEM("PUBLIC KEY", edSPKI), devicekey.AlgPS256},
+		{"ed25519 PEM for ES256", testkeys.PEM("PUBLIC KEY", edSPKI), devicekey.AlgES256},
+		{"ed25519 PEM for RS256", testkeys.PEM("PUBLIC KEY", edSPKI), devicekey.AlgRS256},
+		{"ed25519 PEM for PS256", testkeys.PEM("PUBLIC KEY", edSPKI), devicekey.AlgPS256},
 		{"ed25519 b64 SPKI for ES256", std(edSPKI), devicekey.AlgES256},
 		{"ed25519 raw 32 bytes for ES256", std(k.Ed), devicekey.AlgES256},
 		{"garbage PEM body", "-----BEGIN PUBLIC KEY-----\nthis is not base64 at all!!\n-----END PUBLIC KEY-----\n", devicekey.AlgES256},
-		{"PEM with valid base64 but no DER", ktPEM("PUBLIC KEY", []byte("hello, world, this is not DER")), devicekey.AlgES256},
+		{"PEM with valid base64 but no DER", testkeys.PEM("PUBLIC KEY", []byte("hello, world, this is not DER")), devicekey.AlgES256},
 		{"PEM without END line", "-----BEGIN PUBLIC KEY-----\n" + std(ecSPKI) + "\n", devicekey.AlgES256},
 		{"PEM BEGIN only", "-----BEGIN", devicekey.AlgES256},
-		{"PEM of PKCS#1 labelled PUBLIC KEY", ktPEM("PUBLIC KEY", x509.MarshalPKCS1PublicKey(&k.RSA2048.PublicKey)), devicekey.AlgRS256},
-		{"PEM of SPKI labelled RSA PUBLIC KEY", ktPEM("RSA PUBLIC KEY", rsaSPKI), devicekey.AlgRS256},
-		{"CERTIFICATE block", ktPEM("CERTIFICATE", cert), devicekey.AlgES256},
-		{"PRIVATE KEY block (EC)", ktPEM("PRIVATE KEY", pkcs8EC), devicekey.AlgES256},
-		{"PRIVATE KEY block (RSA)", ktPEM("PRIVATE KEY", pkcs8RSA), devicekey.AlgRS256},
-		{"EC PRIVATE KEY block", ktPEM("EC PRIVATE KEY", sec1), devicekey.AlgES256},
-		{"RSA PRIVATE KEY block", ktPEM("RSA PRIVATE KEY", x509.MarshalPKCS1PrivateKey(k.RSA2048)), devicekey.AlgRS256},
+		{"PEM of PKCS#1 labelled PUBLIC KEY", testkeys.PEM("PUBLIC KEY", x509.MarshalPKCS1PublicKey(&k.RSA2048.PublicKey)), devicekey.AlgRS256},
+		{"PEM of SPKI labelled RSA PUBLIC KEY", testkeys.PEM("RSA PUBLIC KEY", rsaSPKI), devicekey.AlgRS256},
+		{"CERTIFICATE block", testkeys.PEM("CERTIFICATE", cert), devicekey.AlgES256},
+		{"PRIVATE KEY block (EC)", testkeys.PEM("PRIVATE KEY", pkcs8EC), devicekey.AlgES256},
+		{"PRIVATE KEY block (RSA)", testkeys.PEM("PRIVATE KEY", pkcs8RSA), devicekey.AlgRS256},
+		{"EC PRIVATE KEY block", testkeys.PEM("EC PRIVATE KEY", sec1), devicekey.AlgES256},
+		{"RSA PRIVATE KEY block", testkeys.PEM("RSA PRIVATE KEY", x509.MarshalPKCS1PrivateKey(k.RSA2048)), devicekey.AlgRS256},
 		{"b64 certificate DER", std(cert), devicekey.AlgES256},
 		{"b64 PKCS#8 private key", std(pkcs8EC), devicekey.AlgES256},
 		{"truncated EC SPKI DER", std(ecSPKI[:len(ecSPKI)-10]), devicekey.AlgES256},
 		{"truncated EC SPKI DER by one byte", std(ecSPKI[:len(ecSPKI)-1]), devicekey.AlgES256},
 		{"truncated RSA SPKI DER", std(rsaSPKI[:len(rsaSPKI)-20]), devicekey.AlgRS256},
 		{"truncated RSA PKCS#1 DER", std(x509.MarshalPKCS1PublicKey(&k.RSA2048.PublicKey)[:200]), devicekey.AlgRS256},
-		{"truncated DER in PEM", ktPEM("PUBLIC KEY", ecSPKI[:len(ecSPKI)-5]), devicekey.AlgES256},
+		{"truncated DER in PEM", testkeys.PEM("PUBLIC KEY", ecSPKI[:len(ecSPKI)-5]), devicekey.AlgES256},
 		{"EC SPKI DER with trailing data", std(append(bytes.Clone(ecSPKI), 0)), devicekey.AlgES256},
 		{"65-byte point not on the curve", std(offCurve), devicekey.AlgES256},
 		{"65-byte point not on the curve, url", base64.RawURLEncoding.EncodeToString(offCurve), devicekey.AlgES256},
@@ -256,10 +237,10 @@ func TestKeysRejected(t *testing.T) {
 		{"mixed base64 alphabets", "ab+c-d/e_f", devicekey.AlgES256},
 		{"too long", strings.Repeat("A", 9000), devicekey.AlgES256},
 		{"too long PEM", "-----BEGIN PUBLIC KEY-----\n" + strings.Repeat("A", 9000) + "\n-----END PUBLIC KEY-----", devicekey.AlgES256},
-		{"unknown algorithm", ktPEM("PUBLIC KEY", ecSPKI), "ES384"},
-		{"lower-case algorithm", ktPEM("PUBLIC KEY", ecSPKI), "es256"},
-		{"empty algorithm", ktPEM("PUBLIC KEY", rsaSPKI), ""},
-		{"EdDSA algorithm", ktPEM("PUBLIC KEY", edSPKI), "EdDSA"},
+		{"unknown algorithm", testkeys.PEM("PUBLIC KEY", ecSPKI), "ES384"},
+		{"lower-case algorithm", testkeys.PEM("PUBLIC KEY", ecSPKI), "es256"},
+		{"empty algorithm", testkeys.PEM("PUBLIC KEY", rsaSPKI), ""},
+		{"EdDSA algorithm", testkeys.PEM("PUBLIC KEY", edSPKI), "EdDSA"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -282,7 +263,7 @@ func TestKeysRejected(t *testing.T) {
 }
 
 func TestKeysSignatureRejected(t *testing.T) {
-	k := ktKeySet(t)
+	k := testkeys.KeySet(t)
 	msg := []byte("the challenge bytes, 32 of them!")
 	other := []byte("another challenge, 32 bytes long")
 	digest := sha256.Sum256(msg)
@@ -290,7 +271,7 @@ func TestKeysSignatureRejected(t *testing.T) {
 	flip := func(b []byte, i int) []byte { c := bytes.Clone(b); c[i] ^= 0x01; return c }
 	std := base64.StdEncoding.EncodeToString
 
-	for _, sg := range []ktSigner{
+	for _, sg := range []testkeys.Signer{
 		{Name: "ES256", Alg: devicekey.AlgES256, Priv: k.EC},
 		{Name: "RS256-2048", Alg: devicekey.AlgRS256, Priv: k.RSA2048},
 		{Name: "RS256-3072", Alg: devicekey.AlgRS256, Priv: k.RSA3072},
@@ -302,8 +283,8 @@ func TestKeysSignatureRejected(t *testing.T) {
 		if sg.Alg != devicekey.AlgES256 {
 			otherKey = k.RSA2048b
 		}
-		for _, se := range ktSigEncodings(sg.Alg) {
-			good := ktSign(t, sg.Priv, sg.Alg, se, msg)
+		for _, se := range testkeys.SigEncodings(sg.Alg) {
+			good := testkeys.Sign(t, sg.Priv, sg.Alg, se, msg)
 			if err := devicekey.VerifyDigest(pub, sg.Alg, digest[:], good); err != nil {
 				t.Fatalf("%s/%s: the good signature fails: %v", sg.Name, se, err)
 			}
@@ -315,8 +296,8 @@ func TestKeysSignatureRejected(t *testing.T) {
 				"bit-flipped first byte":  std(flip(good, 0)),
 				"bit-flipped middle":      std(flip(good, len(good)/2)),
 				"bit-flipped last byte":   std(flip(good, len(good)-1)),
-				"by another key":          std(ktSign(t, otherKey, sg.Alg, se, msg)),
-				"over another message":    std(ktSign(t, sg.Priv, sg.Alg, se, other)),
+				"by another key":          std(testkeys.Sign(t, otherKey, sg.Alg, se, msg)),
+				"over another message":    std(testkeys.Sign(t, sg.Priv, sg.Alg, se, other)),
 				"empty":                   "",
 				"only padding":            "====",
 				"whitespace":              " \n ",
@@ -336,16 +317,16 @@ func TestKeysSignatureRejected(t *testing.T) {
 				n.FillBytes(rN[32:])
 				cases["raw r=0 s=0"] = std(zero64)
 				cases["raw r=N s=N"] = std(rN)
-				cases["raw 65 bytes"] = std(append(ktSign(t, sg.Priv, sg.Alg, "raw-r||s", msg), 0))
-				cases["raw 63 bytes"] = std(ktSign(t, sg.Priv, sg.Alg, "raw-r||s", msg)[:63])
-				cases["DER with trailing byte"] = std(append(ktSign(t, sg.Priv, sg.Alg, "der", msg), 0))
+				cases["raw 65 bytes"] = std(append(testkeys.Sign(t, sg.Priv, sg.Alg, "raw-r||s", msg), 0))
+				cases["raw 63 bytes"] = std(testkeys.Sign(t, sg.Priv, sg.Alg, "raw-r||s", msg)[:63])
+				cases["DER with trailing byte"] = std(append(testkeys.Sign(t, sg.Priv, sg.Alg, "der", msg), 0))
 				cases["96 zero bytes (P-384 raw size)"] = std(make([]byte, 96))
 			} else {
 				other := devicekey.AlgRS256
 				if sg.Alg == devicekey.AlgRS256 {
 					other = devicekey.AlgPS256
 				}
-				cases["signed as "+other] = std(ktSign(t, sg.Priv, other, "as-is", msg))
+				cases["signed as "+other] = std(testkeys.Sign(t, sg.Priv, other, "as-is", msg))
 			}
 			for name, s := range cases {
 				t.Run(sg.Name+"/"+se+"/"+name, func(t *testing.T) {
@@ -362,9 +343,9 @@ func TestKeysSignatureRejected(t *testing.T) {
 	}
 
 	t.Run("wrong key type for the algorithm", func(t *testing.T) {
-		esSig := ktSign(t, k.EC, devicekey.AlgES256, "der", msg)
-		rsSig := ktSign(t, k.RSA2048, devicekey.AlgRS256, "as-is", msg)
-		psSig := ktSign(t, k.RSA2048, devicekey.AlgPS256, "as-is", msg)
+		esSig := testkeys.Sign(t, k.EC, devicekey.AlgES256, "der", msg)
+		rsSig := testkeys.Sign(t, k.RSA2048, devicekey.AlgRS256, "as-is", msg)
+		psSig := testkeys.Sign(t, k.RSA2048, devicekey.AlgPS256, "as-is", msg)
 		for name, err := range map[string]error{
 			"RSA key, ES256":   devicekey.VerifyDigest(&k.RSA2048.PublicKey, devicekey.AlgES256, digest[:], esSig),
 			"EC key, RS256":    devicekey.VerifyDigest(&k.EC.PublicKey, devicekey.AlgRS256, digest[:], rsSig),
@@ -494,15 +475,15 @@ func TestKeysOpenSSLCompatibility(t *testing.T) {
 			ktOpenSSL(t, dir, nil, append([]string{"genpkey"}, append(kc.genArg, "-out", key)...)...)
 			pubPEM := string(ktOpenSSL(t, dir, nil, "pkey", "-in", key, "-pubout"))
 			pubDER := ktOpenSSL(t, dir, nil, "pkey", "-in", key, "-pubout", "-outform", "DER")
-			forms := []ktFormat{
+			forms := []testkeys.Format{
 				{Name: "openssl pkey -pubout (PEM)", Value: pubPEM},
 				{Name: "openssl pkey -pubout -outform DER | base64", Value: base64.StdEncoding.EncodeToString(pubDER)},
 			}
 			if strings.HasPrefix(kc.name, "rsa") {
-				forms = append(forms, ktFormat{Name: "openssl rsa -RSAPublicKey_out", Value: string(ktOpenSSL(t, dir, nil, "rsa", "-in", key, "-RSAPublicKey_out"))})
+				forms = append(forms, testkeys.Format{Name: "openssl rsa -RSAPublicKey_out", Value: string(ktOpenSSL(t, dir, nil, "rsa", "-in", key, "-RSAPublicKey_out"))})
 			} else {
 				// The uncompressed point is the tail of a P-256 SPKI (what iOS exports).
-				forms = append(forms, ktFormat{Name: "raw point from the SPKI", Value: base64.StdEncoding.EncodeToString(pubDER[len(pubDER)-65:])})
+				forms = append(forms, testkeys.Format{Name: "raw point from the SPKI", Value: base64.StdEncoding.EncodeToString(pubDER[len(pubDER)-65:])})
 			}
 			for alg, variants := range kc.algs {
 				for _, f := range forms {
@@ -513,7 +494,7 @@ func TestKeysOpenSSLCompatibility(t *testing.T) {
 					for _, extra := range variants {
 						args := append([]string{"dgst", "-sha256", "-sign", key}, extra...)
 						sig := ktOpenSSL(t, dir, msg, args...)
-						for _, b := range ktB64 {
+						for _, b := range testkeys.B64 {
 							if err := devicekey.VerifyEncoded(pub, alg, digest[:], b.Enc.EncodeToString(sig)); err != nil {
 								t.Errorf("%s key %s, openssl %v, %s: %v", alg, f.Name, extra, b.Name, err)
 							}

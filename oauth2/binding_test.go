@@ -97,3 +97,39 @@ func decodeSegment(t *testing.T, jwt string, i int) []byte {
 	}
 	return b
 }
+
+// The binding cookie is Secure when the issuer is https (API.md §4).
+func TestHandoffCookieSecureOnHTTPSIssuer(t *testing.T) {
+	o := startOP(t, "memory", map[string]any{"urls.issuer": "https://id.example.com"})
+	c := o.codeClient(t, "client_secret_basic", map[string]any{"skip_consent": true})
+	r := o.get(t, newAuthRequest(t, o.config(c, "openid")).URL)
+	for _, ck := range (&http.Response{Header: r.Header}).Cookies() {
+		if ck.Name == pvoauth2.BindingCookie {
+			if !ck.Secure || !ck.HttpOnly {
+				t.Fatalf("binding cookie on an https issuer: %+v", ck)
+			}
+			return
+		}
+	}
+	t.Fatalf("no binding cookie: %d %v", r.Status, r.Header)
+}
+
+// When the stored request can no longer be trusted (its redirect URI was removed from
+// the client since), the return leg redirects nowhere: 403 (API.md §4).
+func TestHandoffReturnWithoutTrustedRedirect(t *testing.T) {
+	o := startOP(t, "memory", nil)
+	u := o.newUser(t, "untrusted@example.com")
+	c := o.codeClient(t, "client_secret_basic", map[string]any{"skip_consent": true})
+	a := newAuthRequest(t, o.config(c, "openid"))
+	back := o.acceptLogin(t, o.startLogin(t, a.URL), u)
+	if r := o.srv.Admin(t, http.MethodPut, "/admin/clients/"+c.ID, map[string]any{
+		"client_name": c.Name, "redirect_uris": []string{"https://other.example.com/cb"}, "grant_types": c.GrantTypes,
+		"scope": c.Scope, "token_endpoint_auth_method": c.Method, "skip_consent": true,
+	}); r.Status != http.StatusOK {
+		t.Fatalf("update client: %d %s", r.Status, r.Body)
+	}
+	r := o.get(t, back)
+	if r.Header.Get("Location") != "" || r.Status != http.StatusForbidden || !strings.Contains(string(r.Body), "invalid_request") {
+		t.Fatalf("return leg without a trusted redirect URI: %d %v %s", r.Status, r.Header.Get("Location"), r.Body)
+	}
+}

@@ -3,6 +3,7 @@ package biometric_test
 import (
 	"encoding/base64"
 	"encoding/json"
+	"github.com/pvpipe/pvauth/internal/testkeys"
 	"net/http"
 	"os"
 	"strings"
@@ -70,11 +71,11 @@ var fzGenericBodies = []string{
 }
 
 func FuzzRegisterChallengeBody(f *testing.F) {
-	k := ktKeySet(f)
+	k := testkeys.KeySet(f)
 	srv := fzServer(f)
 	u := mxNewUser(f, srv)
-	for _, sg := range ktSigners(k) {
-		for _, fm := range ktKeyFormats(f, sg.Priv.Public())[:2] {
+	for _, sg := range testkeys.Signers(k) {
+		for _, fm := range testkeys.KeyFormats(f, sg.Priv.Public())[:2] {
 			f.Add(fzJSON(mxRegisterBody("fuzz-"+uuid.NewString(), fm.Value, sg.Alg)))
 		}
 	}
@@ -104,7 +105,7 @@ func FuzzRegisterChallengeBody(f *testing.F) {
 // FuzzRegisterVerifyBody posts arbitrary bodies to /devices/register/verify; the seeds
 // include real sessions, so the fuzzer starts next to the success path.
 func FuzzRegisterVerifyBody(f *testing.F) {
-	k := ktKeySet(f)
+	k := testkeys.KeySet(f)
 	srv := fzServer(f)
 	u := mxNewUser(f, srv)
 	sign := mxES256(f, k.EC)
@@ -124,7 +125,7 @@ func FuzzRegisterVerifyBody(f *testing.F) {
 }
 
 func FuzzMobileBiometricBody(f *testing.F) {
-	k := ktKeySet(f)
+	k := testkeys.KeySet(f)
 	srv := fzServer(f)
 	u := mxNewUser(f, srv)
 	sign := mxES256(f, k.EC)

@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
+	"github.com/pvpipe/pvauth/internal/testkeys"
 	"io"
 	"net/http"
 	"net/url"
@@ -260,29 +261,31 @@ func mxListDevices(t testing.TB, srv *testserver.Server, u *mxUser) []mxDevice {
 
 // mxSigner signs with a fixed key, algorithm, encoding and base64 form.
 func mxSigner(t testing.TB, priv crypto.Signer, alg, sigEnc string, enc *base64.Encoding) mxSignFunc {
-	return func(msg []byte) string { return ktSignB64(t, priv, alg, sigEnc, enc, msg) }
+	return func(msg []byte) string { return testkeys.SignB64(t, priv, alg, sigEnc, enc, msg) }
 }
 
 func mxES256(t testing.TB, priv *ecdsa.PrivateKey) mxSignFunc {
 	return mxSigner(t, priv, devicekey.AlgES256, "der", base64.StdEncoding)
 }
 
-func mxPEM(t testing.TB, pub crypto.PublicKey) string { return ktPEM("PUBLIC KEY", ktMustDER(t, pub)) }
+func mxPEM(t testing.TB, pub crypto.PublicKey) string {
+	return testkeys.PEM("PUBLIC KEY", testkeys.MustDER(t, pub))
+}
 
 // ---------------------------------------------------------------------------------------
 
 // Every key format × algorithm × signature encoding × base64 form registers and logs in.
 func TestMatrixEveryCombinationRegistersAndLogsIn(t *testing.T) {
-	k := ktKeySet(t)
+	k := testkeys.KeySet(t)
 	testdb.ForEach(t, func(t *testing.T, dsn string) {
 		srv := testserver.Start(t, dsn, nil)
 		u := mxNewUser(t, srv)
 		n := 0
-		for _, sg := range ktSigners(k) {
+		for _, sg := range testkeys.Signers(k) {
 			canonical := mxPEM(t, sg.Priv.Public())
-			for _, f := range ktKeyFormats(t, sg.Priv.Public()) {
-				for _, se := range ktSigEncodings(sg.Alg) {
-					for _, b := range ktB64 {
+			for _, f := range testkeys.KeyFormats(t, sg.Priv.Public()) {
+				for _, se := range testkeys.SigEncodings(sg.Alg) {
+					for _, b := range testkeys.B64 {
 						n++
 						name := sg.Name + "/" + f.Name + "/" + se + "/" + b.Name
 						t.Run(name, func(t *testing.T) {
@@ -308,9 +311,9 @@ func TestMatrixEveryCombinationRegistersAndLogsIn(t *testing.T) {
 
 // A key that does not fit keyAlgorithm is 400 "Invalid public key format…".
 func TestMatrixKeyAlgorithmMismatch(t *testing.T) {
-	k := ktKeySet(t)
-	p384 := ktMustDER(t, &k.P384.PublicKey)
-	rsa1024 := ktMustDER(t, &k.RSA1024.PublicKey)
+	k := testkeys.KeySet(t)
+	p384 := testkeys.MustDER(t, &k.P384.PublicKey)
+	rsa1024 := testkeys.MustDER(t, &k.RSA1024.PublicKey)
 	pt, _ := k.EC.PublicKey.Bytes()
 	offCurve := append([]byte(nil), pt...)
 	offCurve[64] ^= 1
@@ -320,14 +323,14 @@ func TestMatrixKeyAlgorithmMismatch(t *testing.T) {
 		{"P-256 for PS256", ecPEM, devicekey.AlgPS256},
 		{"P-256 point for RS256", base64.StdEncoding.EncodeToString(pt), devicekey.AlgRS256},
 		{"RSA-2048 for ES256", rsaPEM, devicekey.AlgES256},
-		{"RSA PKCS#1 for ES256", ktPEM("RSA PUBLIC KEY", x509.MarshalPKCS1PublicKey(&k.RSA2048.PublicKey)), devicekey.AlgES256},
-		{"P-384 for ES256", ktPEM("PUBLIC KEY", p384), devicekey.AlgES256},
-		{"RSA-1024 for RS256", ktPEM("PUBLIC KEY", rsa1024), devicekey.AlgRS256},
+		{"RSA PKCS#1 for ES256", testkeys.PEM("RSA PUBLIC KEY", x509.MarshalPKCS1PublicKey(&k.RSA2048.PublicKey)), devicekey.AlgES256},
+		{"P-384 for ES256", testkeys.PEM("PUBLIC KEY", p384), devicekey.AlgES256},
+		{"RSA-1024 for RS256", testkeys.PEM("PUBLIC KEY", rsa1024), devicekey.AlgRS256},
 		{"RSA-1024 for PS256", base64.StdEncoding.EncodeToString(rsa1024), devicekey.AlgPS256},
 		{"ed25519 for ES256", mxPEM(t, k.Ed), devicekey.AlgES256},
 		{"point not on the curve", base64.StdEncoding.EncodeToString(offCurve), devicekey.AlgES256},
 		{"garbage", "definitely not a key", devicekey.AlgES256},
-		{"private key", ktPEM("PRIVATE KEY", mxPKCS8(t, k.EC)), devicekey.AlgES256},
+		{"private key", testkeys.PEM("PRIVATE KEY", mxPKCS8(t, k.EC)), devicekey.AlgES256},
 	}
 	testdb.ForEach(t, func(t *testing.T, dsn string) {
 		srv := testserver.Start(t, dsn, nil)
@@ -358,7 +361,7 @@ func mxPKCS8(t testing.TB, k crypto.PrivateKey) []byte {
 // Bad signatures on registration and login are 401 with the contract's message, and do
 // not use up the session: the good signature still works afterwards.
 func TestMatrixBadSignatures(t *testing.T) {
-	k := ktKeySet(t)
+	k := testkeys.KeySet(t)
 	type algCase struct {
 		name    string
 		alg     string
@@ -376,20 +379,20 @@ func TestMatrixBadSignatures(t *testing.T) {
 	std := base64.StdEncoding.EncodeToString
 	// bad returns the refused signatures for msg, given a second challenge otherMsg.
 	bad := func(t *testing.T, a algCase, msg, otherMsg []byte) map[string]string {
-		good := ktSign(t, a.priv, a.alg, a.sigEnc, msg)
+		good := testkeys.Sign(t, a.priv, a.alg, a.sigEnc, msg)
 		flipped := append([]byte(nil), good...)
 		flipped[len(flipped)/2] ^= 0x10
 		m := map[string]string{
 			"truncated":                    std(good[:len(good)-1]),
 			"truncated to 10 bytes":        std(good[:10]),
 			"bit-flipped":                  std(flipped),
-			"by another key":               std(ktSign(t, a.other, a.alg, a.sigEnc, msg)),
-			"of another session challenge": std(ktSign(t, a.priv, a.alg, a.sigEnc, otherMsg)),
+			"by another key":               std(testkeys.Sign(t, a.other, a.alg, a.sigEnc, msg)),
+			"of another session challenge": std(testkeys.Sign(t, a.priv, a.alg, a.sigEnc, otherMsg)),
 			"not base64":                   "!!! not base64 !!!",
-			"of the base64 text":           std(ktSign(t, a.priv, a.alg, a.sigEnc, []byte(std(msg)))),
+			"of the base64 text":           std(testkeys.Sign(t, a.priv, a.alg, a.sigEnc, []byte(std(msg)))),
 		}
 		if a.swapAlg != "" {
-			m["signed as "+a.swapAlg] = std(ktSign(t, a.priv, a.swapAlg, "as-is", msg))
+			m["signed as "+a.swapAlg] = std(testkeys.Sign(t, a.priv, a.swapAlg, "as-is", msg))
 		}
 		return m
 	}
@@ -421,7 +424,7 @@ func TestMatrixBadSignatures(t *testing.T) {
 				mxOK(t, "mobile biometric after refused signatures", mxBiometric(t, srv, l1.SessionID, good), nil)
 				mxFails(t, "mobile biometric replay", mxBiometric(t, srv, l1.SessionID, good), http.StatusBadRequest, mxMsgExpiredWord)
 				// A bad signature on the used session is still 401 (signature first).
-				mxFails(t, "bad signature on a used session", mxBiometric(t, srv, l1.SessionID, std(ktSign(t, a.other, a.alg, a.sigEnc, l1.Bytes(t)))),
+				mxFails(t, "bad signature on a used session", mxBiometric(t, srv, l1.SessionID, std(testkeys.Sign(t, a.other, a.alg, a.sigEnc, l1.Bytes(t)))),
 					http.StatusUnauthorized, mxMsgSignature)
 				// The other session was not touched by a signature meant for it.
 				mxOK(t, "second session", mxBiometric(t, srv, l2.SessionID, sign(l2.Bytes(t))), nil)
@@ -432,7 +435,7 @@ func TestMatrixBadSignatures(t *testing.T) {
 
 // Unknown, malformed and foreign sessions are 400 "…expired…".
 func TestMatrixUnknownSessions(t *testing.T) {
-	k := ktKeySet(t)
+	k := testkeys.KeySet(t)
 	testdb.ForEach(t, func(t *testing.T, dsn string) {
 		srv := testserver.Start(t, dsn, nil)
 		alice, bob := mxNewUser(t, srv), mxNewUser(t, srv)
@@ -480,7 +483,7 @@ func mxAlignSecond() {
 
 // An expired challenge: a good signature is 400 "expired", a bad one 401.
 func TestMatrixExpiredChallenges(t *testing.T) {
-	k := ktKeySet(t)
+	k := testkeys.KeySet(t)
 	testdb.ForEach(t, func(t *testing.T, dsn string) {
 		srv := testserver.Start(t, dsn, map[string]any{"ttl.challenge": "1s"})
 		u := mxNewUser(t, srv)
@@ -519,7 +522,7 @@ func TestMatrixExpiredChallenges(t *testing.T) {
 // A fingerprint belongs to one active device: 409 "already registered", also when two
 // registrations race.
 func TestMatrixDuplicateFingerprint(t *testing.T) {
-	k := ktKeySet(t)
+	k := testkeys.KeySet(t)
 	testdb.ForEach(t, func(t *testing.T, dsn string) {
 		srv := testserver.Start(t, dsn, nil)
 		alice, bob := mxNewUser(t, srv), mxNewUser(t, srv)
@@ -666,7 +669,7 @@ func TestMatrixKeygen(t *testing.T) {
 
 // Another user's device: invisible, not updatable, not deletable, and still working.
 func TestMatrixOtherUsersDevices(t *testing.T) {
-	k := ktKeySet(t)
+	k := testkeys.KeySet(t)
 	testdb.ForEach(t, func(t *testing.T, dsn string) {
 		srv := testserver.Start(t, dsn, nil)
 		alice, bob := mxNewUser(t, srv), mxNewUser(t, srv)
@@ -733,7 +736,7 @@ func TestMatrixOtherUsersDevices(t *testing.T) {
 // The admin port lists a user's devices, inactive ones included, and its DELETE
 // deactivates and revokes.
 func TestMatrixAdminDevices(t *testing.T) {
-	k := ktKeySet(t)
+	k := testkeys.KeySet(t)
 	testdb.ForEach(t, func(t *testing.T, dsn string) {
 		srv := testserver.Start(t, dsn, nil)
 		alice, bob := mxNewUser(t, srv), mxNewUser(t, srv)
@@ -824,7 +827,7 @@ func TestMatrixAdminDevices(t *testing.T) {
 // Strings PostgreSQL cannot hold (U+0000) are a 400 naming the field on every database,
 // not a 500 on PostgreSQL. Other odd but storable strings work.
 func TestMatrixOddStrings(t *testing.T) {
-	k := ktKeySet(t)
+	k := testkeys.KeySet(t)
 	testdb.ForEach(t, func(t *testing.T, dsn string) {
 		srv := testserver.Start(t, dsn, nil)
 		u := mxNewUser(t, srv)
