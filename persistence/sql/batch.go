@@ -87,8 +87,6 @@ func (p *Persister) runGroups() {
 			}
 		}
 		p.commitGroup(batch)
-		g.txs.Add(int64(len(batch)))
-		g.commits.Add(1)
 		clear(batch)
 	}
 }
@@ -118,6 +116,10 @@ func (p *Persister) commitGroup(batch []*groupReq) {
 		}
 		return nil
 	})
+	// Counted before anyone is answered, so that a caller that reads the stats after
+	// its transaction returned sees it.
+	p.group.txs.Add(int64(len(batch)))
+	p.group.commits.Add(1)
 	for i, r := range batch {
 		if err != nil && results[i] == nil {
 			results[i] = fmt.Errorf("group commit: %w", err)
