@@ -1,0 +1,171 @@
+#!/usr/bin/env bash
+# The measurements of the README's "Performance" section, interleaved in one session so that
+# the machine's drift hits every target alike: contrib/loadtest against
+#
+#   sqlite    one `serve --dev` on a SQLite file, RATELIMIT_ENABLED=false
+#   pg        one `serve` on PostgreSQL 15 (fsync on, its own database), RATELIMIT_ENABLED=false
+#   pg3-lb    three replicas behind HAProxy (run.sh up --loadtest: limits raised, counted in Redis)
+#   pg1-lb    the first of them alone, behind the same HAProxy
+#   pg1       the first of them, direct
+#
+#   bash contrib/cluster/bench.sh [rounds (2)] [scenarios (all)] [targets]
+#
+# Environment: C (16), D (10s) for -c and -d; OUT (a temp dir) keeps every report;
+# PROFILE=1 runs the pg and sqlite servers with PROFILING=cpu (cpu.pprof in $OUT).
+# Everything it starts is stopped at the end (or on Ctrl-C).
+#
+# The machine may be shared: before each run the script waits (up to QUIET_WAIT seconds,
+# default 120) for the CPUs to be at least 80 % idle over two seconds, and each report
+# ends with "foreign CPU": the CPU time that processes not started here took during the
+# run, in cores. Compare runs whose foreign CPU is near zero.
+#
+# Servers get HASHERS_ARGON2_MAX_WAIT=30s (unless set): the load test's setup creates 16
+# identities at once, which on a busy machine can exceed the default 2 s wait for a
+# hashing slot and answer 503.
+set -euo pipefail
+
+here="$(cd "$(dirname "$0")" && pwd)"
+repo="$(cd "$here/../.." && pwd)"
+ROUNDS="${1:-2}"
+SCENARIOS="${2:-all}"
+TARGETS="${3:-sqlite pg pg3-lb pg1-lb pg1}"
+C="${C:-16}"
+D="${D:-10s}"
+OUT="${OUT:-$(mktemp -d /tmp/pvauth-bench.XXXXXX)}"
+BASE="${CLUSTER_PORT_BASE:-18080}"
+export CLUSTER_PORT_BASE="$BASE"
+export CLUSTER_DIR="${CLUSTER_DIR:-/tmp/pvauth-cluster-$(id -u)}"
+mkdir -p "$OUT"
+command -v go >/dev/null 2>&1 || export PATH="/usr/local/go/bin:$PATH"
+export HASHERS_ARGON2_MAX_WAIT="${HASHERS_ARGON2_MAX_WAIT:-30s}"
+
+say() { printf '==> %s\n' "$*"; }
+port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+say "building pvauth and the load generator into $OUT"
+(cd "$repo" && go build -tags sqlite -o "$OUT/pvauth" ./cmd/pvauth && go build -o "$OUT/loadtest" ./contrib/loadtest)
+git -C "$repo" rev-parse --short HEAD >"$OUT/commit" 2>/dev/null || true
+
+pids=()
+cleanup() {
+	local p
+	for p in "${pids[@]}"; do
+		kill "$p" 2>/dev/null || true
+		wait "$p" 2>/dev/null || true
+	done
+	bash "$here/run.sh" down >/dev/null 2>&1 || true
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+LOG_LEVEL=error PVAUTH_BIN="$OUT/pvauth" bash "$here/run.sh" up --replicas 3 --loadtest | tee "$OUT/cluster.txt"
+# shellcheck disable=SC1091
+. "$CLUSTER_DIR/cluster.env"
+PG_PORT=$((BASE + 352))
+PG_BIN="${PG_BIN:-/usr/lib/postgresql/15/bin}"
+
+start_server() { # name public-port admin-port dsn [--dev]
+	local name=$1 pub=$2 adm=$3 dsn=$4
+	shift 4
+	mkdir -p "$OUT/$name"
+	port_in_use "$pub" && { echo "port $pub is in use" >&2; exit 1; }
+	(
+		cd "$OUT/$name"
+		export DSN="$dsn" SERVE_PUBLIC_PORT="$pub" SERVE_ADMIN_PORT="$adm" SERVE_PUBLIC_HOST=127.0.0.1 \
+			RATELIMIT_ENABLED=false RATELIMIT_STORE=memory LOG_LEVEL=error \
+			SECRETS_DEFAULT SECRETS_CIPHER SECRETS_FILE_SIGNATURE
+		[ "${PROFILE:-0}" = 1 ] && export PROFILING=cpu
+		exec "$OUT/pvauth" serve "$@" </dev/null >"$OUT/$name/serve.log" 2>&1
+	) &
+	pids+=($!)
+	local i
+	for ((i = 0; i < 300; i++)); do
+		port_in_use "$pub" && return 0
+		sleep 0.1
+	done
+	cat "$OUT/$name/serve.log" >&2
+	exit 1
+}
+
+# SQLite: serve --dev on a file (migrates itself; the generated secrets are not used
+# since the cluster's are in the environment).
+start_server sqlite $((BASE + 100)) $((BASE + 101)) "sqlite://$OUT/sqlite/pvauth.sqlite?_fk=true" --dev
+# PostgreSQL, one replica, a database of its own on the cluster's server, migrated once.
+if [ "$(id -u)" -eq 0 ]; then
+	su postgres -s /bin/sh -c "cd / && $PG_BIN/psql -q -h 127.0.0.1 -p $PG_PORT -U postgres -c 'CREATE DATABASE pvauth_single OWNER pvauth'"
+else
+	"$PG_BIN/psql" -q -h 127.0.0.1 -p "$PG_PORT" -U postgres -c 'CREATE DATABASE pvauth_single OWNER pvauth'
+fi
+PG1_DSN="${DSN/\/pvauth\?/\/pvauth_single?}"
+"$OUT/pvauth" migrate sql --yes "$PG1_DSN" >/dev/null
+start_server pg $((BASE + 110)) $((BASE + 111)) "$PG1_DSN"
+
+urls() { # target -> "public admin"
+	case "$1" in
+	sqlite) echo "http://127.0.0.1:$((BASE + 100)) http://127.0.0.1:$((BASE + 101))" ;;
+	pg) echo "http://127.0.0.1:$((BASE + 110)) http://127.0.0.1:$((BASE + 111))" ;;
+	pg3-lb) echo "http://127.0.0.1:$BASE http://127.0.0.1:$((BASE + 1))" ;;
+	pg1-lb) echo "http://127.0.0.1:$((BASE + 3)) http://127.0.0.1:$((BASE + 4))" ;;
+	pg1) echo "http://127.0.0.1:$((BASE + 10)) http://127.0.0.1:$((BASE + 11))" ;;
+	*) echo "unknown target $1" >&2; exit 2 ;;
+	esac
+}
+
+# Busy and total jiffies of all CPUs.
+cpu_jiffies() { awk '/^cpu / {t = 0; for (i = 2; i <= NF; i++) t += $i; print t - $5 - $6, t}' /proc/stat; }
+
+wait_quiet() {
+	local i b0 t0 b1 t1
+	for ((i = 0; i < ${QUIET_WAIT:-120}; i += 2)); do
+		read -r b0 t0 <<<"$(cpu_jiffies)"
+		sleep 2
+		read -r b1 t1 <<<"$(cpu_jiffies)"
+		[ $(((b1 - b0) * 100 / (t1 - t0 + 1))) -lt 20 ] && return 0
+	done
+	echo "    (the machine did not become quiet within ${QUIET_WAIT:-120} s)" >&2
+}
+
+# Our processes: the servers and the load generator (their command lines name $OUT or
+# $CLUSTER_DIR), the cluster's PostgreSQL with its backends, Redis and HAProxy.
+our_pids() {
+	local pm
+	pgrep -f "$OUT/|$CLUSTER_DIR/" || true
+	pm="$(head -n1 "$CLUSTER_DIR/pg/data/postmaster.pid" 2>/dev/null)" && [ -n "$pm" ] && pgrep -P "$pm"
+	cat "$CLUSTER_DIR/redis.pid" 2>/dev/null || true
+}
+
+# utime+stime (jiffies) of one pid (0 when it is gone).
+pid_jiffies() {
+	local f
+	f="$(cat "/proc/$1/stat" 2>/dev/null)" || { echo 0; return; }
+	f="${f##*) }"
+	# shellcheck disable=SC2086
+	set -- $f
+	echo $((${12} + ${13}))
+}
+
+for ((r = 1; r <= ROUNDS; r++)); do
+	for t in $TARGETS; do
+		read -r pub adm <<<"$(urls "$t")"
+		f="$OUT/$t.$r.txt"
+		wait_quiet
+		say "round $r: $t ($pub) load $(cut -d' ' -f1-3 /proc/loadavg)"
+		declare -A j0=()
+		for p in $(our_pids); do j0[$p]="$(pid_jiffies "$p")"; done
+		read -r b0 t0 <<<"$(cpu_jiffies)"
+		echo "# $t round $r $(date -u +%FT%TZ) loadavg $(cut -d' ' -f1-3 /proc/loadavg)" >"$f"
+		TIMEFORMAT='%3U %3S'
+		{ time "$OUT/loadtest" -public "$pub" -admin "$adm" -c "$C" -d "$D" -scenario "$SCENARIOS" >>"$f" 2>&1; } 2>"$OUT/loadtest.time" || true
+		read -r b1 t1 <<<"$(cpu_jiffies)"
+		# Ours: the servers' time during the run (a process started during it counts whole)
+		# plus the load generator's user and system time.
+		ours=0
+		for p in $(our_pids); do ours=$((ours + $(pid_jiffies "$p") - ${j0[$p]:-0})); done
+		read -r lu ls <"$OUT/loadtest.time"
+		ours="$(awk -v o="$ours" -v u="$lu" -v s="$ls" 'BEGIN {printf "%d", o + (u + s) * 100}')"
+		echo "# foreign CPU: $(awk -v b=$((b1 - b0)) -v o="$ours" -v t=$((t1 - t0)) 'BEGIN {printf "%.2f cores (all busy %.2f, ours %.2f, of 2)", (b - o) * 2 / t, b * 2 / t, o * 2 / t}')" >>"$f"
+		sed -n '/scenario  requests/,/^$/p' "$f"
+		tail -n1 "$f"
+	done
+done
+say "reports in $OUT"
