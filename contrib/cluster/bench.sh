@@ -7,6 +7,7 @@
 #   pg3-lb    three replicas behind HAProxy (run.sh up --loadtest: limits raised, counted in Redis)
 #   pg1-lb    the first of them alone, behind the same HAProxy
 #   pg1       the first of them, direct
+#   NAME=PUBLIC_URL,ADMIN_URL   a server started by hand (another cluster: CLUSTER_PORT_BASE)
 #
 #   bash contrib/cluster/bench.sh [rounds (2)] [scenarios (all)] [targets]
 #
@@ -30,6 +31,7 @@ set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 repo="$(cd "$here/../.." && pwd)"
 ROUNDS="${1:-2}"
+FIRST_ROUND="${FIRST_ROUND:-1}"
 SCENARIOS="${2:-all}"
 TARGETS="${3:-sqlite pg pg3-lb pg1-lb pg1}"
 C="${C:-16}"
@@ -70,6 +72,7 @@ PG_BIN="${PG_BIN:-/usr/lib/postgresql/15/bin}"
 start_server() { # name public-port admin-port dsn [--dev]
 	local name=$1 pub=$2 adm=$3 dsn=$4
 	shift 4
+	rm -rf "${OUT:?}/$name"
 	mkdir -p "$OUT/$name"
 	port_in_use "$pub" && { echo "port $pub is in use" >&2; exit 1; }
 	(
@@ -110,6 +113,9 @@ urls() { # target -> "public admin"
 	pg3-lb) echo "http://127.0.0.1:$BASE http://127.0.0.1:$((BASE + 1))" ;;
 	pg1-lb) echo "http://127.0.0.1:$((BASE + 3)) http://127.0.0.1:$((BASE + 4))" ;;
 	pg1) echo "http://127.0.0.1:$((BASE + 10)) http://127.0.0.1:$((BASE + 11))" ;;
+	*=*,*) # name=PUBLIC_URL,ADMIN_URL: another server, started by hand
+		local u="${1#*=}"
+		echo "${u%%,*} ${u#*,}" ;;
 	*) echo "unknown target $1" >&2; exit 2 ;;
 	esac
 }
@@ -155,11 +161,11 @@ printf 'round\ttarget\tscenario\trequests\terrors\tper_s\tp50\tp99\tours_cpu_s\t
 
 # One load test run per scenario and target (targets interleaved within each scenario),
 # so that the CPU time of each can be told apart.
-for ((r = 1; r <= ROUNDS; r++)); do
+for ((r = FIRST_ROUND; r < FIRST_ROUND + ROUNDS; r++)); do
 	for s in $SCENARIOS; do
 		for t in $TARGETS; do
 			read -r pub adm <<<"$(urls "$t")"
-			f="$OUT/$t.$s.$r.txt"
+			f="$OUT/${t%%=*}.$s.$r.txt"
 			wait_quiet
 			declare -A j0=()
 			for p in $(our_pids); do j0[$p]="$(pid_jiffies "$p")"; done
@@ -179,7 +185,7 @@ for ((r = 1; r <= ROUNDS; r++)); do
 			row="$(awk -v s="$s" '$1 == s && $2 ~ /^[0-9]+$/ {print $2, $3, $4, $5, $7; exit}' "$f")"
 			read -r n e rate p50 p99 <<<"${row:-0 - - - -}"
 			per="$(awk -v o="$ours" -v n="$n" 'BEGIN {if (n > 0) printf "%.3f", o * 10 / n; else print "-"}')"
-			printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$r" "$t" "$s" "$n" "$e" "$rate" "$p50" "$p99" \
+			printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$r" "${t%%=*}" "$s" "$n" "$e" "$rate" "$p50" "$p99" \
 				"$((ours / 100))" "$per" "$foreign" | tee -a "$OUT/results.tsv"
 			[ -n "$row" ] || tail -n 3 "$f" >&2
 		done

@@ -8,6 +8,7 @@
 #   bash contrib/cluster/run.sh status                           # processes, health, HAProxy view
 #   bash contrib/cluster/run.sh down                             # stop everything, remove the state
 #   bash contrib/cluster/run.sh run [--replicas N] [--loadtest]  # up, wait for Ctrl-C, down
+#   bash contrib/cluster/run.sh restart 0 1 2                    # rolling restart, one at a time
 #
 # --loadtest raises every rate-limit rule to 1,000,000,000 (the limits stay on and keep
 # counting in Redis, so the shared store is measured too): contrib/loadtest sends every
@@ -199,6 +200,44 @@ write_haproxy_cfg() { # replicas
 	} >"$DIR/haproxy.cfg"
 }
 
+start_replica() { # index
+	local i=$1
+	mkdir -p "$DIR/replica-$i"
+	(
+		set -a
+		# shellcheck disable=SC1091
+		. "$DIR/cluster.env"
+		set +a
+		SERVE_PUBLIC_PORT="$(replica_public_port "$i")"
+		SERVE_ADMIN_PORT="$(replica_admin_port "$i")"
+		export SERVE_PUBLIC_PORT SERVE_ADMIN_PORT
+		cd "$DIR/replica-$i" # PROFILING=cpu writes cpu.pprof here
+		exec "$DIR/pvauth" serve </dev/null >>"$DIR/replica-$i.log" 2>&1
+	) &
+	echo $! >"$DIR/replica-$i.pid"
+}
+
+wait_replica() { # index
+	wait_port "$(replica_public_port "$1")" 30 "$(pid_of "replica-$1")" ||
+		{ tail -n 20 "$DIR/replica-$1.log" >&2; die "replica $1 did not start"; }
+	[ "$(http_status "$(replica_public_port "$1")" /health/ready)" = 200 ] ||
+		{ tail -n 20 "$DIR/replica-$1.log" >&2; die "replica $1 is not ready"; }
+}
+
+# A rolling restart's step: SIGTERM (the replica stops accepting, finishes what it has,
+# ends its event streams), start it again, wait until it is ready.
+cmd_restart() {
+	[ -e "$DIR/cluster.env" ] || die "no cluster in $DIR"
+	local i
+	for i in "$@"; do
+		[ -e "$DIR/replica-$i" ] || die "no replica $i"
+		say "restarting replica $i"
+		stop_pid "replica-$i"
+		start_replica "$i"
+		wait_replica "$i"
+	done
+}
+
 on_up_exit() {
 	local rc=$?
 	if [ "$rc" -ne 0 ]; then
@@ -315,25 +354,10 @@ ENV
 	sed 's/^/    /' "$DIR/migrate.log"
 
 	for ((i = 0; i < replicas; i++)); do
-		mkdir -p "$DIR/replica-$i"
-		(
-			set -a
-			# shellcheck disable=SC1091
-			. "$DIR/cluster.env"
-			set +a
-			SERVE_PUBLIC_PORT="$(replica_public_port "$i")"
-			SERVE_ADMIN_PORT="$(replica_admin_port "$i")"
-			export SERVE_PUBLIC_PORT SERVE_ADMIN_PORT
-			cd "$DIR/replica-$i" # PROFILING=cpu writes cpu.pprof here
-			exec "$DIR/pvauth" serve </dev/null >>"$DIR/replica-$i.log" 2>&1
-		) &
-		echo $! >"$DIR/replica-$i.pid"
+		start_replica "$i"
 	done
 	for ((i = 0; i < replicas; i++)); do
-		wait_port "$(replica_public_port "$i")" 30 "$(pid_of "replica-$i")" ||
-			{ tail -n 20 "$DIR/replica-$i.log" >&2; die "replica $i did not start"; }
-		[ "$(http_status "$(replica_public_port "$i")" /health/ready)" = 200 ] ||
-			{ tail -n 20 "$DIR/replica-$i.log" >&2; die "replica $i is not ready"; }
+		wait_replica "$i"
 	done
 	say "$replicas replicas ready (127.0.0.1:$(replica_public_port 0)…, logs $DIR/replica-N.log)"
 
@@ -433,6 +457,7 @@ up) shift; cmd_up "$@" ;;
 down) cmd_down ;;
 status) cmd_status ;;
 run) shift; cmd_run "$@" ;;
+restart) shift; cmd_restart "$@" ;;
 urls) print_urls ;;
 help | -h | --help) usage ;;
 *) usage >&2; exit 2 ;;
