@@ -16,9 +16,10 @@
 # Everything it starts is stopped at the end (or on Ctrl-C).
 #
 # One load test run per scenario and target, targets interleaved; results.tsv has a row
-# for each: the rate and latencies, the CPU time of everything measured (servers,
-# PostgreSQL backends, Redis, HAProxy, the load generator; setup included) per iteration,
-# and "foreign": the cores that processes not started here took during the run. The
+# for each: the rate and latencies, and, over the measured window (the last D seconds of
+# the run), the cores that everything measured used (servers, PostgreSQL backends, Redis,
+# HAProxy, the load generator), that CPU time per iteration, and "foreign": the cores that
+# processes not started here took meanwhile. The
 # machine may be shared: before each run the script waits up to QUIET_WAIT seconds
 # (default 10) for the CPUs to be at least 80 % idle; rates from runs with foreign CPU
 # are low, while the CPU time per iteration stays comparable.
@@ -143,21 +144,24 @@ our_pids() {
 	cat "$CLUSTER_DIR/redis.pid" 2>/dev/null || true
 }
 
-# utime+stime (jiffies) of one pid (0 when it is gone).
-pid_jiffies() {
-	local f
-	f="$(cat "/proc/$1/stat" 2>/dev/null)" || { echo 0; return; }
-	f="${f##*) }"
-	# shellcheck disable=SC2086
-	set -- $f
-	echo $((${12} + ${13}))
+# Every half second while a run goes on: time, CPU jiffies of our processes, busy and
+# total jiffies of the machine.
+sampler() {
+	local pids
+	while true; do
+		mapfile -t pids < <(our_pids)
+		printf '%s %s %s\n' "$(date +%s.%N)" \
+			"$(cd /proc && awk '{s += $14 + $15} END {print s + 0}' "${pids[@]/%//stat}" 2>/dev/null </dev/null)" \
+			"$(cpu_jiffies)"
+		sleep 0.5
+	done
 }
 
 if [ "$SCENARIOS" = all ]; then
 	SCENARIOS="introspect refresh biometric confirmation confirmation_events streams client_credentials oauth2_introspect login"
 fi
 SCENARIOS="${SCENARIOS//,/ }"
-printf 'round\ttarget\tscenario\trequests\terrors\tper_s\tp50\tp99\tours_cpu_s\tcpu_ms_per_iteration\tforeign_cores\n' >"$OUT/results.tsv"
+printf 'round\ttarget\tscenario\trequests\terrors\tper_s\tp50\tp99\tours_cores\tcpu_ms_per_iteration\tforeign_cores\n' >"$OUT/results.tsv"
 
 # One load test run per scenario and target (targets interleaved within each scenario),
 # so that the CPU time of each can be told apart.
@@ -167,26 +171,31 @@ for ((r = FIRST_ROUND; r < FIRST_ROUND + ROUNDS; r++)); do
 			read -r pub adm <<<"$(urls "$t")"
 			f="$OUT/${t%%=*}.$s.$r.txt"
 			wait_quiet
-			declare -A j0=()
-			for p in $(our_pids); do j0[$p]="$(pid_jiffies "$p")"; done
-			read -r b0 t0 <<<"$(cpu_jiffies)"
 			echo "# $t $s round $r $(date -u +%FT%TZ) loadavg $(cut -d' ' -f1-3 /proc/loadavg)" >"$f"
-			TIMEFORMAT='%3U %3S'
-			{ time "$OUT/loadtest" -public "$pub" -admin "$adm" -c "$C" -d "$D" -scenario "$s" >>"$f" 2>&1; } 2>"$OUT/loadtest.time" || true
-			read -r b1 t1 <<<"$(cpu_jiffies)"
-			# Ours: the servers' CPU time during the run (a process started during it counts
-			# whole) plus the load generator's user and system time; setup included.
-			ours=0
-			for p in $(our_pids); do ours=$((ours + $(pid_jiffies "$p") - ${j0[$p]:-0})); done
-			read -r lu ls <"$OUT/loadtest.time"
-			ours="$(awk -v o="$ours" -v u="$lu" -v s="$ls" 'BEGIN {printf "%d", o + (u + s) * 100}')"
-			foreign="$(awk -v b=$((b1 - b0)) -v o="$ours" -v t=$((t1 - t0)) 'BEGIN {printf "%.2f", (b - o) * 2 / t}')"
-			echo "# foreign CPU: $foreign cores of 2; ours $((ours / 100)).$(printf '%02d' $((ours % 100))) CPU-s" >>"$f"
+			sampler >"$OUT/samples" &
+			sp=$!
+			"$OUT/loadtest" -public "$pub" -admin "$adm" -c "$C" -d "$D" -scenario "$s" >>"$f" 2>&1 || true
+			tend="$(date +%s.%N)"
+			sleep 0.6
+			kill "$sp" 2>/dev/null || true
+			wait "$sp" 2>/dev/null || true
+			# The measured window: the D seconds before the load generator ended (its
+			# report follows the window at once). Ours in cores, foreign in cores.
+			read -r ours foreign <<<"$(awk -v te="$tend" -v d="${D%s}" '
+				{ t[NR] = $1; o[NR] = $2; b[NR] = $3; a[NR] = $4 }
+				END {
+					e = 0; for (i = 1; i <= NR; i++) if (t[i] <= te - 0.25) e = i
+					st = 0; for (i = 1; i <= e; i++) if (t[i] <= t[e] - d + 0.5) st = i
+					if (e == 0 || st == 0 || a[e] == a[st]) { print "- -"; exit }
+					dt = t[e] - t[st]
+					printf "%.2f %.2f\n", (o[e] - o[st]) / 100 / dt, ((b[e] - b[st]) - (o[e] - o[st])) * 2 / (a[e] - a[st])
+				}' "$OUT/samples")"
+			echo "# CPU in the measured window: ours $ours cores, foreign $foreign cores (of 2)" >>"$f"
 			row="$(awk -v s="$s" '$1 == s && $2 ~ /^[0-9]+$/ {print $2, $3, $4, $5, $7; exit}' "$f")"
 			read -r n e rate p50 p99 <<<"${row:-0 - - - -}"
-			per="$(awk -v o="$ours" -v n="$n" 'BEGIN {if (n > 0) printf "%.3f", o * 10 / n; else print "-"}')"
+			per="$(awk -v o="$ours" -v r="$rate" 'BEGIN {if (r > 0 && o != "-") printf "%.3f", o * 1000 / r; else print "-"}')"
 			printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$r" "${t%%=*}" "$s" "$n" "$e" "$rate" "$p50" "$p99" \
-				"$((ours / 100))" "$per" "$foreign" | tee -a "$OUT/results.tsv"
+				"$ours" "$per" "$foreign" | tee -a "$OUT/results.tsv"
 			[ -n "$row" ] || tail -n 3 "$f" >&2
 		done
 	done
