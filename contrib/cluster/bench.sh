@@ -64,7 +64,9 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-LOG_LEVEL=error PVAUTH_BIN="$OUT/pvauth" bash "$here/run.sh" up --replicas 3 --loadtest | tee "$OUT/cluster.txt"
+# REPLICA_GOMAXPROCS: the replicas' GOMAXPROCS (default: the Go runtime's, the CPU count).
+env ${REPLICA_GOMAXPROCS:+GOMAXPROCS=$REPLICA_GOMAXPROCS} LOG_LEVEL=error PVAUTH_BIN="$OUT/pvauth" \
+	bash "$here/run.sh" up --replicas 3 --loadtest | tee "$OUT/cluster.txt"
 # shellcheck disable=SC1091
 . "$CLUSTER_DIR/cluster.env"
 PG_PORT=$((BASE + 352))
@@ -188,7 +190,10 @@ for ((r = FIRST_ROUND; r < FIRST_ROUND + ROUNDS; r++)); do
 					st = 0; for (i = 1; i <= e; i++) if (t[i] <= t[e] - d + 0.5) st = i
 					if (e == 0 || st == 0 || a[e] == a[st]) { print "- -"; exit }
 					dt = t[e] - t[st]
-					printf "%.2f %.2f\n", (o[e] - o[st]) / 100 / dt, ((b[e] - b[st]) - (o[e] - o[st])) * 2 / (a[e] - a[st])
+					ours = (o[e] - o[st]) / 100 / dt
+					# A process missing from one sample but not the other spoils the sums.
+					if (ours < 0 || ours > 2.05) { print "- -"; exit }
+					printf "%.2f %.2f\n", ours, ((b[e] - b[st]) - (o[e] - o[st])) * 2 / (a[e] - a[st])
 				}' "$OUT/samples")"
 			echo "# CPU in the measured window: ours $ours cores, foreign $foreign cores (of 2)" >>"$f"
 			row="$(awk -v s="$s" '$1 == s && $2 ~ /^[0-9]+$/ {print $2, $3, $4, $5, $7; exit}' "$f")"
