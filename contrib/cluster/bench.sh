@@ -150,10 +150,12 @@ our_pids() {
 # total jiffies of the machine.
 sampler() {
 	local pids
+	# cat, not awk on the files: a process that ends between pgrep and the read must not
+	# spoil the sum (awk gives up on a file it cannot open).
 	while true; do
 		mapfile -t pids < <(our_pids)
 		printf '%s %s %s\n' "$(date +%s.%N)" \
-			"$(cd /proc && awk '{s += $14 + $15} END {print s + 0}' "${pids[@]/%//stat}" 2>/dev/null </dev/null)" \
+			"$(cd /proc && cat "${pids[@]/%//stat}" 2>/dev/null </dev/null | awk '{s += $14 + $15} END {print s + 0}')" \
 			"$(cpu_jiffies)"
 		sleep 0.5
 	done

@@ -235,9 +235,9 @@ cmd_restart() {
 		stop_pid "replica-$i"
 		start_replica "$i"
 		wait_replica "$i"
-		# HAProxy takes it back after two good checks a second apart (rise 2, inter 1s):
+		# HAProxy takes it back after two good checks two seconds apart (rise 2, inter 2s):
 		# only then may the next one go.
-		sleep 3
+		sleep 5
 	done
 }
 
