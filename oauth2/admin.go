@@ -27,6 +27,8 @@ type clientBody struct {
 	Audience                []string `json:"audience"`
 	TokenEndpointAuthMethod string   `json:"token_endpoint_auth_method"`
 	SkipConsent             bool     `json:"skip_consent"`
+	// BackchannelTokenDeliveryMode is CIBA's delivery mode; pvauth serves "poll".
+	BackchannelTokenDeliveryMode string `json:"backchannel_token_delivery_mode"`
 }
 
 func (b *clientBody) Validate() error {
@@ -54,7 +56,7 @@ func (b *clientBody) Validate() error {
 		return x.ErrBadRequest.WithMessage("Field 'client_id' must not be all digits (it could be read as a user id).")
 	}
 	for _, g := range b.GrantTypes {
-		if err := x.OneOf("grant_types", g, "authorization_code", "refresh_token", "client_credentials"); err != nil {
+		if err := x.OneOf("grant_types", g, "authorization_code", "refresh_token", "client_credentials", GrantCIBA); err != nil {
 			return err
 		}
 	}
@@ -73,6 +75,19 @@ func (b *clientBody) Validate() error {
 	}
 	if b.TokenEndpointAuthMethod == "none" && has("client_credentials") {
 		return x.ErrBadRequest.WithMessage("Field 'grant_types': a public client (token_endpoint_auth_method none) cannot use client_credentials.")
+	}
+	if has(GrantCIBA) {
+		if b.TokenEndpointAuthMethod == "none" {
+			return x.ErrBadRequest.WithMessage("Field 'grant_types': a public client (token_endpoint_auth_method none) cannot use " + GrantCIBA + ".")
+		}
+		if b.BackchannelTokenDeliveryMode == "" {
+			b.BackchannelTokenDeliveryMode = "poll"
+		}
+		if err := x.OneOf("backchannel_token_delivery_mode", b.BackchannelTokenDeliveryMode, "poll"); err != nil {
+			return err
+		}
+	} else if b.BackchannelTokenDeliveryMode != "" {
+		return x.ErrBadRequest.WithMessage("Field 'backchannel_token_delivery_mode' needs the grant type " + GrantCIBA + ".")
 	}
 	if has("authorization_code") && len(b.RedirectURIs) == 0 {
 		return x.ErrBadRequest.WithMessage("Field 'redirect_uris' is required for the authorization_code grant.")
@@ -94,6 +109,7 @@ func (b *clientBody) Validate() error {
 func (b *clientBody) apply(c *Client) {
 	c.Name, c.RedirectURIs, c.GrantTypes, c.ResponseTypes = b.ClientName, b.RedirectURIs, b.GrantTypes, b.ResponseTypes
 	c.Scope, c.Audience, c.TokenEndpointAuthMethod, c.SkipConsent = strings.Join(strings.Fields(b.Scope), " "), b.Audience, b.TokenEndpointAuthMethod, b.SkipConsent
+	c.BackchannelTokenDeliveryMode = b.BackchannelTokenDeliveryMode
 	if c.RedirectURIs == nil {
 		c.RedirectURIs = []string{}
 	}

@@ -19,6 +19,8 @@ import (
 	"github.com/pvpipe/pvauth/audit"
 	"github.com/pvpipe/pvauth/driver/config"
 	"github.com/pvpipe/pvauth/identity"
+	"github.com/pvpipe/pvauth/ratelimit"
+	"github.com/pvpipe/pvauth/selfservice/confirmation"
 	"github.com/pvpipe/pvauth/session"
 	"github.com/pvpipe/pvauth/x"
 )
@@ -46,6 +48,9 @@ type handlerDeps interface {
 	identity.PersisterProvider
 	session.TokensProvider
 	audit.LoggerProvider
+	confirmation.PersisterProvider
+	ConfirmationServiceProvider
+	ratelimit.LimiterProvider
 }
 
 // Handler serves the OAuth2 / OIDC provider.
@@ -71,6 +76,7 @@ func (h *Handler) RegisterPublicRoutes(r *x.PublicRouter) {
 	r.POST(RouteToken, x.RequireForm(h.token))
 	r.POST(RouteIntrospect, x.RequireForm(h.introspect))
 	r.POST(RouteRevoke, x.RequireForm(h.revoke))
+	r.POST(RouteBackchannelAuth, x.RequireForm(h.backchannelAuthorize))
 	r.GET(RouteDiscovery, h.discovery)
 	r.GET(RouteUserinfo, t.RequireToken(h.userinfo))
 	r.POST(RouteUserinfo, t.RequireToken(h.userinfo))
@@ -448,7 +454,7 @@ func (h *Handler) finishAuthorize(w http.ResponseWriter, r *http.Request, ar fos
 var errVerifierUsed = errors.New("consent verifier already used")
 
 // tokenGrants are the grant types /oauth2/token accepts.
-var tokenGrants = map[string]bool{"authorization_code": true, "refresh_token": true, "client_credentials": true}
+var tokenGrants = map[string]bool{"authorization_code": true, "refresh_token": true, "client_credentials": true, GrantCIBA: true}
 
 func (h *Handler) token(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
 	ctx := r.Context()
@@ -558,7 +564,7 @@ func (h *Handler) discovery(w http.ResponseWriter, r *http.Request, _ httprouter
 		"revocation_endpoint":                           iss + RouteRevoke,
 		"response_types_supported":                      []string{"code"},
 		"response_modes_supported":                      []string{"query"},
-		"grant_types_supported":                         []string{"authorization_code", "refresh_token", "client_credentials"},
+		"grant_types_supported":                         []string{"authorization_code", "refresh_token", "client_credentials", GrantCIBA},
 		"subject_types_supported":                       []string{"public"},
 		"id_token_signing_alg_values_supported":         []string{alg},
 		"userinfo_signing_alg_values_supported":         []string{"none"},
@@ -569,6 +575,10 @@ func (h *Handler) discovery(w http.ResponseWriter, r *http.Request, _ httprouter
 		"code_challenge_methods_supported":              []string{"S256"},
 		"claims_supported":                              []string{"sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "amr", "email", "name"},
 		"request_parameter_supported":                   false,
+		// CIBA Core §4: poll mode only, unsigned requests.
+		"backchannel_authentication_endpoint":        iss + RouteBackchannelAuth,
+		"backchannel_token_delivery_modes_supported": []string{"poll"},
+		"backchannel_user_code_parameter_supported":  false,
 	})
 }
 

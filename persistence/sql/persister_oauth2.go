@@ -18,7 +18,7 @@ type clientRow struct {
 	Audience      string `db:"audience"`
 }
 
-const clientColumns = "id, client_name, secret_hash, redirect_uris, grant_types, response_types, scope, audience, token_endpoint_auth_method, skip_consent, created_at, updated_at"
+const clientColumns = "id, client_name, secret_hash, redirect_uris, grant_types, response_types, scope, audience, token_endpoint_auth_method, skip_consent, created_at, updated_at, backchannel_token_delivery_mode"
 
 func jsonList(v []string) string {
 	if v == nil {
@@ -47,9 +47,9 @@ func (r *clientRow) client() *oauth2.Client {
 
 func (p *Persister) CreateClient(ctx context.Context, c *oauth2.Client) error {
 	c.CreatedAt, c.UpdatedAt = now(), now()
-	err := p.Connection(ctx).RawQuery("INSERT INTO oauth2_clients ("+clientColumns+") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+	err := p.Connection(ctx).RawQuery("INSERT INTO oauth2_clients ("+clientColumns+") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
 		c.ID, c.Name, c.SecretHash, jsonList(c.RedirectURIs), jsonList(c.GrantTypes), jsonList(c.ResponseTypes), c.Scope,
-		jsonList(c.Audience), c.TokenEndpointAuthMethod, c.SkipConsent, c.CreatedAt, c.UpdatedAt).Exec()
+		jsonList(c.Audience), c.TokenEndpointAuthMethod, c.SkipConsent, c.CreatedAt, c.UpdatedAt, c.BackchannelTokenDeliveryMode).Exec()
 	if IsUniqueViolation(err) {
 		return oauth2.ErrClientExists
 	}
@@ -82,9 +82,9 @@ func (p *Persister) ListClients(ctx context.Context, limit int, after string) ([
 
 func (p *Persister) UpdateClient(ctx context.Context, c *oauth2.Client) error {
 	c.UpdatedAt = now()
-	n, err := p.Connection(ctx).RawQuery("UPDATE oauth2_clients SET client_name = ?, secret_hash = ?, redirect_uris = ?, grant_types = ?, response_types = ?, scope = ?, audience = ?, token_endpoint_auth_method = ?, skip_consent = ?, updated_at = ? WHERE id = ?",
+	n, err := p.Connection(ctx).RawQuery("UPDATE oauth2_clients SET client_name = ?, secret_hash = ?, redirect_uris = ?, grant_types = ?, response_types = ?, scope = ?, audience = ?, token_endpoint_auth_method = ?, skip_consent = ?, backchannel_token_delivery_mode = ?, updated_at = ? WHERE id = ?",
 		c.Name, c.SecretHash, jsonList(c.RedirectURIs), jsonList(c.GrantTypes), jsonList(c.ResponseTypes), c.Scope,
-		jsonList(c.Audience), c.TokenEndpointAuthMethod, c.SkipConsent, c.UpdatedAt, c.ID).ExecWithCount()
+		jsonList(c.Audience), c.TokenEndpointAuthMethod, c.SkipConsent, c.BackchannelTokenDeliveryMode, c.UpdatedAt, c.ID).ExecWithCount()
 	if err != nil {
 		return err
 	}
