@@ -13,7 +13,6 @@ import (
 
 	"github.com/julienschmidt/httprouter"
 	"github.com/ory/fosite"
-	"github.com/ory/fosite/token/jwt"
 
 	"github.com/pvpipe/pvauth/audit"
 	"github.com/pvpipe/pvauth/identity"
@@ -237,7 +236,7 @@ func (h *Handler) backchannelUser(ctx context.Context, r *http.Request, c fosite
 		}
 		id, err = ip.FindIdentityByEmail(ctx, identity.NormalizeEmail(hint))
 	} else {
-		sub, herr := h.idTokenHintSubject(ctx, r.PostForm.Get("id_token_hint"), c.GetID())
+		sub, herr := h.idTokenSubject(ctx, r.PostForm.Get("id_token_hint"), c.GetID())
 		if herr != nil {
 			return nil, herr
 		}
@@ -257,35 +256,6 @@ func (h *Handler) backchannelUser(ctx context.Context, r *http.Request, c fosite
 		return nil, errUnknownUser
 	}
 	return id, nil
-}
-
-// idTokenHintSubject checks an id_token pvauth issued to this client (an expired one
-// will do, as OpenID Connect allows for hints) and returns its subject.
-func (h *Handler) idTokenHintSubject(ctx context.Context, hint, clientID string) (string, error) {
-	bad := fosite.ErrInvalidRequest.WithHint("The id_token_hint is not an ID token this server issued to the client.")
-	if len(hint) > 8192 {
-		return "", bad
-	}
-	tok, err := h.d.Tokens().Keys().Signer().Decode(ctx, hint)
-	var ve *jwt.ValidationError
-	if err != nil && !(errors.As(err, &ve) && ve.Errors == jwt.ValidationErrorExpired) {
-		return "", bad
-	}
-	if tok == nil {
-		return "", bad
-	}
-	claims := tok.Claims
-	if iss, _ := claims["iss"].(string); iss != h.issuer() {
-		return "", bad
-	}
-	if !audienceHas(claims["aud"], clientID) {
-		return "", bad
-	}
-	sub, _ := claims["sub"].(string)
-	if sub == "" {
-		return "", bad
-	}
-	return sub, nil
 }
 
 func audienceHas(aud any, id string) bool {

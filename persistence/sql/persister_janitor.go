@@ -23,6 +23,7 @@ var expiringTables = map[string]string{
 	"oauth2_access":        "signature",
 	"oauth2_refresh":       "signature",
 	"oauth2_ciba_requests": "id",
+	"login_sessions":       "id",
 }
 
 // DeleteExpired deletes at most limit rows of table whose expires_at is before t, in
