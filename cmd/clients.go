@@ -59,18 +59,19 @@ func newClientsCreateCmd(af *adminFlags) *cobra.Command {
 	var (
 		id, name, scope, method             string
 		redirectURIs, grantTypes, respTypes []string
-		audience                            []string
+		audience, postLogoutURIs            []string
 		skipConsent, public                 bool
 	)
 	c := &cobra.Command{
-		Use:   "create [--id ID] [--name NAME] [--grant-type G]... [--redirect-uri URI]... [--scope 'a b'] [--audience A]... [--token-endpoint-auth-method M | --public] [--skip-consent]",
+		Use:   "create [--id ID] [--name NAME] [--grant-type G]... [--redirect-uri URI]... [--post-logout-redirect-uri URI]... [--scope 'a b'] [--audience A]... [--token-endpoint-auth-method M | --public] [--skip-consent]",
 		Short: "Register an OAuth2 client and print it as JSON, with its secret (shown only this once)",
 		Long: `Register an OAuth2 client. The answer is printed as JSON and includes client_secret
 for confidential clients: the server stores only a keyed hash of it, so this is the only
 time it is shown. Without --grant-type the client gets authorization_code and refresh_token,
 which need at least one --redirect-uri.`,
 		Example: `  pvauth clients create --name "Reporting job" --grant-type client_credentials --scope "reports.read" --audience https://reports.example.com
-  pvauth clients create --name "Docs SPA" --public --redirect-uri https://docs.example.com/callback --scope "openid offline_access email"`,
+  pvauth clients create --name "Docs SPA" --public --redirect-uri https://docs.example.com/callback --post-logout-redirect-uri https://docs.example.com/ --scope "openid offline_access email"
+  pvauth clients create --name "Call centre" --grant-type urn:openid:params:grant-type:ciba --scope "openid email"`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			body := map[string]any{}
@@ -82,6 +83,9 @@ which need at least one --redirect-uri.`,
 			}
 			if l := cleanList(redirectURIs); len(l) > 0 {
 				body["redirect_uris"] = l
+			}
+			if l := cleanList(postLogoutURIs); len(l) > 0 {
+				body["post_logout_redirect_uris"] = l
 			}
 			if l := cleanList(grantTypes); len(l) > 0 {
 				body["grant_types"] = l
@@ -132,7 +136,8 @@ which need at least one --redirect-uri.`,
 	f.StringVar(&id, "id", "", "client_id (default: a random UUID chosen by the server)")
 	f.StringVar(&name, "name", "", "client_name, shown on the login and consent pages")
 	f.StringSliceVar(&redirectURIs, "redirect-uri", nil, "allowed redirect URI (repeatable or comma-separated; exact match)")
-	f.StringSliceVar(&grantTypes, "grant-type", nil, "authorization_code, refresh_token or client_credentials (repeatable or comma-separated)")
+	f.StringSliceVar(&postLogoutURIs, "post-logout-redirect-uri", nil, "where RP-initiated logout may send the browser (repeatable or comma-separated; exact match)")
+	f.StringSliceVar(&grantTypes, "grant-type", nil, "authorization_code, refresh_token, client_credentials or urn:openid:params:grant-type:ciba (repeatable or comma-separated)")
 	f.StringSliceVar(&respTypes, "response-type", nil, "response type (only code is supported)")
 	f.StringVar(&scope, "scope", "", `scopes the client may request, space- or comma-separated ("openid offline_access email")`)
 	f.StringSliceVar(&audience, "audience", nil, "audience the client may request (repeatable or comma-separated)")

@@ -117,7 +117,7 @@ func New(ctx context.Context, cfg *config.Config, o Options) (*Registry, error) 
 		p.Close()
 		return nil, err
 	}
-	r.tokens = session.NewTokens(cfg, p, keys)
+	r.tokens = session.NewTokens(cfg, p, keys, oauth2.CIBAGrantFactory(r))
 	r.tokens.SubjectCheck = r.subjectCheck
 
 	r.audit = audit.NewLogger(p)

@@ -32,6 +32,8 @@ var Tables = []Table{
 	{Name: "oauth2_pkce", Grace: time.Hour},
 	{Name: "oauth2_access", Grace: time.Hour},
 	{Name: "oauth2_refresh", Grace: time.Hour},
+	{Name: "oauth2_ciba_requests", Grace: time.Hour},
+	{Name: "login_sessions"},
 }
 
 // Persister deletes at most limit rows of table that expired before t.

@@ -27,6 +27,10 @@ type clientBody struct {
 	Audience                []string `json:"audience"`
 	TokenEndpointAuthMethod string   `json:"token_endpoint_auth_method"`
 	SkipConsent             bool     `json:"skip_consent"`
+	// PostLogoutRedirectURIs are where RP-initiated logout may send the browser.
+	PostLogoutRedirectURIs []string `json:"post_logout_redirect_uris"`
+	// BackchannelTokenDeliveryMode is CIBA's delivery mode; pvauth serves "poll".
+	BackchannelTokenDeliveryMode string `json:"backchannel_token_delivery_mode"`
 }
 
 func (b *clientBody) Validate() error {
@@ -54,7 +58,7 @@ func (b *clientBody) Validate() error {
 		return x.ErrBadRequest.WithMessage("Field 'client_id' must not be all digits (it could be read as a user id).")
 	}
 	for _, g := range b.GrantTypes {
-		if err := x.OneOf("grant_types", g, "authorization_code", "refresh_token", "client_credentials"); err != nil {
+		if err := x.OneOf("grant_types", g, "authorization_code", "refresh_token", "client_credentials", GrantCIBA); err != nil {
 			return err
 		}
 	}
@@ -74,18 +78,42 @@ func (b *clientBody) Validate() error {
 	if b.TokenEndpointAuthMethod == "none" && has("client_credentials") {
 		return x.ErrBadRequest.WithMessage("Field 'grant_types': a public client (token_endpoint_auth_method none) cannot use client_credentials.")
 	}
+	if has(GrantCIBA) {
+		if b.TokenEndpointAuthMethod == "none" {
+			return x.ErrBadRequest.WithMessage("Field 'grant_types': a public client (token_endpoint_auth_method none) cannot use " + GrantCIBA + ".")
+		}
+		if b.BackchannelTokenDeliveryMode == "" {
+			b.BackchannelTokenDeliveryMode = "poll"
+		}
+		if err := x.OneOf("backchannel_token_delivery_mode", b.BackchannelTokenDeliveryMode, "poll"); err != nil {
+			return err
+		}
+	} else if b.BackchannelTokenDeliveryMode != "" {
+		return x.ErrBadRequest.WithMessage("Field 'backchannel_token_delivery_mode' needs the grant type " + GrantCIBA + ".")
+	}
 	if has("authorization_code") && len(b.RedirectURIs) == 0 {
 		return x.ErrBadRequest.WithMessage("Field 'redirect_uris' is required for the authorization_code grant.")
 	}
-	for _, u := range b.RedirectURIs {
+	if err := checkRedirectURIs("redirect_uris", b.RedirectURIs); err != nil {
+		return err
+	}
+	return checkRedirectURIs("post_logout_redirect_uris", b.PostLogoutRedirectURIs)
+}
+
+// checkRedirectURIs accepts absolute URIs without a fragment, https or loopback http.
+func checkRedirectURIs(field string, uris []string) error {
+	if len(uris) > 50 {
+		return x.ErrBadRequest.WithMessagef("Field '%s' has more than 50 URIs.", field)
+	}
+	for _, u := range uris {
 		p, err := url.Parse(u)
 		if err != nil || p.Scheme == "" || p.Host == "" || p.Fragment != "" || len(u) > 2000 {
-			return x.ErrBadRequest.WithMessagef("Field 'redirect_uris' has an invalid URI: %q.", u)
+			return x.ErrBadRequest.WithMessagef("Field '%s' has an invalid URI: %q.", field, u)
 		}
 		// fosite refuses to redirect to plain http except on loopback, so such a client
 		// could never complete a login.
 		if !fosite.IsRedirectURISecure(context.Background(), p) {
-			return x.ErrBadRequest.WithMessagef("Field 'redirect_uris' has an insecure URI: %q (http is only allowed for localhost and loopback addresses).", u)
+			return x.ErrBadRequest.WithMessagef("Field '%s' has an insecure URI: %q (http is only allowed for localhost and loopback addresses).", field, u)
 		}
 	}
 	return nil
@@ -94,6 +122,11 @@ func (b *clientBody) Validate() error {
 func (b *clientBody) apply(c *Client) {
 	c.Name, c.RedirectURIs, c.GrantTypes, c.ResponseTypes = b.ClientName, b.RedirectURIs, b.GrantTypes, b.ResponseTypes
 	c.Scope, c.Audience, c.TokenEndpointAuthMethod, c.SkipConsent = strings.Join(strings.Fields(b.Scope), " "), b.Audience, b.TokenEndpointAuthMethod, b.SkipConsent
+	c.BackchannelTokenDeliveryMode = b.BackchannelTokenDeliveryMode
+	c.PostLogoutRedirectURIs = b.PostLogoutRedirectURIs
+	if c.PostLogoutRedirectURIs == nil {
+		c.PostLogoutRedirectURIs = []string{}
+	}
 	if c.RedirectURIs == nil {
 		c.RedirectURIs = []string{}
 	}

@@ -21,18 +21,22 @@ import (
 
 // Client is a registered OAuth2 client, RFC 7591 field names.
 type Client struct {
-	ID                      string    `json:"client_id" db:"id"`
-	Name                    string    `json:"client_name" db:"client_name"`
-	SecretHash              string    `json:"-" db:"secret_hash"`
-	RedirectURIs            []string  `json:"redirect_uris" db:"-"`
-	GrantTypes              []string  `json:"grant_types" db:"-"`
-	ResponseTypes           []string  `json:"response_types" db:"-"`
-	Scope                   string    `json:"scope" db:"scope"`
-	Audience                []string  `json:"audience" db:"-"`
-	TokenEndpointAuthMethod string    `json:"token_endpoint_auth_method" db:"token_endpoint_auth_method"`
-	SkipConsent             bool      `json:"skip_consent" db:"skip_consent"`
-	CreatedAt               time.Time `json:"created_at" db:"created_at"`
-	UpdatedAt               time.Time `json:"updated_at" db:"updated_at"`
+	ID                      string   `json:"client_id" db:"id"`
+	Name                    string   `json:"client_name" db:"client_name"`
+	SecretHash              string   `json:"-" db:"secret_hash"`
+	RedirectURIs            []string `json:"redirect_uris" db:"-"`
+	GrantTypes              []string `json:"grant_types" db:"-"`
+	ResponseTypes           []string `json:"response_types" db:"-"`
+	Scope                   string   `json:"scope" db:"scope"`
+	Audience                []string `json:"audience" db:"-"`
+	TokenEndpointAuthMethod string   `json:"token_endpoint_auth_method" db:"token_endpoint_auth_method"`
+	SkipConsent             bool     `json:"skip_consent" db:"skip_consent"`
+	// BackchannelTokenDeliveryMode is "poll" for a CIBA client (OpenID CIBA Core §4).
+	BackchannelTokenDeliveryMode string `json:"backchannel_token_delivery_mode,omitempty" db:"backchannel_token_delivery_mode"`
+	// PostLogoutRedirectURIs are where RP-initiated logout may send the browser.
+	PostLogoutRedirectURIs []string  `json:"post_logout_redirect_uris" db:"-"`
+	CreatedAt              time.Time `json:"created_at" db:"created_at"`
+	UpdatedAt              time.Time `json:"updated_at" db:"updated_at"`
 }
 
 // Public reports a client without a secret (PKCE required).
@@ -60,6 +64,9 @@ type Persister interface {
 	// AdvanceFlow moves a flow from state `from` to f.State, storing f's fields, with one
 	// conditional update; false when the flow was not in `from` any more or expired.
 	AdvanceFlow(ctx context.Context, f *Flow, from string, now time.Time) (bool, error)
+
+	CIBAPersister
+	LoginSessionPersister
 
 	GetConsent(ctx context.Context, identityID int64, clientID string) (string, error)
 	RememberConsent(ctx context.Context, identityID int64, clientID, scope string) error
@@ -225,10 +232,14 @@ type Flow struct {
 	IdentityID       *int64     `db:"identity_id"`
 	AMR              string     `db:"amr"`
 	AuthTime         *time.Time `db:"auth_time"`
-	GrantedScope     string     `db:"granted_scope"`
-	State            string     `db:"state"`
-	ExpiresAt        time.Time  `db:"expires_at"`
-	CreatedAt        time.Time  `db:"created_at"`
+	// Remember asks for a browser login session when the login is accepted;
+	// LoginSessionID is the session the flow's login belongs to.
+	Remember       bool      `db:"remember"`
+	LoginSessionID *string   `db:"login_session_id"`
+	GrantedScope   string    `db:"granted_scope"`
+	State          string    `db:"state"`
+	ExpiresAt      time.Time `db:"expires_at"`
+	CreatedAt      time.Time `db:"created_at"`
 	// BrowserHash is the SHA-256 of the binding cookie of the browser that started it.
 	BrowserHash string `db:"browser_hash"`
 }

@@ -19,6 +19,8 @@ import (
 	"github.com/pvpipe/pvauth/audit"
 	"github.com/pvpipe/pvauth/driver/config"
 	"github.com/pvpipe/pvauth/identity"
+	"github.com/pvpipe/pvauth/ratelimit"
+	"github.com/pvpipe/pvauth/selfservice/confirmation"
 	"github.com/pvpipe/pvauth/session"
 	"github.com/pvpipe/pvauth/x"
 )
@@ -46,6 +48,9 @@ type handlerDeps interface {
 	identity.PersisterProvider
 	session.TokensProvider
 	audit.LoggerProvider
+	confirmation.PersisterProvider
+	ConfirmationServiceProvider
+	ratelimit.LimiterProvider
 }
 
 // Handler serves the OAuth2 / OIDC provider.
@@ -71,6 +76,9 @@ func (h *Handler) RegisterPublicRoutes(r *x.PublicRouter) {
 	r.POST(RouteToken, x.RequireForm(h.token))
 	r.POST(RouteIntrospect, x.RequireForm(h.introspect))
 	r.POST(RouteRevoke, x.RequireForm(h.revoke))
+	r.POST(RouteBackchannelAuth, x.RequireForm(h.backchannelAuthorize))
+	r.GET(RouteLogout, h.logout)
+	r.POST(RouteLogout, x.RequireForm(h.logout))
 	r.GET(RouteDiscovery, h.discovery)
 	r.GET(RouteUserinfo, t.RequireToken(h.userinfo))
 	r.POST(RouteUserinfo, t.RequireToken(h.userinfo))
@@ -127,6 +135,26 @@ func (h *Handler) authorize(w http.ResponseWriter, r *http.Request, _ httprouter
 	}
 	if err := precheck(ar); err != nil {
 		p.WriteAuthorizeError(ctx, w, ar, err)
+		return
+	}
+	pr, err := h.parsePrompt(ctx, ar)
+	if err != nil {
+		p.WriteAuthorizeError(ctx, w, ar, err)
+		return
+	}
+	// The browser's login session answers without the login UI when it meets the
+	// request (no prompt=login, young enough for max_age, the hinted user).
+	s, err := h.browserSession(ctx, r)
+	if err != nil {
+		p.WriteAuthorizeError(ctx, w, ar, fosite.ErrServerError.WithWrap(err))
+		return
+	}
+	if s != nil && pr.satisfiedBy(strconv.FormatInt(s.IdentityID, 10), s.AuthTime, time.Now()) {
+		h.resumeSession(w, r, ar, q, s, pr)
+		return
+	}
+	if pr.none {
+		p.WriteAuthorizeError(ctx, w, ar, fosite.ErrLoginRequired.WithHint("The user is not signed in to pvauth in this browser."))
 		return
 	}
 	h.startLogin(w, r, ar, q)
@@ -219,9 +247,7 @@ func (h *Handler) returnLeg(w http.ResponseWriter, r *http.Request, q url.Values
 const MaxAuthorizeQuery = 8 << 10
 
 // precheck refuses what cannot succeed before the user is sent to log in: a public
-// client without PKCE S256, and prompt=none
-// (OIDC Core 3.1.2.1), since pvauth keeps no browser session and so can never answer
-// without showing the login UI.
+// client without PKCE S256.
 func precheck(ar fosite.AuthorizeRequester) error {
 	// A public client must use PKCE with S256: refuse it before the user logs in for
 	// nothing (fosite itself would only refuse when it issues the code).
@@ -232,11 +258,6 @@ func precheck(ar fosite.AuthorizeRequester) error {
 		}
 		if form.Get("code_challenge_method") != "S256" {
 			return fosite.ErrInvalidRequest.WithHint("Public clients must use the code_challenge_method S256.")
-		}
-	}
-	for _, p := range strings.Fields(ar.GetRequestForm().Get("prompt")) {
-		if p == "none" {
-			return fosite.ErrLoginRequired.WithHint("pvauth cannot authenticate the user without showing the login page.")
 		}
 	}
 	return nil
@@ -303,6 +324,32 @@ func (h *Handler) afterLogin(w http.ResponseWriter, r *http.Request, ar fosite.A
 		h.provider().WriteAuthorizeError(ctx, w, ar, err)
 		return
 	}
+	pr, err := h.parsePrompt(ctx, ar)
+	if err != nil {
+		h.provider().WriteAuthorizeError(ctx, w, ar, err)
+		return
+	}
+	// The login UI accepted a login: it must be the one the request asked for.
+	if f.AuthTime == nil || !pr.freshEnough(strconv.FormatInt(*f.IdentityID, 10), *f.AuthTime, f.CreatedAt) {
+		h.provider().WriteAuthorizeError(ctx, w, ar, fosite.ErrLoginRequired.WithHint("The login does not meet prompt, max_age or id_token_hint of the request."))
+		return
+	}
+	if f.Remember && f.LoginSessionID == nil {
+		s, err := h.startBrowserSession(ctx, w, f)
+		if err != nil {
+			h.provider().WriteAuthorizeError(ctx, w, ar, fosite.ErrServerError.WithWrap(err))
+			return
+		}
+		f.LoginSessionID = &s.ID
+	}
+	h.continueFlow(w, r, ar, f, pr)
+}
+
+// continueFlow goes on from a logged-in flow: straight to the code when consent is
+// remembered (or the client skips it) and prompt=consent does not ask for it, else to
+// the consent UI (prompt=none: consent_required).
+func (h *Handler) continueFlow(w http.ResponseWriter, r *http.Request, ar fosite.AuthorizeRequester, f *Flow, pr *authPrompt) {
+	ctx := r.Context()
 	c, err := h.d.OAuth2Persister().GetOAuth2Client(ctx, f.ClientID)
 	if err != nil {
 		h.provider().WriteAuthorizeError(ctx, w, ar, fosite.ErrInvalidClient)
@@ -313,7 +360,7 @@ func (h *Handler) afterLogin(w http.ResponseWriter, r *http.Request, ar fosite.A
 		h.provider().WriteAuthorizeError(ctx, w, ar, fosite.ErrServerError.WithWrap(err))
 		return
 	}
-	if c.SkipConsent || (remembered != "" && covers(remembered, f.RequestedScope)) {
+	if !pr.consent && (c.SkipConsent || (remembered != "" && covers(remembered, f.RequestedScope))) {
 		// No consent screen: grant what was asked and go straight on.
 		v := newSecret()
 		hv := x.SHA256Hex(v)
@@ -323,6 +370,10 @@ func (h *Handler) afterLogin(w http.ResponseWriter, r *http.Request, ar fosite.A
 			return
 		}
 		h.finishAuthorize(w, r, ar, v)
+		return
+	}
+	if pr.none {
+		h.provider().WriteAuthorizeError(ctx, w, ar, fosite.ErrConsentRequired.WithHint("The user has not consented to this client's request yet."))
 		return
 	}
 	consentUI := h.d.Config().URLs.ConsentUI
@@ -397,7 +448,15 @@ func (h *Handler) finishAuthorize(w http.ResponseWriter, r *http.Request, ar fos
 	claims := sess.IDTokenClaims()
 	claims.Subject = sess.Subject
 	claims.AuthTime = sess.AuthTime
-	claims.RequestedAt = time.Now().UTC()
+	// When the request was made: prompt=login and max_age are checked against it.
+	claims.RequestedAt = f.CreatedAt
+	// sid names what a logout with this token as id_token_hint ends: the browser's login
+	// session, or else this token family.
+	if f.LoginSessionID != nil {
+		claims.Add("sid", *f.LoginSessionID)
+	} else {
+		claims.Add("sid", ar.GetID())
+	}
 	claims.AuthenticationMethodsReferences = sess.AMR
 	if ar.GetGrantedScopes().Has("email") {
 		claims.Add("email", id.Email)
@@ -417,6 +476,14 @@ func (h *Handler) finishAuthorize(w http.ResponseWriter, r *http.Request, ar fos
 		if !ok {
 			return errVerifierUsed
 		}
+		if f.LoginSessionID != nil {
+			// The tokens of this code end with the login session (logout).
+			if ok, err := h.d.OAuth2Persister().AddLoginSessionFamily(ctx, *f.LoginSessionID, ar.GetID()); err != nil {
+				return err
+			} else if !ok {
+				return errSessionEnded
+			}
+		}
 		// A refusal of the request (say, no PKCE) still spends the verifier: single use.
 		resp, respErr = p.NewAuthorizeResponse(ctx, ar, sess)
 		return nil
@@ -425,6 +492,9 @@ func (h *Handler) finishAuthorize(w http.ResponseWriter, r *http.Request, ar fos
 		err = respErr
 	}
 	switch {
+	case errors.Is(err, errSessionEnded):
+		p.WriteAuthorizeError(ctx, w, ar, fosite.ErrLoginRequired.WithHint("The browser's login session ended."))
+		return
 	case errors.Is(err, errVerifierUsed):
 		p.WriteAuthorizeError(ctx, w, ar, fosite.ErrAccessDenied.WithHint("The consent verifier was already used."))
 		return
@@ -447,8 +517,11 @@ func (h *Handler) finishAuthorize(w http.ResponseWriter, r *http.Request, ar fos
 // errVerifierUsed: a concurrent request ended the flow first.
 var errVerifierUsed = errors.New("consent verifier already used")
 
+// errSessionEnded: a logout ended the login session of the flow first.
+var errSessionEnded = errors.New("login session ended")
+
 // tokenGrants are the grant types /oauth2/token accepts.
-var tokenGrants = map[string]bool{"authorization_code": true, "refresh_token": true, "client_credentials": true}
+var tokenGrants = map[string]bool{"authorization_code": true, "refresh_token": true, "client_credentials": true, GrantCIBA: true}
 
 func (h *Handler) token(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
 	ctx := r.Context()
@@ -558,7 +631,7 @@ func (h *Handler) discovery(w http.ResponseWriter, r *http.Request, _ httprouter
 		"revocation_endpoint":                           iss + RouteRevoke,
 		"response_types_supported":                      []string{"code"},
 		"response_modes_supported":                      []string{"query"},
-		"grant_types_supported":                         []string{"authorization_code", "refresh_token", "client_credentials"},
+		"grant_types_supported":                         []string{"authorization_code", "refresh_token", "client_credentials", GrantCIBA},
 		"subject_types_supported":                       []string{"public"},
 		"id_token_signing_alg_values_supported":         []string{alg},
 		"userinfo_signing_alg_values_supported":         []string{"none"},
@@ -569,6 +642,11 @@ func (h *Handler) discovery(w http.ResponseWriter, r *http.Request, _ httprouter
 		"code_challenge_methods_supported":              []string{"S256"},
 		"claims_supported":                              []string{"sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "amr", "email", "name"},
 		"request_parameter_supported":                   false,
+		// CIBA Core §4: poll mode only, unsigned requests.
+		"end_session_endpoint":                       iss + RouteLogout,
+		"backchannel_authentication_endpoint":        iss + RouteBackchannelAuth,
+		"backchannel_token_delivery_modes_supported": []string{"poll"},
+		"backchannel_user_code_parameter_supported":  false,
 	})
 }
 
@@ -695,7 +773,16 @@ func (h *Handler) acceptLogin(w http.ResponseWriter, r *http.Request, _ httprout
 	if authTime.IsZero() {
 		authTime = now
 	}
+	// prompt=login, max_age and id_token_hint ask for a particular login: an older one
+	// (or another user's) is sent back to sign in again.
+	q, _ := url.ParseQuery(f.RequestQuery)
+	pr, err := h.parsePromptForm(ctx, q, f.ClientID)
+	if err != nil || !pr.freshEnough(strconv.FormatInt(p.IdentityID, 10), authTime, f.CreatedAt) {
+		x.WriteError(w, r, ErrFreshLoginRequired)
+		return
+	}
 	f.LoginVerifier, f.IdentityID, f.AMR, f.AuthTime, f.State = &hv, &p.IdentityID, string(amr), &authTime, FlowLoginAccepted
+	f.Remember = b.Remember
 	ok, err := h.d.OAuth2Persister().AdvanceFlow(ctx, f, FlowLogin, now)
 	if err != nil {
 		x.WriteError(w, r, err)
@@ -707,6 +794,10 @@ func (h *Handler) acceptLogin(w http.ResponseWriter, r *http.Request, _ httprout
 	}
 	x.WriteData(w, http.StatusOK, redirectResult{RedirectTo: h.authorizeURL(f, "login_verifier", v)})
 }
+
+// ErrFreshLoginRequired refuses to accept a login older than the request allows.
+var ErrFreshLoginRequired = &x.Error{Status: http.StatusForbidden, Code: "login_required",
+	Message: "This sign-in request needs a fresh login (prompt=login, max_age or id_token_hint): sign in again."}
 
 type consentRequest struct {
 	ClientID       string   `json:"clientId"`

@@ -86,28 +86,11 @@ func (g *selfServiceGrant) PopulateTokenEndpointResponse(ctx context.Context, r 
 	if err != nil {
 		return fosite.ErrServerError.WithWrap(err).WithDebug(err.Error())
 	}
-	// Everything but the writes happens before the transaction: on SQLite it holds the
-	// only connection.
-	atRow, rtRow, err := g.store.tokenPair(ctx, atSig, rtSig, r.Sanitize(nil))
-	if err != nil {
-		return fosite.ErrServerError.WithWrap(err)
+	var inTx func(context.Context) error
+	if f, ok := ctx.Value(inTxKey{}).(func(context.Context) error); ok {
+		inTx = f
 	}
-	// One write transaction, shared on SQLite with concurrent logins (group commit).
-	err = g.store.p.GroupTransaction(ctx, func(ctx context.Context) error {
-		if inTx, ok := ctx.Value(inTxKey{}).(func(context.Context) error); ok {
-			if err := inTx(ctx); err != nil {
-				return err
-			}
-		}
-		if err := g.store.p.InsertToken(ctx, KindAccess, atRow); err != nil {
-			return fosite.ErrServerError.WithWrap(err)
-		}
-		if err := g.store.p.InsertToken(ctx, KindRefresh, rtRow); err != nil {
-			return fosite.ErrServerError.WithWrap(err)
-		}
-		return nil
-	})
-	if err != nil {
+	if err := g.store.StoreIssued(ctx, atSig, rtSig, r, inTx); err != nil {
 		return err
 	}
 	resp.SetAccessToken(at)

@@ -141,6 +141,41 @@ func (s *Store) tokenPair(ctx context.Context, atSig, rtSig string, r fosite.Req
 	return at, &refresh, nil
 }
 
+// StoreIssued stores the tokens a grant handler minted for r — the access token, and the
+// refresh token when rtSig is not empty — in one write transaction (shared on SQLite
+// with concurrent logins: group commit), after inTx when it is set. inTx's error is
+// returned as is and stores nothing; a storage error is a fosite server error.
+// Serialising happens before the transaction: on SQLite it holds the only connection.
+func (s *Store) StoreIssued(ctx context.Context, atSig, rtSig string, r fosite.Requester, inTx func(ctx context.Context) error) error {
+	atRow, rtRow, err := s.tokenPair(ctx, atSig, rtSig, r)
+	if err != nil {
+		return fosite.ErrServerError.WithWrap(err)
+	}
+	return s.p.GroupTransaction(ctx, func(ctx context.Context) error {
+		if inTx != nil {
+			if err := inTx(ctx); err != nil {
+				return err
+			}
+		}
+		if err := s.p.InsertToken(ctx, KindAccess, atRow); err != nil {
+			return fosite.ErrServerError.WithWrap(err)
+		}
+		if rtSig == "" {
+			return nil
+		}
+		if err := s.p.InsertToken(ctx, KindRefresh, rtRow); err != nil {
+			return fosite.ErrServerError.WithWrap(err)
+		}
+		return nil
+	})
+}
+
+// SubjectActive reports, inside a token-minting transaction, whether the identity may
+// still get tokens, holding its shared lock (see TokenPersister).
+func (s *Store) SubjectActive(ctx context.Context, identityID int64) (bool, error) {
+	return s.p.SubjectActive(ctx, identityID)
+}
+
 func (s *Store) toRequest(ctx context.Context, row *TokenRow, session fosite.Session) (*fosite.Request, error) {
 	c, err := s.GetClient(ctx, row.ClientID)
 	if err != nil {

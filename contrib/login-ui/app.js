@@ -246,7 +246,7 @@
   // ---- views --------------------------------------------------------------------------
 
   function show(view) {
-    for (const v of ['login', 'otp', 'account', 'consent', 'handoff']) $(v + '-section').hidden = v !== view;
+    for (const v of ['login', 'otp', 'account', 'consent', 'handoff', 'signed-out']) $(v + '-section').hidden = v !== view;
     document.body.dataset.view = view;
     renderLoginContext(view);
     const tokens = store.get('tokens');
@@ -702,6 +702,10 @@
     const scopes = c.requestedScope || [];
     $('oauth2-login-scope-box').hidden = scopes.length === 0;
     $('oauth2-login-scopes').replaceChildren(...scopes.map((s) => scopeItem(s, false)));
+    // "Remember me" asks pvauth for a browser login session (the next application's
+    // sign-in needs no login page); only a login request has one.
+    $('oauth2-remember-line').hidden = h.kind !== 'login';
+    $('oauth2-remember').checked = !!h.remember;
   }
 
   // navigate leaves the page for the authorization endpoint (or the client).
@@ -785,9 +789,16 @@
     recoveryCodes = null;
     let res;
     try {
-      res = await api('POST', '/oauth2/login/accept', { body: { loginChallenge: h.challenge } });
+      res = await api('POST', '/oauth2/login/accept', { body: { loginChallenge: h.challenge, remember: !!h.remember } });
     } catch (err) {
       if (err.status === 404 || err.status === 400) return handoffGone(err);
+      if (err.status === 403 && err.code === 'login_required') {
+        // prompt=login or max_age: this sign-in is too old for the application.
+        store.del('tokens');
+        showLogin();
+        showNotice(clientLabel(h) + ' asks you to sign in again.');
+        return;
+      }
       if (err.status === 401 || err.status === 403) return sessionGone();
       throw err;
     }
@@ -871,9 +882,16 @@
     on('consent-form', 'submit', () => answerConsent(true));
     on('consent-deny-btn', 'click', () => answerConsent(false));
     on('handoff-continue-btn', 'click', acceptLogin);
+    $('oauth2-remember').addEventListener('change', (ev) => {
+      const h = activeHandoff();
+      if (h) store.set('oauth2', { ...h, remember: ev.target.checked });
+    });
+    $('signed-out-login-btn').addEventListener('click', () => { clearMessages(); showLogin(); });
 
     const h = handoffFromURL();
+    const signedOut = new URLSearchParams(window.location.search).get('signed_out') === 'true';
     const start = h ? () => startHandoff(h)
+      : signedOut ? async () => { store.del('tokens'); store.del('pending'); show('signed-out'); }
       : store.get('tokens') ? enterAccount : store.get('pending') ? enterOtp : async () => showLogin();
     start().catch((err) => {
       report(err);

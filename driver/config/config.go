@@ -100,6 +100,8 @@ type TTL struct {
 	ConfirmationReceipt    time.Duration `mapstructure:"confirmation_receipt"`
 	// OAuth2Flow is how long an OAuth2 login and consent hand-off may take.
 	OAuth2Flow time.Duration `mapstructure:"oauth2_flow"`
+	// LoginSession is how long a remembered browser login (OpenID Connect SSO) lasts.
+	LoginSession time.Duration `mapstructure:"login_session"`
 }
 
 type Tokens struct {

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"testing"
 
 	"github.com/pvpipe/pvauth/internal/testserver"
 	"github.com/pvpipe/pvauth/session"
@@ -509,4 +510,53 @@ func (f *flow) oauth2() {
 	f.expect(srv.Admin(t, "DELETE", svcURL, nil), 404)
 	f.expect(srv.Admin(t, "DELETE", "/admin/clients/"+session.ClientSelfService, nil), 404)
 	f.expect(f.oauthPost("/oauth2/token", ccForm, svc.ClientID, svc.ClientSecret), 401)
+
+	f.backchannelAndLogout()
+}
+
+// backchannelAndLogout drives CIBA's endpoint (the approval on a device is
+// oauth2.TestCIBA's) and RP-initiated logout through the documented shapes.
+func (f *flow) backchannelAndLogout() {
+	t, srv := f.t, f.srv
+	t.Helper()
+	const ciba = "urn:openid:params:grant-type:ciba"
+	var bank oauthClient
+	f.expectData(srv.Admin(t, "POST", "/admin/clients", map[string]any{
+		"client_name": "Bank", "grant_types": []string{ciba}, "scope": "openid email",
+		"post_logout_redirect_uris": []string{"https://bank.example.com/bye"},
+	}), 201, &bank)
+	var bc struct {
+		AuthReqID string `json:"auth_req_id"`
+		Interval  int    `json:"interval"`
+	}
+	r := f.expect(f.oauthPost("/oauth2/bc-authorize", url.Values{"scope": {"openid"}, "login_hint": {"carol@example.com"}, "binding_message": {"Sign in to Bank"}}, bank.ClientID, bank.ClientSecret), 200)
+	r.JSON(t, &bc)
+	if bc.AuthReqID == "" || bc.Interval != 5 {
+		t.Errorf("bc-authorize: %s", r.Body)
+	}
+	f.expect(f.oauthPost("/oauth2/bc-authorize", url.Values{"scope": {"openid"}, "login_hint": {"nobody@example.com"}}, bank.ClientID, bank.ClientSecret), 400)
+	f.expect(f.oauthPost("/oauth2/bc-authorize", url.Values{"scope": {"openid"}, "login_hint": {"carol@example.com"}}, bank.ClientID, "wrong"), 401)
+	f.expect(f.oauthPost("/oauth2/token", url.Values{"grant_type": {ciba}, "auth_req_id": {bc.AuthReqID}}, bank.ClientID, bank.ClientSecret), 400)
+
+	// Logout: to the registered URI with state; never elsewhere.
+	u := f.redirect(f.send(mustRequest(t, "GET", srv.PublicURL+"/oauth2/sessions/logout?"+url.Values{
+		"client_id": {bank.ClientID}, "post_logout_redirect_uri": {"https://bank.example.com/bye"}, "state": {"s1"}}.Encode())), 302)
+	if q := f.prefixed(u, "https://bank.example.com/bye"); q.Get("state") != "s1" {
+		t.Errorf("logout redirect %s", u)
+	}
+	f.expect(f.send(mustRequest(t, "GET", srv.PublicURL+"/oauth2/sessions/logout?"+url.Values{
+		"client_id": {bank.ClientID}, "post_logout_redirect_uri": {"https://evil.example.com/"}}.Encode())), 400)
+	// The form variant, without a redirect URI: the login UI's signed-out page.
+	req, _ := http.NewRequest("POST", srv.PublicURL+"/oauth2/sessions/logout", strings.NewReader(url.Values{"client_id": {bank.ClientID}}.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	f.redirect(f.send(req), 302)
+}
+
+func mustRequest(t testing.TB, method, u string) *http.Request {
+	t.Helper()
+	req, err := http.NewRequest(method, u, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return req
 }

@@ -13,15 +13,17 @@ var _ janitor.Persister = (*Persister)(nil)
 // expiringTables are the tables the janitor may clean, with their key column; the names
 // are never taken from input.
 var expiringTables = map[string]string{
-	"device_challenges": "id",
-	"webauthn_sessions": "id",
-	"login_flows":       "id",
-	"oauth2_flows":      "id",
-	"oauth2_code":       "signature",
-	"oauth2_oidc":       "signature",
-	"oauth2_pkce":       "signature",
-	"oauth2_access":     "signature",
-	"oauth2_refresh":    "signature",
+	"device_challenges":    "id",
+	"webauthn_sessions":    "id",
+	"login_flows":          "id",
+	"oauth2_flows":         "id",
+	"oauth2_code":          "signature",
+	"oauth2_oidc":          "signature",
+	"oauth2_pkce":          "signature",
+	"oauth2_access":        "signature",
+	"oauth2_refresh":       "signature",
+	"oauth2_ciba_requests": "id",
+	"login_sessions":       "id",
 }
 
 // DeleteExpired deletes at most limit rows of table whose expires_at is before t, in

@@ -16,9 +16,10 @@ type clientRow struct {
 	GrantTypes    string `db:"grant_types"`
 	ResponseTypes string `db:"response_types"`
 	Audience      string `db:"audience"`
+	PostLogout    string `db:"post_logout_redirect_uris"`
 }
 
-const clientColumns = "id, client_name, secret_hash, redirect_uris, grant_types, response_types, scope, audience, token_endpoint_auth_method, skip_consent, created_at, updated_at"
+const clientColumns = "id, client_name, secret_hash, redirect_uris, grant_types, response_types, scope, audience, token_endpoint_auth_method, skip_consent, created_at, updated_at, backchannel_token_delivery_mode, post_logout_redirect_uris"
 
 func jsonList(v []string) string {
 	if v == nil {
@@ -41,15 +42,16 @@ func (r *clientRow) client() *oauth2.Client {
 	c := r.Client
 	c.RedirectURIs, c.GrantTypes = fromJSONList(r.RedirectURIs), fromJSONList(r.GrantTypes)
 	c.ResponseTypes, c.Audience = fromJSONList(r.ResponseTypes), fromJSONList(r.Audience)
+	c.PostLogoutRedirectURIs = fromJSONList(r.PostLogout)
 	c.CreatedAt, c.UpdatedAt = c.CreatedAt.UTC(), c.UpdatedAt.UTC()
 	return &c
 }
 
 func (p *Persister) CreateClient(ctx context.Context, c *oauth2.Client) error {
 	c.CreatedAt, c.UpdatedAt = now(), now()
-	err := p.Connection(ctx).RawQuery("INSERT INTO oauth2_clients ("+clientColumns+") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+	err := p.Connection(ctx).RawQuery("INSERT INTO oauth2_clients ("+clientColumns+") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
 		c.ID, c.Name, c.SecretHash, jsonList(c.RedirectURIs), jsonList(c.GrantTypes), jsonList(c.ResponseTypes), c.Scope,
-		jsonList(c.Audience), c.TokenEndpointAuthMethod, c.SkipConsent, c.CreatedAt, c.UpdatedAt).Exec()
+		jsonList(c.Audience), c.TokenEndpointAuthMethod, c.SkipConsent, c.CreatedAt, c.UpdatedAt, c.BackchannelTokenDeliveryMode, jsonList(c.PostLogoutRedirectURIs)).Exec()
 	if IsUniqueViolation(err) {
 		return oauth2.ErrClientExists
 	}
@@ -82,9 +84,9 @@ func (p *Persister) ListClients(ctx context.Context, limit int, after string) ([
 
 func (p *Persister) UpdateClient(ctx context.Context, c *oauth2.Client) error {
 	c.UpdatedAt = now()
-	n, err := p.Connection(ctx).RawQuery("UPDATE oauth2_clients SET client_name = ?, secret_hash = ?, redirect_uris = ?, grant_types = ?, response_types = ?, scope = ?, audience = ?, token_endpoint_auth_method = ?, skip_consent = ?, updated_at = ? WHERE id = ?",
+	n, err := p.Connection(ctx).RawQuery("UPDATE oauth2_clients SET client_name = ?, secret_hash = ?, redirect_uris = ?, grant_types = ?, response_types = ?, scope = ?, audience = ?, token_endpoint_auth_method = ?, skip_consent = ?, backchannel_token_delivery_mode = ?, post_logout_redirect_uris = ?, updated_at = ? WHERE id = ?",
 		c.Name, c.SecretHash, jsonList(c.RedirectURIs), jsonList(c.GrantTypes), jsonList(c.ResponseTypes), c.Scope,
-		jsonList(c.Audience), c.TokenEndpointAuthMethod, c.SkipConsent, c.UpdatedAt, c.ID).ExecWithCount()
+		jsonList(c.Audience), c.TokenEndpointAuthMethod, c.SkipConsent, c.BackchannelTokenDeliveryMode, jsonList(c.PostLogoutRedirectURIs), c.UpdatedAt, c.ID).ExecWithCount()
 	if err != nil {
 		return err
 	}
@@ -114,14 +116,14 @@ func (p *Persister) DeleteClient(ctx context.Context, id string) error {
 	})
 }
 
-const flowColumns = "id, client_id, request_query, requested_scope, login_challenge, login_verifier, consent_challenge, consent_verifier, identity_id, amr, auth_time, granted_scope, state, expires_at, created_at, browser_hash"
+const flowColumns = "id, client_id, request_query, requested_scope, login_challenge, login_verifier, consent_challenge, consent_verifier, identity_id, amr, auth_time, granted_scope, state, expires_at, created_at, browser_hash, remember, login_session_id"
 
 func (p *Persister) CreateFlow(ctx context.Context, f *oauth2.Flow) error {
 	f.CreatedAt = now()
 	f.ExpiresAt = dbExpiry(f.ExpiresAt)
-	return p.Connection(ctx).RawQuery("INSERT INTO oauth2_flows ("+flowColumns+") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+	return p.Connection(ctx).RawQuery("INSERT INTO oauth2_flows ("+flowColumns+") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
 		f.ID, f.ClientID, f.RequestQuery, f.RequestedScope, f.LoginChallenge, f.LoginVerifier, f.ConsentChallenge, f.ConsentVerifier,
-		f.IdentityID, f.AMR, f.AuthTime, f.GrantedScope, f.State, f.ExpiresAt, f.CreatedAt, f.BrowserHash).Exec()
+		f.IdentityID, f.AMR, f.AuthTime, f.GrantedScope, f.State, f.ExpiresAt, f.CreatedAt, f.BrowserHash, f.Remember, f.LoginSessionID).Exec()
 }
 
 var flowLookupColumns = map[string]bool{"login_challenge": true, "login_verifier": true, "consent_challenge": true, "consent_verifier": true}
@@ -152,8 +154,8 @@ func (p *Persister) AdvanceFlow(ctx context.Context, f *oauth2.Flow, from string
 		t := dbTime(*f.AuthTime)
 		auth = &t
 	}
-	n, err := p.Connection(ctx).RawQuery("UPDATE oauth2_flows SET login_verifier = ?, consent_challenge = ?, consent_verifier = ?, identity_id = ?, amr = ?, auth_time = ?, granted_scope = ?, state = ? WHERE id = ? AND state = ? AND expires_at > ?",
-		f.LoginVerifier, f.ConsentChallenge, f.ConsentVerifier, f.IdentityID, f.AMR, auth, f.GrantedScope, f.State, f.ID, from, dbTime(at)).ExecWithCount()
+	n, err := p.Connection(ctx).RawQuery("UPDATE oauth2_flows SET login_verifier = ?, consent_challenge = ?, consent_verifier = ?, identity_id = ?, amr = ?, auth_time = ?, granted_scope = ?, state = ?, remember = ?, login_session_id = ? WHERE id = ? AND state = ? AND expires_at > ?",
+		f.LoginVerifier, f.ConsentChallenge, f.ConsentVerifier, f.IdentityID, f.AMR, auth, f.GrantedScope, f.State, f.Remember, f.LoginSessionID, f.ID, from, dbTime(at)).ExecWithCount()
 	return n == 1, err
 }
 

@@ -235,6 +235,10 @@ func (p *Persister) RevokeSubject(ctx context.Context, subject string) (n int, e
 				oauth2.FlowRevoked, id, oauth2.FlowLoginAccepted, oauth2.FlowConsent, oauth2.FlowConsentAccepted).Exec(); err != nil {
 				return err
 			}
+			// So do its browser login sessions (their tokens are among those revoked below).
+			if err := c.RawQuery("DELETE FROM login_sessions WHERE identity_id = ?", id).Exec(); err != nil {
+				return err
+			}
 		}
 		if err := c.RawQuery("UPDATE oauth2_code SET active = ? WHERE subject = ? AND active = ?", false, subject, true).Exec(); err != nil {
 			return err

@@ -126,6 +126,21 @@ func NormalizePayload(raw json.RawMessage) (json.RawMessage, error) {
 // Initiate starts a confirmation of actionType (payload may be nil) for userID and
 // pushes it to the user's devices. A push failure does not fail it.
 func (s *Service) Initiate(ctx context.Context, userID int64, actionType string, payload json.RawMessage) (*Initiated, error) {
+	return s.InitiateWith(ctx, userID, actionType, payload, InitiateOptions{})
+}
+
+// InitiateOptions tune InitiateWith for a confirmation started by pvauth itself (a CIBA
+// backchannel login).
+type InitiateOptions struct {
+	// TTL replaces ttl.confirmation when it is positive and shorter.
+	TTL time.Duration
+	// InTx runs in the transaction that stores the confirmation, before the push: its
+	// error stores nothing and is returned as is.
+	InTx func(ctx context.Context, c *Confirmation) error
+}
+
+// InitiateWith is Initiate with options.
+func (s *Service) InitiateWith(ctx context.Context, userID int64, actionType string, payload json.RawMessage, o InitiateOptions) (*Initiated, error) {
 	actionType, err := NormalizeActionType(actionType)
 	if err != nil {
 		return nil, err
@@ -138,7 +153,11 @@ func (s *Service) Initiate(ctx context.Context, userID int64, actionType string,
 		return nil, x.ErrBadRequest.WithMessage("Field 'actionPayload' cannot be canonicalized (RFC 8785): " + err.Error())
 	}
 	// Whole seconds, as stored, so that the challenge's expiry is the stored one.
-	exp := ceilSecond(time.Now().Add(s.d.Config().TTL.Confirmation))
+	ttl := s.d.Config().TTL.Confirmation
+	if o.TTL > 0 && o.TTL < ttl {
+		ttl = o.TTL
+	}
+	exp := ceilSecond(time.Now().Add(ttl))
 	c := &Confirmation{
 		ID: uuid.NewString(), IdentityID: userID, ActionType: actionType, ActionHash: &actionHash,
 		Status: StatusPending, ExpiresAt: exp,
@@ -163,7 +182,18 @@ func (s *Service) Initiate(ctx context.Context, userID int64, actionType string,
 		h := matchHash(c.ID, out.MatchCode)
 		c.MatchCodeHash = &h
 	}
-	if err := s.d.ConfirmationPersister().CreateConfirmation(ctx, c); err != nil {
+	cp := s.d.ConfirmationPersister()
+	if o.InTx == nil {
+		err = cp.CreateConfirmation(ctx, c)
+	} else {
+		err = cp.Transaction(ctx, func(ctx context.Context) error {
+			if err := cp.CreateConfirmation(ctx, c); err != nil {
+				return err
+			}
+			return o.InTx(ctx, c)
+		})
+	}
+	if err != nil {
 		return nil, err
 	}
 	s.log(ctx, c, audit.ResultSuccess, "", map[string]any{"event": "initiated", "challengeHash": challengeHash,
