@@ -122,11 +122,11 @@ func (h *Handler) authorize(w http.ResponseWriter, r *http.Request, _ httprouter
 	}
 	ar, err := p.NewAuthorizeRequest(ctx, r)
 	if err != nil {
-		p.WriteAuthorizeError(ctx, w, ar, err)
+		p.WriteAuthorizeError(ctx, w, ar, authorizeError(err))
 		return
 	}
 	if err := precheck(ar); err != nil {
-		p.WriteAuthorizeError(ctx, w, ar, err)
+		p.WriteAuthorizeError(ctx, w, ar, authorizeError(err))
 		return
 	}
 	h.startLogin(w, r, ar, q)
@@ -179,11 +179,11 @@ func (h *Handler) returnLeg(w http.ResponseWriter, r *http.Request, q url.Values
 		ar, perr := p.NewAuthorizeRequest(ctx, r)
 		switch {
 		case perr != nil:
-			p.WriteAuthorizeError(ctx, w, ar, perr)
+			p.WriteAuthorizeError(ctx, w, ar, authorizeError(perr))
 		case err != nil && !errors.Is(err, ErrFlowNotFound):
-			p.WriteAuthorizeError(ctx, w, ar, fosite.ErrServerError.WithWrap(err))
+			p.WriteAuthorizeError(ctx, w, ar, authorizeError(fosite.ErrServerError.WithWrap(err)))
 		default:
-			p.WriteAuthorizeError(ctx, w, ar, fosite.ErrAccessDenied.WithHint("The login or consent verifier is invalid, used or expired."))
+			p.WriteAuthorizeError(ctx, w, ar, authorizeError(fosite.ErrAccessDenied.WithHint("The login or consent verifier is invalid, used or expired.")))
 		}
 		return
 	}
@@ -205,7 +205,7 @@ func (h *Handler) returnLeg(w http.ResponseWriter, r *http.Request, q url.Values
 			ev.UserID = audit.Int64(*f.IdentityID)
 		}
 		h.d.AuditLogger().Log(ctx, ev)
-		p.WriteAuthorizeError(ctx, w, orig, fosite.ErrInvalidRequest.WithHint("The login must be completed in the browser that started it."))
+		p.WriteAuthorizeError(ctx, w, orig, authorizeError(fosite.ErrInvalidRequest.WithHint("The login must be completed in the browser that started it.")))
 		return
 	}
 	if column == "login_verifier" {
@@ -257,7 +257,7 @@ func (h *Handler) startLogin(w http.ResponseWriter, r *http.Request, ar fosite.A
 	ctx := r.Context()
 	loginUI := h.d.Config().URLs.LoginUI
 	if loginUI == "" {
-		h.provider().WriteAuthorizeError(ctx, w, ar, fosite.ErrServerError.WithHint("urls.login_ui is not configured."))
+		h.provider().WriteAuthorizeError(ctx, w, ar, authorizeError(fosite.ErrServerError.WithHint("urls.login_ui is not configured.")))
 		return
 	}
 	challenge := newSecret()
@@ -267,7 +267,7 @@ func (h *Handler) startLogin(w http.ResponseWriter, r *http.Request, ar fosite.A
 		AMR: "[]", State: FlowLogin, ExpiresAt: time.Now().Add(h.flowTTL()), BrowserHash: h.bindBrowser(w, r),
 	}
 	if err := h.d.OAuth2Persister().CreateFlow(ctx, f); err != nil {
-		h.provider().WriteAuthorizeError(ctx, w, ar, fosite.ErrServerError.WithWrap(err))
+		h.provider().WriteAuthorizeError(ctx, w, ar, authorizeError(fosite.ErrServerError.WithWrap(err)))
 		return
 	}
 	http.Redirect(w, r, withQuery(loginUI, "login_challenge", challenge), http.StatusFound)
@@ -300,17 +300,17 @@ func (h *Handler) afterLogin(w http.ResponseWriter, r *http.Request, ar fosite.A
 	ctx := r.Context()
 	f, err := h.flowFor(ctx, "login_verifier", verifier, ar, FlowLoginAccepted)
 	if err != nil {
-		h.provider().WriteAuthorizeError(ctx, w, ar, err)
+		h.provider().WriteAuthorizeError(ctx, w, ar, authorizeError(err))
 		return
 	}
 	c, err := h.d.OAuth2Persister().GetOAuth2Client(ctx, f.ClientID)
 	if err != nil {
-		h.provider().WriteAuthorizeError(ctx, w, ar, fosite.ErrInvalidClient)
+		h.provider().WriteAuthorizeError(ctx, w, ar, authorizeError(fosite.ErrInvalidClient.WithWrap(err)))
 		return
 	}
 	remembered, err := h.d.OAuth2Persister().GetConsent(ctx, *f.IdentityID, f.ClientID)
 	if err != nil {
-		h.provider().WriteAuthorizeError(ctx, w, ar, fosite.ErrServerError.WithWrap(err))
+		h.provider().WriteAuthorizeError(ctx, w, ar, authorizeError(fosite.ErrServerError.WithWrap(err)))
 		return
 	}
 	if c.SkipConsent || (remembered != "" && covers(remembered, f.RequestedScope)) {
@@ -319,7 +319,7 @@ func (h *Handler) afterLogin(w http.ResponseWriter, r *http.Request, ar fosite.A
 		hv := x.SHA256Hex(v)
 		f.ConsentVerifier, f.GrantedScope, f.State = &hv, f.RequestedScope, FlowConsentAccepted
 		if ok, err := h.d.OAuth2Persister().AdvanceFlow(ctx, f, FlowLoginAccepted, time.Now()); err != nil || !ok {
-			h.provider().WriteAuthorizeError(ctx, w, ar, fosite.ErrAccessDenied.WithHint("The login verifier was already used."))
+			h.provider().WriteAuthorizeError(ctx, w, ar, authorizeError(fosite.ErrAccessDenied.WithHint("The login verifier was already used.")))
 			return
 		}
 		h.finishAuthorize(w, r, ar, v)
@@ -327,14 +327,14 @@ func (h *Handler) afterLogin(w http.ResponseWriter, r *http.Request, ar fosite.A
 	}
 	consentUI := h.d.Config().URLs.ConsentUI
 	if consentUI == "" {
-		h.provider().WriteAuthorizeError(ctx, w, ar, fosite.ErrServerError.WithHint("urls.consent_ui is not configured."))
+		h.provider().WriteAuthorizeError(ctx, w, ar, authorizeError(fosite.ErrServerError.WithHint("urls.consent_ui is not configured.")))
 		return
 	}
 	challenge := newSecret()
 	hc := x.SHA256Hex(challenge)
 	f.ConsentChallenge, f.State = &hc, FlowConsent
 	if ok, err := h.d.OAuth2Persister().AdvanceFlow(ctx, f, FlowLoginAccepted, time.Now()); err != nil || !ok {
-		h.provider().WriteAuthorizeError(ctx, w, ar, fosite.ErrAccessDenied.WithHint("The login verifier was already used."))
+		h.provider().WriteAuthorizeError(ctx, w, ar, authorizeError(fosite.ErrAccessDenied.WithHint("The login verifier was already used.")))
 		return
 	}
 	http.Redirect(w, r, withQuery(consentUI, "consent_challenge", challenge), http.StatusFound)
@@ -359,26 +359,26 @@ func (h *Handler) finishAuthorize(w http.ResponseWriter, r *http.Request, ar fos
 	p := h.provider()
 	f, err := h.d.OAuth2Persister().GetFlowBy(ctx, "consent_verifier", x.SHA256Hex(verifier))
 	if err != nil || f.ClientID != ar.GetClient().GetID() || !time.Now().Before(f.ExpiresAt) {
-		p.WriteAuthorizeError(ctx, w, ar, fosite.ErrAccessDenied.WithHint("The consent verifier is invalid, used or expired."))
+		p.WriteAuthorizeError(ctx, w, ar, authorizeError(fosite.ErrAccessDenied.WithHint("The consent verifier is invalid, used or expired.")))
 		return
 	}
 	from := f.State
 	if from != FlowConsentAccepted && from != FlowConsentRejected {
-		p.WriteAuthorizeError(ctx, w, ar, fosite.ErrAccessDenied.WithHint("The consent verifier is invalid, used or expired."))
+		p.WriteAuthorizeError(ctx, w, ar, authorizeError(fosite.ErrAccessDenied.WithHint("The consent verifier is invalid, used or expired.")))
 		return
 	}
 	f.State = FlowDone
 	if from == FlowConsentRejected {
 		if ok, err := h.d.OAuth2Persister().AdvanceFlow(ctx, f, from, time.Now()); err != nil || !ok {
-			p.WriteAuthorizeError(ctx, w, ar, fosite.ErrAccessDenied.WithHint("The consent verifier was already used."))
+			p.WriteAuthorizeError(ctx, w, ar, authorizeError(fosite.ErrAccessDenied.WithHint("The consent verifier was already used.")))
 			return
 		}
-		p.WriteAuthorizeError(ctx, w, ar, fosite.ErrAccessDenied.WithHint("The resource owner denied the request."))
+		p.WriteAuthorizeError(ctx, w, ar, authorizeError(fosite.ErrAccessDenied.WithHint("The resource owner denied the request.")))
 		return
 	}
 	id, err := h.d.IdentityPersister().GetIdentity(ctx, *f.IdentityID)
 	if err != nil || id.State != identity.StateActive {
-		p.WriteAuthorizeError(ctx, w, ar, fosite.ErrAccessDenied.WithHint("The user can no longer log in."))
+		p.WriteAuthorizeError(ctx, w, ar, authorizeError(fosite.ErrAccessDenied.WithHint("The user can no longer log in.")))
 		return
 	}
 	for _, s := range strings.Fields(f.GrantedScope) {
@@ -426,17 +426,17 @@ func (h *Handler) finishAuthorize(w http.ResponseWriter, r *http.Request, ar fos
 	}
 	switch {
 	case errors.Is(err, errVerifierUsed):
-		p.WriteAuthorizeError(ctx, w, ar, fosite.ErrAccessDenied.WithHint("The consent verifier was already used."))
+		p.WriteAuthorizeError(ctx, w, ar, authorizeError(fosite.ErrAccessDenied.WithHint("The consent verifier was already used.")))
 		return
 	case errors.Is(err, session.ErrIdentityInactive):
-		p.WriteAuthorizeError(ctx, w, ar, fosite.ErrAccessDenied.WithHint("The user can no longer log in."))
+		p.WriteAuthorizeError(ctx, w, ar, authorizeError(fosite.ErrAccessDenied.WithHint("The user can no longer log in.")))
 		return
 	case err != nil:
 		var rfc *fosite.RFC6749Error
 		if !errors.As(err, &rfc) {
 			err = fosite.ErrServerError.WithWrap(err)
 		}
-		p.WriteAuthorizeError(ctx, w, ar, err)
+		p.WriteAuthorizeError(ctx, w, ar, authorizeError(err))
 		return
 	}
 	h.d.AuditLogger().Log(ctx, audit.Event{Type: "oauth2.authorize", UserID: audit.Int64(id.ID),
@@ -462,7 +462,9 @@ func (h *Handler) token(w http.ResponseWriter, r *http.Request, _ httprouter.Par
 	}
 	ar, err := p.NewAccessRequest(ctx, r, sess)
 	if err != nil {
-		p.WriteAccessError(ctx, w, ar, err)
+		if !x.WriteOAuth2Unavailable(w, r, err) {
+			p.WriteAccessError(ctx, w, ar, err)
+		}
 		return
 	}
 	// pvauth's own first-party clients refresh through /api/v1/auth/refresh, which also
@@ -494,7 +496,9 @@ func (h *Handler) token(w http.ResponseWriter, r *http.Request, _ httprouter.Par
 			// not a server error.
 			err = fosite.ErrInvalidGrant.WithHint("The authorization code has already been used.").WithWrap(err)
 		}
-		p.WriteAccessError(ctx, w, ar, err)
+		if !x.WriteOAuth2Unavailable(w, r, err) {
+			p.WriteAccessError(ctx, w, ar, err)
+		}
 		return
 	}
 	p.WriteAccessResponse(ctx, w, ar, resp)
@@ -515,6 +519,9 @@ func (h *Handler) introspect(w http.ResponseWriter, r *http.Request, _ httproute
 	}
 	// Only confidential clients introspect: a public client proves nothing by its id.
 	if c, err := f.AuthenticateClient(ctx, r, r.PostForm); err != nil || c.IsPublic() {
+		if x.WriteOAuth2Unavailable(w, r, err) {
+			return
+		}
 		w.Header().Set("WWW-Authenticate", `Basic realm="pvauth"`)
 		writeOAuthError(w, http.StatusUnauthorized, "invalid_client", "Client authentication failed.")
 		return
@@ -526,10 +533,22 @@ func (h *Handler) introspect(w http.ResponseWriter, r *http.Request, _ httproute
 	}
 	res, err := h.d.Tokens().Introspect(ctx, token, r.PostForm.Get("token_type_hint"))
 	if err != nil {
+		if x.WriteOAuth2Unavailable(w, r, err) {
+			return
+		}
 		writeOAuthError(w, http.StatusInternalServerError, "server_error", "Introspection failed.")
 		return
 	}
 	x.WriteJSON(w, http.StatusOK, res)
+}
+
+// authorizeError makes a database failure RFC 6749's temporarily_unavailable, which
+// fosite answers like any authorization error (a redirect to the client, or a 503).
+func authorizeError(err error) error {
+	if x.IsUnavailable(err) {
+		return fosite.ErrTemporarilyUnavailable.WithWrap(err)
+	}
+	return err
 }
 
 func writeOAuthError(w http.ResponseWriter, status int, code, desc string) {
@@ -540,6 +559,9 @@ func (h *Handler) revoke(w http.ResponseWriter, r *http.Request, _ httprouter.Pa
 	ctx := r.Context()
 	p := h.provider()
 	err := p.NewRevocationRequest(ctx, r)
+	if x.WriteOAuth2Unavailable(w, r, err) {
+		return
+	}
 	p.WriteRevocationResponse(ctx, w, err)
 }
 
@@ -621,8 +643,10 @@ func (h *Handler) flowByChallenge(ctx context.Context, column, challenge, state 
 		return nil, nil, x.ErrNotFound.WithMessage("The challenge is unknown, expired or already used.")
 	}
 	c, err := h.d.OAuth2Persister().GetOAuth2Client(ctx, f.ClientID)
-	if err != nil {
+	if errors.Is(err, ErrClientNotFound) {
 		return nil, nil, x.ErrNotFound.WithMessage("The client of this request no longer exists.")
+	} else if err != nil {
+		return nil, nil, err
 	}
 	return f, c, nil
 }
