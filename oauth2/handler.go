@@ -319,7 +319,7 @@ func (h *Handler) afterLogin(w http.ResponseWriter, r *http.Request, ar fosite.A
 		hv := x.SHA256Hex(v)
 		f.ConsentVerifier, f.GrantedScope, f.State = &hv, f.RequestedScope, FlowConsentAccepted
 		if ok, err := h.d.OAuth2Persister().AdvanceFlow(ctx, f, FlowLoginAccepted, time.Now()); err != nil || !ok {
-			h.provider().WriteAuthorizeError(ctx, w, ar, authorizeError(fosite.ErrAccessDenied.WithHint("The login verifier was already used.")))
+			h.provider().WriteAuthorizeError(ctx, w, ar, authorizeError(fosite.ErrAccessDenied.WithHint("The login verifier was already used.").WithWrap(err)))
 			return
 		}
 		h.finishAuthorize(w, r, ar, v)
@@ -334,7 +334,7 @@ func (h *Handler) afterLogin(w http.ResponseWriter, r *http.Request, ar fosite.A
 	hc := x.SHA256Hex(challenge)
 	f.ConsentChallenge, f.State = &hc, FlowConsent
 	if ok, err := h.d.OAuth2Persister().AdvanceFlow(ctx, f, FlowLoginAccepted, time.Now()); err != nil || !ok {
-		h.provider().WriteAuthorizeError(ctx, w, ar, authorizeError(fosite.ErrAccessDenied.WithHint("The login verifier was already used.")))
+		h.provider().WriteAuthorizeError(ctx, w, ar, authorizeError(fosite.ErrAccessDenied.WithHint("The login verifier was already used.").WithWrap(err)))
 		return
 	}
 	http.Redirect(w, r, withQuery(consentUI, "consent_challenge", challenge), http.StatusFound)
@@ -359,7 +359,7 @@ func (h *Handler) finishAuthorize(w http.ResponseWriter, r *http.Request, ar fos
 	p := h.provider()
 	f, err := h.d.OAuth2Persister().GetFlowBy(ctx, "consent_verifier", x.SHA256Hex(verifier))
 	if err != nil || f.ClientID != ar.GetClient().GetID() || !time.Now().Before(f.ExpiresAt) {
-		p.WriteAuthorizeError(ctx, w, ar, authorizeError(fosite.ErrAccessDenied.WithHint("The consent verifier is invalid, used or expired.")))
+		p.WriteAuthorizeError(ctx, w, ar, authorizeError(fosite.ErrAccessDenied.WithHint("The consent verifier is invalid, used or expired.").WithWrap(err)))
 		return
 	}
 	from := f.State
@@ -370,7 +370,7 @@ func (h *Handler) finishAuthorize(w http.ResponseWriter, r *http.Request, ar fos
 	f.State = FlowDone
 	if from == FlowConsentRejected {
 		if ok, err := h.d.OAuth2Persister().AdvanceFlow(ctx, f, from, time.Now()); err != nil || !ok {
-			p.WriteAuthorizeError(ctx, w, ar, authorizeError(fosite.ErrAccessDenied.WithHint("The consent verifier was already used.")))
+			p.WriteAuthorizeError(ctx, w, ar, authorizeError(fosite.ErrAccessDenied.WithHint("The consent verifier was already used.").WithWrap(err)))
 			return
 		}
 		p.WriteAuthorizeError(ctx, w, ar, authorizeError(fosite.ErrAccessDenied.WithHint("The resource owner denied the request.")))
@@ -378,7 +378,7 @@ func (h *Handler) finishAuthorize(w http.ResponseWriter, r *http.Request, ar fos
 	}
 	id, err := h.d.IdentityPersister().GetIdentity(ctx, *f.IdentityID)
 	if err != nil || id.State != identity.StateActive {
-		p.WriteAuthorizeError(ctx, w, ar, authorizeError(fosite.ErrAccessDenied.WithHint("The user can no longer log in.")))
+		p.WriteAuthorizeError(ctx, w, ar, authorizeError(fosite.ErrAccessDenied.WithHint("The user can no longer log in.").WithWrap(err)))
 		return
 	}
 	for _, s := range strings.Fields(f.GrantedScope) {

@@ -88,10 +88,36 @@ func WriteOAuth2Unavailable(w http.ResponseWriter, r *http.Request, err error) b
 		WriteError(w, r, err)
 		return true
 	}
-	slog.ErrorContext(r.Context(), "request failed", "request_id", RequestID(r.Context()),
-		"method", r.Method, "path", r.URL.Path, "status", http.StatusServiceUnavailable, "error", err.Error())
+	logFailure(r, http.StatusServiceUnavailable, err)
 	w.Header().Set("Retry-After", strconv.Itoa(unavailableRetryAfter))
 	WriteJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "temporarily_unavailable",
 		"error_description": "The service is temporarily unavailable. Try again later."})
 	return true
+}
+
+// logFailure logs a 5xx answer. A 503 is a warning (the database away, an overload: the
+// client is told to retry, and the log names the cause); anything else is an error.
+func logFailure(r *http.Request, status int, err error) {
+	level, msg := slog.LevelError, "request failed"
+	if status == http.StatusServiceUnavailable {
+		level, msg = slog.LevelWarn, "request refused: dependency unavailable"
+	}
+	attrs := []slog.Attr{slog.String("request_id", RequestID(r.Context())), slog.String("method", r.Method),
+		slog.String("path", r.URL.Path), slog.Int("status", status), slog.String("error", err.Error())}
+	// fosite's errors print only their RFC 6749 code: name the innermost cause too.
+	if c := rootCause(err); c != err {
+		attrs = append(attrs, slog.String("cause", c.Error()))
+	}
+	slog.LogAttrs(r.Context(), level, msg, attrs...)
+}
+
+// rootCause follows single-error wrapping to the innermost error.
+func rootCause(err error) error {
+	for {
+		next := errors.Unwrap(err)
+		if next == nil {
+			return err
+		}
+		err = next
+	}
 }
