@@ -422,4 +422,3 @@ func outageSign(t *testing.T, k *ecdsa.PrivateKey, challenge string) string {
 	}
 	return base64.StdEncoding.EncodeToString(sig)
 }
-
