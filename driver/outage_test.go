@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"regexp"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -221,13 +222,21 @@ func TestPostgresRestartUnderLoad(t *testing.T) {
 	if backIn == 0 {
 		t.Errorf("throughput not back within 10 s of the restart")
 	}
-	// Errors only while the database is away: after it accepts connections again, at
+	// Errors only while the database is away: after it accepts sessions again, at
 	// most the backoff's cap (1 s) and PostgreSQL's own start-up pass before the last 503.
 	if late := last503.Sub(upAt); late > 3*time.Second {
 		t.Errorf("a 503 came %s after the database was back", late)
 	}
 	if counts["down"][http.StatusServiceUnavailable] == 0 {
 		t.Errorf("no 503 while the database was down: the outage was not exercised")
+	}
+	// The backoff is visible to operators, and no answer was counted as a 500.
+	metrics := string(srv.Admin(t, http.MethodGet, "/metrics", nil).Body)
+	if !regexp.MustCompile(`pvauth_db_dials_total\{result="held_back"\} [1-9]`).MatchString(metrics) {
+		t.Errorf("metrics lack the held-back dials")
+	}
+	if strings.Contains(metrics, `code="500"`) {
+		t.Errorf("a 500 was counted")
 	}
 	// Each family's last acknowledged refresh token works once, and only once.
 	for i, f := range refresh {

@@ -4,6 +4,7 @@
 package testpg
 
 import (
+	"context"
 	"fmt"
 	"net"
 	"os"
@@ -14,6 +15,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 )
 
 // EnvBin names the variable that overrides the directory of initdb and pg_ctl.
@@ -124,17 +127,23 @@ func (s *Server) Stop(mode string, wait bool) {
 	}
 }
 
-// WaitReady waits until the server accepts TCP connections (at most d).
+// WaitReady waits until the server accepts sessions (past its start-up, at most d).
 func (s *Server) WaitReady(d time.Duration) {
 	s.t.Helper()
-	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(s.Port))
+	var err error
 	for end := time.Now().Add(d); time.Now().Before(end); time.Sleep(20 * time.Millisecond) {
-		if c, err := net.DialTimeout("tcp", addr, 100*time.Millisecond); err == nil {
-			c.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		var c *pgx.Conn
+		if c, err = pgx.Connect(ctx, s.DSN()); err == nil {
+			err = c.Ping(ctx)
+			c.Close(ctx)
+		}
+		cancel()
+		if err == nil {
 			return
 		}
 	}
-	s.t.Fatalf("testpg: %s not accepting connections after %s", addr, d)
+	s.t.Fatalf("testpg: not accepting sessions after %s: %v", d, err)
 }
 
 // WaitDown waits until the server refuses TCP connections (at most d).

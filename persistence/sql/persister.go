@@ -42,7 +42,7 @@ type Persister struct {
 	// under, and how long one database call may take (see bound).
 	gate    *dialGate
 	pgName  string
-	timeout time.Duration
+	timeout atomic.Int64 // a time.Duration
 }
 
 func init() {
@@ -101,7 +101,7 @@ func New(ctx context.Context, dsn string) (*Persister, error) {
 	}
 	p := &Persister{conn: c, stmts: newStmtCache(db, c.Dialect.TranslateSQL), gate: gate, pgName: pgName}
 	if gate != nil {
-		p.timeout = DefaultTimeout
+		p.timeout.Store(int64(DefaultTimeout))
 	}
 	p.reads = p.stmts
 	p.sqlite = deets.Dialect == DialectSQLite
@@ -165,7 +165,7 @@ func (p *Persister) DialStats() (attempts, heldBack int64) {
 // SetTimeout changes how long one database call may take on PostgreSQL (tests).
 func (p *Persister) SetTimeout(d time.Duration) {
 	if p.gate != nil {
-		p.timeout = d
+		p.timeout.Store(int64(d))
 	}
 }
 
@@ -173,13 +173,14 @@ func (p *Persister) SetTimeout(d time.Duration) {
 // stays). Its error when the time is up is context.DeadlineExceeded, which IsUnavailable
 // counts as the database failing.
 func (p *Persister) bound(ctx context.Context) (context.Context, context.CancelFunc) {
-	if p.timeout <= 0 {
+	d := time.Duration(p.timeout.Load())
+	if d <= 0 {
 		return ctx, func() {}
 	}
-	if dl, ok := ctx.Deadline(); ok && time.Until(dl) <= p.timeout {
+	if dl, ok := ctx.Deadline(); ok && time.Until(dl) <= d {
 		return ctx, func() {}
 	}
-	return context.WithTimeout(ctx, p.timeout)
+	return context.WithTimeout(ctx, d)
 }
 
 // isMemory tells an in-memory SQLite database: it lives in its one connection, so it
