@@ -130,11 +130,11 @@ func (h *Handler) authorize(w http.ResponseWriter, r *http.Request, _ httprouter
 	}
 	ar, err := p.NewAuthorizeRequest(ctx, r)
 	if err != nil {
-		p.WriteAuthorizeError(ctx, w, ar, err)
+		p.WriteAuthorizeError(ctx, w, ar, authorizeError(err))
 		return
 	}
 	if err := precheck(ar); err != nil {
-		p.WriteAuthorizeError(ctx, w, ar, err)
+		p.WriteAuthorizeError(ctx, w, ar, authorizeError(err))
 		return
 	}
 	pr, err := h.parsePrompt(ctx, ar)
@@ -207,11 +207,11 @@ func (h *Handler) returnLeg(w http.ResponseWriter, r *http.Request, q url.Values
 		ar, perr := p.NewAuthorizeRequest(ctx, r)
 		switch {
 		case perr != nil:
-			p.WriteAuthorizeError(ctx, w, ar, perr)
+			p.WriteAuthorizeError(ctx, w, ar, authorizeError(perr))
 		case err != nil && !errors.Is(err, ErrFlowNotFound):
-			p.WriteAuthorizeError(ctx, w, ar, fosite.ErrServerError.WithWrap(err))
+			p.WriteAuthorizeError(ctx, w, ar, authorizeError(fosite.ErrServerError.WithWrap(err)))
 		default:
-			p.WriteAuthorizeError(ctx, w, ar, fosite.ErrAccessDenied.WithHint("The login or consent verifier is invalid, used or expired."))
+			p.WriteAuthorizeError(ctx, w, ar, authorizeError(fosite.ErrAccessDenied.WithHint("The login or consent verifier is invalid, used or expired.")))
 		}
 		return
 	}
@@ -233,7 +233,7 @@ func (h *Handler) returnLeg(w http.ResponseWriter, r *http.Request, q url.Values
 			ev.UserID = audit.Int64(*f.IdentityID)
 		}
 		h.d.AuditLogger().Log(ctx, ev)
-		p.WriteAuthorizeError(ctx, w, orig, fosite.ErrInvalidRequest.WithHint("The login must be completed in the browser that started it."))
+		p.WriteAuthorizeError(ctx, w, orig, authorizeError(fosite.ErrInvalidRequest.WithHint("The login must be completed in the browser that started it.")))
 		return
 	}
 	if column == "login_verifier" {
@@ -278,7 +278,7 @@ func (h *Handler) startLogin(w http.ResponseWriter, r *http.Request, ar fosite.A
 	ctx := r.Context()
 	loginUI := h.d.Config().URLs.LoginUI
 	if loginUI == "" {
-		h.provider().WriteAuthorizeError(ctx, w, ar, fosite.ErrServerError.WithHint("urls.login_ui is not configured."))
+		h.provider().WriteAuthorizeError(ctx, w, ar, authorizeError(fosite.ErrServerError.WithHint("urls.login_ui is not configured.")))
 		return
 	}
 	challenge := newSecret()
@@ -288,7 +288,7 @@ func (h *Handler) startLogin(w http.ResponseWriter, r *http.Request, ar fosite.A
 		AMR: "[]", State: FlowLogin, ExpiresAt: time.Now().Add(h.flowTTL()), BrowserHash: h.bindBrowser(w, r),
 	}
 	if err := h.d.OAuth2Persister().CreateFlow(ctx, f); err != nil {
-		h.provider().WriteAuthorizeError(ctx, w, ar, fosite.ErrServerError.WithWrap(err))
+		h.provider().WriteAuthorizeError(ctx, w, ar, authorizeError(fosite.ErrServerError.WithWrap(err)))
 		return
 	}
 	http.Redirect(w, r, withQuery(loginUI, "login_challenge", challenge), http.StatusFound)
@@ -321,7 +321,7 @@ func (h *Handler) afterLogin(w http.ResponseWriter, r *http.Request, ar fosite.A
 	ctx := r.Context()
 	f, err := h.flowFor(ctx, "login_verifier", verifier, ar, FlowLoginAccepted)
 	if err != nil {
-		h.provider().WriteAuthorizeError(ctx, w, ar, err)
+		h.provider().WriteAuthorizeError(ctx, w, ar, authorizeError(err))
 		return
 	}
 	pr, err := h.parsePrompt(ctx, ar)
@@ -352,12 +352,12 @@ func (h *Handler) continueFlow(w http.ResponseWriter, r *http.Request, ar fosite
 	ctx := r.Context()
 	c, err := h.d.OAuth2Persister().GetOAuth2Client(ctx, f.ClientID)
 	if err != nil {
-		h.provider().WriteAuthorizeError(ctx, w, ar, fosite.ErrInvalidClient)
+		h.provider().WriteAuthorizeError(ctx, w, ar, authorizeError(fosite.ErrInvalidClient.WithWrap(err)))
 		return
 	}
 	remembered, err := h.d.OAuth2Persister().GetConsent(ctx, *f.IdentityID, f.ClientID)
 	if err != nil {
-		h.provider().WriteAuthorizeError(ctx, w, ar, fosite.ErrServerError.WithWrap(err))
+		h.provider().WriteAuthorizeError(ctx, w, ar, authorizeError(fosite.ErrServerError.WithWrap(err)))
 		return
 	}
 	if !pr.consent && (c.SkipConsent || (remembered != "" && covers(remembered, f.RequestedScope))) {
@@ -366,7 +366,7 @@ func (h *Handler) continueFlow(w http.ResponseWriter, r *http.Request, ar fosite
 		hv := x.SHA256Hex(v)
 		f.ConsentVerifier, f.GrantedScope, f.State = &hv, f.RequestedScope, FlowConsentAccepted
 		if ok, err := h.d.OAuth2Persister().AdvanceFlow(ctx, f, FlowLoginAccepted, time.Now()); err != nil || !ok {
-			h.provider().WriteAuthorizeError(ctx, w, ar, fosite.ErrAccessDenied.WithHint("The login verifier was already used."))
+			h.provider().WriteAuthorizeError(ctx, w, ar, authorizeError(fosite.ErrAccessDenied.WithHint("The login verifier was already used.").WithWrap(err)))
 			return
 		}
 		h.finishAuthorize(w, r, ar, v)
@@ -378,14 +378,14 @@ func (h *Handler) continueFlow(w http.ResponseWriter, r *http.Request, ar fosite
 	}
 	consentUI := h.d.Config().URLs.ConsentUI
 	if consentUI == "" {
-		h.provider().WriteAuthorizeError(ctx, w, ar, fosite.ErrServerError.WithHint("urls.consent_ui is not configured."))
+		h.provider().WriteAuthorizeError(ctx, w, ar, authorizeError(fosite.ErrServerError.WithHint("urls.consent_ui is not configured.")))
 		return
 	}
 	challenge := newSecret()
 	hc := x.SHA256Hex(challenge)
 	f.ConsentChallenge, f.State = &hc, FlowConsent
 	if ok, err := h.d.OAuth2Persister().AdvanceFlow(ctx, f, FlowLoginAccepted, time.Now()); err != nil || !ok {
-		h.provider().WriteAuthorizeError(ctx, w, ar, fosite.ErrAccessDenied.WithHint("The login verifier was already used."))
+		h.provider().WriteAuthorizeError(ctx, w, ar, authorizeError(fosite.ErrAccessDenied.WithHint("The login verifier was already used.").WithWrap(err)))
 		return
 	}
 	http.Redirect(w, r, withQuery(consentUI, "consent_challenge", challenge), http.StatusFound)
@@ -410,26 +410,26 @@ func (h *Handler) finishAuthorize(w http.ResponseWriter, r *http.Request, ar fos
 	p := h.provider()
 	f, err := h.d.OAuth2Persister().GetFlowBy(ctx, "consent_verifier", x.SHA256Hex(verifier))
 	if err != nil || f.ClientID != ar.GetClient().GetID() || !time.Now().Before(f.ExpiresAt) {
-		p.WriteAuthorizeError(ctx, w, ar, fosite.ErrAccessDenied.WithHint("The consent verifier is invalid, used or expired."))
+		p.WriteAuthorizeError(ctx, w, ar, authorizeError(fosite.ErrAccessDenied.WithHint("The consent verifier is invalid, used or expired.").WithWrap(err)))
 		return
 	}
 	from := f.State
 	if from != FlowConsentAccepted && from != FlowConsentRejected {
-		p.WriteAuthorizeError(ctx, w, ar, fosite.ErrAccessDenied.WithHint("The consent verifier is invalid, used or expired."))
+		p.WriteAuthorizeError(ctx, w, ar, authorizeError(fosite.ErrAccessDenied.WithHint("The consent verifier is invalid, used or expired.")))
 		return
 	}
 	f.State = FlowDone
 	if from == FlowConsentRejected {
 		if ok, err := h.d.OAuth2Persister().AdvanceFlow(ctx, f, from, time.Now()); err != nil || !ok {
-			p.WriteAuthorizeError(ctx, w, ar, fosite.ErrAccessDenied.WithHint("The consent verifier was already used."))
+			p.WriteAuthorizeError(ctx, w, ar, authorizeError(fosite.ErrAccessDenied.WithHint("The consent verifier was already used.").WithWrap(err)))
 			return
 		}
-		p.WriteAuthorizeError(ctx, w, ar, fosite.ErrAccessDenied.WithHint("The resource owner denied the request."))
+		p.WriteAuthorizeError(ctx, w, ar, authorizeError(fosite.ErrAccessDenied.WithHint("The resource owner denied the request.")))
 		return
 	}
 	id, err := h.d.IdentityPersister().GetIdentity(ctx, *f.IdentityID)
 	if err != nil || id.State != identity.StateActive {
-		p.WriteAuthorizeError(ctx, w, ar, fosite.ErrAccessDenied.WithHint("The user can no longer log in."))
+		p.WriteAuthorizeError(ctx, w, ar, authorizeError(fosite.ErrAccessDenied.WithHint("The user can no longer log in.").WithWrap(err)))
 		return
 	}
 	for _, s := range strings.Fields(f.GrantedScope) {
@@ -496,17 +496,17 @@ func (h *Handler) finishAuthorize(w http.ResponseWriter, r *http.Request, ar fos
 		p.WriteAuthorizeError(ctx, w, ar, fosite.ErrLoginRequired.WithHint("The browser's login session ended."))
 		return
 	case errors.Is(err, errVerifierUsed):
-		p.WriteAuthorizeError(ctx, w, ar, fosite.ErrAccessDenied.WithHint("The consent verifier was already used."))
+		p.WriteAuthorizeError(ctx, w, ar, authorizeError(fosite.ErrAccessDenied.WithHint("The consent verifier was already used.")))
 		return
 	case errors.Is(err, session.ErrIdentityInactive):
-		p.WriteAuthorizeError(ctx, w, ar, fosite.ErrAccessDenied.WithHint("The user can no longer log in."))
+		p.WriteAuthorizeError(ctx, w, ar, authorizeError(fosite.ErrAccessDenied.WithHint("The user can no longer log in.")))
 		return
 	case err != nil:
 		var rfc *fosite.RFC6749Error
 		if !errors.As(err, &rfc) {
 			err = fosite.ErrServerError.WithWrap(err)
 		}
-		p.WriteAuthorizeError(ctx, w, ar, err)
+		p.WriteAuthorizeError(ctx, w, ar, authorizeError(err))
 		return
 	}
 	h.d.AuditLogger().Log(ctx, audit.Event{Type: "oauth2.authorize", UserID: audit.Int64(id.ID),
@@ -535,7 +535,9 @@ func (h *Handler) token(w http.ResponseWriter, r *http.Request, _ httprouter.Par
 	}
 	ar, err := p.NewAccessRequest(ctx, r, sess)
 	if err != nil {
-		p.WriteAccessError(ctx, w, ar, err)
+		if !x.WriteOAuth2Unavailable(w, r, err) {
+			p.WriteAccessError(ctx, w, ar, err)
+		}
 		return
 	}
 	// pvauth's own first-party clients refresh through /api/v1/auth/refresh, which also
@@ -567,7 +569,9 @@ func (h *Handler) token(w http.ResponseWriter, r *http.Request, _ httprouter.Par
 			// not a server error.
 			err = fosite.ErrInvalidGrant.WithHint("The authorization code has already been used.").WithWrap(err)
 		}
-		p.WriteAccessError(ctx, w, ar, err)
+		if !x.WriteOAuth2Unavailable(w, r, err) {
+			p.WriteAccessError(ctx, w, ar, err)
+		}
 		return
 	}
 	p.WriteAccessResponse(ctx, w, ar, resp)
@@ -588,6 +592,9 @@ func (h *Handler) introspect(w http.ResponseWriter, r *http.Request, _ httproute
 	}
 	// Only confidential clients introspect: a public client proves nothing by its id.
 	if c, err := f.AuthenticateClient(ctx, r, r.PostForm); err != nil || c.IsPublic() {
+		if x.WriteOAuth2Unavailable(w, r, err) {
+			return
+		}
 		w.Header().Set("WWW-Authenticate", `Basic realm="pvauth"`)
 		writeOAuthError(w, http.StatusUnauthorized, "invalid_client", "Client authentication failed.")
 		return
@@ -599,10 +606,22 @@ func (h *Handler) introspect(w http.ResponseWriter, r *http.Request, _ httproute
 	}
 	res, err := h.d.Tokens().Introspect(ctx, token, r.PostForm.Get("token_type_hint"))
 	if err != nil {
+		if x.WriteOAuth2Unavailable(w, r, err) {
+			return
+		}
 		writeOAuthError(w, http.StatusInternalServerError, "server_error", "Introspection failed.")
 		return
 	}
 	x.WriteJSON(w, http.StatusOK, res)
+}
+
+// authorizeError makes a database failure RFC 6749's temporarily_unavailable, which
+// fosite answers like any authorization error (a redirect to the client, or a 503).
+func authorizeError(err error) error {
+	if x.IsUnavailable(err) {
+		return fosite.ErrTemporarilyUnavailable.WithWrap(err)
+	}
+	return err
 }
 
 func writeOAuthError(w http.ResponseWriter, status int, code, desc string) {
@@ -613,6 +632,9 @@ func (h *Handler) revoke(w http.ResponseWriter, r *http.Request, _ httprouter.Pa
 	ctx := r.Context()
 	p := h.provider()
 	err := p.NewRevocationRequest(ctx, r)
+	if x.WriteOAuth2Unavailable(w, r, err) {
+		return
+	}
 	p.WriteRevocationResponse(ctx, w, err)
 }
 
@@ -699,8 +721,10 @@ func (h *Handler) flowByChallenge(ctx context.Context, column, challenge, state 
 		return nil, nil, x.ErrNotFound.WithMessage("The challenge is unknown, expired or already used.")
 	}
 	c, err := h.d.OAuth2Persister().GetOAuth2Client(ctx, f.ClientID)
-	if err != nil {
+	if errors.Is(err, ErrClientNotFound) {
 		return nil, nil, x.ErrNotFound.WithMessage("The client of this request no longer exists.")
+	} else if err != nil {
+		return nil, nil, err
 	}
 	return f, c, nil
 }

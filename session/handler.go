@@ -64,6 +64,9 @@ func (h *Handler) introspect(w http.ResponseWriter, r *http.Request, _ httproute
 	}
 	res, err := h.d.Tokens().Introspect(r.Context(), token, r.PostForm.Get("token_type_hint"))
 	if err != nil {
+		if x.WriteOAuth2Unavailable(w, r, err) {
+			return
+		}
 		writeOAuthError(w, http.StatusInternalServerError, "server_error", "Introspection failed.")
 		return
 	}

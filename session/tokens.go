@@ -336,7 +336,9 @@ func (t *Tokens) Authenticate(ctx context.Context, token string) (*Principal, er
 	sess := &Session{}
 	use, ar, err := t.provider.IntrospectToken(ctx, token, fosite.AccessToken, sess)
 	if err != nil || use != fosite.AccessToken {
-		if err != nil && isServerError(err) {
+		// A token that could not be looked up is not an invalid one: a database failure
+		// keeps its cause (x.AsError answers it 503).
+		if err != nil && (isServerError(err) || x.IsUnavailable(err)) {
 			return nil, x.ErrInternal.WithCause(err)
 		}
 		return nil, ErrTokenInvalid
@@ -400,7 +402,7 @@ func (t *Tokens) Introspect(ctx context.Context, token, hint string) (*Introspec
 	sess := &Session{}
 	gotUse, ar, err := t.provider.IntrospectToken(ctx, token, use, sess)
 	if err != nil {
-		if isServerError(err) {
+		if isServerError(err) || x.IsUnavailable(err) {
 			return nil, err
 		}
 		return &Introspection{Active: false}, nil

@@ -67,10 +67,25 @@ var (
 )
 
 // AsError converts any error to *Error; unknown errors become 500s that keep the cause.
+// A dependency failure anywhere in the chain (IsUnavailable) wins over what wraps it: a
+// token lookup that failed is a 503, not the 401 of an unknown token. Every 503 carries
+// a Retry-After.
 func AsError(err error) *Error {
 	var e *Error
-	if errors.As(err, &e) {
-		return e
+	found := errors.As(err, &e)
+	if !found || e.Status != http.StatusServiceUnavailable {
+		if !IsUnavailable(err) {
+			if found {
+				return e
+			}
+			return ErrInternal.WithCause(err)
+		}
+		e = ErrUnavailable.WithCause(err)
 	}
-	return ErrInternal.WithCause(err)
+	if e.RetryAfter <= 0 {
+		c := *e
+		c.RetryAfter = unavailableRetryAfter
+		e = &c
+	}
+	return e
 }

@@ -2,6 +2,7 @@ package x
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"github.com/julienschmidt/httprouter"
@@ -13,6 +14,10 @@ import (
 	"strconv"
 	"strings"
 )
+
+// StatusClientClosedRequest is what the access log and the metrics record for a request
+// whose client disconnected before the answer (nginx's 499); the client never sees it.
+const StatusClientClosedRequest = 499
 
 // MaxBodyBytes is the largest request body any endpoint accepts.
 const MaxBodyBytes = 1 << 20
@@ -50,9 +55,16 @@ func WriteJSON(w http.ResponseWriter, status int, v any) {
 // nothing the client sent is echoed into the log line.
 func WriteError(w http.ResponseWriter, r *http.Request, err error) {
 	e := AsError(err)
+	if e.Status >= 500 && r.Context().Err() == context.Canceled {
+		// The client left (its request context ends with the connection), so whatever
+		// failed failed for that reason: not a server error in the logs or the metrics.
+		slog.InfoContext(r.Context(), "client disconnected", "request_id", RequestID(r.Context()),
+			"method", r.Method, "path", r.URL.Path, "error", err.Error())
+		w.WriteHeader(StatusClientClosedRequest)
+		return
+	}
 	if e.Status >= 500 {
-		slog.ErrorContext(r.Context(), "request failed", "request_id", RequestID(r.Context()),
-			"method", r.Method, "path", r.URL.Path, "status", e.Status, "error", err.Error())
+		logFailure(r, e.Status, err)
 	}
 	if e.RetryAfter > 0 {
 		w.Header().Set("Retry-After", strconv.Itoa(e.RetryAfter))

@@ -288,8 +288,9 @@ func TestWriteErrorShape(t *testing.T) {
 			if bytes.Contains(raw, []byte("hunter2")) || bytes.Contains(raw, []byte("secret-cause")) {
 				t.Fatalf("internal cause leaked: %s", raw)
 			}
-			if rec.Header().Get("Retry-After") != "" {
-				t.Fatalf("unexpected Retry-After")
+			// A 503 tells the client when to retry (API.md §1); nothing else does here.
+			if got := rec.Header().Get("Retry-After"); (got != "") != (tc.status == http.StatusServiceUnavailable) {
+				t.Fatalf("Retry-After %q on a %d", got, tc.status)
 			}
 		})
 	}

@@ -20,6 +20,8 @@ import (
 	"github.com/gobuffalo/pop/v6"
 	"github.com/gobuffalo/pop/v6/logging"
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/stdlib"
 )
 
 //go:embed migrations/*.sql
@@ -36,6 +38,11 @@ type Persister struct {
 	sqlite bool
 	group  *grouper
 	closed atomic.Bool
+	// PostgreSQL only: the pool's dial gate, the name its pgx config is registered
+	// under, and how long one database call may take (see bound).
+	gate    *dialGate
+	pgName  string
+	timeout atomic.Int64 // a time.Duration
 }
 
 func init() {
@@ -74,7 +81,17 @@ func New(ctx context.Context, dsn string) (*Persister, error) {
 	if err != nil {
 		return nil, fmt.Errorf("database: %w", err)
 	}
+	var gate *dialGate
+	var pgName string
+	if deets.Dialect == DialectPostgres {
+		if gate, pgName, err = registerPostgres(deets); err != nil {
+			return nil, fmt.Errorf("database: %w", err)
+		}
+	}
 	if err := c.Open(); err != nil {
+		if pgName != "" {
+			stdlib.UnregisterConnConfig(pgName)
+		}
 		return nil, fmt.Errorf("database: %w", err)
 	}
 	db, ok := c.Store.(preparer)
@@ -82,7 +99,10 @@ func New(ctx context.Context, dsn string) (*Persister, error) {
 		_ = c.Close()
 		return nil, fmt.Errorf("database: pop store %T cannot prepare statements", c.Store)
 	}
-	p := &Persister{conn: c, stmts: newStmtCache(db, c.Dialect.TranslateSQL)}
+	p := &Persister{conn: c, stmts: newStmtCache(db, c.Dialect.TranslateSQL), gate: gate, pgName: pgName}
+	if gate != nil {
+		p.timeout.Store(int64(DefaultTimeout))
+	}
 	p.reads = p.stmts
 	p.sqlite = deets.Dialect == DialectSQLite
 	p.group = newGrouper()
@@ -104,6 +124,63 @@ func New(ctx context.Context, dsn string) (*Persister, error) {
 		p.readDB, p.reads = rdb, newStmtCache(rdb, c.Dialect.TranslateSQL)
 	}
 	return p, nil
+}
+
+// DefaultTimeout bounds one database call on PostgreSQL (waiting for a pooled connection
+// included), so that a database that hangs is answered 503 within the contract's 5 s
+// instead of holding requests. Migrations are not bounded.
+const DefaultTimeout = 4 * time.Second
+
+// connectTimeout bounds a connection attempt when the DSN does not say (connect_timeout).
+const connectTimeout = 2 * time.Second
+
+// registerPostgres gives pgx the pool's dial gate and a connect timeout: pop opens the
+// pgx driver by DSN, so the config goes to pgx's registry and pop is handed its name.
+func registerPostgres(deets *pop.ConnectionDetails) (*dialGate, string, error) {
+	cfg, err := pgx.ParseConfig(deets.URL)
+	if err != nil {
+		return nil, "", err
+	}
+	if cfg.ConnectTimeout == 0 {
+		cfg.ConnectTimeout = connectTimeout
+	}
+	g := &dialGate{}
+	cfg.DialFunc = g.dial(cfg.DialFunc)
+	cfg.AfterNetConnect = g.afterNetConnect
+	cfg.AfterConnect = g.afterConnect
+	name := stdlib.RegisterConnConfig(cfg)
+	deets.URL = name
+	return g, name, nil
+}
+
+// DialStats reports the PostgreSQL pool's connection attempts that went out and those
+// the backoff held back (zero on SQLite).
+func (p *Persister) DialStats() (attempts, heldBack int64) {
+	if p.gate == nil {
+		return 0, 0
+	}
+	return p.gate.attempts.Load(), p.gate.refused.Load()
+}
+
+// SetTimeout changes how long one database call may take on PostgreSQL (tests).
+func (p *Persister) SetTimeout(d time.Duration) {
+	if p.gate != nil {
+		p.timeout.Store(int64(d))
+	}
+}
+
+// bound gives a database call on PostgreSQL its deadline (an earlier one of the caller
+// stays). Its error when the time is up is context.DeadlineExceeded, which IsUnavailable
+// counts as the database failing.
+func (p *Persister) bound(ctx context.Context) (context.Context, context.CancelFunc) {
+	d := time.Duration(p.timeout.Load())
+	if d <= 0 {
+		return ctx, func() {}
+	}
+	if dl, ok := ctx.Deadline(); ok && time.Until(dl) <= d {
+		return ctx, func() {}
+	}
+	return context.WithTimeout(ctx, d)
 }
 
 // isMemory tells an in-memory SQLite database: it lives in its one connection, so it
@@ -165,7 +242,11 @@ func (p *Persister) Close() error {
 	if p.readDB != nil {
 		errs = append(errs, p.reads.close(), p.readDB.Close())
 	}
-	return errors.Join(append(errs, p.conn.Close())...)
+	errs = append(errs, p.conn.Close())
+	if p.pgName != "" {
+		stdlib.UnregisterConnConfig(p.pgName)
+	}
+	return errors.Join(errs...)
 }
 
 // PoolStats reports database/sql's pool statistics: the writer (the only pool on
@@ -208,11 +289,16 @@ func (p *Persister) driverCtx(ctx context.Context) context.Context {
 
 type txKey struct{}
 
-// Connection returns the transaction carried by ctx, or the pool bound to ctx.
+// Connection returns the transaction carried by ctx, or the pool bound to ctx (with the
+// deadline of one database call, see bound).
 func (p *Persister) Connection(ctx context.Context) *pop.Connection {
 	if tx := p.txConnection(ctx); tx != nil {
 		return tx
 	}
+	ctx, cancel := p.bound(ctx)
+	// pop's connection has nothing to hang cancel on. The timer goes when the request's
+	// context ends (with the request), or lapses after the timeout.
+	_ = cancel
 	return p.conn.WithContext(ctx)
 }
 
@@ -230,6 +316,8 @@ func (p *Persister) Transaction(ctx context.Context, fn func(ctx context.Context
 	if p.closed.Load() {
 		return errClosed
 	}
+	ctx, cancel := p.bound(ctx)
+	defer cancel()
 	return p.conn.WithContext(p.driverCtx(ctx)).Transaction(func(tx *pop.Connection) error {
 		return fn(context.WithValue(ctx, txKey{}, tx))
 	})
@@ -243,11 +331,22 @@ func (p *Persister) BeginTX(ctx context.Context) (context.Context, error) {
 	if p.closed.Load() {
 		return ctx, errClosed
 	}
+	ctx, cancel := p.bound(ctx)
 	tx, err := p.conn.NewTransactionContext(p.driverCtx(ctx))
 	if err != nil {
+		cancel()
 		return ctx, err
 	}
-	return context.WithValue(ctx, txKey{}, tx), nil
+	return context.WithValue(context.WithValue(ctx, txKey{}, tx), txCancelKey{}, cancel), nil
+}
+
+// txCancelKey carries the cancel of a BeginTX transaction's deadline to its end.
+type txCancelKey struct{}
+
+func endTX(ctx context.Context) {
+	if cancel, ok := ctx.Value(txCancelKey{}).(context.CancelFunc); ok {
+		cancel()
+	}
 }
 
 func (p *Persister) Commit(ctx context.Context) error {
@@ -255,6 +354,7 @@ func (p *Persister) Commit(ctx context.Context) error {
 	if !ok || tx.TX == nil {
 		return errors.New("commit: no transaction in context")
 	}
+	defer endTX(ctx)
 	return tx.TX.Commit()
 }
 
@@ -263,6 +363,7 @@ func (p *Persister) Rollback(ctx context.Context) error {
 	if !ok || tx.TX == nil {
 		return errors.New("rollback: no transaction in context")
 	}
+	defer endTX(ctx)
 	err := tx.TX.Rollback()
 	if err != nil && strings.Contains(err.Error(), "already been committed or rolled back") {
 		return nil

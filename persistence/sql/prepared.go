@@ -145,6 +145,11 @@ func (p *Persister) execPrepared(ctx context.Context, q string, args ...any) (in
 	if p.closed.Load() {
 		return 0, errClosed
 	}
+	if p.sqlTx(ctx) == nil {
+		var cancel context.CancelFunc
+		ctx, cancel = p.bound(ctx)
+		defer cancel()
+	}
 	var res stdsql.Result
 	var err error
 	if p.sqlite {
@@ -168,6 +173,11 @@ func (p *Persister) execPrepared(ctx context.Context, q string, args ...any) (in
 func (p *Persister) getPrepared(ctx context.Context, q string, args []any, dest ...any) error {
 	if p.closed.Load() {
 		return errClosed
+	}
+	if p.sqlTx(ctx) == nil {
+		var cancel context.CancelFunc
+		ctx, cancel = p.bound(ctx)
+		defer cancel()
 	}
 	if !p.sqlite {
 		return p.direct(ctx).QueryRowContext(ctx, p.stmts.translate(q), args...).Scan(dest...)

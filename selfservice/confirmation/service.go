@@ -268,25 +268,28 @@ func (s *Service) Verify(ctx context.Context, userID int64, id, deviceID, signat
 			return nil, "", s.matchFailure(ctx, c, meta)
 		}
 	}
-	at, err := s.decide(ctx, c, StatusApproved, &d.ID, nil)
+	// What the conditional update will write, without reading it back (times as stored:
+	// whole seconds in UTC), and its receipt, signed before the commit: nothing that can
+	// fail may run after it, or an approval that happened would be answered an error.
+	at := time.Now()
+	stored := at.UTC().Truncate(time.Second)
+	approved := *c
+	approved.Status, approved.DeviceID, approved.ApprovedAt, approved.UpdatedAt = StatusApproved, &d.ID, &stored, stored
+	receipt, err := s.signReceipt(&approved)
 	if err != nil {
 		return nil, "", err
 	}
+	if err := s.decide(ctx, c, StatusApproved, &d.ID, nil, at); err != nil {
+		return nil, "", err
+	}
+	s.receipts.put(receiptKey(&approved), receipt)
 	// lastUsedAt is for display: a minute's precision spares a write per approval.
 	if d.LastUsedAt == nil || at.Sub(*d.LastUsedAt) >= time.Minute {
 		_ = s.d.DevicePersister().TouchDevice(ctx, d.ID, at)
 	}
 	meta["status"] = StatusApproved
-	s.log(ctx, c, audit.ResultSuccess, "", meta)
-	// What the conditional update wrote, without reading it back (times as stored: whole
-	// seconds in UTC).
-	stored := at.UTC().Truncate(time.Second)
-	c.Status, c.DeviceID, c.ApprovedAt, c.UpdatedAt = StatusApproved, &d.ID, &stored, stored
-	receipt, err := s.Receipt(c)
-	if err != nil {
-		return nil, "", err
-	}
-	return c, receipt, nil
+	s.log(ctx, &approved, audit.ResultSuccess, "", meta)
+	return &approved, receipt, nil
 }
 
 // matchFailure counts a wrong or missing match code; the MaxMatchFailures-th rejects
@@ -325,7 +328,7 @@ func (s *Service) Reject(ctx context.Context, userID int64, id, reason string) (
 	if reason != "" {
 		r = &reason
 	}
-	if _, err := s.decide(ctx, c, StatusRejected, nil, r); err != nil {
+	if err := s.decide(ctx, c, StatusRejected, nil, r, time.Now()); err != nil {
 		return nil, err
 	}
 	s.log(ctx, c, audit.ResultSuccess, reason, map[string]any{"event": "reject", "status": StatusRejected})
@@ -334,17 +337,16 @@ func (s *Service) Reject(ctx context.Context, userID int64, id, reason string) (
 
 // decide applies a decision exactly once; the loser of a race, or a late caller, learns
 // why: 400 when the time has passed, 409 when someone already decided.
-func (s *Service) decide(ctx context.Context, c *Confirmation, status string, deviceID, reason *string) (time.Time, error) {
-	now := time.Now()
+func (s *Service) decide(ctx context.Context, c *Confirmation, status string, deviceID, reason *string, now time.Time) error {
 	ok, err := s.d.ConfirmationPersister().DecideConfirmation(ctx, c.ID, status, deviceID, reason, now)
 	if err != nil {
-		return now, err
+		return err
 	}
 	if !ok {
-		return now, s.loser(ctx, c.ID, now)
+		return s.loser(ctx, c.ID, now)
 	}
 	s.hub.notify(c.ID)
-	return now, nil
+	return nil
 }
 
 func (s *Service) loser(ctx context.Context, id string, now time.Time) error {
@@ -364,18 +366,26 @@ func (s *Service) Consume(ctx context.Context, id string) (*Confirmation, error)
 	if _, err := uuid.Parse(id); err != nil {
 		return nil, ErrConfirmationNotFound
 	}
-	ok, err := s.d.ConfirmationPersister().ConsumeConfirmation(ctx, id, time.Now())
-	if err != nil {
-		return nil, err
-	}
+	// Read first: once the update below commits nothing that can fail may run, or a
+	// consumption that happened would be answered an error and its retry refused.
 	c, err := s.Get(ctx, 0, id)
 	if err != nil {
 		return nil, err
 	}
+	now := time.Now()
+	ok, err := s.d.ConfirmationPersister().ConsumeConfirmation(ctx, id, now)
+	if err != nil {
+		return nil, err
+	}
 	if !ok {
+		if cur, err := s.Get(ctx, 0, id); err == nil {
+			c = cur // what the winner left, for the log
+		}
 		s.log(ctx, c, audit.ResultFailure, "not approved or already consumed", map[string]any{"event": "consume", "status": c.EffectiveStatus(time.Now())})
 		return nil, ErrNotConsumable
 	}
+	stored := now.UTC().Truncate(time.Second)
+	c.ConsumedAt, c.UpdatedAt = &stored, stored
 	s.log(ctx, c, audit.ResultSuccess, "", map[string]any{"event": "consume", "status": c.Status})
 	s.hub.notify(c.ID)
 	return c, nil
@@ -389,15 +399,18 @@ func (s *Service) Receipt(c *Confirmation) (string, error) {
 	}
 	// An approval does not change: its receipt is signed once per process (status and
 	// events read it again and again), and any signature of a listed key verifies.
-	key := c.ID + "@" + strconv.FormatInt(c.ApprovedAt.UnixNano(), 10)
-	if r, ok := s.receipts.get(key); ok {
+	if r, ok := s.receipts.get(receiptKey(c)); ok {
 		return r, nil
 	}
 	r, err := s.signReceipt(c)
 	if err == nil {
-		s.receipts.put(key, r)
+		s.receipts.put(receiptKey(c), r)
 	}
 	return r, err
+}
+
+func receiptKey(c *Confirmation) string {
+	return c.ID + "@" + strconv.FormatInt(c.ApprovedAt.UnixNano(), 10)
 }
 
 func (s *Service) signReceipt(c *Confirmation) (string, error) {

@@ -342,6 +342,10 @@ func (h *Handler) loginFinish(w http.ResponseWriter, r *http.Request, _ httprout
 		return
 	}
 	id, err := h.d.IdentityPersister().GetIdentity(ctx, stored.IdentityID)
+	if err != nil && !errors.Is(err, identity.ErrNotFound) {
+		x.WriteError(w, r, err) // the database failing, not the identity gone
+		return
+	}
 	if err != nil || id.State != identity.StateActive {
 		h.fail(ctx, &stored.IdentityID, "login", "identity disabled or deleted")
 		x.WriteError(w, r, ErrVerification)
