@@ -117,12 +117,12 @@ func (h *Handler) backchannelAuthorize(w http.ResponseWriter, r *http.Request, _
 	}
 	in, oerr := h.parseBackchannel(ctx, r, c)
 	if oerr != nil {
-		writeRFC6749(w, oerr)
+		writeRFC6749(w, r, oerr)
 		return
 	}
 	id, err := h.backchannelUser(ctx, r, c)
 	if err != nil {
-		writeRFC6749(w, err)
+		writeRFC6749(w, r, err)
 		return
 	}
 	// Every request pushes to the user's phone: the user's confirmation budget bounds it.
@@ -153,7 +153,7 @@ func (h *Handler) backchannelAuthorize(w http.ResponseWriter, r *http.Request, _
 		},
 	})
 	if err != nil {
-		writeRFC6749(w, fosite.ErrServerError.WithWrap(err))
+		writeRFC6749(w, r, fosite.ErrServerError.WithWrap(err))
 		return
 	}
 	h.d.AuditLogger().Log(ctx, audit.Event{Type: TypeCIBARequest, UserID: audit.Int64(id.ID),
@@ -274,8 +274,12 @@ func audienceHas(aud any, id string) bool {
 	return false
 }
 
-// writeRFC6749 writes an OAuth2 error body with its status.
-func writeRFC6749(w http.ResponseWriter, err error) {
+// writeRFC6749 writes an OAuth2 error body with its status (503 temporarily_unavailable
+// for a database failure).
+func writeRFC6749(w http.ResponseWriter, r *http.Request, err error) {
+	if x.WriteOAuth2Unavailable(w, r, err) {
+		return
+	}
 	var rfc *fosite.RFC6749Error
 	if !errors.As(err, &rfc) {
 		rfc = fosite.ErrServerError.WithWrap(err)

@@ -146,7 +146,7 @@ func (h *Handler) authorize(w http.ResponseWriter, r *http.Request, _ httprouter
 	// request (no prompt=login, young enough for max_age, the hinted user).
 	s, err := h.browserSession(ctx, r)
 	if err != nil {
-		p.WriteAuthorizeError(ctx, w, ar, fosite.ErrServerError.WithWrap(err))
+		p.WriteAuthorizeError(ctx, w, ar, authorizeError(fosite.ErrServerError.WithWrap(err)))
 		return
 	}
 	if s != nil && pr.satisfiedBy(strconv.FormatInt(s.IdentityID, 10), s.AuthTime, time.Now()) {
@@ -337,7 +337,7 @@ func (h *Handler) afterLogin(w http.ResponseWriter, r *http.Request, ar fosite.A
 	if f.Remember && f.LoginSessionID == nil {
 		s, err := h.startBrowserSession(ctx, w, f)
 		if err != nil {
-			h.provider().WriteAuthorizeError(ctx, w, ar, fosite.ErrServerError.WithWrap(err))
+			h.provider().WriteAuthorizeError(ctx, w, ar, authorizeError(fosite.ErrServerError.WithWrap(err)))
 			return
 		}
 		f.LoginSessionID = &s.ID

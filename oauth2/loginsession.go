@@ -226,7 +226,7 @@ func (h *Handler) resumeSession(w http.ResponseWriter, r *http.Request, ar fosit
 		ExpiresAt: time.Now().Add(h.flowTTL()), BrowserHash: h.bindBrowser(w, r),
 	}
 	if err := h.d.OAuth2Persister().CreateFlow(ctx, f); err != nil {
-		h.provider().WriteAuthorizeError(ctx, w, ar, fosite.ErrServerError.WithWrap(err))
+		h.provider().WriteAuthorizeError(ctx, w, ar, authorizeError(fosite.ErrServerError.WithWrap(err)))
 		return
 	}
 	h.continueFlow(w, r, ar, f, p)
@@ -276,12 +276,12 @@ func (h *Handler) logout(w http.ResponseWriter, r *http.Request, _ httprouter.Pa
 	}
 	target, claims, err := h.logoutTarget(ctx, q)
 	if err != nil {
-		writeRFC6749(w, err)
+		writeRFC6749(w, r, err)
 		return
 	}
 	s, err := h.browserSession(ctx, r)
 	if err != nil {
-		writeRFC6749(w, fosite.ErrServerError.WithWrap(err))
+		writeRFC6749(w, r, fosite.ErrServerError.WithWrap(err))
 		return
 	}
 	var userID *int64
@@ -290,7 +290,7 @@ func (h *Handler) logout(w http.ResponseWriter, r *http.Request, _ httprouter.Pa
 	// session named by the hint ends, and this browser's stays).
 	if s != nil && (claims == nil || claims["sub"] == strconv.FormatInt(s.IdentityID, 10)) {
 		if _, err := h.d.OAuth2Persister().EndLoginSession(ctx, s.ID); err != nil {
-			writeRFC6749(w, fosite.ErrServerError.WithWrap(err))
+			writeRFC6749(w, r, fosite.ErrServerError.WithWrap(err))
 			return
 		}
 		userID, meta["loginSessionId"] = audit.Int64(s.IdentityID), s.ID
@@ -298,7 +298,7 @@ func (h *Handler) logout(w http.ResponseWriter, r *http.Request, _ httprouter.Pa
 	if claims != nil {
 		if sid, _ := claims["sid"].(string); sid != "" && sid != meta["loginSessionId"] {
 			if err := h.endOIDCSession(ctx, sid); err != nil {
-				writeRFC6749(w, fosite.ErrServerError.WithWrap(err))
+				writeRFC6749(w, r, fosite.ErrServerError.WithWrap(err))
 				return
 			}
 			meta["sid"] = sid
