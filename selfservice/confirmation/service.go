@@ -163,11 +163,16 @@ func (s *Service) Initiate(ctx context.Context, userID int64, actionType string,
 		h := matchHash(c.ID, out.MatchCode)
 		c.MatchCodeHash = &h
 	}
-	if err := s.d.ConfirmationPersister().CreateConfirmation(ctx, c); err != nil {
+	al := s.d.AuditLogger()
+	if err := al.Tx(ctx, func(ctx context.Context) error {
+		if err := s.d.ConfirmationPersister().CreateConfirmation(ctx, c); err != nil {
+			return err
+		}
+		return al.LogTx(ctx, event(c, audit.ResultSuccess, "", map[string]any{"event": "initiated", "challengeHash": challengeHash,
+			"actionHash": actionHash, "numberMatching": c.MatchCodeHash != nil}))
+	}); err != nil {
 		return nil, err
 	}
-	s.log(ctx, c, audit.ResultSuccess, "", map[string]any{"event": "initiated", "challengeHash": challengeHash,
-		"actionHash": actionHash, "numberMatching": c.MatchCodeHash != nil})
 	s.d.DeviceNotifier().Notify(ctx, devicekey.Message{
 		UserID: userID,
 		Data: map[string]string{
@@ -238,7 +243,8 @@ func (s *Service) Verify(ctx context.Context, userID int64, id, deviceID, signat
 			return nil, "", s.matchFailure(ctx, c, meta)
 		}
 	}
-	at, err := s.decide(ctx, c, StatusApproved, &d.ID, nil)
+	meta["status"] = StatusApproved
+	at, err := s.decide(ctx, c, StatusApproved, &d.ID, nil, event(c, audit.ResultSuccess, "", meta))
 	if err != nil {
 		return nil, "", err
 	}
@@ -246,8 +252,6 @@ func (s *Service) Verify(ctx context.Context, userID int64, id, deviceID, signat
 	if d.LastUsedAt == nil || at.Sub(*d.LastUsedAt) >= time.Minute {
 		_ = s.d.DevicePersister().TouchDevice(ctx, d.ID, at)
 	}
-	meta["status"] = StatusApproved
-	s.log(ctx, c, audit.ResultSuccess, "", meta)
 	// What the conditional update wrote, without reading it back (times as stored: whole
 	// seconds in UTC).
 	stored := at.UTC().Truncate(time.Second)
@@ -265,21 +269,34 @@ func (s *Service) Verify(ctx context.Context, userID int64, id, deviceID, signat
 func (s *Service) matchFailure(ctx context.Context, c *Confirmation, meta map[string]any) error {
 	now := time.Now()
 	p := s.d.ConfirmationPersister()
-	ok, err := p.CountMatchFailure(ctx, c.ID, now)
-	if err != nil {
+	al := s.d.AuditLogger()
+	// The count and its event, then a rejection and its event, each commit together.
+	var ok bool
+	meta["matchCode"] = "mismatch"
+	if err := al.Tx(ctx, func(ctx context.Context) error {
+		var err error
+		if ok, err = p.CountMatchFailure(ctx, c.ID, now); err != nil || !ok {
+			return err
+		}
+		return al.LogTx(ctx, event(c, audit.ResultFailure, "match code mismatch", meta))
+	}); err != nil {
 		return err
 	}
 	if !ok {
 		return s.loser(ctx, c.ID, now)
 	}
-	meta["matchCode"] = "mismatch"
-	s.log(ctx, c, audit.ResultFailure, "match code mismatch", meta)
-	rejected, err := p.RejectOnMatchFailures(ctx, c.ID, MaxMatchFailures, "too many wrong match codes", now)
-	if err != nil {
+	var rejected bool
+	if err := al.Tx(ctx, func(ctx context.Context) error {
+		var err error
+		if rejected, err = p.RejectOnMatchFailures(ctx, c.ID, MaxMatchFailures, "too many wrong match codes", now); err != nil || !rejected {
+			return err
+		}
+		return al.LogTx(ctx, event(c, audit.ResultSuccess, "too many wrong match codes",
+			map[string]any{"event": "reject", "status": StatusRejected, "by": "match_code"}))
+	}); err != nil {
 		return err
 	}
 	if rejected {
-		s.log(ctx, c, audit.ResultSuccess, "too many wrong match codes", map[string]any{"event": "reject", "status": StatusRejected, "by": "match_code"})
 		s.hub.notify(c.ID)
 	}
 	return ErrMatchCodeMismatch
@@ -295,18 +312,27 @@ func (s *Service) Reject(ctx context.Context, userID int64, id, reason string) (
 	if reason != "" {
 		r = &reason
 	}
-	if _, err := s.decide(ctx, c, StatusRejected, nil, r); err != nil {
+	ev := event(c, audit.ResultSuccess, reason, map[string]any{"event": "reject", "status": StatusRejected})
+	if _, err := s.decide(ctx, c, StatusRejected, nil, r, ev); err != nil {
 		return nil, err
 	}
-	s.log(ctx, c, audit.ResultSuccess, reason, map[string]any{"event": "reject", "status": StatusRejected})
 	return s.Get(ctx, 0, c.ID)
 }
 
-// decide applies a decision exactly once; the loser of a race, or a late caller, learns
-// why: 400 when the time has passed, 409 when someone already decided.
-func (s *Service) decide(ctx context.Context, c *Confirmation, status string, deviceID, reason *string) (time.Time, error) {
+// decide applies a decision exactly once, in one transaction with its event ev; the
+// loser of a race, or a late caller, learns why: 400 when the time has passed, 409 when
+// someone already decided.
+func (s *Service) decide(ctx context.Context, c *Confirmation, status string, deviceID, reason *string, ev audit.Event) (time.Time, error) {
 	now := time.Now()
-	ok, err := s.d.ConfirmationPersister().DecideConfirmation(ctx, c.ID, status, deviceID, reason, now)
+	var ok bool
+	al := s.d.AuditLogger()
+	err := al.Tx(ctx, func(ctx context.Context) error {
+		var err error
+		if ok, err = s.d.ConfirmationPersister().DecideConfirmation(ctx, c.ID, status, deviceID, reason, now); err != nil || !ok {
+			return err
+		}
+		return al.LogTx(ctx, ev)
+	})
 	if err != nil {
 		return now, err
 	}
@@ -334,19 +360,36 @@ func (s *Service) Consume(ctx context.Context, id string) (*Confirmation, error)
 	if _, err := uuid.Parse(id); err != nil {
 		return nil, ErrConfirmationNotFound
 	}
-	ok, err := s.d.ConfirmationPersister().ConsumeConfirmation(ctx, id, time.Now())
-	if err != nil {
-		return nil, err
-	}
-	c, err := s.Get(ctx, 0, id)
+	// The consumption and its event commit together; the confirmation is read in the
+	// transaction, after the update, for the event and the answer.
+	var (
+		ok bool
+		c  *Confirmation
+	)
+	al := s.d.AuditLogger()
+	err := al.Tx(ctx, func(ctx context.Context) error {
+		var err error
+		if ok, err = s.d.ConfirmationPersister().ConsumeConfirmation(ctx, id, time.Now()); err != nil {
+			return err
+		}
+		if !ok {
+			return nil
+		}
+		if c, err = s.Get(ctx, 0, id); err != nil {
+			return err
+		}
+		return al.LogTx(ctx, event(c, audit.ResultSuccess, "", map[string]any{"event": "consume", "status": c.Status}))
+	})
 	if err != nil {
 		return nil, err
 	}
 	if !ok {
+		if c, err = s.Get(ctx, 0, id); err != nil {
+			return nil, err
+		}
 		s.log(ctx, c, audit.ResultFailure, "not approved or already consumed", map[string]any{"event": "consume", "status": c.EffectiveStatus(time.Now())})
 		return nil, ErrNotConsumable
 	}
-	s.log(ctx, c, audit.ResultSuccess, "", map[string]any{"event": "consume", "status": c.Status})
 	s.hub.notify(c.ID)
 	return c, nil
 }
@@ -432,7 +475,12 @@ func (s *Service) SetHeartbeatInterval(d time.Duration) { s.heartbeat.Store(d) }
 // HeartbeatInterval is the current heartbeat interval.
 func (s *Service) HeartbeatInterval() time.Duration { return s.heartbeat.Load() }
 
+// log writes an event that changes nothing in the background.
 func (s *Service) log(ctx context.Context, c *Confirmation, result, reason string, md map[string]any) {
+	s.d.AuditLogger().Log(ctx, event(c, result, reason, md))
+}
+
+func event(c *Confirmation, result, reason string, md map[string]any) audit.Event {
 	if md == nil {
 		md = map[string]any{}
 	}
@@ -442,7 +490,7 @@ func (s *Service) log(ctx context.Context, c *Confirmation, result, reason strin
 	if did, ok := md["deviceId"].(string); ok {
 		ev.DeviceID = &did
 	}
-	s.d.AuditLogger().Log(ctx, ev)
+	return ev
 }
 
 // receiptCache keeps signed receipts, bounded: when full it starts over.
