@@ -147,7 +147,10 @@ type Logger struct {
 	// pending counts events queued but not yet stored (Flush waits for zero).
 	pending atomic.Int64
 	dropped atomic.Int64
-	onDrop  atomic.Pointer[func()]
+	// lastDropLog (unix nanoseconds) spaces the log lines of events refused at the queue:
+	// during an outage they come by thousands a second, and each is counted anyway.
+	lastDropLog atomic.Int64
+	onDrop      atomic.Pointer[func()]
 	onLog   atomic.Pointer[func(Event)]
 }
 
@@ -229,6 +232,18 @@ func (l *Logger) drop(n int, msg string, args ...any) {
 	slog.Error(msg, append([]any{"dropped", n}, args...)...)
 }
 
+// dropAtQueue counts one event refused by Log, logging at most once a second.
+func (l *Logger) dropAtQueue(msg string, e Event) {
+	total := l.dropped.Add(1)
+	if fn := l.onDrop.Load(); fn != nil {
+		(*fn)()
+	}
+	now, last := time.Now().UnixNano(), l.lastDropLog.Load()
+	if now-last >= int64(time.Second) && l.lastDropLog.CompareAndSwap(last, now) {
+		slog.Error(msg, "type", e.Type, "droppedTotal", total)
+	}
+}
+
 // Log queues e, filling id, time and defaults, for the background writer. It never
 // blocks. It is for events that change nothing (a failed login, a refused request):
 // the event of a state change goes through LogTx.
@@ -237,6 +252,7 @@ func (l *Logger) Log(ctx context.Context, e Event) {
 	l.mu.RLock()
 	defer l.mu.RUnlock()
 	if l.closed {
+		l.dropAtQueue("audit event logged after shutdown; dropped", e)
 		return
 	}
 	l.pending.Add(1)
@@ -244,7 +260,7 @@ func (l *Logger) Log(ctx context.Context, e Event) {
 	case l.queue <- e:
 	default:
 		l.pending.Add(-1)
-		l.drop(1, "audit queue full; event dropped", "type", e.Type)
+		l.dropAtQueue("audit queue full; events dropped (counted in pvauth_audit_dropped_total)", e)
 	}
 }
 
@@ -438,7 +454,8 @@ func (l *Logger) Flush() bool {
 
 // Close stores what is queued and stops the writer. While the database is away it waits
 // at most the shutdown wait, then drops (and counts) what is left rather than hang.
-// Events logged after Close are ignored.
+// Events logged after Close are dropped and counted; LogTx still works (it writes in
+// the caller's transaction).
 func (l *Logger) Close() {
 	l.mu.Lock()
 	if l.closed {
