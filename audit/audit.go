@@ -151,7 +151,7 @@ type Logger struct {
 	// during an outage they come by thousands a second, and each is counted anyway.
 	lastDropLog atomic.Int64
 	onDrop      atomic.Pointer[func()]
-	onLog   atomic.Pointer[func(Event)]
+	onLog       atomic.Pointer[func(Event)]
 }
 
 // QueueSize bounds memory; when full, events are dropped with a log line rather than
