@@ -309,13 +309,11 @@ func (h *Handler) otpVerify(w http.ResponseWriter, r *http.Request, _ httprouter
 		return
 	}
 
-	var (
-		recovery []string
-		store    func(ctx context.Context) error // the enrolment, stored with the tokens
-	)
+	var recovery []string
 	method := "totp"
+	sid := uuid.NewString()
 	if !id.MFAEnabled {
-		recovery, store, err = h.enroll(ctx, f, id, b.OTP)
+		recovery, err = h.enroll(ctx, f, id, b.OTP, sid)
 		method = "enroll"
 	} else {
 		method, err = h.checkSecondFactor(ctx, id, b.OTP)
@@ -332,13 +330,8 @@ func (h *Handler) otpVerify(w http.ResponseWriter, r *http.Request, _ httprouter
 	}
 	// One pending token completes one login, even if two good codes race; completing it
 	// in the token transaction orders it against a revocation of the identity (a
-	// revoked pending token completes nothing). An enrolment and the event commit in it
-	// too.
-	typ := audit.TypeOTPVerify
-	if store != nil {
-		typ = audit.TypeOTPEnroll
-	}
-	sid := uuid.NewString()
+	// revoked pending token completes nothing). The login's event commits in it too (an
+	// enrolment's event committed with the enrolment).
 	ts, err := h.d.Tokens().Issue(ctx, session.IssueRequest{
 		IdentityID: id.ID, Email: id.Email, AMR: []string{session.AMRPassword, session.AMROTP}, RememberMe: f.RememberMe,
 		SessionID: sid,
@@ -350,12 +343,10 @@ func (h *Handler) otpVerify(w http.ResponseWriter, r *http.Request, _ httprouter
 			if !ok {
 				return ErrPendingInvalid
 			}
-			if store != nil {
-				if err := store(ctx); err != nil {
-					return err
-				}
+			if recovery != nil {
+				return nil
 			}
-			return h.d.AuditLogger().LogTx(ctx, audit.Event{Type: typ, UserID: audit.Int64(id.ID), Result: audit.ResultSuccess,
+			return h.d.AuditLogger().LogTx(ctx, audit.Event{Type: audit.TypeOTPVerify, UserID: audit.Int64(id.ID), Result: audit.ResultSuccess,
 				Metadata: map[string]any{"method": method, "sessionId": sid, "rememberMe": f.RememberMe}})
 		},
 	})
@@ -366,37 +357,44 @@ func (h *Handler) otpVerify(w http.ResponseWriter, r *http.Request, _ httprouter
 	x.WriteData(w, http.StatusOK, verifyResult{TokenSet: ts, RecoveryCodes: recovery})
 }
 
-// enroll checks the first code of a TOTP enrolment and returns the recovery codes and
-// the function that stores the enrolment (in the transaction that issues the tokens).
-func (h *Handler) enroll(_ context.Context, f *Flow, id *identity.Identity, code string) ([]string, func(ctx context.Context) error, error) {
+// enroll completes TOTP enrolment with the first code and returns the recovery codes.
+// The enrolment and its event (naming sessionID, the login it starts) commit together,
+// in a transaction of their own: inside the token transaction, after the identity's
+// shared lock, two racing enrolments would deadlock on PostgreSQL.
+func (h *Handler) enroll(ctx context.Context, f *Flow, id *identity.Identity, code, sessionID string) ([]string, error) {
 	if f.PendingTOTPSecret == nil {
-		return nil, nil, ErrSetupFirst
+		return nil, ErrSetupFirst
 	}
 	secret, err := h.d.Cipher().Open(*f.PendingTOTPSecret, flowAAD(f.ID))
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	step, ok := matchStep(string(secret), code, time.Now())
 	if !isTOTPCode(code) || !ok {
-		return nil, nil, ErrBadOTP
+		return nil, ErrBadOTP
 	}
 	enc, err := h.d.Cipher().Seal(secret, identityAAD(id.ID))
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	codes, hashes, err := newRecoveryHasher(h.d.Config().Secrets.Default).newCodes(id.ID)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	store := func(ctx context.Context) error {
+	al := h.d.AuditLogger()
+	err = al.Tx(ctx, func(ctx context.Context) error {
 		if err := h.d.IdentityPersister().EnrollTOTP(ctx, id.ID, enc, step, hashes); errors.Is(err, identity.ErrAlreadyEnrolled) {
 			return ErrOTPEnrolled
 		} else if err != nil {
 			return err
 		}
-		return nil
+		return al.LogTx(ctx, audit.Event{Type: audit.TypeOTPEnroll, UserID: audit.Int64(id.ID), Result: audit.ResultSuccess,
+			Metadata: map[string]any{"method": "enroll", "sessionId": sessionID, "rememberMe": f.RememberMe}})
+	})
+	if err != nil {
+		return nil, err
 	}
-	return codes, store, nil
+	return codes, nil
 }
 
 // checkSecondFactor accepts an unused TOTP code or an unused recovery code; it returns
