@@ -244,6 +244,9 @@ func TestLoggerBadEventDoesNotLoseItsBatch(t *testing.T) {
 		if w := held.writes.Load(); w < 3 {
 			t.Fatalf("only %d writes: the failed batch was not retried event by event", w)
 		}
+		if l.Dropped() != 1 {
+			t.Fatalf("dropped %d events, want the one refused (counted)", l.Dropped())
+		}
 	})
 }
 

@@ -152,10 +152,9 @@ func decodePageToken(tok string) (int64, error) {
 	return id, nil
 }
 
-func (h *Handler) audit(ctx context.Context, typ string, id int64, md map[string]any) {
-	if l := h.d.AuditLogger(); l != nil {
-		l.Log(ctx, audit.Event{Type: typ, UserID: audit.Int64(id), Result: audit.ResultSuccess, Metadata: md})
-	}
+// auditTx writes the event of an admin change in the transaction that makes it.
+func (h *Handler) auditTx(ctx context.Context, typ string, id int64, md map[string]any) error {
+	return h.d.AuditLogger().LogTx(ctx, audit.Event{Type: typ, UserID: audit.Int64(id), Result: audit.ResultSuccess, Metadata: md})
 }
 
 func (h *Handler) revoker() (SessionRevoker, error) {
@@ -176,12 +175,17 @@ func (h *Handler) revokeSessions(w http.ResponseWriter, r *http.Request, ps http
 		x.WriteError(w, r, err)
 		return
 	}
-	n, err := h.revokeAll(r.Context(), id)
+	var n int
+	err = h.d.IdentityPersister().Transaction(r.Context(), func(ctx context.Context) (err error) {
+		if n, err = h.revokeAll(ctx, id); err != nil {
+			return err
+		}
+		return h.auditTx(ctx, audit.TypeIdentitySessions, id, map[string]any{"revoked": n})
+	})
 	if err != nil {
 		x.WriteError(w, r, err)
 		return
 	}
-	h.audit(r.Context(), audit.TypeIdentitySessions, id, map[string]any{"revoked": n})
 	x.WriteData(w, http.StatusOK, revokedResponse{Revoked: n})
 }
 
@@ -205,14 +209,16 @@ func (h *Handler) create(w http.ResponseWriter, r *http.Request, _ httprouter.Pa
 	}
 	i, err := h.d.IdentityManager().Create(r.Context(), CreateParams{
 		Email: b.Email, Password: b.Password, Traits: b.Traits, Permissions: b.Permissions, IsSuperAdmin: b.IsSuperAdmin,
+		InTx: func(ctx context.Context, i *Identity) error {
+			return h.auditTx(ctx, audit.TypeIdentityCreate, i.ID, map[string]any{
+				"email": i.Email, "isSuperAdmin": i.IsSuperAdmin, "permissions": i.Permissions, "password": b.Password != nil,
+			})
+		},
 	})
 	if err != nil {
 		x.WriteError(w, r, err)
 		return
 	}
-	h.audit(r.Context(), audit.TypeIdentityCreate, i.ID, map[string]any{
-		"email": i.Email, "isSuperAdmin": i.IsSuperAdmin, "permissions": i.Permissions, "password": b.Password != nil,
-	})
 	x.WriteData(w, http.StatusCreated, toJSON(i))
 }
 
@@ -275,29 +281,26 @@ func (h *Handler) patch(w http.ResponseWriter, r *http.Request, ps httprouter.Pa
 	}
 	m := h.d.IdentityManager()
 	pp := PatchParams{Email: b.Email, Traits: b.Traits, Permissions: b.Permissions, IsSuperAdmin: b.IsSuperAdmin, State: b.State}
-	revoked := -1
-	if b.State != nil && *b.State == StateDisabled {
-		// Disabling ends everything of the identity in the transaction that disables it:
-		// when this answers, nothing of it works (re-disabling ends anything left).
-		pp.InTx = func(ctx context.Context, _ *Identity) (err error) {
-			revoked, err = h.revokeAll(ctx, id)
-			return err
+	// Disabling ends everything of the identity in the transaction that disables it:
+	// when this answers, nothing of it works (re-disabling ends anything left). The
+	// event commits there too.
+	disable := b.State != nil && *b.State == StateDisabled
+	pp.InTx = func(ctx context.Context, _ *Identity) error {
+		md := map[string]any{"fields": patchedFields(pp)}
+		if disable {
+			revoked, err := h.revokeAll(ctx, id)
+			if err != nil {
+				return err
+			}
+			md["sessionsRevoked"] = revoked
 		}
+		return h.auditTx(ctx, audit.TypeIdentityUpdate, id, md)
 	}
 	i, err := m.Update(r.Context(), id, pp)
 	if err != nil {
 		x.WriteError(w, r, err)
 		return
 	}
-	if pp.Empty() {
-		x.WriteData(w, http.StatusOK, toJSON(i))
-		return
-	}
-	md := map[string]any{"fields": patchedFields(pp)}
-	if revoked >= 0 {
-		md["sessionsRevoked"] = revoked
-	}
-	h.audit(r.Context(), audit.TypeIdentityUpdate, id, md)
 	x.WriteData(w, http.StatusOK, toJSON(i))
 }
 
@@ -332,17 +335,22 @@ func (h *Handler) delete(w http.ResponseWriter, r *http.Request, ps httprouter.P
 		x.WriteError(w, r, err)
 		return
 	}
-	// Tokens reference the identity by subject only: end them before the identity goes.
-	n, err := h.revokeAll(r.Context(), id)
+	// Tokens reference the identity by subject only: end them before the identity goes,
+	// in one transaction with the deletion and its event.
+	err = h.d.IdentityPersister().Transaction(r.Context(), func(ctx context.Context) error {
+		n, err := h.revokeAll(ctx, id)
+		if err != nil {
+			return err
+		}
+		if err := m.Delete(ctx, id); err != nil {
+			return err
+		}
+		return h.auditTx(ctx, audit.TypeIdentityDelete, id, map[string]any{"sessionsRevoked": n})
+	})
 	if err != nil {
 		x.WriteError(w, r, err)
 		return
 	}
-	if err := m.Delete(r.Context(), id); err != nil {
-		x.WriteError(w, r, err)
-		return
-	}
-	h.audit(r.Context(), audit.TypeIdentityDelete, id, map[string]any{"sessionsRevoked": n})
 	x.WriteData(w, http.StatusOK, successResponse{Success: true})
 }
 
@@ -359,15 +367,16 @@ func (h *Handler) setPassword(w http.ResponseWriter, r *http.Request, ps httprou
 	}
 	// A password reset must log out sessions an attacker may hold: in the transaction
 	// that changes the password, so neither happens without the other.
-	var n int
-	if err := h.d.IdentityManager().SetPassword(r.Context(), id, b.Password, func(ctx context.Context) (err error) {
-		n, err = h.revokeAll(ctx, id)
-		return err
+	if err := h.d.IdentityManager().SetPassword(r.Context(), id, b.Password, func(ctx context.Context) error {
+		n, err := h.revokeAll(ctx, id)
+		if err != nil {
+			return err
+		}
+		return h.auditTx(ctx, audit.TypeIdentityPassword, id, map[string]any{"sessionsRevoked": n})
 	}); err != nil {
 		x.WriteError(w, r, err)
 		return
 	}
-	h.audit(r.Context(), audit.TypeIdentityPassword, id, map[string]any{"sessionsRevoked": n})
 	x.WriteData(w, http.StatusOK, successResponse{Success: true})
 }
 
@@ -377,10 +386,15 @@ func (h *Handler) resetOTP(w http.ResponseWriter, r *http.Request, ps httprouter
 		x.WriteError(w, r, err)
 		return
 	}
-	if err := h.d.IdentityManager().ResetTOTP(r.Context(), id); err != nil {
+	err = h.d.IdentityPersister().Transaction(r.Context(), func(ctx context.Context) error {
+		if err := h.d.IdentityManager().ResetTOTP(ctx, id); err != nil {
+			return err
+		}
+		return h.auditTx(ctx, audit.TypeIdentityOTPReset, id, nil)
+	})
+	if err != nil {
 		x.WriteError(w, r, err)
 		return
 	}
-	h.audit(r.Context(), audit.TypeIdentityOTPReset, id, nil)
 	x.WriteData(w, http.StatusOK, successResponse{Success: true})
 }

@@ -56,6 +56,9 @@ type CreateParams struct {
 	Traits       json.RawMessage
 	Permissions  []string
 	IsSuperAdmin bool
+	// InTx, when set, runs in the transaction that stores the identity, after it (the
+	// audit event): its error undoes the creation.
+	InTx func(ctx context.Context, i *Identity) error
 }
 
 // PatchParams changes the fields that are not nil.
@@ -105,7 +108,17 @@ func (m *Manager) Create(ctx context.Context, cp CreateParams) (*Identity, error
 			return nil, fmt.Errorf("hash password: %w", err)
 		}
 	}
-	if err := m.p.CreateIdentity(ctx, i); err != nil {
+	// The password was hashed above, outside the transaction.
+	err = m.p.Transaction(ctx, func(ctx context.Context) error {
+		if err := m.p.CreateIdentity(ctx, i); err != nil {
+			return err
+		}
+		if cp.InTx != nil {
+			return cp.InTx(ctx, i)
+		}
+		return nil
+	})
+	if err != nil {
 		return nil, mapPersisterError(err)
 	}
 	return i, nil

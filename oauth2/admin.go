@@ -161,14 +161,20 @@ func (h *Handler) createClient(w http.ResponseWriter, r *http.Request, _ httprou
 		hash, _ := NewSecretHasher(h.d.Config().Secrets.Default).Hash(ctx, []byte(secret))
 		c.SecretHash = string(hash)
 	}
-	if err := h.d.OAuth2Persister().CreateClient(ctx, c); errors.Is(err, ErrClientExists) {
+	// The client and its event commit together (the secret was hashed above).
+	al := h.d.AuditLogger()
+	if err := al.Tx(ctx, func(ctx context.Context) error {
+		if err := h.d.OAuth2Persister().CreateClient(ctx, c); err != nil {
+			return err
+		}
+		return al.LogTx(ctx, audit.Event{Type: "admin.client.create", Metadata: map[string]any{"clientId": c.ID}})
+	}); errors.Is(err, ErrClientExists) {
 		x.WriteError(w, r, x.ErrConflict.WithMessage("An OAuth2 client with this client_id already exists."))
 		return
 	} else if err != nil {
 		x.WriteError(w, r, err)
 		return
 	}
-	h.d.AuditLogger().Log(ctx, audit.Event{Type: "admin.client.create", Metadata: map[string]any{"clientId": c.ID}})
 	x.WriteData(w, http.StatusCreated, clientView{Client: c, ClientSecret: secret})
 }
 
@@ -230,12 +236,17 @@ func (h *Handler) updateClient(w http.ResponseWriter, r *http.Request, ps httpro
 	} else if c.Public() {
 		c.SecretHash = ""
 	}
-	if err := h.d.OAuth2Persister().UpdateClient(ctx, c); err != nil {
+	al := h.d.AuditLogger()
+	if err := al.Tx(ctx, func(ctx context.Context) error {
+		if err := h.d.OAuth2Persister().UpdateClient(ctx, c); err != nil {
+			return err
+		}
+		return al.LogTx(ctx, audit.Event{Type: "admin.client.update", Metadata: map[string]any{"clientId": c.ID}})
+	}); err != nil {
 		x.WriteError(w, r, err)
 		return
 	}
 	h.clients.Forget(c.ID)
-	h.d.AuditLogger().Log(ctx, audit.Event{Type: "admin.client.update", Metadata: map[string]any{"clientId": c.ID}})
 	x.WriteData(w, http.StatusOK, clientView{Client: c, ClientSecret: secret})
 }
 
@@ -246,7 +257,13 @@ func (h *Handler) deleteClient(w http.ResponseWriter, r *http.Request, ps httpro
 		return
 	}
 	h.clients.Forget(id)
-	if err := h.d.OAuth2Persister().DeleteClient(r.Context(), id); errors.Is(err, ErrClientNotFound) {
+	al := h.d.AuditLogger()
+	if err := al.Tx(r.Context(), func(ctx context.Context) error {
+		if err := h.d.OAuth2Persister().DeleteClient(ctx, id); err != nil {
+			return err
+		}
+		return al.LogTx(ctx, audit.Event{Type: "admin.client.delete", Metadata: map[string]any{"clientId": id}})
+	}); errors.Is(err, ErrClientNotFound) {
 		x.WriteError(w, r, errClientNotFound)
 		return
 	} else if err != nil {
@@ -254,6 +271,5 @@ func (h *Handler) deleteClient(w http.ResponseWriter, r *http.Request, ps httpro
 		return
 	}
 	h.clients.Forget(id)
-	h.d.AuditLogger().Log(r.Context(), audit.Event{Type: "admin.client.delete", Metadata: map[string]any{"clientId": id}})
 	x.WriteData(w, http.StatusOK, map[string]bool{"success": true})
 }

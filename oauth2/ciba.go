@@ -149,15 +149,17 @@ func (h *Handler) backchannelAuthorize(w http.ResponseWriter, r *http.Request, _
 		// The request is stored with its confirmation, before anything reaches a phone.
 		InTx: func(ctx context.Context, conf *confirmation.Confirmation) error {
 			req.ConfirmationID, req.ExpiresAt = conf.ID, conf.ExpiresAt
-			return h.d.OAuth2Persister().CreateCIBARequest(ctx, req)
+			if err := h.d.OAuth2Persister().CreateCIBARequest(ctx, req); err != nil {
+				return err
+			}
+			return h.d.AuditLogger().LogTx(ctx, audit.Event{Type: TypeCIBARequest, UserID: audit.Int64(id.ID),
+				Metadata: map[string]any{"clientId": c.GetID(), "confirmationId": conf.ID, "scope": req.Scope}})
 		},
 	})
 	if err != nil {
 		writeRFC6749(w, r, fosite.ErrServerError.WithWrap(err))
 		return
 	}
-	h.d.AuditLogger().Log(ctx, audit.Event{Type: TypeCIBARequest, UserID: audit.Int64(id.ID),
-		Metadata: map[string]any{"clientId": c.GetID(), "confirmationId": started.ID, "scope": req.Scope}})
 	w.Header().Set("Cache-Control", "no-store")
 	x.WriteJSON(w, http.StatusOK, map[string]any{
 		"auth_req_id": authReqID,

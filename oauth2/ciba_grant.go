@@ -200,13 +200,12 @@ func (g *cibaGrant) PopulateTokenEndpointResponse(ctx context.Context, r fosite.
 		if !ok {
 			return errCIBAUnknown
 		}
-		return nil
+		return g.d.AuditLogger().LogTx(ctx, audit.Event{Type: TypeCIBAToken, UserID: audit.Int64(sess.IdentityID), DeviceID: conf.DeviceID,
+			Metadata: map[string]any{"clientId": req.ClientID, "confirmationId": conf.ID, "sessionId": sess.SessionID}})
 	})
 	if err != nil {
 		return err
 	}
-	g.d.AuditLogger().Log(ctx, audit.Event{Type: TypeCIBAToken, UserID: audit.Int64(sess.IdentityID), DeviceID: conf.DeviceID,
-		Metadata: map[string]any{"clientId": req.ClientID, "confirmationId": conf.ID, "sessionId": sess.SessionID}})
 	resp.SetAccessToken(at)
 	resp.SetTokenType("bearer")
 	resp.SetExpiresIn(atl)

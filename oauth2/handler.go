@@ -485,8 +485,12 @@ func (h *Handler) finishAuthorize(w http.ResponseWriter, r *http.Request, ar fos
 			}
 		}
 		// A refusal of the request (say, no PKCE) still spends the verifier: single use.
-		resp, respErr = p.NewAuthorizeResponse(ctx, ar, sess)
-		return nil
+		// A code issued commits with its event.
+		if resp, respErr = p.NewAuthorizeResponse(ctx, ar, sess); respErr != nil {
+			return nil
+		}
+		return h.d.AuditLogger().LogTx(ctx, audit.Event{Type: "oauth2.authorize", UserID: audit.Int64(id.ID),
+			Metadata: map[string]any{"clientId": f.ClientID, "scope": f.GrantedScope}})
 	})
 	if err == nil {
 		err = respErr
@@ -509,8 +513,6 @@ func (h *Handler) finishAuthorize(w http.ResponseWriter, r *http.Request, ar fos
 		p.WriteAuthorizeError(ctx, w, ar, authorizeError(err))
 		return
 	}
-	h.d.AuditLogger().Log(ctx, audit.Event{Type: "oauth2.authorize", UserID: audit.Int64(id.ID),
-		Metadata: map[string]any{"clientId": f.ClientID, "scope": f.GrantedScope}})
 	p.WriteAuthorizeResponse(ctx, w, ar, resp)
 }
 

@@ -284,34 +284,40 @@ func (h *Handler) logout(w http.ResponseWriter, r *http.Request, _ httprouter.Pa
 		writeRFC6749(w, r, fosite.ErrServerError.WithWrap(err))
 		return
 	}
-	var userID *int64
-	meta := map[string]any{}
-	// The browser's session ends unless the hint names another user (then that user's
-	// session named by the hint ends, and this browser's stays).
-	if s != nil && (claims == nil || claims["sub"] == strconv.FormatInt(s.IdentityID, 10)) {
-		if _, err := h.d.OAuth2Persister().EndLoginSession(ctx, s.ID); err != nil {
-			writeRFC6749(w, r, fosite.ErrServerError.WithWrap(err))
-			return
-		}
-		userID, meta["loginSessionId"] = audit.Int64(s.IdentityID), s.ID
-	}
-	if claims != nil {
-		if sid, _ := claims["sid"].(string); sid != "" && sid != meta["loginSessionId"] {
-			if err := h.endOIDCSession(ctx, sid); err != nil {
-				writeRFC6749(w, r, fosite.ErrServerError.WithWrap(err))
-				return
+	// What ends, and its audit event, commit together.
+	al := h.d.AuditLogger()
+	err = al.Tx(ctx, func(ctx context.Context) error {
+		var userID *int64
+		meta := map[string]any{}
+		// The browser's session ends unless the hint names another user (then that
+		// user's session named by the hint ends, and this browser's stays).
+		if s != nil && (claims == nil || claims["sub"] == strconv.FormatInt(s.IdentityID, 10)) {
+			if _, err := h.d.OAuth2Persister().EndLoginSession(ctx, s.ID); err != nil {
+				return err
 			}
-			meta["sid"] = sid
+			userID, meta["loginSessionId"] = audit.Int64(s.IdentityID), s.ID
 		}
-		if n, err := strconv.ParseInt(claims["sub"].(string), 10, 64); err == nil {
-			userID = audit.Int64(n)
+		if claims != nil {
+			if sid, _ := claims["sid"].(string); sid != "" && sid != meta["loginSessionId"] {
+				if err := h.endOIDCSession(ctx, sid); err != nil {
+					return err
+				}
+				meta["sid"] = sid
+			}
+			if n, err := strconv.ParseInt(claims["sub"].(string), 10, 64); err == nil {
+				userID = audit.Int64(n)
+			}
 		}
+		if cid := q.Get("client_id"); cid != "" {
+			meta["clientId"] = cid
+		}
+		return al.LogTx(ctx, audit.Event{Type: TypeLogout, UserID: userID, Metadata: meta})
+	})
+	if err != nil {
+		writeRFC6749(w, r, fosite.ErrServerError.WithWrap(err))
+		return
 	}
 	h.clearBrowserSession(w)
-	if cid := q.Get("client_id"); cid != "" {
-		meta["clientId"] = cid
-	}
-	h.d.AuditLogger().Log(ctx, audit.Event{Type: TypeLogout, UserID: userID, Metadata: meta})
 	w.Header().Set("Cache-Control", "no-store")
 	if target == "" {
 		target = withQuery(h.d.Config().URLs.LoginUI, "signed_out", "true")

@@ -112,7 +112,7 @@ func TestTokenBoundaries(t *testing.T) {
 			t.Fatalf("%s: self-service refresh at /oauth2/token: %d %s", name, st, body)
 		}
 	}
-	if _, _, err := srv.Registry.Tokens().Refresh(ctx, self.RefreshToken); err != nil {
+	if _, _, err := srv.Registry.Tokens().Refresh(ctx, self.RefreshToken, nil); err != nil {
 		t.Fatalf("the refresh token should still be unused: %v", err)
 	}
 }

@@ -125,12 +125,14 @@ func (h *Handler) listKeys(w http.ResponseWriter, r *http.Request, _ httprouter.
 }
 
 func (h *Handler) rotateKeys(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
-	k, err := h.d.Tokens().Keys().Rotate(r.Context())
+	// The new key, the retirement of the old ones and the event commit together.
+	k, err := h.d.Tokens().Keys().RotateInTx(r.Context(), func(ctx context.Context, k *Key) error {
+		return h.d.AuditLogger().LogTx(ctx, audit.Event{Type: audit.TypeKeyRotate, Metadata: map[string]any{"kid": k.KID}})
+	})
 	if err != nil {
 		x.WriteError(w, r, err)
 		return
 	}
-	h.d.AuditLogger().Log(r.Context(), audit.Event{Type: audit.TypeKeyRotate, Metadata: map[string]any{"kid": k.KID}})
 	x.WriteData(w, http.StatusOK, map[string]any{"active": keyViews([]*Key{k})[0], "keys": keyViews(h.d.Tokens().Keys().Keys())})
 }
 

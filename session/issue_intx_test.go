@@ -65,7 +65,7 @@ func TestIssueInTx(t *testing.T) {
 		if res, err := tk.Introspect(ctx, ts.AccessToken, ""); err != nil || !res.Active {
 			t.Fatalf("token of a successful issue: %+v %v", res, err)
 		}
-		if _, _, err := tk.Refresh(ctx, ts.RefreshToken); err != nil {
+		if _, _, err := tk.Refresh(ctx, ts.RefreshToken, nil); err != nil {
 			t.Fatalf("refresh token of a successful issue: %v", err)
 		}
 	})

@@ -119,7 +119,12 @@ func (m *KeyManager) decode(s StoredKey) (*Key, error) {
 // Rotate creates a new key and makes it the signing key; the previous keys are retired
 // but keep verifying until their tokens have expired. The new key is stored before it
 // signs anything, so it is in the JWKS before any token carries its kid.
-func (m *KeyManager) Rotate(ctx context.Context) (*Key, error) {
+func (m *KeyManager) Rotate(ctx context.Context) (*Key, error) { return m.RotateInTx(ctx, nil) }
+
+// RotateInTx is Rotate with inTx run in the transaction that stores the new key and
+// retires the old ones (the audit event): its error stores nothing. The keys in memory
+// are reloaded only after the commit.
+func (m *KeyManager) RotateInTx(ctx context.Context, inTx func(ctx context.Context, k *Key) error) (*Key, error) {
 	priv, err := generateKey(m.alg)
 	if err != nil {
 		return nil, err
@@ -138,10 +143,26 @@ func (m *KeyManager) Rotate(ctx context.Context) (*Key, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := m.p.InsertSigningKey(ctx, &StoredKey{KID: kid, Alg: m.alg, PrivateKey: enc, PublicJWK: string(pub), State: KeyActive, CreatedAt: k.CreatedAt}); err != nil {
-		return nil, err
+	store := func(ctx context.Context) error {
+		if err := m.p.InsertSigningKey(ctx, &StoredKey{KID: kid, Alg: m.alg, PrivateKey: enc, PublicJWK: string(pub), State: KeyActive, CreatedAt: k.CreatedAt}); err != nil {
+			return err
+		}
+		if err := m.p.RetireSigningKeys(ctx, kid, time.Now().UTC()); err != nil {
+			return err
+		}
+		if inTx != nil {
+			return inTx(ctx, k)
+		}
+		return nil
 	}
-	if err := m.p.RetireSigningKeys(ctx, kid, time.Now().UTC()); err != nil {
+	if t, ok := m.p.(interface {
+		Transaction(ctx context.Context, fn func(ctx context.Context) error) error
+	}); ok {
+		err = t.Transaction(ctx, store)
+	} else {
+		err = store(ctx)
+	}
+	if err != nil {
 		return nil, err
 	}
 	if err := m.load(ctx); err != nil {

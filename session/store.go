@@ -70,8 +70,37 @@ func (s *Store) SetClientAssertionJWT(context.Context, string, time.Time) error 
 }
 
 func (s *Store) BeginTX(ctx context.Context) (context.Context, error) { return s.p.BeginTX(ctx) }
-func (s *Store) Commit(ctx context.Context) error                     { return s.p.Commit(ctx) }
 func (s *Store) Rollback(ctx context.Context) error                   { return s.p.Rollback(ctx) }
+
+// commitHook travels in the context of a refresh (Tokens.Refresh): the store notes what
+// fosite's transaction did, and Commit runs fn in it before committing, so that the
+// audit event of a rotation or of a reuse revocation commits with it.
+type commitHook struct {
+	fn         func(ctx context.Context, o RefreshOutcome) error
+	identityID int64
+	outcome    RefreshOutcome
+	noted      bool
+}
+
+type commitHookKey struct{}
+
+func hookOf(ctx context.Context) *commitHook {
+	h, _ := ctx.Value(commitHookKey{}).(*commitHook)
+	return h
+}
+
+// Commit runs the context's commit hook (if fosite's transaction did something it
+// records), then commits; the hook's error rolls back instead.
+func (s *Store) Commit(ctx context.Context) error {
+	if h := hookOf(ctx); h != nil && h.noted {
+		h.noted = false
+		if err := h.fn(ctx, h.outcome); err != nil {
+			_ = s.p.Rollback(ctx)
+			return err
+		}
+	}
+	return s.p.Commit(ctx)
+}
 
 // passkeyKey carries IssueRequest.PasskeyID to the rows of the new session.
 type passkeyKey struct{}
@@ -280,7 +309,16 @@ func (s *Store) CreateRefreshTokenSession(ctx context.Context, sig, accessSig st
 		h := x.SHA256Hex(accessSig)
 		row.AccessSignature = &h
 	}
-	return s.p.InsertToken(ctx, KindRefresh, row)
+	if err := s.p.InsertToken(ctx, KindRefresh, row); err != nil {
+		return err
+	}
+	if h := hookOf(ctx); h != nil {
+		h.outcome, h.noted = RefreshOutcome{IdentityID: h.identityID, FamilyID: r.GetID()}, true
+		if sess, _ := r.GetSession().(*Session); sess != nil {
+			h.outcome.DeviceID = sess.DeviceID
+		}
+	}
+	return nil
 }
 
 func (s *Store) GetRefreshTokenSession(ctx context.Context, sig string, session fosite.Session) (fosite.Requester, error) {
@@ -310,7 +348,14 @@ func (s *Store) RotateRefreshToken(ctx context.Context, requestID, sig string) e
 // revocation) both end the whole family, ordered against a rotation in flight
 // (TokenPersister.RevokeFamily): one family is one session.
 func (s *Store) RevokeRefreshToken(ctx context.Context, requestID string) error {
-	return s.p.RevokeFamily(ctx, requestID)
+	if err := s.p.RevokeFamily(ctx, requestID); err != nil {
+		return err
+	}
+	// Only reuse detection revokes a refresh token during a refresh.
+	if h := hookOf(ctx); h != nil {
+		h.outcome, h.noted = RefreshOutcome{Reused: true, IdentityID: h.identityID, FamilyID: requestID}, true
+	}
+	return nil
 }
 
 func (s *Store) RevokeAccessToken(ctx context.Context, requestID string) error {

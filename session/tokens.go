@@ -44,9 +44,13 @@ type IssueRequest struct {
 	// AuthTime is when the user authenticated; zero means now. A flow that finishes a
 	// login started earlier (an approval on a device) passes the real time.
 	AuthTime time.Time
+	// SessionID, when set, is the id of the new token family (the caller's audit event
+	// names it from InTx, before the tokens exist); empty means a fresh one.
+	SessionID string
 	// InTx, when set, runs inside the transaction that stores the new tokens, before
 	// them: its error (returned by Issue as is) stores nothing. A login that consumes a
-	// challenge does it here, so the challenge and the tokens commit together.
+	// challenge does it here, so the challenge and the tokens commit together, and
+	// writes its audit event here (audit.Logger.LogTx).
 	InTx func(ctx context.Context) error
 }
 
@@ -176,7 +180,10 @@ func (t *Tokens) Issue(ctx context.Context, in IssueRequest) (*TokenSet, error) 
 	if in.AuthTime.IsZero() {
 		sess.AuthTime = time.Now().UTC().Truncate(time.Second)
 	}
-	sess.SessionID = uuid.NewString()
+	sess.SessionID = in.SessionID
+	if sess.SessionID == "" {
+		sess.SessionID = uuid.NewString()
+	}
 
 	ar := fosite.NewAccessRequest(sess)
 	ar.ID = sess.SessionID
@@ -242,9 +249,20 @@ var (
 	ErrRefreshReused  = x.ErrUnauthorized.WithMessage("The refresh token was already used; the session has been revoked.")
 )
 
+// RefreshOutcome is what a refresh transaction did, for its audit event: the session of
+// the rotated family, or (Reused) the family revoked because a rotated token came back.
+type RefreshOutcome struct {
+	Reused     bool
+	IdentityID int64  // the token's owner (0 for a subject that is no identity)
+	FamilyID   string // the session: the token family's request id
+	DeviceID   string // the device the session signed in with (not on reuse)
+}
+
 // Refresh rotates a self-service refresh token through fosite's refresh grant. A token
-// that was already rotated revokes its whole family (fosite's reuse detection).
-func (t *Tokens) Refresh(ctx context.Context, refreshToken string) (*TokenSet, *Session, error) {
+// that was already rotated revokes its whole family (fosite's reuse detection). inTx,
+// when not nil, runs in the transaction of the rotation or of the reuse revocation,
+// before it commits (the audit event); its error undoes the transaction.
+func (t *Tokens) Refresh(ctx context.Context, refreshToken string, inTx func(ctx context.Context, o RefreshOutcome) error) (*TokenSet, *Session, error) {
 	if refreshToken == "" || len(refreshToken) > 512 {
 		return nil, nil, ErrRefreshInvalid
 	}
@@ -279,6 +297,9 @@ func (t *Tokens) Refresh(ctx context.Context, refreshToken string) (*TokenSet, *
 		return nil, nil, err
 	}
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	if inTx != nil {
+		ctx = context.WithValue(ctx, commitHookKey{}, &commitHook{fn: inTx, identityID: owner.IdentityID})
+	}
 	sess := &Session{}
 	ar, err := t.provider.NewAccessRequest(ctx, req, sess)
 	if err != nil {

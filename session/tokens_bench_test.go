@@ -38,7 +38,7 @@ func BenchmarkRefresh(b *testing.B) {
 	rt := ts.RefreshToken
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		next, _, err := t.Refresh(ctx, rt)
+		next, _, err := t.Refresh(ctx, rt, nil)
 		if err != nil {
 			b.Fatal(err)
 		}

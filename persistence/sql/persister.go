@@ -302,6 +302,10 @@ func (p *Persister) Connection(ctx context.Context) *pop.Connection {
 	return p.conn.WithContext(ctx)
 }
 
+// InTransaction reports whether ctx carries a write transaction (audit.Transactor:
+// audit.Logger.LogTx writes the event of a change into it).
+func (p *Persister) InTransaction(ctx context.Context) bool { return p.txConnection(ctx) != nil }
+
 func (p *Persister) txConnection(ctx context.Context) *pop.Connection {
 	tx, _ := ctx.Value(txKey{}).(*pop.Connection)
 	return tx

@@ -14,7 +14,11 @@ import (
 	"github.com/pvpipe/pvauth/audit"
 )
 
-var _ audit.Persister = (*Persister)(nil)
+var (
+	_ audit.Persister  = (*Persister)(nil)
+	_ audit.Transactor = (*Persister)(nil)
+	_ audit.Pinger     = (*Persister)(nil)
+)
 
 const auditColumns = "id, type, user_id, device_id, ip, user_agent, result, reason, metadata, created_at"
 
@@ -38,7 +42,8 @@ type auditRow struct {
 	CreatedAt time.Time         `db:"created_at"`
 }
 
-// InsertAuditEvents stores events in one transaction, in multi-row INSERTs. Events
+// InsertAuditEvents stores events in one transaction, in multi-row INSERTs; inside the
+// transaction ctx carries it joins it (the event of a change commits with it). Events
 // without an id or time get a fresh UUIDv7 and the current time; metadata is stored as
 // JSON text ({} when empty).
 func (p *Persister) InsertAuditEvents(ctx context.Context, events []audit.Event) error {

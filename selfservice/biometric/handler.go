@@ -152,11 +152,17 @@ func (h *Handler) registerChallenge(w http.ResponseWriter, r *http.Request, _ ht
 		KeyAlgorithm: &b.KeyAlgorithm, PublicKey: &pemKey,
 		ExpiresAt: time.Now().Add(h.d.Config().TTL.Challenge),
 	}
-	if err := h.d.BiometricPersister().CreateDeviceChallenge(ctx, c); err != nil {
+	al := h.d.AuditLogger()
+	if err := al.Tx(ctx, func(ctx context.Context) error {
+		if err := h.d.BiometricPersister().CreateDeviceChallenge(ctx, c); err != nil {
+			return err
+		}
+		return al.LogTx(ctx, deviceEvent(audit.TypeDeviceRegister, uid, c.DeviceID, audit.ResultSuccess, "",
+			map[string]any{"step": "challenge", "challengeHash": hash, "sessionId": c.ID}))
+	}); err != nil {
 		x.WriteError(w, r, err)
 		return
 	}
-	h.auditDevice(ctx, audit.TypeDeviceRegister, uid, c.DeviceID, audit.ResultSuccess, "", map[string]any{"step": "challenge", "challengeHash": hash, "sessionId": c.ID})
 	x.WriteData(w, http.StatusOK, challengeResult{Challenge: chal, ExpiresAt: c.ExpiresAt, DeviceID: c.DeviceID, SessionID: c.ID})
 }
 
@@ -237,7 +243,9 @@ func (h *Handler) registerVerify(w http.ResponseWriter, r *http.Request, _ httpr
 		ID: c.DeviceID, UserID: uid, DeviceName: *c.DeviceName, DeviceType: *c.DeviceType,
 		DeviceFingerprint: *c.DeviceFingerprint, KeyAlgorithm: *c.KeyAlgorithm, PublicKey: *c.PublicKey,
 	}
-	err = persistTx(ctx, h.d.BiometricPersister(), func(ctx context.Context) error {
+	// The challenge, the device and the event commit together.
+	al := h.d.AuditLogger()
+	err = al.Tx(ctx, func(ctx context.Context) error {
 		ok, err := h.d.BiometricPersister().ConsumeDeviceChallenge(ctx, c.ID, now)
 		if err != nil {
 			return err
@@ -250,7 +258,7 @@ func (h *Handler) registerVerify(w http.ResponseWriter, r *http.Request, _ httpr
 		} else if err != nil {
 			return err
 		}
-		return nil
+		return al.LogTx(ctx, deviceEvent(audit.TypeDeviceRegister, uid, d.ID, audit.ResultSuccess, "", sigMeta))
 	})
 	if err != nil {
 		if errors.Is(err, ErrAlreadyRegistered) {
@@ -259,21 +267,8 @@ func (h *Handler) registerVerify(w http.ResponseWriter, r *http.Request, _ httpr
 		x.WriteError(w, r, err)
 		return
 	}
-	h.auditDevice(ctx, audit.TypeDeviceRegister, uid, d.ID, audit.ResultSuccess, "", sigMeta)
 	h.d.DeviceNotifier().AuthenticatorAdded(ctx, uid, devicekey.AuthenticatorDevice, d.ID, d.DeviceName, d.ID)
 	x.WriteData(w, http.StatusOK, registerResult{Success: true, DeviceID: d.ID, Device: h.view(d)})
-}
-
-// Transactor is implemented by persisters that can run a function in a transaction.
-type Transactor interface {
-	Transaction(ctx context.Context, fn func(ctx context.Context) error) error
-}
-
-func persistTx(ctx context.Context, p any, fn func(ctx context.Context) error) error {
-	if t, ok := p.(Transactor); ok {
-		return t.Transaction(ctx, fn)
-	}
-	return fn(ctx)
 }
 
 // view shows the FCM token in clear to the device's owner.
@@ -313,19 +308,19 @@ func (h *Handler) RemoveDevice(ctx context.Context, uid int64, deviceID string, 
 	if _, err := uuid.Parse(deviceID); err != nil {
 		return ErrDeviceInactive
 	}
-	ok, err := h.d.BiometricPersister().DeactivateDevice(ctx, uid, deviceID)
-	if err != nil {
-		return err
-	}
-	if !ok {
-		return ErrDeviceInactive
-	}
-	n, err := h.d.Tokens().RevokeDeviceSessions(ctx, uid, deviceID)
-	if err != nil {
-		return err
-	}
-	h.auditDevice(ctx, audit.TypeDeviceDelete, uid, deviceID, audit.ResultSuccess, "", map[string]any{"revokedSessions": n, "by": by})
-	return nil
+	// The device, its sessions and the event end in one transaction (the identity's
+	// lock first, as for every removal of an authenticator).
+	al := h.d.AuditLogger()
+	return al.Tx(ctx, func(ctx context.Context) error {
+		removed, n, err := h.d.Tokens().RemoveAuthenticators(ctx, uid, session.AuthenticatorDevice, deviceID)
+		if err != nil {
+			return err
+		}
+		if removed == 0 {
+			return ErrDeviceInactive
+		}
+		return al.LogTx(ctx, deviceEvent(audit.TypeDeviceDelete, uid, deviceID, audit.ResultSuccess, "", map[string]any{"revokedSessions": n, "by": by}))
+	})
 }
 
 func (h *Handler) deleteDevice(w http.ResponseWriter, r *http.Request, ps httprouter.Params) {
@@ -487,8 +482,11 @@ func (h *Handler) mobileBiometric(w http.ResponseWriter, r *http.Request, _ http
 	}
 	// The challenge is consumed in the transaction that stores the tokens: exactly one
 	// of concurrent logins with it gets tokens, and a failed issue leaves it unused.
+	// The login's event commits with the tokens too.
+	sid := uuid.NewString()
 	ts, err := h.d.Tokens().Issue(ctx, session.IssueRequest{
 		IdentityID: d.UserID, Email: owner.Email, AMR: []string{session.AMRHardware}, DeviceID: d.ID, RememberMe: b.RememberMe,
+		SessionID: sid,
 		InTx: func(ctx context.Context) error {
 			ok, err := h.d.BiometricPersister().ConsumeDeviceChallenge(ctx, c.ID, now)
 			if err != nil {
@@ -497,7 +495,8 @@ func (h *Handler) mobileBiometric(w http.ResponseWriter, r *http.Request, _ http
 			if !ok {
 				return ErrSessionExpired
 			}
-			return nil
+			meta["rememberMe"], meta["sessionFamily"] = b.RememberMe, sid
+			return h.d.AuditLogger().LogTx(ctx, deviceEvent(audit.TypeBiometricLogin, d.UserID, d.ID, audit.ResultSuccess, "", meta))
 		},
 	})
 	if err != nil {
@@ -508,8 +507,6 @@ func (h *Handler) mobileBiometric(w http.ResponseWriter, r *http.Request, _ http
 	if d.LastUsedAt == nil || now.Sub(*d.LastUsedAt) >= time.Minute {
 		_ = h.d.BiometricPersister().TouchDevice(ctx, d.ID, now)
 	}
-	meta["rememberMe"], meta["sessionFamily"] = b.RememberMe, ts.SessionID
-	h.auditDevice(ctx, audit.TypeBiometricLogin, d.UserID, d.ID, audit.ResultSuccess, "", meta)
 	x.WriteData(w, http.StatusOK, biometricResult{Success: true, Tokens: ts})
 }
 
@@ -632,12 +629,17 @@ func (h *Handler) adminDeleteDevice(w http.ResponseWriter, r *http.Request, ps h
 	x.WriteData(w, http.StatusOK, map[string]any{"success": true, "message": "Device deleted successfully"})
 }
 
+// auditDevice logs an event that changes nothing in the background.
 func (h *Handler) auditDevice(ctx context.Context, typ string, uid int64, deviceID, result, reason string, md map[string]any) {
+	h.d.AuditLogger().Log(ctx, deviceEvent(typ, uid, deviceID, result, reason, md))
+}
+
+func deviceEvent(typ string, uid int64, deviceID, result, reason string, md map[string]any) audit.Event {
 	ev := audit.Event{Type: typ, UserID: audit.Int64(uid), Result: result, Reason: reason, Metadata: md}
 	if deviceID != "" {
 		ev.DeviceID = &deviceID
 	}
-	h.d.AuditLogger().Log(ctx, ev)
+	return ev
 }
 
 // adminDeleteDevices deletes every device of an identity and ends the sessions they
@@ -653,11 +655,20 @@ func (h *Handler) adminDeleteDevices(w http.ResponseWriter, r *http.Request, ps 
 		x.WriteError(w, r, err)
 		return
 	}
-	n, revoked, err := h.d.Tokens().RemoveAuthenticators(ctx, uid, session.AuthenticatorDevice, "")
+	var n int
+	al := h.d.AuditLogger()
+	err = al.Tx(ctx, func(ctx context.Context) error {
+		var revoked int
+		var err error
+		if n, revoked, err = h.d.Tokens().RemoveAuthenticators(ctx, uid, session.AuthenticatorDevice, ""); err != nil {
+			return err
+		}
+		return al.LogTx(ctx, deviceEvent(audit.TypeDeviceDelete, uid, "", audit.ResultSuccess, "",
+			map[string]any{"deleted": n, "revokedSessions": revoked, "by": "admin", "all": true}))
+	})
 	if err != nil {
 		x.WriteError(w, r, err)
 		return
 	}
-	h.auditDevice(ctx, audit.TypeDeviceDelete, uid, "", audit.ResultSuccess, "", map[string]any{"deleted": n, "revokedSessions": revoked, "by": "admin", "all": true})
 	x.WriteData(w, http.StatusOK, map[string]int{"deleted": n})
 }

@@ -101,8 +101,6 @@ type Persister interface {
 	// ConsumeConfirmation marks an approved, unconsumed confirmation consumed; false
 	// when it is not approved or was consumed already.
 	ConsumeConfirmation(ctx context.Context, id string, now time.Time) (bool, error)
-	// Transaction runs fn in one write transaction carried by its context.
-	Transaction(ctx context.Context, fn func(ctx context.Context) error) error
 }
 
 // Version identifies a state of a stored confirmation.

@@ -182,22 +182,21 @@ func (s *Service) InitiateWith(ctx context.Context, userID int64, actionType str
 		h := matchHash(c.ID, out.MatchCode)
 		c.MatchCodeHash = &h
 	}
-	cp := s.d.ConfirmationPersister()
-	if o.InTx == nil {
-		err = cp.CreateConfirmation(ctx, c)
-	} else {
-		err = cp.Transaction(ctx, func(ctx context.Context) error {
-			if err := cp.CreateConfirmation(ctx, c); err != nil {
+	al := s.d.AuditLogger()
+	if err := al.Tx(ctx, func(ctx context.Context) error {
+		if err := s.d.ConfirmationPersister().CreateConfirmation(ctx, c); err != nil {
+			return err
+		}
+		if o.InTx != nil {
+			if err := o.InTx(ctx, c); err != nil {
 				return err
 			}
-			return o.InTx(ctx, c)
-		})
-	}
-	if err != nil {
+		}
+		return al.LogTx(ctx, event(c, audit.ResultSuccess, "", map[string]any{"event": "initiated", "challengeHash": challengeHash,
+			"actionHash": actionHash, "numberMatching": c.MatchCodeHash != nil}))
+	}); err != nil {
 		return nil, err
 	}
-	s.log(ctx, c, audit.ResultSuccess, "", map[string]any{"event": "initiated", "challengeHash": challengeHash,
-		"actionHash": actionHash, "numberMatching": c.MatchCodeHash != nil})
 	s.d.DeviceNotifier().Notify(ctx, devicekey.Message{
 		UserID: userID,
 		Data: map[string]string{
@@ -279,7 +278,8 @@ func (s *Service) Verify(ctx context.Context, userID int64, id, deviceID, signat
 	if err != nil {
 		return nil, "", err
 	}
-	if err := s.decide(ctx, c, StatusApproved, &d.ID, nil, at); err != nil {
+	meta["status"] = StatusApproved
+	if err := s.decide(ctx, c, StatusApproved, &d.ID, nil, at, event(&approved, audit.ResultSuccess, "", meta)); err != nil {
 		return nil, "", err
 	}
 	s.receipts.put(receiptKey(&approved), receipt)
@@ -287,8 +287,6 @@ func (s *Service) Verify(ctx context.Context, userID int64, id, deviceID, signat
 	if d.LastUsedAt == nil || at.Sub(*d.LastUsedAt) >= time.Minute {
 		_ = s.d.DevicePersister().TouchDevice(ctx, d.ID, at)
 	}
-	meta["status"] = StatusApproved
-	s.log(ctx, &approved, audit.ResultSuccess, "", meta)
 	return &approved, receipt, nil
 }
 
@@ -298,21 +296,34 @@ func (s *Service) Verify(ctx context.Context, userID int64, id, deviceID, signat
 func (s *Service) matchFailure(ctx context.Context, c *Confirmation, meta map[string]any) error {
 	now := time.Now()
 	p := s.d.ConfirmationPersister()
-	ok, err := p.CountMatchFailure(ctx, c.ID, now)
-	if err != nil {
+	al := s.d.AuditLogger()
+	// The count and its event, then a rejection and its event, each commit together.
+	var ok bool
+	meta["matchCode"] = "mismatch"
+	if err := al.Tx(ctx, func(ctx context.Context) error {
+		var err error
+		if ok, err = p.CountMatchFailure(ctx, c.ID, now); err != nil || !ok {
+			return err
+		}
+		return al.LogTx(ctx, event(c, audit.ResultFailure, "match code mismatch", meta))
+	}); err != nil {
 		return err
 	}
 	if !ok {
 		return s.loser(ctx, c.ID, now)
 	}
-	meta["matchCode"] = "mismatch"
-	s.log(ctx, c, audit.ResultFailure, "match code mismatch", meta)
-	rejected, err := p.RejectOnMatchFailures(ctx, c.ID, MaxMatchFailures, "too many wrong match codes", now)
-	if err != nil {
+	var rejected bool
+	if err := al.Tx(ctx, func(ctx context.Context) error {
+		var err error
+		if rejected, err = p.RejectOnMatchFailures(ctx, c.ID, MaxMatchFailures, "too many wrong match codes", now); err != nil || !rejected {
+			return err
+		}
+		return al.LogTx(ctx, event(c, audit.ResultSuccess, "too many wrong match codes",
+			map[string]any{"event": "reject", "status": StatusRejected, "by": "match_code"}))
+	}); err != nil {
 		return err
 	}
 	if rejected {
-		s.log(ctx, c, audit.ResultSuccess, "too many wrong match codes", map[string]any{"event": "reject", "status": StatusRejected, "by": "match_code"})
 		s.hub.notify(c.ID)
 	}
 	return ErrMatchCodeMismatch
@@ -328,17 +339,26 @@ func (s *Service) Reject(ctx context.Context, userID int64, id, reason string) (
 	if reason != "" {
 		r = &reason
 	}
-	if err := s.decide(ctx, c, StatusRejected, nil, r, time.Now()); err != nil {
+	ev := event(c, audit.ResultSuccess, reason, map[string]any{"event": "reject", "status": StatusRejected})
+	if err := s.decide(ctx, c, StatusRejected, nil, r, time.Now(), ev); err != nil {
 		return nil, err
 	}
-	s.log(ctx, c, audit.ResultSuccess, reason, map[string]any{"event": "reject", "status": StatusRejected})
 	return s.Get(ctx, 0, c.ID)
 }
 
-// decide applies a decision exactly once; the loser of a race, or a late caller, learns
-// why: 400 when the time has passed, 409 when someone already decided.
-func (s *Service) decide(ctx context.Context, c *Confirmation, status string, deviceID, reason *string, now time.Time) error {
-	ok, err := s.d.ConfirmationPersister().DecideConfirmation(ctx, c.ID, status, deviceID, reason, now)
+// decide applies a decision exactly once, in one transaction with its event ev; the
+// loser of a race, or a late caller, learns why: 400 when the time has passed, 409 when
+// someone already decided.
+func (s *Service) decide(ctx context.Context, c *Confirmation, status string, deviceID, reason *string, now time.Time, ev audit.Event) error {
+	var ok bool
+	al := s.d.AuditLogger()
+	err := al.Tx(ctx, func(ctx context.Context) error {
+		var err error
+		if ok, err = s.d.ConfirmationPersister().DecideConfirmation(ctx, c.ID, status, deviceID, reason, now); err != nil || !ok {
+			return err
+		}
+		return al.LogTx(ctx, ev)
+	})
 	if err != nil {
 		return err
 	}
@@ -367,13 +387,25 @@ func (s *Service) Consume(ctx context.Context, id string) (*Confirmation, error)
 		return nil, ErrConfirmationNotFound
 	}
 	// Read first: once the update below commits nothing that can fail may run, or a
-	// consumption that happened would be answered an error and its retry refused.
+	// consumption that happened would be answered an error and its retry refused. The
+	// consumption and its event commit together.
 	c, err := s.Get(ctx, 0, id)
 	if err != nil {
 		return nil, err
 	}
 	now := time.Now()
-	ok, err := s.d.ConfirmationPersister().ConsumeConfirmation(ctx, id, now)
+	stored := now.UTC().Truncate(time.Second)
+	consumed := *c
+	consumed.ConsumedAt, consumed.UpdatedAt = &stored, stored
+	var ok bool
+	al := s.d.AuditLogger()
+	err = al.Tx(ctx, func(ctx context.Context) error {
+		var err error
+		if ok, err = s.d.ConfirmationPersister().ConsumeConfirmation(ctx, id, now); err != nil || !ok {
+			return err
+		}
+		return al.LogTx(ctx, event(&consumed, audit.ResultSuccess, "", map[string]any{"event": "consume", "status": c.Status}))
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -384,11 +416,8 @@ func (s *Service) Consume(ctx context.Context, id string) (*Confirmation, error)
 		s.log(ctx, c, audit.ResultFailure, "not approved or already consumed", map[string]any{"event": "consume", "status": c.EffectiveStatus(time.Now())})
 		return nil, ErrNotConsumable
 	}
-	stored := now.UTC().Truncate(time.Second)
-	c.ConsumedAt, c.UpdatedAt = &stored, stored
-	s.log(ctx, c, audit.ResultSuccess, "", map[string]any{"event": "consume", "status": c.Status})
 	s.hub.notify(c.ID)
-	return c, nil
+	return &consumed, nil
 }
 
 // Receipt is the signed proof of an approval (API.md §3): a JWT signed by the current
@@ -475,7 +504,12 @@ func (s *Service) SetHeartbeatInterval(d time.Duration) { s.heartbeat.Store(d) }
 // HeartbeatInterval is the current heartbeat interval.
 func (s *Service) HeartbeatInterval() time.Duration { return s.heartbeat.Load() }
 
+// log writes an event that changes nothing in the background.
 func (s *Service) log(ctx context.Context, c *Confirmation, result, reason string, md map[string]any) {
+	s.d.AuditLogger().Log(ctx, event(c, result, reason, md))
+}
+
+func event(c *Confirmation, result, reason string, md map[string]any) audit.Event {
 	if md == nil {
 		md = map[string]any{}
 	}
@@ -485,7 +519,7 @@ func (s *Service) log(ctx context.Context, c *Confirmation, result, reason strin
 	if did, ok := md["deviceId"].(string); ok {
 		ev.DeviceID = &did
 	}
-	s.d.AuditLogger().Log(ctx, ev)
+	return ev
 }
 
 // receiptCache keeps signed receipts, bounded: when full it starts over.

@@ -379,23 +379,26 @@ func (h *Handler) loginFinish(w http.ResponseWriter, r *http.Request, _ httprout
 		h.d.AuditLogger().Log(ctx, audit.Event{Type: audit.TypePasskey, UserID: audit.Int64(id.ID), Result: audit.ResultFailure,
 			Reason: "sign counter regressed: possible cloned authenticator", Metadata: map[string]any{"event": "clone_warning", "passkeyId": stored.ID}})
 	}
+	sid := uuid.NewString()
 	ts, err := h.d.Tokens().Issue(ctx, session.IssueRequest{IdentityID: id.ID, Email: id.Email, AMR: []string{session.AMRWebAuthn},
-		PasskeyID: stored.ID, RememberMe: b.RememberMe,
+		PasskeyID: stored.ID, RememberMe: b.RememberMe, SessionID: sid,
 		// Under the identity's lock (see session.TokenPersister): a deletion of the
 		// passkey that committed first refuses the login; one that comes after ends it.
+		// The login's event commits with the tokens.
 		InTx: func(ctx context.Context) error {
 			c, err := h.d.PasskeyPersister().GetPasskeyByCredentialID(ctx, stored.CredentialID)
 			if errors.Is(err, ErrNotFound) || (err == nil && !c.IsActive) {
 				return ErrVerification
+			} else if err != nil {
+				return err
 			}
-			return err
+			return h.d.AuditLogger().LogTx(ctx, audit.Event{Type: audit.TypePasskey, UserID: audit.Int64(id.ID), Result: audit.ResultSuccess,
+				Metadata: map[string]any{"event": "login", "passkeyId": stored.ID, "discoverable": s.IdentityID == nil, "sessionId": sid}})
 		}})
 	if err != nil {
 		x.WriteError(w, r, err)
 		return
 	}
-	h.d.AuditLogger().Log(ctx, audit.Event{Type: audit.TypePasskey, UserID: audit.Int64(id.ID), Result: audit.ResultSuccess,
-		Metadata: map[string]any{"event": "login", "passkeyId": stored.ID, "discoverable": s.IdentityID == nil, "sessionId": ts.SessionID}})
 	x.WriteData(w, http.StatusOK, loginResult{Success: true, Tokens: ts})
 }
 
@@ -562,15 +565,20 @@ func (h *Handler) registerFinish(w http.ResponseWriter, r *http.Request, _ httpr
 		Data: string(data), AttestationType: cred.AttestationType, AAGUID: aaguid, SignCount: int64(cred.Authenticator.SignCount),
 		Transports: string(tr), BackupEligible: cred.Flags.BackupEligible, BackupState: cred.Flags.BackupState,
 	}
-	if err := h.d.PasskeyPersister().CreatePasskey(ctx, c); errors.Is(err, ErrDuplicateCredential) {
+	al := h.d.AuditLogger()
+	if err := al.Tx(ctx, func(ctx context.Context) error {
+		if err := h.d.PasskeyPersister().CreatePasskey(ctx, c); err != nil {
+			return err
+		}
+		return al.LogTx(ctx, audit.Event{Type: audit.TypePasskey, UserID: audit.Int64(id.ID),
+			Metadata: map[string]any{"event": "register", "passkeyId": c.ID, "aaguid": aaguid}})
+	}); errors.Is(err, ErrDuplicateCredential) {
 		x.WriteError(w, r, x.ErrConflict.WithMessage("This passkey is already registered."))
 		return
 	} else if err != nil {
 		x.WriteError(w, r, err)
 		return
 	}
-	h.d.AuditLogger().Log(ctx, audit.Event{Type: audit.TypePasskey, UserID: audit.Int64(id.ID),
-		Metadata: map[string]any{"event": "register", "passkeyId": c.ID, "aaguid": aaguid}})
 	h.d.DeviceNotifier().AuthenticatorAdded(ctx, id.ID, devicekey.AuthenticatorPasskey, c.ID, c.Name, "")
 	v := view(c)
 	x.WriteData(w, http.StatusOK, map[string]any{"success": true, "credentialId": c.CredentialID, "credential": v})
@@ -666,17 +674,20 @@ func (h *Handler) removeFor(ctx context.Context, uid int64, pid, by string) erro
 	if _, err := uuid.Parse(pid); err != nil {
 		return ErrPasskeyNotFound
 	}
-	// The passkey goes, and every session it signed in with it, in one transaction.
-	n, revoked, err := h.d.Tokens().RemoveAuthenticators(ctx, uid, session.AuthenticatorPasskey, pid)
-	if err != nil {
-		return err
-	}
-	if n == 0 {
-		return ErrPasskeyNotFound
-	}
-	h.d.AuditLogger().Log(ctx, audit.Event{Type: audit.TypePasskey, UserID: audit.Int64(uid),
-		Metadata: map[string]any{"event": "delete", "passkeyId": pid, "by": by, "revokedSessions": revoked}})
-	return nil
+	// The passkey goes, and every session it signed in with it, in one transaction with
+	// the event.
+	al := h.d.AuditLogger()
+	return al.Tx(ctx, func(ctx context.Context) error {
+		n, revoked, err := h.d.Tokens().RemoveAuthenticators(ctx, uid, session.AuthenticatorPasskey, pid)
+		if err != nil {
+			return err
+		}
+		if n == 0 {
+			return ErrPasskeyNotFound
+		}
+		return al.LogTx(ctx, audit.Event{Type: audit.TypePasskey, UserID: audit.Int64(uid),
+			Metadata: map[string]any{"event": "delete", "passkeyId": pid, "by": by, "revokedSessions": revoked}})
+	})
 }
 
 func (h *Handler) remove(w http.ResponseWriter, r *http.Request, ps httprouter.Params) {
@@ -735,12 +746,20 @@ func (h *Handler) adminRemoveAll(w http.ResponseWriter, r *http.Request, ps http
 		x.WriteError(w, r, err)
 		return
 	}
-	n, revoked, err := h.d.Tokens().RemoveAuthenticators(ctx, uid, session.AuthenticatorPasskey, "")
+	var n int
+	al := h.d.AuditLogger()
+	err = al.Tx(ctx, func(ctx context.Context) error {
+		var revoked int
+		var err error
+		if n, revoked, err = h.d.Tokens().RemoveAuthenticators(ctx, uid, session.AuthenticatorPasskey, ""); err != nil {
+			return err
+		}
+		return al.LogTx(ctx, audit.Event{Type: audit.TypePasskey, UserID: audit.Int64(uid),
+			Metadata: map[string]any{"event": "delete_all", "deleted": n, "by": "admin", "revokedSessions": revoked}})
+	})
 	if err != nil {
 		x.WriteError(w, r, err)
 		return
 	}
-	h.d.AuditLogger().Log(ctx, audit.Event{Type: audit.TypePasskey, UserID: audit.Int64(uid),
-		Metadata: map[string]any{"event": "delete_all", "deleted": n, "by": "admin", "revokedSessions": revoked}})
 	x.WriteData(w, http.StatusOK, map[string]int{"deleted": n})
 }

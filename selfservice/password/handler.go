@@ -169,14 +169,20 @@ func (h *Handler) login(w http.ResponseWriter, r *http.Request, _ httprouter.Par
 		ID: uuid.NewString(), TokenHash: x.SHA256Hex(tok), IdentityID: id.ID, State: FlowPending,
 		RememberMe: b.RememberMe, ExpiresAt: time.Now().Add(h.d.Config().TTL.PendingLogin),
 	}
-	if err := h.d.LoginFlowPersister().CreateLoginFlow(ctx, f); err != nil {
+	// The pending login and its event commit together.
+	al := h.d.AuditLogger()
+	if err := al.Tx(ctx, func(ctx context.Context) error {
+		if err := h.d.LoginFlowPersister().CreateLoginFlow(ctx, f); err != nil {
+			return err
+		}
+		return al.LogTx(ctx, audit.Event{Type: audit.TypeLogin, UserID: audit.Int64(id.ID), Result: audit.ResultSuccess,
+			Metadata: map[string]any{"step": "password", "registerOtp": !id.MFAEnabled}})
+	}); err != nil {
 		x.WriteError(w, r, err)
 		return
 	}
 	succeeded = true
 	attempt.Succeed(ctx, netKey)
-	h.d.AuditLogger().Log(ctx, audit.Event{Type: audit.TypeLogin, UserID: audit.Int64(id.ID), Result: audit.ResultSuccess,
-		Metadata: map[string]any{"step": "password", "registerOtp": !id.MFAEnabled}})
 	x.WriteData(w, http.StatusOK, loginResult{RegisterOTP: !id.MFAEnabled, Token: tok})
 }
 
@@ -240,16 +246,21 @@ func (h *Handler) otpSetup(w http.ResponseWriter, r *http.Request, _ httprouter.
 		x.WriteError(w, r, err)
 		return
 	}
-	if err := h.d.LoginFlowPersister().SetLoginFlowTOTPSecret(ctx, f.ID, enc); err != nil {
-		x.WriteError(w, r, err)
-		return
-	}
 	png, err := qrPNGDataURI(key.URL())
 	if err != nil {
 		x.WriteError(w, r, err)
 		return
 	}
-	h.d.AuditLogger().Log(ctx, audit.Event{Type: audit.TypeOTPSetup, UserID: audit.Int64(id.ID)})
+	al := h.d.AuditLogger()
+	if err := al.Tx(ctx, func(ctx context.Context) error {
+		if err := h.d.LoginFlowPersister().SetLoginFlowTOTPSecret(ctx, f.ID, enc); err != nil {
+			return err
+		}
+		return al.LogTx(ctx, audit.Event{Type: audit.TypeOTPSetup, UserID: audit.Int64(id.ID)})
+	}); err != nil {
+		x.WriteError(w, r, err)
+		return
+	}
 	x.WriteData(w, http.StatusOK, setupResult{Secret: key.Secret(), OTPAuthURL: key.URL(), QRCodePNG: png})
 }
 
@@ -300,8 +311,9 @@ func (h *Handler) otpVerify(w http.ResponseWriter, r *http.Request, _ httprouter
 
 	var recovery []string
 	method := "totp"
+	sid := uuid.NewString()
 	if !id.MFAEnabled {
-		recovery, err = h.enroll(ctx, f, id, b.OTP)
+		recovery, err = h.enroll(ctx, f, id, b.OTP, sid)
 		method = "enroll"
 	} else {
 		method, err = h.checkSecondFactor(ctx, id, b.OTP)
@@ -318,9 +330,11 @@ func (h *Handler) otpVerify(w http.ResponseWriter, r *http.Request, _ httprouter
 	}
 	// One pending token completes one login, even if two good codes race; completing it
 	// in the token transaction orders it against a revocation of the identity (a
-	// revoked pending token completes nothing).
+	// revoked pending token completes nothing). The login's event commits in it too (an
+	// enrolment's event committed with the enrolment).
 	ts, err := h.d.Tokens().Issue(ctx, session.IssueRequest{
 		IdentityID: id.ID, Email: id.Email, AMR: []string{session.AMRPassword, session.AMROTP}, RememberMe: f.RememberMe,
+		SessionID: sid,
 		InTx: func(ctx context.Context) error {
 			ok, err := h.d.LoginFlowPersister().CompleteLoginFlow(ctx, f.ID)
 			if err != nil {
@@ -329,24 +343,25 @@ func (h *Handler) otpVerify(w http.ResponseWriter, r *http.Request, _ httprouter
 			if !ok {
 				return ErrPendingInvalid
 			}
-			return nil
+			if recovery != nil {
+				return nil
+			}
+			return h.d.AuditLogger().LogTx(ctx, audit.Event{Type: audit.TypeOTPVerify, UserID: audit.Int64(id.ID), Result: audit.ResultSuccess,
+				Metadata: map[string]any{"method": method, "sessionId": sid, "rememberMe": f.RememberMe}})
 		},
 	})
 	if err != nil {
 		x.WriteError(w, r, err)
 		return
 	}
-	typ := audit.TypeOTPVerify
-	if recovery != nil {
-		typ = audit.TypeOTPEnroll
-	}
-	h.d.AuditLogger().Log(ctx, audit.Event{Type: typ, UserID: audit.Int64(id.ID), Result: audit.ResultSuccess,
-		Metadata: map[string]any{"method": method, "sessionId": ts.SessionID, "rememberMe": f.RememberMe}})
 	x.WriteData(w, http.StatusOK, verifyResult{TokenSet: ts, RecoveryCodes: recovery})
 }
 
 // enroll completes TOTP enrolment with the first code and returns the recovery codes.
-func (h *Handler) enroll(ctx context.Context, f *Flow, id *identity.Identity, code string) ([]string, error) {
+// The enrolment and its event (naming sessionID, the login it starts) commit together,
+// in a transaction of their own: inside the token transaction, after the identity's
+// shared lock, two racing enrolments would deadlock on PostgreSQL.
+func (h *Handler) enroll(ctx context.Context, f *Flow, id *identity.Identity, code, sessionID string) ([]string, error) {
 	if f.PendingTOTPSecret == nil {
 		return nil, ErrSetupFirst
 	}
@@ -366,9 +381,17 @@ func (h *Handler) enroll(ctx context.Context, f *Flow, id *identity.Identity, co
 	if err != nil {
 		return nil, err
 	}
-	if err := h.d.IdentityPersister().EnrollTOTP(ctx, id.ID, enc, step, hashes); errors.Is(err, identity.ErrAlreadyEnrolled) {
-		return nil, ErrOTPEnrolled
-	} else if err != nil {
+	al := h.d.AuditLogger()
+	err = al.Tx(ctx, func(ctx context.Context) error {
+		if err := h.d.IdentityPersister().EnrollTOTP(ctx, id.ID, enc, step, hashes); errors.Is(err, identity.ErrAlreadyEnrolled) {
+			return ErrOTPEnrolled
+		} else if err != nil {
+			return err
+		}
+		return al.LogTx(ctx, audit.Event{Type: audit.TypeOTPEnroll, UserID: audit.Int64(id.ID), Result: audit.ResultSuccess,
+			Metadata: map[string]any{"method": "enroll", "sessionId": sessionID, "rememberMe": f.RememberMe}})
+	})
+	if err != nil {
 		return nil, err
 	}
 	return codes, nil
@@ -498,19 +521,33 @@ func (h *Handler) logout(w http.ResponseWriter, r *http.Request, _ httprouter.Pa
 	}
 	p := session.PrincipalFrom(ctx)
 	t := h.d.Tokens()
-	if err := t.RevokeSession(ctx, p.SessionID); err != nil {
-		x.WriteError(w, r, err)
-		return
-	}
 	// A refresh token of another of the caller's own sessions ends that one too.
+	other := ""
 	if b.RefreshToken != "" {
 		if sid := t.SessionIDOf(ctx, b.RefreshToken); sid != "" && sid != p.SessionID {
-			if other, _, err := t.Refreshable(ctx, b.RefreshToken); err == nil && other == p.Subject {
-				_ = t.RevokeSession(ctx, sid)
+			if owner, _, err := t.Refreshable(ctx, b.RefreshToken); err == nil && owner == p.Subject {
+				other = sid
 			}
 		}
 	}
-	h.d.AuditLogger().Log(ctx, audit.Event{Type: audit.TypeLogout, UserID: audit.Int64(p.IdentityID), Metadata: map[string]any{"sessionId": p.SessionID}})
+	// The revocations and their event commit together.
+	al := h.d.AuditLogger()
+	if err := al.Tx(ctx, func(ctx context.Context) error {
+		if err := t.RevokeSession(ctx, p.SessionID); err != nil {
+			return err
+		}
+		md := map[string]any{"sessionId": p.SessionID}
+		if other != "" {
+			if err := t.RevokeSession(ctx, other); err != nil {
+				return err
+			}
+			md["otherSessionId"] = other
+		}
+		return al.LogTx(ctx, audit.Event{Type: audit.TypeLogout, UserID: audit.Int64(p.IdentityID), Metadata: md})
+	}); err != nil {
+		x.WriteError(w, r, err)
+		return
+	}
 	x.WriteData(w, http.StatusOK, map[string]bool{"success": true})
 }
 
@@ -554,20 +591,26 @@ func (h *Handler) adminOTPVerify(w http.ResponseWriter, r *http.Request, _ httpr
 	}
 	valid := false
 	if id.MFAEnabled && id.State == identity.StateActive {
-		_, err := h.checkSecondFactor(ctx, id, b.OTP)
+		// A good code is spent (a state change): spending it and its event commit
+		// together. A wrong code changes nothing and is logged in the background.
+		al := h.d.AuditLogger()
+		err := al.Tx(ctx, func(ctx context.Context) error {
+			if _, err := h.checkSecondFactor(ctx, id, b.OTP); err != nil {
+				return err
+			}
+			valid = true
+			return al.LogTx(ctx, audit.Event{Type: audit.TypeServiceOTPVerify, UserID: audit.Int64(uid), Result: audit.ResultSuccess})
+		})
 		if err != nil {
+			valid = false
 			if xe := x.AsError(err); xe.Status >= 500 {
 				x.WriteError(w, r, err)
 				return
 			}
-		} else {
-			valid = true
 		}
 	}
-	res := audit.ResultSuccess
 	if !valid {
-		res = audit.ResultFailure
+		h.d.AuditLogger().Log(ctx, audit.Event{Type: audit.TypeServiceOTPVerify, UserID: audit.Int64(uid), Result: audit.ResultFailure})
 	}
-	h.d.AuditLogger().Log(ctx, audit.Event{Type: audit.TypeServiceOTPVerify, UserID: audit.Int64(uid), Result: res})
 	x.WriteData(w, http.StatusOK, map[string]any{"userId": uid, "valid": valid})
 }
