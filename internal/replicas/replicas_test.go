@@ -4,12 +4,15 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
+	"encoding/json"
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/go-jose/go-jose/v3"
 
 	"github.com/pvpipe/pvauth/internal/testserver"
 )
@@ -124,10 +127,27 @@ func TestReplicas(t *testing.T) {
 				want(t, name+": old token", do(srv, false, http.MethodGet, api+"/me", old.AccessToken, nil), http.StatusOK)
 			}
 		}
-		// B and C take the new key over for signing within about a second.
+		// A confirmation receipt A signs with the new key verifies offline with the JWKS
+		// that B serves right after the rotation.
+		d := c.register(t, issue(t, A, u).AccessToken)
 		r := do(A, true, http.MethodPost, "/admin/keys/rotate", "", nil)
 		want(t, "rotate on A", r, http.StatusOK)
 		kid := str(data(t, r)["active"].(map[string]any)["kid"])
+		ts := issue(t, A, u)
+		ci := data(t, do(A, false, http.MethodPost, api+"/confirmation/initiate", ts.AccessToken, map[string]any{"actionType": "transfer"}))
+		r = do(A, false, http.MethodPost, api+"/confirmation/"+str(ci["confirmationId"])+"/verify", ts.AccessToken,
+			map[string]any{"deviceId": d.ID, "signedChallenge": d.sign(t, str(ci["challenge"]))})
+		want(t, "approve on A", r, http.StatusOK)
+		receipt := str(data(t, r)["receipt"])
+		if got := kidOf(t, receipt); got != kid {
+			t.Fatalf("receipt signed with %s, want the new key %s", got, kid)
+		}
+		verifyWithJWKS(t, B, receipt)
+
+		// B and C take the new key over for signing within about a second.
+		r = do(A, true, http.MethodPost, "/admin/keys/rotate", "", nil)
+		want(t, "rotate on A", r, http.StatusOK)
+		kid = str(data(t, r)["active"].(map[string]any)["kid"])
 		for i, srv := range []*testserver.Server{B, C} {
 			within(t, "replica "+repName(i+1)+" signs with the key rotated on A", 3*time.Second, func() bool {
 				return kidOf(t, issue(t, srv, u).AccessToken) == kid
@@ -159,6 +179,31 @@ func TestReplicas(t *testing.T) {
 		if s := token(B, "reports.write"); s != http.StatusOK {
 			t.Fatalf("kept scope on B: %d", s)
 		}
+		// A redirect URI removed on A is refused by B's authorization endpoint within 2 s.
+		r = do(A, true, http.MethodPost, "/admin/clients", "", map[string]any{
+			"client_name": "replica RP", "grant_types": []string{"authorization_code"}, "response_types": []string{"code"},
+			"redirect_uris": []string{callbackURL, callbackURL + "2"}, "scope": "openid", "token_endpoint_auth_method": "client_secret_basic"})
+		want(t, "create code client on A", r, http.StatusCreated)
+		rp := str(data(t, r)["client_id"])
+		authorize := func(srv *testserver.Server) bool { // whether B starts a login for callback 2
+			q := url.Values{"client_id": {rp}, "response_type": {"code"}, "redirect_uri": {callbackURL + "2"}, "scope": {"openid"},
+				"state": {"some-state-value"}, "nonce": {"some-nonce-value"}}
+			noFollow := &http.Client{Timeout: 5 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+			resp, err := noFollow.Get(srv.PublicURL + "/oauth2/auth?" + q.Encode())
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			return strings.HasPrefix(resp.Header.Get("Location"), loginUI+"?")
+		}
+		if !authorize(B) {
+			t.Fatal("B refuses a registered redirect URI")
+		}
+		want(t, "remove a redirect URI on A", do(A, true, http.MethodPut, "/admin/clients/"+rp, "", map[string]any{
+			"client_name": "replica RP", "grant_types": []string{"authorization_code"}, "response_types": []string{"code"},
+			"redirect_uris": []string{callbackURL}, "scope": "openid", "token_endpoint_auth_method": "client_secret_basic"}), http.StatusOK)
+		within(t, "redirect URI removed on A refused on B", 2*time.Second, func() bool { return !authorize(B) })
+
 		// Deleted: refused on B within 2 s.
 		want(t, "delete on A", do(A, true, http.MethodDelete, "/admin/clients/"+id, "", nil), http.StatusOK)
 		within(t, "client deleted on A refused on B", 2*time.Second, func() bool { return token(B, "reports.write") == http.StatusUnauthorized })
@@ -337,4 +382,26 @@ func clientIDOf(t *testing.T, srv *testserver.Server, token string) string {
 		t.Fatalf("no client_id at introspection: %s", r.Body)
 	}
 	return res.ClientID
+}
+
+// verifyWithJWKS verifies a JWT offline against the JWKS that srv serves now.
+func verifyWithJWKS(t *testing.T, srv *testserver.Server, token string) {
+	t.Helper()
+	r := do(srv, false, http.MethodGet, "/.well-known/jwks.json", "", nil)
+	want(t, "jwks", r, http.StatusOK)
+	var set jose.JSONWebKeySet
+	if err := json.Unmarshal(r.Body, &set); err != nil {
+		t.Fatal(err)
+	}
+	jws, err := jose.ParseSigned(token)
+	if err != nil {
+		t.Fatalf("not a JWS: %v", err)
+	}
+	keys := set.Key(jws.Signatures[0].Header.KeyID)
+	if len(keys) != 1 {
+		t.Fatalf("kid %q is not in the JWKS", jws.Signatures[0].Header.KeyID)
+	}
+	if _, err := jws.Verify(keys[0]); err != nil {
+		t.Fatalf("does not verify with the JWKS key: %v", err)
+	}
 }
