@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -124,6 +125,8 @@ type family struct {
 	// client never saw its answer.
 	lost bool
 	n    int
+	// acks counts n for the test goroutine, which reads it while the loop runs.
+	acks atomic.Int64
 }
 
 func refreshSig(token string) string {
@@ -240,6 +243,7 @@ secrets:
 	stop := make(chan struct{})
 	var loops sync.WaitGroup
 	errs := make(chan string, 64)
+	var inflight [3]atomic.Int64 // refreshes sent to each replica and not answered yet
 	for fi, f := range fams {
 		loops.Add(1)
 		go func() {
@@ -258,7 +262,9 @@ secrets:
 				}
 				mu.Unlock()
 				body, _ := json.Marshal(map[string]string{"refreshToken": f.acked})
+				inflight[ri].Add(1)
 				resp, err := client.Post(procs[ri].public+api+"/refresh", "application/json", bytes.NewReader(body))
+				inflight[ri].Add(-1)
 				if err != nil {
 					if ri == victim {
 						f.lost = true // the answer died with the replica
@@ -283,10 +289,30 @@ secrets:
 					return
 				}
 				f.acked, f.n = ts.Data.RefreshToken, f.n+1
+				f.acks.Add(1)
 			}
 		}()
 	}
-	time.Sleep(700 * time.Millisecond)
+	// Kill once every family has rotated through all three replicas (its i-th refresh
+	// goes to replica i mod 3), whatever the machine's load.
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		ready := true
+		for _, f := range fams {
+			ready = ready && f.acks.Load() >= 3
+		}
+		if ready && inflight[victim].Load() > 0 { // and a refresh is in flight on the victim
+			break
+		}
+		if time.Now().After(deadline) || len(errs) > 0 {
+			close(stop)
+			loops.Wait()
+			close(errs)
+			for e := range errs {
+				t.Error(e)
+			}
+			t.Fatal("the families did not rotate through the three replicas within 20s")
+		}
+	}
 	mu.Lock()
 	procs[victim].killed = true
 	mu.Unlock()
@@ -373,7 +399,4 @@ secrets:
 		total += f.n
 	}
 	t.Logf("%d acknowledged rotations over %d families; %d refreshes were in flight on the killed replica", total, len(fams), lost)
-	if total < 3*len(fams) {
-		t.Fatalf("only %d rotations: the families did not rotate through the replicas", total)
-	}
 }
