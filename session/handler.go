@@ -118,7 +118,7 @@ type keyView struct {
 func keyViews(keys []*Key) []keyView {
 	out := make([]keyView, 0, len(keys))
 	for _, k := range keys {
-		out = append(out, keyView{KID: k.KID, Alg: k.Alg, State: k.State, PublicKey: PublicKeyPEM(k), CreatedAt: k.CreatedAt, RetiredAt: k.RetiredAt})
+		out = append(out, keyView{KID: k.KID, Alg: k.Alg, State: k.State, PublicKey: PublicKeyPEM(k), CreatedAt: k.CreatedAt.Truncate(time.Second), RetiredAt: k.RetiredAt})
 	}
 	return out
 }

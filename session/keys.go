@@ -251,7 +251,9 @@ func (m *KeyManager) Rotate(ctx context.Context) (*Key, error) {
 	if err != nil {
 		return nil, err
 	}
-	k := &Key{KID: kid, Alg: m.alg, State: KeyActive, Private: priv, CreatedAt: time.Now().UTC().Truncate(time.Second)}
+	// Microseconds (what PostgreSQL keeps), not seconds: two rotations within one second
+	// must still be ordered, since the newest active key is the one that signs.
+	k := &Key{KID: kid, Alg: m.alg, State: KeyActive, Private: priv, CreatedAt: time.Now().UTC().Truncate(time.Microsecond)}
 	pub, err := json.Marshal(k.PublicJWK())
 	if err != nil {
 		return nil, err

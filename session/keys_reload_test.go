@@ -98,6 +98,11 @@ func TestKeyRotatedElsewhereVerifiesAtOnce(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			// A second rotation within the same second takes over too (created_at keeps
+			// microseconds: the newest active key signs).
+			if k2.KID == k.KID || a.Active().KID != k2.KID {
+				t.Fatalf("rotation %d: a quick second rotation returned %s, signing with %s; want a new key", i+1, k2.KID, a.Active().KID)
+			}
 			if err := b.Refresh(context.Background()); err != nil {
 				t.Fatal(err)
 			}

@@ -305,9 +305,11 @@ func (p *Persister) ListSigningKeys(ctx context.Context) ([]session.StoredKey, e
 	return ks, nil
 }
 
+// InsertSigningKey keeps created_at to the microsecond (not dbTime's second): it orders
+// rotations, and the newest active key signs.
 func (p *Persister) InsertSigningKey(ctx context.Context, k *session.StoredKey) error {
 	return p.Connection(ctx).RawQuery("INSERT INTO signing_keys (kid, alg, private_key, public_jwk, state, created_at, retired_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-		k.KID, k.Alg, k.PrivateKey, k.PublicJWK, k.State, dbTime(k.CreatedAt), k.RetiredAt).Exec()
+		k.KID, k.Alg, k.PrivateKey, k.PublicJWK, k.State, k.CreatedAt.UTC().Truncate(time.Microsecond), k.RetiredAt).Exec()
 }
 
 // RetireSigningKeys retires only the active keys older than keep (created_at, then kid:
