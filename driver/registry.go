@@ -292,6 +292,7 @@ func (r *Registry) AdminRouter() *x.AdminRouter       { return r.admin }
 
 // Close flushes the audit log and closes the database.
 func (r *Registry) Close() {
+	r.tokens.Keys().Close() // a key reload in flight reads the database
 	r.audit.Close()
 	_ = r.persister.Close()
 	if r.redis != nil {

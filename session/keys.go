@@ -66,6 +66,22 @@ type KeyManager struct {
 	// when the query of the set in memory started: it holds every key committed before.
 	lastStart  time.Time
 	loadedFrom time.Time
+	// loads tracks reloads in flight, so Close can wait for them before the database
+	// closes; closed stops new ones.
+	loads  sync.WaitGroup
+	closed bool
+}
+
+// errKeysClosed answers reloads asked for after Close.
+var errKeysClosed = errors.New("signing keys: closed")
+
+// Close waits for reloads in flight and starts no more (call before closing the
+// database they read).
+func (m *KeyManager) Close() {
+	m.flightMu.Lock()
+	m.closed = true
+	m.flightMu.Unlock()
+	m.loads.Wait()
 }
 
 // Reload pacing (variables so that tests can shorten them).
@@ -183,13 +199,20 @@ func (m *KeyManager) startLoadLocked() *keyLoad {
 	if m.flight != nil {
 		return m.flight
 	}
+	if m.closed {
+		c := &keyLoad{err: errKeysClosed, done: make(chan struct{})}
+		close(c.done)
+		return c
+	}
 	start := time.Now()
 	if next := m.lastStart.Add(KeyReloadInterval); start.Before(next) {
 		start = next
 	}
 	c := &keyLoad{start: start, done: make(chan struct{})}
 	m.flight, m.lastStart = c, start
+	m.loads.Add(1)
 	go func() {
+		defer m.loads.Done()
 		time.Sleep(time.Until(c.start))
 		ctx, cancel := context.WithTimeout(context.Background(), keyLoadTimeout)
 		c.err = m.load(ctx)
