@@ -112,7 +112,11 @@ func New(ctx context.Context, cfg *config.Config, o Options) (*Registry, error) 
 	}
 	r.identities = identity.NewManager(p, r.hasher, traits)
 
-	keys := session.NewKeyManager(p, r.box, cfg.Tokens.Algorithm, func() time.Duration { return cfg.TTL.AccessToken })
+	// A retired key verifies as long as anything it signed may live: access and ID tokens,
+	// and confirmation receipts (a replica re-signs a receipt only when it has none).
+	keys := session.NewKeyManager(p, r.box, cfg.Tokens.Algorithm, func() time.Duration {
+		return max(cfg.TTL.AccessToken, cfg.TTL.ConfirmationReceipt)
+	})
 	if err := keys.Init(ctx); err != nil {
 		p.Close()
 		return nil, err
@@ -288,6 +292,7 @@ func (r *Registry) AdminRouter() *x.AdminRouter       { return r.admin }
 
 // Close flushes the audit log and closes the database.
 func (r *Registry) Close() {
+	r.tokens.Keys().Close() // a key reload in flight reads the database
 	r.audit.Close()
 	_ = r.persister.Close()
 	if r.redis != nil {

@@ -563,9 +563,15 @@ func (h *Handler) token(w http.ResponseWriter, r *http.Request, _ httprouter.Par
 		s.Subject = ar.GetClient().GetID()
 		s.SessionID = ar.GetID()
 	}
-	resp, err := p.NewAccessResponse(ctx, ar)
+	wctx, lost := h.d.Tokens().Store().WatchRotation(ctx)
+	resp, err := p.NewAccessResponse(wctx, ar)
 	if err != nil {
-		if errors.Is(err, fosite.ErrSerializationFailure) || errors.Is(err, fosite.ErrInvalidatedAuthorizeCode) {
+		if reused, rerr := lost(ctx); rerr != nil {
+			err = rerr
+		} else if reused {
+			// Lost a refresh rotation race: reuse, the family is revoked (session.Store).
+			err = fosite.ErrInvalidGrant.WithHint("The refresh token was already used; its session has been revoked.").WithWrap(err)
+		} else if errors.Is(err, fosite.ErrSerializationFailure) || errors.Is(err, fosite.ErrInvalidatedAuthorizeCode) {
 			// A concurrent request spent the same authorization code first (the store's
 			// conditional update lets exactly one through): for this one the code is used,
 			// not a server error.

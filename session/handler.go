@@ -2,6 +2,7 @@ package session
 
 import (
 	"context"
+	"log/slog"
 	"net/http"
 	"strings"
 	"time"
@@ -44,6 +45,11 @@ func (h *Handler) RegisterAdminRoutes(r *x.AdminRouter) {
 }
 
 func (h *Handler) jwks(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
+	// Re-read the set, so that a key rotated through another replica is listed here from
+	// the moment its rotation answered; without the database, the set as last read.
+	if err := h.d.Tokens().Keys().Refresh(r.Context()); err != nil {
+		slog.WarnContext(r.Context(), "jwks: signing keys not re-read; serving the set in memory", "error", err)
+	}
 	// Public keys may be cached briefly; rotation publishes a key before it signs.
 	w.Header().Set("Cache-Control", "public, max-age=60")
 	w.Header().Del("Pragma")
@@ -115,12 +121,16 @@ type keyView struct {
 func keyViews(keys []*Key) []keyView {
 	out := make([]keyView, 0, len(keys))
 	for _, k := range keys {
-		out = append(out, keyView{KID: k.KID, Alg: k.Alg, State: k.State, PublicKey: PublicKeyPEM(k), CreatedAt: k.CreatedAt, RetiredAt: k.RetiredAt})
+		out = append(out, keyView{KID: k.KID, Alg: k.Alg, State: k.State, PublicKey: PublicKeyPEM(k), CreatedAt: k.CreatedAt.Truncate(time.Second), RetiredAt: k.RetiredAt})
 	}
 	return out
 }
 
 func (h *Handler) listKeys(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
+	if err := h.d.Tokens().Keys().Refresh(r.Context()); err != nil {
+		x.WriteError(w, r, err)
+		return
+	}
 	x.WriteData(w, http.StatusOK, map[string]any{"keys": keyViews(h.d.Tokens().Keys().Keys())})
 }
 

@@ -42,16 +42,68 @@ func (k *Key) PublicJWK() jose.JSONWebKey {
 
 // KeyManager holds the signing keys: one active key signs, every key whose tokens may
 // still be alive verifies. Keys live in the database, private halves encrypted.
+//
+// Each replica keeps the set in memory and re-reads it from the shared database when it
+// may be behind another replica's rotation: before refusing an unknown kid, before
+// serving the JWKS or the key list, and before signing with a set older than
+// KeySigningMaxAge (in the background once it is older than KeyRefreshAge). Re-reads are
+// shared by everyone waiting for one (single flight) and start at most once per
+// KeyReloadInterval, so a flood of tokens with made-up kids costs the database at most
+// one small query per interval.
 type KeyManager struct {
-	p        KeyPersister
-	box      *secretbox.Box
-	alg      string
-	keepFor  func() time.Duration
-	mu       sync.RWMutex
-	active   *Key
-	byKID    map[string]*Key
-	reloadMu sync.Mutex
-	lastLoad time.Time
+	p       KeyPersister
+	box     *secretbox.Box
+	alg     string
+	keepFor func() time.Duration
+	mu      sync.RWMutex
+	active  *Key
+	byKID   map[string]*Key
+
+	// flightMu guards the reload bookkeeping below.
+	flightMu sync.Mutex
+	flight   *keyLoad
+	// lastStart is when the latest reload (finished or in flight) started; loadedFrom
+	// when the query of the set in memory started: it holds every key committed before.
+	lastStart  time.Time
+	loadedFrom time.Time
+	// loads tracks reloads in flight, so Close can wait for them before the database
+	// closes; closed stops new ones.
+	loads  sync.WaitGroup
+	closed bool
+}
+
+// errKeysClosed answers reloads asked for after Close.
+var errKeysClosed = errors.New("signing keys: closed")
+
+// Close waits for reloads in flight and starts no more (call before closing the
+// database they read).
+func (m *KeyManager) Close() {
+	m.flightMu.Lock()
+	m.closed = true
+	m.flightMu.Unlock()
+	m.loads.Wait()
+}
+
+// Reload pacing (variables so that tests can shorten them).
+var (
+	// KeyReloadInterval is the least time between the starts of two reloads.
+	KeyReloadInterval = 100 * time.Millisecond
+	// KeyRefreshAge is the age of the set after which signing re-reads it in the
+	// background: another replica's rotation takes over signing here within about this.
+	KeyRefreshAge = time.Second
+	// KeySigningMaxAge is the age after which signing waits for a re-read first (after an
+	// idle spell), so no replica signs with a key retired longer ago than this; retired
+	// keys verify for the token lifetime plus a minute, which covers it.
+	KeySigningMaxAge = 30 * time.Second
+	// keyLoadTimeout bounds one reload, whoever waits for it.
+	keyLoadTimeout = 5 * time.Second
+)
+
+// keyLoad is one reload of the key set; start is when its query is sent (not before).
+type keyLoad struct {
+	start time.Time
+	done  chan struct{}
+	err   error
 }
 
 // NewKeyManager builds a manager; keepFor tells how long a retired key must still verify
@@ -76,6 +128,7 @@ func (m *KeyManager) Init(ctx context.Context) error {
 }
 
 func (m *KeyManager) load(ctx context.Context) error {
+	start := time.Now()
 	stored, err := m.p.ListSigningKeys(ctx)
 	if err != nil {
 		return fmt.Errorf("loading signing keys: %w", err)
@@ -94,10 +147,98 @@ func (m *KeyManager) load(ctx context.Context) error {
 			active = k
 		}
 	}
+	m.flightMu.Lock()
+	defer m.flightMu.Unlock()
+	if start.After(m.lastStart) {
+		m.lastStart = start
+	}
+	if start.Before(m.loadedFrom) {
+		return nil // a read sent later (a rotation's) is already in place: keep it
+	}
+	m.loadedFrom = start
 	m.mu.Lock()
-	m.byKID, m.active, m.lastLoad = byKID, active, time.Now()
+	m.byKID, m.active = byKID, active
 	m.mu.Unlock()
 	return nil
+}
+
+// refreshSince makes sure the set in memory comes from a query sent at or after since
+// (so it holds every key committed before since, whichever replica wrote it). It joins a
+// reload in flight that started late enough, or starts one no sooner than
+// KeyReloadInterval after the previous one. It returns the reload's error, or ctx's.
+func (m *KeyManager) refreshSince(ctx context.Context, since time.Time) error {
+	for {
+		m.flightMu.Lock()
+		if !m.loadedFrom.Before(since) {
+			m.flightMu.Unlock()
+			return nil
+		}
+		c := m.startLoadLocked()
+		m.flightMu.Unlock()
+		select {
+		case <-c.done:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		if !c.start.Before(since) || c.err != nil {
+			return c.err
+		}
+		// That reload started before since: it may have missed the key; go again.
+	}
+}
+
+// refreshAsync starts a reload without waiting for it, unless one is in flight.
+func (m *KeyManager) refreshAsync() {
+	m.flightMu.Lock()
+	m.startLoadLocked()
+	m.flightMu.Unlock()
+}
+
+// startLoadLocked returns the reload in flight, or starts one. flightMu is held.
+func (m *KeyManager) startLoadLocked() *keyLoad {
+	if m.flight != nil {
+		return m.flight
+	}
+	if m.closed {
+		c := &keyLoad{err: errKeysClosed, done: make(chan struct{})}
+		close(c.done)
+		return c
+	}
+	start := time.Now()
+	if next := m.lastStart.Add(KeyReloadInterval); start.Before(next) {
+		start = next
+	}
+	c := &keyLoad{start: start, done: make(chan struct{})}
+	m.flight, m.lastStart = c, start
+	m.loads.Add(1)
+	go func() {
+		defer m.loads.Done()
+		time.Sleep(time.Until(c.start))
+		ctx, cancel := context.WithTimeout(context.Background(), keyLoadTimeout)
+		c.err = m.load(ctx)
+		cancel()
+		m.flightMu.Lock()
+		m.flight = nil
+		m.flightMu.Unlock()
+		close(c.done)
+	}()
+	return c
+}
+
+// age is how old the set in memory is.
+func (m *KeyManager) age() time.Duration {
+	m.flightMu.Lock()
+	defer m.flightMu.Unlock()
+	return time.Since(m.loadedFrom)
+}
+
+// Refresh re-reads the key set unless it was read after this call began (JWKS and key
+// listing: every replica lists a key from the moment its rotation answered). When the
+// database does not answer in time the set in memory is kept.
+func (m *KeyManager) Refresh(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	return m.refreshSince(ctx, time.Now())
 }
 
 func (m *KeyManager) decode(s StoredKey) (*Key, error) {
@@ -138,7 +279,9 @@ func (m *KeyManager) RotateInTx(ctx context.Context, inTx func(ctx context.Conte
 	if err != nil {
 		return nil, err
 	}
-	k := &Key{KID: kid, Alg: m.alg, State: KeyActive, Private: priv, CreatedAt: time.Now().UTC().Truncate(time.Second)}
+	// Microseconds (what PostgreSQL keeps), not seconds: two rotations within one second
+	// must still be ordered, since the newest active key is the one that signs.
+	k := &Key{KID: kid, Alg: m.alg, State: KeyActive, Private: priv, CreatedAt: time.Now().UTC().Truncate(time.Microsecond)}
 	pub, err := json.Marshal(k.PublicJWK())
 	if err != nil {
 		return nil, err
@@ -167,6 +310,11 @@ func (m *KeyManager) RotateInTx(ctx context.Context, inTx func(ctx context.Conte
 	}
 	if err := m.load(ctx); err != nil {
 		return nil, err
+	}
+	// Replicas rotating at the same moment agree on the newest key (see
+	// RetireSigningKeys); report the one that signs.
+	if a := m.Active(); a != nil {
+		return a, nil
 	}
 	return k, nil
 }
@@ -229,36 +377,46 @@ func (m *KeyManager) JWKS() jose.JSONWebKeySet {
 	return set
 }
 
-// Active returns the signing key.
+// Active returns the signing key as last read.
 func (m *KeyManager) Active() *Key {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
 	return m.active
 }
 
-// lookup finds a verifying key by kid; an unknown kid may be a key another replica just
-// created, so the store is re-read (at most once a second).
+// signingKey is the key to sign with now: the set is re-read in the background once
+// older than KeyRefreshAge, and first when older than KeySigningMaxAge, so a rotation on
+// another replica takes over signing here within about a second under traffic, and a
+// replica back from an idle spell never signs with a long-retired key.
+func (m *KeyManager) signingKey(ctx context.Context) *Key {
+	if age := m.age(); age > KeySigningMaxAge {
+		rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		_ = m.refreshSince(rctx, time.Now()) // on failure: sign with the key as last read
+		cancel()
+	} else if age > KeyRefreshAge {
+		m.refreshAsync()
+	}
+	return m.Active()
+}
+
+// lookup finds a verifying key by kid. An unknown kid may be a key another replica has
+// just created: before refusing, the set is re-read by a query sent after the token
+// arrived (shared with other waiters, paced by KeyReloadInterval), so a key rotated on
+// any replica verifies here at once.
 func (m *KeyManager) lookup(ctx context.Context, kid string) *Key {
+	since := time.Now()
 	m.mu.RLock()
 	k := m.byKID[kid]
 	m.mu.RUnlock()
-	if k != nil {
-		if m.verifies(k) {
-			return k
-		}
-		return nil
+	if k == nil {
+		rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		_ = m.refreshSince(rctx, since)
+		cancel()
+		m.mu.RLock()
+		k = m.byKID[kid]
+		m.mu.RUnlock()
 	}
-	m.reloadMu.Lock()
-	defer m.reloadMu.Unlock()
-	m.mu.RLock()
-	recent := time.Since(m.lastLoad) < time.Second
-	m.mu.RUnlock()
-	if !recent {
-		_ = m.load(ctx)
-	}
-	m.mu.RLock()
-	defer m.mu.RUnlock()
-	if k = m.byKID[kid]; k != nil && m.verifies(k) {
+	if k != nil && m.verifies(k) {
 		return k
 	}
 	return nil
@@ -328,7 +486,7 @@ func (c *verifiedCache) put(key [32]byte, t *jwt.Token) {
 }
 
 func (s *Signer) Generate(ctx context.Context, claims jwt.MapClaims, header jwt.Mapper) (string, string, error) {
-	k := s.m.Active()
+	k := s.m.signingKey(ctx)
 	if k == nil {
 		return "", "", errors.New("no active signing key")
 	}
@@ -412,7 +570,7 @@ func PublicKeyPEM(k *Key) string {
 // the header, so the JWKS verifies it) and the header typ given: a token of another
 // type, such as a confirmation receipt, that no verifier can take for an access token.
 func (m *KeyManager) SignTyped(typ string, claims map[string]any) (string, error) {
-	k := m.Active()
+	k := m.signingKey(context.Background())
 	if k == nil {
 		return "", errors.New("no active signing key")
 	}

@@ -112,6 +112,7 @@ const (
 type KeyPersister interface {
 	ListSigningKeys(ctx context.Context) ([]StoredKey, error)
 	InsertSigningKey(ctx context.Context, k *StoredKey) error
-	// RetireSigningKeys marks every active key except keep as retired at t.
+	// RetireSigningKeys marks every active key older than keep as retired at t (a newer
+	// one, from a rotation at the same moment elsewhere, stays active and signs).
 	RetireSigningKeys(ctx context.Context, keep string, t time.Time) error
 }

@@ -339,9 +339,34 @@ func (s *Store) RotateRefreshToken(ctx context.Context, requestID, sig string) e
 		return err
 	}
 	if !ok {
+		if w, _ := ctx.Value(rotationWatchKey{}).(*rotationWatch); w != nil {
+			w.lost = requestID
+		}
 		return fosite.ErrSerializationFailure
 	}
 	return nil
+}
+
+// A refresh that loses the rotation race has presented a token that another request
+// rotated (committed: the conditional update waited for it), which is reuse like any
+// later replay: two parties hold one refresh token, and either may be a thief who won.
+// fosite turns the loss into a plain invalid_request and rolls its transaction back, so
+// the loser is recorded here and the family revoked after (RevokeLostRotation).
+type rotationWatchKey struct{}
+
+type rotationWatch struct{ lost string }
+
+// WatchRotation returns a context whose refresh records a lost rotation race, and the
+// function that, after the refresh failed, revokes the family of the token it lost
+// (outside fosite's rolled-back transaction); it reports whether it did.
+func (s *Store) WatchRotation(ctx context.Context) (context.Context, func(context.Context) (bool, error)) {
+	w := &rotationWatch{}
+	return context.WithValue(ctx, rotationWatchKey{}, w), func(ctx context.Context) (bool, error) {
+		if w.lost == "" {
+			return false, nil
+		}
+		return true, s.p.RevokeFamily(ctx, w.lost)
+	}
 }
 
 // RevokeRefreshToken and RevokeAccessToken (fosite's reuse detection and RFC 7009

@@ -305,8 +305,14 @@ func (t *Tokens) Refresh(ctx context.Context, refreshToken string, inTx func(ctx
 	if err != nil {
 		return nil, owner, refreshError(err)
 	}
-	resp, err := t.provider.NewAccessResponse(ctx, ar)
+	wctx, lost := t.store.WatchRotation(ctx)
+	resp, err := t.provider.NewAccessResponse(wctx, ar)
 	if err != nil {
+		if reused, rerr := lost(ctx); rerr != nil {
+			return nil, owner, rerr
+		} else if reused {
+			return nil, owner, ErrRefreshReused.WithCause(err)
+		}
 		return nil, owner, refreshError(err)
 	}
 	s, _ := ar.GetSession().(*Session)

@@ -309,12 +309,19 @@ func (p *Persister) ListSigningKeys(ctx context.Context) ([]session.StoredKey, e
 	return ks, nil
 }
 
+// InsertSigningKey keeps created_at to the microsecond (not dbTime's second): it orders
+// rotations, and the newest active key signs.
 func (p *Persister) InsertSigningKey(ctx context.Context, k *session.StoredKey) error {
 	return p.Connection(ctx).RawQuery("INSERT INTO signing_keys (kid, alg, private_key, public_jwk, state, created_at, retired_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-		k.KID, k.Alg, k.PrivateKey, k.PublicJWK, k.State, dbTime(k.CreatedAt), k.RetiredAt).Exec()
+		k.KID, k.Alg, k.PrivateKey, k.PublicJWK, k.State, k.CreatedAt.UTC().Truncate(time.Microsecond), k.RetiredAt).Exec()
 }
 
+// RetireSigningKeys retires only the active keys older than keep (created_at, then kid:
+// the order in which KeyManager picks the signing key). Two replicas rotating at once
+// (or starting at once on an empty database) would otherwise retire each other's new key
+// and leave none active.
 func (p *Persister) RetireSigningKeys(ctx context.Context, keep string, t time.Time) error {
-	return p.Connection(ctx).RawQuery("UPDATE signing_keys SET state = ?, retired_at = ? WHERE state = ? AND kid <> ?",
-		session.KeyRetired, dbTime(t), session.KeyActive, keep).Exec()
+	return p.Connection(ctx).RawQuery("UPDATE signing_keys SET state = ?, retired_at = ? WHERE state = ? AND kid <> ? AND EXISTS "+
+		"(SELECT 1 FROM signing_keys k WHERE k.kid = ? AND (k.created_at > signing_keys.created_at OR (k.created_at = signing_keys.created_at AND k.kid > signing_keys.kid)))",
+		session.KeyRetired, dbTime(t), session.KeyActive, keep, keep).Exec()
 }
