@@ -1,6 +1,7 @@
 package replicas_test
 
 import (
+	"context"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
@@ -15,12 +16,16 @@ import (
 	"github.com/go-jose/go-jose/v3"
 
 	"github.com/pvpipe/pvauth/internal/testserver"
+	"github.com/pvpipe/pvauth/push/fcmtest"
+	"github.com/pvpipe/pvauth/x"
 )
 
 // TestReplicas proves every guarantee of API.md §9 on three replicas (A, B, C) sharing one
 // PostgreSQL database and one Redis, with the requests of each scenario spread over them.
 func TestReplicas(t *testing.T) {
-	c := startCluster(t, nil)
+	// Pushes go to an FCM double: the CIBA scenario's phone learns its challenge there.
+	fcm := fcmtest.New(t)
+	c := startCluster(t, map[string]any{"push.fcm.enabled": true, "push.fcm.project_id": "pvpipe-test", "push.fcm.endpoint": fcm.URL})
 	A, B, C := c.rep(0), c.rep(1), c.rep(2)
 
 	// A logout or a revocation answered by A is refused by B and C at once, although both
@@ -217,6 +222,8 @@ func TestReplicas(t *testing.T) {
 		c.enroll(t, u)
 		ts := issue(t, A, u)
 		d := c.register(t, ts.AccessToken)
+		want(t, "fcm token", do(C, false, http.MethodPut, api+"/devices/fcm-token", ts.AccessToken,
+			map[string]any{"deviceId": d.ID, "fcmToken": "fcm-" + d.Fingerprint}), http.StatusOK)
 
 		t.Run("one challenge, one login", func(t *testing.T) {
 			ch := data(t, do(A, false, http.MethodPost, api+"/mobile/challenge", "", map[string]any{"deviceFingerprint": d.Fingerprint}))
@@ -263,6 +270,58 @@ func TestReplicas(t *testing.T) {
 			exactlyOne(t, "consume", c.race(n, func(_ int, srv *testserver.Server) *testserver.Response {
 				return do(srv, true, http.MethodPost, "/admin/confirmations/"+id+"/consume", "", nil)
 			}), http.StatusConflict)
+		})
+
+		t.Run("one CIBA approval, one redemption", func(t *testing.T) {
+			r := do(A, true, http.MethodPost, "/admin/clients", "", map[string]any{
+				"client_name": "replica CIBA", "grant_types": []string{"urn:openid:params:grant-type:ciba"},
+				"scope": "openid", "token_endpoint_auth_method": "client_secret_post"})
+			want(t, "create CIBA client", r, http.StatusCreated)
+			cl := data(t, r)
+			auth := url.Values{"client_id": {str(cl["client_id"])}, "client_secret": {str(cl["client_secret"])}}
+			bcForm := url.Values{"scope": {"openid"}, "login_hint": {u.Email}}
+			for k, v := range auth {
+				bcForm[k] = v
+			}
+			r = form(B, false, "/oauth2/bc-authorize", bcForm)
+			want(t, "bc-authorize", r, http.StatusOK)
+			var bc struct {
+				AuthReqID string `json:"auth_req_id"`
+			}
+			if err := jsonUnmarshal(r.Body, &bc); err != nil || bc.AuthReqID == "" {
+				t.Fatalf("bc-authorize: %s", r.Body)
+			}
+			// The phone learns the challenge from its push.
+			req, err := C.Registry.OAuth2Persister().GetCIBARequest(context.Background(), x.SHA256Hex(bc.AuthReqID))
+			if err != nil {
+				t.Fatal(err)
+			}
+			ms, ok := fcm.WaitFor(5*time.Second, func(ms []fcmtest.Message) bool {
+				for _, m := range ms {
+					if m.Data["confirmationId"] == req.ConfirmationID {
+						return true
+					}
+				}
+				return false
+			})
+			if !ok {
+				t.Fatal("no push of the CIBA request")
+			}
+			challenge := ""
+			for _, m := range ms {
+				if m.Data["confirmationId"] == req.ConfirmationID {
+					challenge = m.Data["challenge"]
+				}
+			}
+			want(t, "approve on the phone", do(A, false, http.MethodPost, api+"/confirmation/"+req.ConfirmationID+"/verify", ts.AccessToken,
+				map[string]any{"deviceId": d.ID, "signedChallenge": d.sign(t, challenge)}), http.StatusOK)
+			poll := url.Values{"grant_type": {"urn:openid:params:grant-type:ciba"}, "auth_req_id": {bc.AuthReqID}}
+			for k, v := range auth {
+				poll[k] = v
+			}
+			exactlyOne(t, "CIBA redemption", c.race(n, func(_ int, srv *testserver.Server) *testserver.Response {
+				return form(srv, false, "/oauth2/token", poll)
+			}), http.StatusBadRequest)
 		})
 
 		t.Run("one authorization code, one token", func(t *testing.T) {
