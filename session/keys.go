@@ -22,6 +22,7 @@ import (
 	"github.com/go-jose/go-jose/v3"
 	"github.com/ory/fosite/token/jwt"
 
+	"github.com/pvpipe/pvauth/x"
 	"github.com/pvpipe/pvauth/x/secretbox"
 )
 
@@ -403,23 +404,31 @@ func (m *KeyManager) signingKey(ctx context.Context) *Key {
 // just created: before refusing, the set is re-read by a query sent after the token
 // arrived (shared with other waiters, paced by KeyReloadInterval), so a key rotated on
 // any replica verifies here at once.
-func (m *KeyManager) lookup(ctx context.Context, kid string) *Key {
+// A kid still unknown because the database could not be read is not a bad token: the
+// re-read's error is returned when it is a dependency failure (answered 503).
+func (m *KeyManager) lookup(ctx context.Context, kid string) (*Key, error) {
+	if kid == "" {
+		return nil, nil // every key pvauth signs with has one
+	}
 	since := time.Now()
 	m.mu.RLock()
 	k := m.byKID[kid]
 	m.mu.RUnlock()
 	if k == nil {
 		rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		_ = m.refreshSince(rctx, since)
+		err := m.refreshSince(rctx, since)
 		cancel()
 		m.mu.RLock()
 		k = m.byKID[kid]
 		m.mu.RUnlock()
+		if k == nil && err != nil && x.IsUnavailable(err) {
+			return nil, err
+		}
 	}
 	if k != nil && m.verifies(k) {
-		return k
+		return k, nil
 	}
-	return nil
+	return nil, nil
 }
 
 // Signer implements fosite's jwt.Signer over the KeyManager: it signs with the active
@@ -522,9 +531,12 @@ func (s *Signer) Decode(ctx context.Context, token string) (*jwt.Token, error) {
 }
 
 func (s *Signer) decode(ctx context.Context, token string) (*jwt.Token, error) {
-	return jwt.ParseWithClaims(token, jwt.MapClaims{}, func(t *jwt.Token) (any, error) {
+	t, err := jwt.ParseWithClaims(token, jwt.MapClaims{}, func(t *jwt.Token) (any, error) {
 		kid, _ := t.Header["kid"].(string)
-		k := s.m.lookup(ctx, kid)
+		k, err := s.m.lookup(ctx, kid)
+		if err != nil {
+			return nil, err
+		}
 		if k == nil {
 			return nil, &jwt.ValidationError{Errors: jwt.ValidationErrorUnverifiable}
 		}
@@ -533,6 +545,13 @@ func (s *Signer) decode(ctx context.Context, token string) (*jwt.Token, error) {
 		}
 		return k.Private.Public(), nil
 	})
+	// The parser hides the key lookup's error inside a ValidationError (no Unwrap): a
+	// database failure comes out as itself, so callers answer 503, not "invalid token".
+	var ve *jwt.ValidationError
+	if errors.As(err, &ve) && ve.Inner != nil && x.IsUnavailable(ve.Inner) {
+		return nil, ve.Inner
+	}
+	return t, err
 }
 
 func (s *Signer) Validate(ctx context.Context, token string) (string, error) {

@@ -14,7 +14,9 @@ import (
 	"github.com/ory/fosite/token/jwt"
 
 	"github.com/pvpipe/pvauth/internal/testdb"
+	"github.com/pvpipe/pvauth/internal/testpg"
 	"github.com/pvpipe/pvauth/session"
+	"github.com/pvpipe/pvauth/x"
 	"github.com/pvpipe/pvauth/x/secretbox"
 )
 
@@ -182,4 +184,30 @@ func TestConcurrentRotationsLeaveOneSigningKey(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestUnknownKIDWithoutDatabase: a token whose key this replica has not loaded yet, met
+// while PostgreSQL is stopped, is a dependency failure (503), not an invalid token (401).
+func TestUnknownKIDWithoutDatabase(t *testing.T) {
+	pg := testpg.New(t)
+	dsn := pg.DSN()
+	a, _, _ := replicaKeys(t, dsn)
+	b, _, _ := replicaKeys(t, dsn)
+	if _, err := a.Rotate(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	tok := signWith(t, a)
+	pg.Stop("fast", true)
+	_, err := b.Signer().Decode(context.Background(), tok)
+	if err == nil || !x.IsUnavailable(err) {
+		t.Fatalf("decoding with an unknown kid and no database: %v, want a dependency failure", err)
+	}
+	// A token without a kid (pvauth signs none) is still just invalid.
+	if _, err := b.Signer().Decode(context.Background(), "e30.e30.e30"); err == nil || x.IsUnavailable(err) {
+		t.Fatalf("a malformed token: %v", err)
+	}
+	pg.Start(true)
+	if _, err := b.Signer().Decode(context.Background(), tok); err != nil {
+		t.Fatalf("once the database is back: %v", err)
+	}
 }
