@@ -19,6 +19,8 @@ type cliClient struct {
 	Audience                []string `json:"audience"`
 	TokenEndpointAuthMethod string   `json:"token_endpoint_auth_method"`
 	SkipConsent             bool     `json:"skip_consent"`
+	PostLogoutRedirectURIs  []string `json:"post_logout_redirect_uris"`
+	DeliveryMode            string   `json:"backchannel_token_delivery_mode"`
 }
 
 func clientsArgs(conn []string, args ...string) []string {
@@ -58,16 +60,25 @@ func TestClientsCreateListDelete(t *testing.T) {
 
 	// A public SPA: no secret, no warning.
 	r = mustOK(t, runPVAuth(t, "", clientsArgs(conn, "create", "--id", "docs-spa", "--name", "Docs", "--public",
-		"--redirect-uri", "https://docs.example.com/callback", "--scope", "openid offline_access", "--skip-consent")...))
+		"--redirect-uri", "https://docs.example.com/callback", "--post-logout-redirect-uri", "https://docs.example.com/bye",
+		"--scope", "openid offline_access", "--skip-consent")...))
 	var spa cliClient
 	if err := json.Unmarshal([]byte(r.Stdout), &spa); err != nil {
 		t.Fatalf("create spa: %v\n%s", err, r.Stdout)
 	}
 	if spa.ClientSecret != nil || spa.TokenEndpointAuthMethod != "none" || !spa.SkipConsent ||
 		!slices.Equal(spa.RedirectURIs, []string{"https://docs.example.com/callback"}) ||
-		!slices.Equal(spa.GrantTypes, []string{"authorization_code", "refresh_token"}) || spa.Scope != "openid offline_access" {
+		!slices.Equal(spa.GrantTypes, []string{"authorization_code", "refresh_token"}) || spa.Scope != "openid offline_access" ||
+		!slices.Equal(spa.PostLogoutRedirectURIs, []string{"https://docs.example.com/bye"}) {
 		t.Fatalf("created spa %+v", spa)
 	}
+	// A CIBA client: poll mode by default.
+	r = mustOK(t, runPVAuth(t, "", clientsArgs(conn, "create", "--grant-type", "urn:openid:params:grant-type:ciba", "--scope", "openid")...))
+	var ciba cliClient
+	if err := json.Unmarshal([]byte(r.Stdout), &ciba); err != nil || ciba.DeliveryMode != "poll" || ciba.ClientSecret == nil {
+		t.Fatalf("create a CIBA client: %v %s", err, r.Stdout)
+	}
+	mustOK(t, runPVAuth(t, "", clientsArgs(conn, "delete", "--yes", ciba.ClientID)...))
 	if r.Stderr != "" {
 		t.Errorf("stderr for a public client: %q", r.Stderr)
 	}
