@@ -72,6 +72,9 @@ func TestClientsCreateListDelete(t *testing.T) {
 		!slices.Equal(spa.PostLogoutRedirectURIs, []string{"https://docs.example.com/bye"}) {
 		t.Fatalf("created spa %+v", spa)
 	}
+	if r.Stderr != "" {
+		t.Errorf("stderr for a public client: %q", r.Stderr)
+	}
 	// A CIBA client: poll mode by default.
 	r = mustOK(t, runPVAuth(t, "", clientsArgs(conn, "create", "--grant-type", "urn:openid:params:grant-type:ciba", "--scope", "openid")...))
 	var ciba cliClient
@@ -79,9 +82,6 @@ func TestClientsCreateListDelete(t *testing.T) {
 		t.Fatalf("create a CIBA client: %v %s", err, r.Stdout)
 	}
 	mustOK(t, runPVAuth(t, "", clientsArgs(conn, "delete", "--yes", ciba.ClientID)...))
-	if r.Stderr != "" {
-		t.Errorf("stderr for a public client: %q", r.Stderr)
-	}
 	// A server-chosen id.
 	r = mustOK(t, runPVAuth(t, "", clientsArgs(conn, "create", "--grant-type", "client_credentials")...))
 	var anon cliClient
