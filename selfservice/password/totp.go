@@ -58,7 +58,8 @@ func matchStep(secret, code string, now time.Time) (int64, bool) {
 
 // qrPNGDataURI renders the otpauth URL as a PNG data URI.
 func qrPNGDataURI(url string) (string, error) {
-	png, err := qrcode.Encode(url, qrcode.Medium, 256)
+	// Whole pixels per module (8): fractional modules blur the edges scanners measure.
+	png, err := qrcode.Encode(url, qrcode.Medium, -8)
 	if err != nil {
 		return "", err
 	}
