@@ -5,7 +5,6 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
-	"crypto/sha256"
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
@@ -18,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pvpipe/pvauth/internal/testkeys"
 	"github.com/pvpipe/pvauth/internal/testserver"
 	"github.com/pvpipe/pvauth/session"
 )
@@ -90,17 +90,7 @@ func suNewKey(t *testing.T) suKey {
 }
 
 func (k suKey) sign(t *testing.T, challenge string) string {
-	t.Helper()
-	msg, err := base64.StdEncoding.DecodeString(challenge)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sum := sha256.Sum256(msg)
-	sig, err := ecdsa.SignASN1(rand.Reader, k.priv, sum[:])
-	if err != nil {
-		t.Fatal(err)
-	}
-	return base64.StdEncoding.EncodeToString(sig)
+	return testkeys.SignChallenge(t, k.priv, challenge)
 }
 
 func suRegisterBody(fp string, k suKey) map[string]any {

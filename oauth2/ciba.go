@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -72,11 +73,6 @@ type cibaDeps interface {
 	identity.PersisterProvider
 	confirmation.PersisterProvider
 	audit.LoggerProvider
-}
-
-// ConfirmationServiceProvider is implemented by the registry.
-type ConfirmationServiceProvider interface {
-	ConfirmationService() *confirmation.Service
 }
 
 func cibaError(code, desc string) *fosite.RFC6749Error {
@@ -184,7 +180,7 @@ type backchannelInput struct {
 func (h *Handler) parseBackchannel(ctx context.Context, r *http.Request, c fosite.Client) (*backchannelInput, error) {
 	form := r.PostForm
 	in := &backchannelInput{scope: strings.Fields(form.Get("scope"))}
-	if !slicesContains(in.scope, "openid") {
+	if !slices.Contains(in.scope, "openid") {
 		return nil, fosite.ErrInvalidRequest.WithHint("The parameter 'scope' must contain 'openid'.")
 	}
 	strategy := h.d.Tokens().FositeConfig().GetScopeStrategy(ctx)
@@ -212,15 +208,6 @@ func (h *Handler) parseBackchannel(ctx context.Context, r *http.Request, c fosit
 		return nil, fosite.ErrInvalidRequest.WithHint("Exactly one of 'login_hint' and 'id_token_hint' is required.")
 	}
 	return in, nil
-}
-
-func slicesContains(s []string, v string) bool {
-	for _, e := range s {
-		if e == v {
-			return true
-		}
-	}
-	return false
 }
 
 var errUnknownUser = cibaError("unknown_user_id", "The user is unknown or cannot sign in.")
@@ -271,7 +258,7 @@ func audienceHas(aud any, id string) bool {
 			}
 		}
 	case []string:
-		return slicesContains(a, id)
+		return slices.Contains(a, id)
 	}
 	return false
 }

@@ -159,6 +159,8 @@ func (g *cibaGrant) PopulateTokenEndpointResponse(ctx context.Context, r fosite.
 	if !g.CanHandleTokenEndpointRequest(ctx, r) {
 		return fosite.ErrUnknownRequest
 	}
+	// Read again (fosite hands the request, not what Handle found, to Populate); only a
+	// redemption gets here, and the consumption below is what decides anyway.
 	req, conf, err := g.load(ctx, r)
 	if err != nil {
 		return err

@@ -4,13 +4,12 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
-	"crypto/sha256"
 	"crypto/x509"
-	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -21,6 +20,7 @@ import (
 	"golang.org/x/oauth2"
 
 	"github.com/pvpipe/pvauth/internal/testdb"
+	"github.com/pvpipe/pvauth/internal/testkeys"
 	"github.com/pvpipe/pvauth/internal/testserver"
 	"github.com/pvpipe/pvauth/push/fcmtest"
 )
@@ -102,17 +102,7 @@ func (e *cibaEnv) registerPhone(t *testing.T, u user) *phone {
 
 // sign signs a base64 challenge as the app does: ECDSA P-256 over SHA-256, DER, base64.
 func (p *phone) sign(t *testing.T, challenge string) string {
-	t.Helper()
-	raw, err := base64.StdEncoding.DecodeString(challenge)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sum := sha256.Sum256(raw)
-	sig, err := ecdsa.SignASN1(rand.Reader, p.key, sum[:])
-	if err != nil {
-		t.Fatal(err)
-	}
-	return base64.StdEncoding.EncodeToString(sig)
+	return testkeys.SignChallenge(t, p.key, challenge)
 }
 
 // push waits for the phone's push of a CIBA request started after n earlier pushes.
@@ -229,18 +219,9 @@ func (e *cibaEnv) cibaDiscovery(t *testing.T) {
 	if err := json.Unmarshal(r.Body, &d); err != nil {
 		t.Fatal(err)
 	}
-	if d.Endpoint != e.issuer+"/oauth2/bc-authorize" || len(d.Modes) != 1 || d.Modes[0] != "poll" || !contains(d.Grants, grantCIBA) {
+	if d.Endpoint != e.issuer+"/oauth2/bc-authorize" || len(d.Modes) != 1 || d.Modes[0] != "poll" || !slices.Contains(d.Grants, grantCIBA) {
 		t.Errorf("discovery: %s", r.Body)
 	}
-}
-
-func contains(s []string, v string) bool {
-	for _, x := range s {
-		if x == v {
-			return true
-		}
-	}
-	return false
 }
 
 // The whole flow: request, push, pending, slow_down, approval on the phone, tokens once.

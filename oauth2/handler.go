@@ -49,7 +49,7 @@ type handlerDeps interface {
 	session.TokensProvider
 	audit.LoggerProvider
 	confirmation.PersisterProvider
-	ConfirmationServiceProvider
+	confirmation.ServiceProvider
 	ratelimit.LimiterProvider
 }
 

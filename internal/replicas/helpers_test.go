@@ -7,7 +7,6 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
-	"crypto/sha256"
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
@@ -28,6 +27,7 @@ import (
 	"github.com/pquerna/otp/totp"
 
 	"github.com/pvpipe/pvauth/internal/testdb"
+	"github.com/pvpipe/pvauth/internal/testkeys"
 	"github.com/pvpipe/pvauth/internal/testredis"
 	"github.com/pvpipe/pvauth/internal/testserver"
 	"github.com/pvpipe/pvauth/session"
@@ -252,17 +252,7 @@ type device struct {
 }
 
 func (d *device) sign(t testing.TB, challenge string) string {
-	t.Helper()
-	msg, err := base64.StdEncoding.DecodeString(challenge)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sum := sha256.Sum256(msg)
-	sig, err := ecdsa.SignASN1(rand.Reader, d.key, sum[:])
-	if err != nil {
-		t.Fatal(err)
-	}
-	return base64.StdEncoding.EncodeToString(sig)
+	return testkeys.SignChallenge(t, d.key, challenge)
 }
 
 // register registers a new device key for the session of access (challenge on one

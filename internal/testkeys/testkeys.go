@@ -238,3 +238,14 @@ func SignB64(t testing.TB, priv crypto.Signer, alg, sigEnc string, enc *base64.E
 }
 
 // ---------------------------------------------------------------------------------------
+
+// SignChallenge signs a challenge as the mobile app does: the base64 challenge decoded,
+// ECDSA P-256 over its SHA-256, DER, standard base64.
+func SignChallenge(t testing.TB, priv *ecdsa.PrivateKey, challenge string) string {
+	t.Helper()
+	msg, err := base64.StdEncoding.DecodeString(challenge)
+	if err != nil {
+		t.Fatalf("challenge %q: %v", challenge, err)
+	}
+	return base64.StdEncoding.EncodeToString(Sign(t, priv, devicekey.AlgES256, "der", msg))
+}

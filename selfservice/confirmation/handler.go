@@ -28,6 +28,11 @@ const (
 type handlerDeps interface {
 	session.TokensProvider
 	ratelimit.LimiterProvider
+	ServiceProvider
+}
+
+// ServiceProvider is implemented by the registry.
+type ServiceProvider interface {
 	ConfirmationService() *Service
 }
 
