@@ -52,8 +52,8 @@ var (
 
 // Errors as clients see them (API.md §1 messages that seed clients match on).
 var (
-	ErrDeviceInactive = x.ErrNotFound.WithMessage("Device not found or inactive")
-	ErrBadSignature   = x.ErrUnauthorized.WithMessage(ErrSignature.Error())
+	ErrDeviceInactive = x.ErrNotFound.Derive("Device not found or inactive")
+	ErrBadSignature   = x.ErrUnauthorized.Derive(ErrSignature.Error())
 )
 
 // Persister stores devices.

@@ -129,7 +129,7 @@ type PersisterProvider interface {
 }
 
 // ErrIdentityMissing is the 404 of admin routes under /admin/identities/{id}.
-var ErrIdentityMissing = x.ErrNotFound.WithMessage("Identity not found.")
+var ErrIdentityMissing = x.ErrNotFound.Derive("Identity not found.")
 
 // MustExist answers nil when the identity exists, ErrIdentityMissing when it does not.
 func MustExist(ctx context.Context, p Persister, id int64) error {

@@ -25,8 +25,8 @@ const (
 
 // Client-facing errors of the manager.
 var (
-	ErrEmailTaken       = x.ErrConflict.WithMessage("An identity with this email already exists.")
-	ErrIdentityNotFound = x.ErrNotFound.WithMessage("Identity not found.")
+	ErrEmailTaken       = x.ErrConflict.Derive("An identity with this email already exists.")
+	ErrIdentityNotFound = x.ErrNotFound.Derive("Identity not found.")
 )
 
 // Manager creates and changes identities: it validates every field (400s that name the

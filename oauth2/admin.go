@@ -141,7 +141,7 @@ type clientView struct {
 	ClientSecret string `json:"client_secret,omitempty"`
 }
 
-var errClientNotFound = x.ErrNotFound.WithMessage("OAuth2 client not found.")
+var errClientNotFound = x.ErrNotFound.Derive("OAuth2 client not found.")
 
 func (h *Handler) createClient(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
 	ctx := r.Context()

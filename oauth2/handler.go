@@ -828,8 +828,8 @@ func (h *Handler) acceptLogin(w http.ResponseWriter, r *http.Request, _ httprout
 }
 
 // ErrFreshLoginRequired refuses to accept a login older than the request allows.
-var ErrFreshLoginRequired = &x.Error{Status: http.StatusForbidden, Code: "login_required",
-	Message: "This sign-in request needs a fresh login (prompt=login, max_age or id_token_hint): sign in again."}
+var ErrFreshLoginRequired = x.NewError(http.StatusForbidden, "login_required",
+	"This sign-in request needs a fresh login (prompt=login, max_age or id_token_hint): sign in again.")
 
 type consentRequest struct {
 	ClientID       string   `json:"clientId"`

@@ -173,11 +173,11 @@ func BearerToken(r *http.Request) string {
 const PendingTokenPrefix = "pvauth_pending_"
 
 // ErrMFAPending is the 403 for a pending token on a full endpoint.
-var ErrMFAPending = x.ErrForbidden.WithMessage("Two-factor authentication is not complete: this token is only valid for /otp/setup and /otp/verify.")
+var ErrMFAPending = x.ErrForbidden.Derive("Two-factor authentication is not complete: this token is only valid for /otp/setup and /otp/verify.")
 
 // ErrNotSelfService is the 403 for an OAuth2 client's token on the self-service API: a
 // token granted to a third-party application must not act as the user's own session.
-var ErrNotSelfService = x.ErrForbidden.WithMessage("This endpoint needs a token from a pvauth login, not one issued to an OAuth2 client.")
+var ErrNotSelfService = x.ErrForbidden.Derive("This endpoint needs a token from a pvauth login, not one issued to an OAuth2 client.")
 
 // IsSelfService reports whether a principal comes from a pvauth self-service login.
 func (p *Principal) IsSelfService() bool {
@@ -191,8 +191,8 @@ func (t *Tokens) RequireUser(next httprouter.Handle) httprouter.Handle {
 
 // ErrStepUpRequired is the 403 for an enrolment call on a session whose login is older
 // than security.step_up.max_age: a stolen access token must not add a lasting credential.
-var ErrStepUpRequired = &x.Error{Status: http.StatusForbidden, Code: "step_up_required",
-	Message: "This action needs a recent login: sign in again (password and second factor, passkey or device key), then retry."}
+var ErrStepUpRequired = x.NewError(http.StatusForbidden, "step_up_required",
+	"This action needs a recent login: sign in again (password and second factor, passkey or device key), then retry.")
 
 // RequireRecentLogin is RequireUser for enrolment calls: the session's login (auth_time,
 // which a refresh keeps) must be at most security.step_up.max_age old.
@@ -246,7 +246,7 @@ func (t *Tokens) requireToken(next httprouter.Handle, selfService bool) httprout
 }
 
 // ErrNotAUser is the 403 for tokens that do not belong to a user (client credentials).
-var ErrNotAUser = x.ErrForbidden.WithMessage("This token does not belong to a user.")
+var ErrNotAUser = x.ErrForbidden.Derive("This token does not belong to a user.")
 
 // UserID returns the identity behind the request's authenticated principal.
 func UserID(r *http.Request) (int64, error) {

@@ -2,9 +2,9 @@ package session
 
 import (
 	"context"
+	"errors"
 
 	"github.com/pvpipe/pvauth/audit"
-	"github.com/pvpipe/pvauth/x"
 )
 
 // RefreshTokens rotates a refresh token and writes its audit event: the one refresh of
@@ -34,8 +34,8 @@ func RefreshTokens(ctx context.Context, d interface {
 		return d.AuditLogger().LogTx(ctx, ev)
 	})
 	if err != nil {
-		xe := x.AsError(err)
-		if reuseLogged && xe.Message == ErrRefreshReused.Message {
+		reused := errors.Is(err, ErrRefreshReused)
+		if reuseLogged && reused {
 			return nil, err // the revocation's event committed with it
 		}
 		// On failure s, when not nil, names the token's owner (read before a reuse deletes it).
@@ -44,7 +44,7 @@ func RefreshTokens(ctx context.Context, d interface {
 			owner = audit.Int64(s.IdentityID)
 		}
 		ev := audit.Event{Type: audit.TypeTokenRefresh, UserID: owner, Result: audit.ResultFailure, Reason: "invalid"}
-		if xe.Message == ErrRefreshReused.Message {
+		if reused {
 			ev.Type, ev.Reason = audit.TypeTokenReuse, "refresh token reuse: family revoked"
 		}
 		d.AuditLogger().Log(ctx, ev)

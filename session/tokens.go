@@ -245,8 +245,8 @@ func (t *Tokens) tokenSet(resp fosite.AccessResponder, sess *Session) *TokenSet 
 
 // Refresh errors.
 var (
-	ErrRefreshInvalid = x.ErrUnauthorized.WithMessage("The refresh token is invalid, expired or revoked.")
-	ErrRefreshReused  = x.ErrUnauthorized.WithMessage("The refresh token was already used; the session has been revoked.")
+	ErrRefreshInvalid = x.ErrUnauthorized.Derive("The refresh token is invalid, expired or revoked.")
+	ErrRefreshReused  = x.ErrUnauthorized.Derive("The refresh token was already used; the session has been revoked.")
 )
 
 // RefreshOutcome is what a refresh transaction did, for its audit event: the session of
@@ -352,7 +352,7 @@ func refreshError(err error) error {
 }
 
 // ErrTokenInvalid is the 401 for a missing, malformed, expired or revoked access token.
-var ErrTokenInvalid = x.ErrUnauthorized.WithMessage("The access token is missing, invalid, expired or revoked.")
+var ErrTokenInvalid = x.ErrUnauthorized.Derive("The access token is missing, invalid, expired or revoked.")
 
 // Authenticate validates an access token: signature and expiry through the signer, and
 // liveness through the store, so logout and revocation take effect at once.
@@ -506,7 +506,7 @@ func num(v any) int64 {
 
 // ErrIdentityInactive refuses tokens to an identity disabled or deleted while it was
 // logging in.
-var ErrIdentityInactive = x.ErrUnauthorized.WithMessage("The account cannot log in.")
+var ErrIdentityInactive = x.ErrUnauthorized.Derive("The account cannot log in.")
 
 // RevokeSession revokes every token of a family (logout), including one that a refresh
 // in flight is minting.

@@ -6,10 +6,17 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+
+	"github.com/julienschmidt/httprouter"
 )
 
 // Error is the one error type handlers return. It carries what the client sees
 // (status, machine code, message) and, separately, the internal cause that is only logged.
+//
+// Every Error has a kind, its identity for errors.Is: copies made by WithMessage,
+// WithCause or WithRetryAfter keep it, so a sentinel still matches after a handler has
+// reworded it or attached a cause. Derive makes a new kind below an existing one:
+// errors.Is(ErrBadOTP, ErrUnauthorized) holds, errors.Is(ErrUnauthorized, ErrBadOTP) does not.
 type Error struct {
 	Status  int
 	Code    string
@@ -17,6 +24,41 @@ type Error struct {
 	// RetryAfter, when set, becomes the Retry-After header (seconds).
 	RetryAfter int
 	cause      error
+	kind       *kind
+}
+
+// kind is an error identity; parent links a derived kind to the one it refines.
+type kind struct{ parent *kind }
+
+// Is reports whether target is an *Error of e's kind or of a kind e's kind derives from.
+func (e *Error) Is(target error) bool {
+	t, ok := target.(*Error)
+	if !ok || t.kind == nil {
+		return false
+	}
+	for k := e.kind; k != nil; k = k.parent {
+		if k == t.kind {
+			return true
+		}
+	}
+	return false
+}
+
+// Derive returns a new kind of error below e with its own message: the sentinel a
+// package declares (var ErrBadOTP = x.ErrUnauthorized.Derive("Invalid one-time code.")).
+func (e *Error) Derive(msg string) *Error {
+	c := *e
+	c.Message = msg
+	c.cause = nil
+	c.kind = &kind{parent: e.kind}
+	return &c
+}
+
+// WithRetryAfter returns a copy that asks the client to wait seconds before retrying.
+func (e *Error) WithRetryAfter(seconds int) *Error {
+	c := *e
+	c.RetryAfter = seconds
+	return &c
 }
 
 func (e *Error) Error() string {
@@ -47,9 +89,12 @@ func (e *Error) WithMessagef(format string, args ...any) *Error {
 	return e.WithMessage(fmt.Sprintf(format, args...))
 }
 
-func newErr(status int, code, msg string) *Error {
-	return &Error{Status: status, Code: code, Message: msg}
+// NewError is a new root kind; the contract's kinds below are the usual bases for Derive.
+func NewError(status int, code, msg string) *Error {
+	return &Error{Status: status, Code: code, Message: msg, kind: &kind{}}
 }
+
+func newErr(status int, code, msg string) *Error { return NewError(status, code, msg) }
 
 // The error kinds of the contract. Handlers copy them with WithMessage.
 var (
@@ -88,4 +133,18 @@ func AsError(err error) *Error {
 		e = &c
 	}
 	return e
+}
+
+// HandleFunc is a handler that returns its failure instead of writing it.
+type HandleFunc func(w http.ResponseWriter, r *http.Request, ps httprouter.Params) error
+
+// Handle adapts a HandleFunc: a returned error is written once, here, as the contract's
+// error body (WriteError), so handlers do not repeat that preamble on every branch. A
+// handler that has already written its response returns nil.
+func Handle(fn HandleFunc) httprouter.Handle {
+	return func(w http.ResponseWriter, r *http.Request, ps httprouter.Params) {
+		if err := fn(w, r, ps); err != nil {
+			WriteError(w, r, err)
+		}
+	}
 }

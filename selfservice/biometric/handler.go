@@ -43,11 +43,11 @@ const (
 
 // Messages the seed clients match on (API.md §1).
 var (
-	ErrSessionExpired    = x.ErrBadRequest.WithMessage("Session expired or not found")
+	ErrSessionExpired    = x.ErrBadRequest.Derive("Session expired or not found")
 	ErrDeviceInactive    = devicekey.ErrDeviceInactive
-	ErrAlreadyRegistered = x.ErrConflict.WithMessage("Device with this fingerprint is already registered")
+	ErrAlreadyRegistered = x.ErrConflict.Derive("Device with this fingerprint is already registered")
 	ErrBadSignature      = devicekey.ErrBadSignature
-	ErrKeygenDisabled    = x.ErrForbidden.WithMessage("Server-side key generation is disabled.")
+	ErrKeygenDisabled    = x.ErrForbidden.Derive("Server-side key generation is disabled.")
 )
 
 type handlerDeps interface {

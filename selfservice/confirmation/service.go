@@ -38,11 +38,11 @@ const ReceiptType = "pvauth-confirmation+jwt"
 
 // Errors as clients see them.
 var (
-	ErrConfirmationNotFound = x.ErrNotFound.WithMessage("Confirmation not found")
-	ErrNotPending           = x.ErrConflict.WithMessage("Confirmation is no longer pending")
-	ErrExpired              = x.ErrBadRequest.WithMessage("Confirmation expired")
-	ErrNotConsumable        = x.ErrConflict.WithMessage("Confirmation is not approved or was already consumed")
-	ErrMatchCodeMismatch    = &x.Error{Status: 400, Code: "match_code_mismatch", Message: "The match code does not match the one shown when the confirmation was initiated."}
+	ErrConfirmationNotFound = x.ErrNotFound.Derive("Confirmation not found")
+	ErrNotPending           = x.ErrConflict.Derive("Confirmation is no longer pending")
+	ErrExpired              = x.ErrBadRequest.Derive("Confirmation expired")
+	ErrNotConsumable        = x.ErrConflict.Derive("Confirmation is not approved or was already consumed")
+	ErrMatchCodeMismatch    = x.NewError(400, "match_code_mismatch", "The match code does not match the one shown when the confirmation was initiated.")
 )
 
 type serviceDeps interface {

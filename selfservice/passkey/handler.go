@@ -39,10 +39,10 @@ const (
 
 // Errors.
 var (
-	ErrSessionExpired  = x.ErrBadRequest.WithMessage("Passkey session expired or not found")
-	ErrNoPasskeys      = x.ErrBadRequest.WithMessage("No passkey is registered for this email.")
-	ErrVerification    = x.ErrUnauthorized.WithMessage("Passkey verification failed.")
-	ErrPasskeyNotFound = x.ErrNotFound.WithMessage("Passkey not found")
+	ErrSessionExpired  = x.ErrBadRequest.Derive("Passkey session expired or not found")
+	ErrNoPasskeys      = x.ErrBadRequest.Derive("No passkey is registered for this email.")
+	ErrVerification    = x.ErrUnauthorized.Derive("Passkey verification failed.")
+	ErrPasskeyNotFound = x.ErrNotFound.Derive("Passkey not found")
 )
 
 type handlerDeps interface {

@@ -64,11 +64,11 @@ func (h *Handler) RegisterAdminRoutes(r *x.AdminRouter) {
 
 // Errors of this API.
 var (
-	ErrBadCredentials = x.ErrUnauthorized.WithMessage("Invalid email or password.")
-	ErrPendingInvalid = x.ErrUnauthorized.WithMessage("The login session is invalid or expired. Log in again.")
-	ErrBadOTP         = x.ErrUnauthorized.WithMessage("Invalid one-time code.")
-	ErrOTPEnrolled    = x.ErrConflict.WithMessage("TOTP is already enrolled for this account.")
-	ErrSetupFirst     = x.ErrBadRequest.WithMessage("TOTP is not set up yet: call GET /api/v1/auth/otp/setup first.")
+	ErrBadCredentials = x.ErrUnauthorized.Derive("Invalid email or password.")
+	ErrPendingInvalid = x.ErrUnauthorized.Derive("The login session is invalid or expired. Log in again.")
+	ErrBadOTP         = x.ErrUnauthorized.Derive("Invalid one-time code.")
+	ErrOTPEnrolled    = x.ErrConflict.Derive("TOTP is already enrolled for this account.")
+	ErrSetupFirst     = x.ErrBadRequest.Derive("TOTP is not set up yet: call GET /api/v1/auth/otp/setup first.")
 )
 
 type loginBody struct {
