@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ory/fosite/compose"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/pvpipe/pvauth/audit"
@@ -23,6 +24,7 @@ import (
 	"github.com/pvpipe/pvauth/janitor"
 	"github.com/pvpipe/pvauth/metrics"
 	"github.com/pvpipe/pvauth/oauth2"
+	"github.com/pvpipe/pvauth/oauth2/provider"
 	sqlp "github.com/pvpipe/pvauth/persistence/sql"
 	"github.com/pvpipe/pvauth/push"
 	"github.com/pvpipe/pvauth/ratelimit"
@@ -46,6 +48,8 @@ type Registry struct {
 	hasher     *identity.Hasher
 	identities *identity.Manager
 	tokens     *session.Tokens
+	provider   *provider.Provider
+	clients    *oauth2.ClientStore
 	audit      *audit.Logger
 	limiter    *ratelimit.Limiter
 	metrics    *metrics.Metrics
@@ -114,14 +118,17 @@ func New(ctx context.Context, cfg *config.Config, o Options) (*Registry, error) 
 
 	// A retired key verifies as long as anything it signed may live: access and ID tokens,
 	// and confirmation receipts (a replica re-signs a receipt only when it has none).
-	keys := session.NewKeyManager(p, r.box, cfg.Tokens.Algorithm, func() time.Duration {
+	keys := provider.NewKeyManager(p, r.box, cfg.Tokens.Algorithm, func() time.Duration {
 		return max(cfg.TTL.AccessToken, cfg.TTL.ConfirmationReceipt)
 	})
 	if err := keys.Init(ctx); err != nil {
 		p.Close()
 		return nil, err
 	}
-	r.tokens = session.NewTokens(cfg, p, keys, oauth2.CIBAGrantFactory(r))
+	r.clients = oauth2.NewClientStore(p)
+	r.provider = provider.New(cfg, provider.Deps{Persister: p, Keys: keys, Clients: r.clients,
+		SecretHasher: oauth2.NewSecretHasher(cfg.Secrets.Default), Grants: []compose.Factory{oauth2.CIBAGrantFactory(r)}})
+	r.tokens = session.NewTokens(cfg, r.provider, p)
 	r.tokens.SubjectCheck = r.subjectCheck
 
 	r.audit = audit.NewLogger(p)
@@ -178,9 +185,7 @@ func (r *Registry) registerRoutes(pw *password.Handler) error {
 	health.RegisterAdminRoutes(r.admin)
 	pw.RegisterPublicRoutes(r.public)
 	pw.RegisterAdminRoutes(r.admin)
-	sh := session.NewHandler(r)
-	sh.RegisterPublicRoutes(r.public)
-	sh.RegisterAdminRoutes(r.admin)
+	session.NewHandler(r).RegisterAdminRoutes(r.admin)
 	identity.NewHandler(r).RegisterAdminRoutes(r.admin)
 	bio := biometric.NewHandler(r)
 	bio.RegisterPublicRoutes(r.public)
@@ -284,11 +289,13 @@ func (r *Registry) ConfirmationService() *confirmation.Service { return r.confir
 func (r *Registry) ConfirmationPersister() confirmation.Persister {
 	return r.persister
 }
-func (r *Registry) OAuth2Persister() oauth2.Persister { return r.persister }
-func (r *Registry) Janitor() *janitor.Janitor         { return r.janitor }
-func (r *Registry) PushSender() push.Sender           { return r.push }
-func (r *Registry) PublicRouter() *x.PublicRouter     { return r.public }
-func (r *Registry) AdminRouter() *x.AdminRouter       { return r.admin }
+func (r *Registry) OAuth2Persister() oauth2.Persister      { return r.persister }
+func (r *Registry) OAuth2Provider() *provider.Provider     { return r.provider }
+func (r *Registry) OAuth2ClientStore() *oauth2.ClientStore { return r.clients }
+func (r *Registry) Janitor() *janitor.Janitor              { return r.janitor }
+func (r *Registry) PushSender() push.Sender                { return r.push }
+func (r *Registry) PublicRouter() *x.PublicRouter          { return r.public }
+func (r *Registry) AdminRouter() *x.AdminRouter            { return r.admin }
 
 // Close flushes the audit log and closes the database.
 func (r *Registry) Close() {

@@ -11,7 +11,8 @@ import (
 	"golang.org/x/oauth2"
 
 	"github.com/pvpipe/pvauth/internal/testdb"
-	"github.com/pvpipe/pvauth/session"
+	"github.com/pvpipe/pvauth/internal/testkit"
+	"github.com/pvpipe/pvauth/oauth2/provider"
 )
 
 // noSecret fails when an admin answer carries a client secret or its hash.
@@ -112,7 +113,7 @@ func TestAdminClients(t *testing.T) {
 		if len(page.Clients) != 1 || page.Clients[0].ID == first || page.NextPageToken != "" {
 			t.Fatalf("second page %s", r.Body)
 		}
-		apiError(t, o.srv.Admin(t, http.MethodGet, "/admin/clients?page_size=0", nil), http.StatusBadRequest)
+		testkit.WantError(t, o.srv.Admin(t, http.MethodGet, "/admin/clients?page_size=0", nil), http.StatusBadRequest, "")
 
 		// PUT replaces the metadata; the secret stays and is not shown.
 		r = o.srv.Admin(t, http.MethodPut, "/admin/clients/"+cc.ID, map[string]any{
@@ -135,7 +136,7 @@ func TestAdminClients(t *testing.T) {
 		r = o.srv.Admin(t, http.MethodPut, "/admin/clients/"+cc.ID, map[string]any{
 			"grant_types": []string{"client_credentials"}, "token_endpoint_auth_method": "none",
 		})
-		apiError(t, r, http.StatusBadRequest)
+		testkit.WantError(t, r, http.StatusBadRequest, "")
 
 		// DELETE: gone, and its tokens with it.
 		rs := o.introspector(t)
@@ -178,14 +179,14 @@ func TestAdminClients(t *testing.T) {
 
 		// Unknown: 404 everywhere.
 		for _, m := range []string{http.MethodGet, http.MethodDelete} {
-			apiError(t, o.srv.Admin(t, m, "/admin/clients/"+cc.ID, nil), http.StatusNotFound)
-			apiError(t, o.srv.Admin(t, m, "/admin/clients/no-such-client", nil), http.StatusNotFound)
+			testkit.WantError(t, o.srv.Admin(t, m, "/admin/clients/"+cc.ID, nil), http.StatusNotFound, "")
+			testkit.WantError(t, o.srv.Admin(t, m, "/admin/clients/no-such-client", nil), http.StatusNotFound, "")
 		}
-		apiError(t, o.srv.Admin(t, http.MethodPut, "/admin/clients/no-such-client", map[string]any{"grant_types": []string{"client_credentials"}}), http.StatusNotFound)
+		testkit.WantError(t, o.srv.Admin(t, http.MethodPut, "/admin/clients/no-such-client", map[string]any{"grant_types": []string{"client_credentials"}}), http.StatusNotFound, "")
 		// The first-party clients are not managed here.
-		for _, id := range []string{session.ClientSelfService, session.ClientSelfServiceRemember} {
-			apiError(t, o.srv.Admin(t, http.MethodDelete, "/admin/clients/"+id, nil), http.StatusNotFound)
-			apiError(t, o.srv.Admin(t, http.MethodGet, "/admin/clients/"+id, nil), http.StatusNotFound)
+		for _, id := range []string{provider.ClientSelfService, provider.ClientSelfServiceRemember} {
+			testkit.WantError(t, o.srv.Admin(t, http.MethodDelete, "/admin/clients/"+id, nil), http.StatusNotFound, "")
+			testkit.WantError(t, o.srv.Admin(t, http.MethodGet, "/admin/clients/"+id, nil), http.StatusNotFound, "")
 		}
 
 		// Bad bodies: 400 naming the field.
@@ -198,7 +199,7 @@ func TestAdminClients(t *testing.T) {
 			"client_name":                map[string]any{"client_name": strings.Repeat("x", 300), "grant_types": []string{"client_credentials"}},
 		} {
 			r := o.srv.Admin(t, http.MethodPost, "/admin/clients", body)
-			apiError(t, r, http.StatusBadRequest)
+			testkit.WantError(t, r, http.StatusBadRequest, "")
 			if !strings.Contains(string(r.Body), field) {
 				t.Errorf("%s: message does not name the field: %s", field, r.Body)
 			}
@@ -211,23 +212,23 @@ func TestAdminClients(t *testing.T) {
 			"public client_credentials":               map[string]any{"grant_types": []string{"client_credentials"}, "token_endpoint_auth_method": "none"},
 		} {
 			r := o.srv.Admin(t, http.MethodPost, "/admin/clients", body)
-			apiError(t, r, http.StatusBadRequest)
+			testkit.WantError(t, r, http.StatusBadRequest, "")
 			if !strings.Contains(string(r.Body), "redirect_uris") && !strings.Contains(string(r.Body), "grant_types") {
 				t.Errorf("%s: message does not name the field: %s", name, r.Body)
 			}
 		}
 		for _, raw := range []string{"{", "[]", `{"grant_types":"client_credentials"}`, `{"skip_consent":"yes"}`} {
-			apiError(t, o.srv.Admin(t, http.MethodPost, "/admin/clients", raw), http.StatusBadRequest)
+			testkit.WantError(t, o.srv.Admin(t, http.MethodPost, "/admin/clients", raw), http.StatusBadRequest, "")
 		}
-		apiError(t, o.srv.Admin(t, http.MethodPut, "/admin/clients/"+c.ID, "{"), http.StatusBadRequest)
+		testkit.WantError(t, o.srv.Admin(t, http.MethodPut, "/admin/clients/"+c.ID, "{"), http.StatusBadRequest, "")
 		// Loopback http is fine (native apps and local development).
 		o.createClient(t, map[string]any{"redirect_uris": []string{"http://127.0.0.1:8765/cb", "http://localhost/cb"}, "token_endpoint_auth_method": "none"})
 
 		// Duplicate client_id: 409; the reserved prefix: 400.
-		apiError(t, o.srv.Admin(t, http.MethodPost, "/admin/clients", map[string]any{"client_id": c.ID, "redirect_uris": []string{callbackURL}}), http.StatusConflict)
-		for _, id := range []string{"pvauth-mine", session.ClientSelfService} {
+		testkit.WantError(t, o.srv.Admin(t, http.MethodPost, "/admin/clients", map[string]any{"client_id": c.ID, "redirect_uris": []string{callbackURL}}), http.StatusConflict, "")
+		for _, id := range []string{"pvauth-mine", provider.ClientSelfService} {
 			r := o.srv.Admin(t, http.MethodPost, "/admin/clients", map[string]any{"client_id": id, "grant_types": []string{"client_credentials"}})
-			apiError(t, r, http.StatusBadRequest)
+			testkit.WantError(t, r, http.StatusBadRequest, "")
 			if !strings.Contains(string(r.Body), "client_id") {
 				t.Errorf("reserved prefix message: %s", r.Body)
 			}

@@ -19,7 +19,6 @@ import (
 	"github.com/pvpipe/pvauth/identity"
 	"github.com/pvpipe/pvauth/ratelimit"
 	"github.com/pvpipe/pvauth/selfservice/confirmation"
-	"github.com/pvpipe/pvauth/session"
 	"github.com/pvpipe/pvauth/x"
 )
 
@@ -31,9 +30,6 @@ import (
 
 // GrantCIBA is the CIBA grant type at the token endpoint.
 const GrantCIBA = "urn:openid:params:grant-type:ciba"
-
-// RouteBackchannelAuth is CIBA's backchannel authentication endpoint.
-const RouteBackchannelAuth = "/oauth2/bc-authorize"
 
 // CIBAInterval is the minimum wait between two polls of a pending request.
 const CIBAInterval = 5 * time.Second
@@ -87,24 +83,13 @@ var (
 	errCIBADenied           = cibaError("access_denied", "The user rejected the request.")
 )
 
-// backchannelAuthorize is POST /oauth2/bc-authorize (CIBA Core §7).
+// backchannelAuthorize is CIBA's backchannel authentication endpoint (CIBA Core §7).
 func (h *Handler) backchannelAuthorize(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
 	ctx := r.Context()
-	if err := r.ParseForm(); err != nil {
-		writeOAuthError(w, http.StatusBadRequest, "invalid_request", "The request body must be application/x-www-form-urlencoded.")
-		return
-	}
-	f, ok := h.provider().(*fosite.Fosite)
-	if !ok {
-		writeOAuthError(w, http.StatusInternalServerError, "server_error", "")
-		return
-	}
 	// Client authentication as at the token endpoint; only confidential clients (CIBA
 	// Core §7.1), never pvauth's own.
-	c, err := f.AuthenticateClient(ctx, r, r.PostForm)
-	if err != nil || c.IsPublic() || session.IsFirstPartyClient(c.GetID()) {
-		w.Header().Set("WWW-Authenticate", `Basic realm="pvauth"`)
-		writeOAuthError(w, http.StatusUnauthorized, "invalid_client", "Client authentication failed.")
+	c := h.confidentialClient(w, r)
+	if c == nil {
 		return
 	}
 	if !c.GetGrantTypes().Has(GrantCIBA) {
@@ -183,7 +168,7 @@ func (h *Handler) parseBackchannel(ctx context.Context, r *http.Request, c fosit
 	if !slices.Contains(in.scope, "openid") {
 		return nil, fosite.ErrInvalidRequest.WithHint("The parameter 'scope' must contain 'openid'.")
 	}
-	strategy := h.d.Tokens().FositeConfig().GetScopeStrategy(ctx)
+	strategy := h.provider().ScopeStrategy(ctx)
 	for _, s := range in.scope {
 		if !strategy(c.GetScopes(), s) {
 			return nil, fosite.ErrInvalidScope.WithHintf("The client is not allowed to request scope '%s'.", s)
@@ -225,7 +210,7 @@ func (h *Handler) backchannelUser(ctx context.Context, r *http.Request, c fosite
 		}
 		id, err = ip.FindIdentityByEmail(ctx, identity.NormalizeEmail(hint))
 	} else {
-		sub, herr := h.idTokenSubject(ctx, r.PostForm.Get("id_token_hint"), c.GetID())
+		sub, herr := h.hints.subject(ctx, r.PostForm.Get("id_token_hint"), c.GetID())
 		if herr != nil {
 			return nil, herr
 		}

@@ -13,19 +13,19 @@ import (
 
 	"github.com/pvpipe/pvauth/audit"
 	"github.com/pvpipe/pvauth/identity"
+	"github.com/pvpipe/pvauth/oauth2/provider"
 	"github.com/pvpipe/pvauth/selfservice/confirmation"
-	"github.com/pvpipe/pvauth/session"
 	"github.com/pvpipe/pvauth/x"
 )
 
-// CIBAGrantFactory composes the CIBA grant into the fosite provider (session.NewTokens'
-// extra factories). d is only used at request time, so the registry may pass itself
+// CIBAGrantFactory composes the CIBA grant into the fosite provider (one of
+// provider.Deps.Grants). d is only used at request time, so the registry may pass itself
 // before it is complete.
 func CIBAGrantFactory(d cibaDeps) compose.Factory {
 	return func(c fosite.Configurator, storage, strategy any) any {
 		return &cibaGrant{
 			d:        d,
-			store:    storage.(*session.Store),
+			store:    storage.(*provider.Store),
 			core:     strategy.(foauth2.CoreStrategy),
 			idTokens: strategy.(openid.OpenIDConnectTokenStrategy),
 			config:   c,
@@ -36,7 +36,7 @@ func CIBAGrantFactory(d cibaDeps) compose.Factory {
 // cibaGrant redeems approved backchannel requests at the token endpoint.
 type cibaGrant struct {
 	d        cibaDeps
-	store    *session.Store
+	store    *provider.Store
 	core     foauth2.CoreStrategy
 	idTokens openid.OpenIDConnectTokenStrategy
 	config   fosite.Configurator
@@ -123,13 +123,13 @@ func (g *cibaGrant) HandleTokenEndpointRequest(ctx context.Context, r fosite.Acc
 		return errCIBAUnknown
 	}
 
-	sess, ok := r.GetSession().(*session.Session)
+	sess, ok := r.GetSession().(*provider.Session)
 	if !ok {
 		return fosite.ErrServerError.WithHint("Unexpected session type.")
 	}
-	*sess = *session.NewSession(id.ID)
+	*sess = *provider.NewSession(id.ID)
 	sess.Email = id.Email
-	sess.AMR = []string{session.AMRHardware}
+	sess.AMR = []string{provider.AMRHardware}
 	sess.DeviceID = deref(conf.DeviceID)
 	sess.AuthTime = conf.ApprovedAt.UTC().Truncate(time.Second)
 	sess.SessionID = r.GetID()
@@ -186,7 +186,7 @@ func (g *cibaGrant) PopulateTokenEndpointResponse(ctx context.Context, r fosite.
 			return err
 		}
 	}
-	sess := r.GetSession().(*session.Session)
+	sess := r.GetSession().(*provider.Session)
 	err = g.store.StoreIssued(ctx, atSig, rtSig, r, func(ctx context.Context) error {
 		active, err := g.store.SubjectActive(ctx, sess.IdentityID)
 		if err != nil {

@@ -1,7 +1,6 @@
 package oauth2_test
 
 import (
-	"context"
 	"encoding/json"
 	"net/http"
 	"net/url"
@@ -16,7 +15,8 @@ import (
 	"golang.org/x/oauth2/clientcredentials"
 
 	"github.com/pvpipe/pvauth/internal/testdb"
-	"github.com/pvpipe/pvauth/session"
+	"github.com/pvpipe/pvauth/internal/testkit"
+	"github.com/pvpipe/pvauth/oauth2/provider"
 )
 
 const reportsAudience = "https://reports.example.com"
@@ -182,7 +182,7 @@ func TestClientCredentials(t *testing.T) {
 					return r.Status, r.Body, r.Header
 				},
 				"self-service client id": func() (int, []byte, http.Header) {
-					r := o.form(t, "/oauth2/introspect", url.Values{"token": {tok.AccessToken}, "client_id": {session.ClientSelfService}}, "", "")
+					r := o.form(t, "/oauth2/introspect", url.Values{"token": {tok.AccessToken}, "client_id": {provider.ClientSelfService}}, "", "")
 					return r.Status, r.Body, r.Header
 				},
 			} {
@@ -202,12 +202,9 @@ func TestClientCredentials(t *testing.T) {
 
 		t.Run("self-service tokens introspect and revoke", func(t *testing.T) {
 			u := o.newUser(t, "eve@example.com")
-			ts, err := o.srv.Registry.Tokens().Issue(context.Background(), session.IssueRequest{IdentityID: u.ID, Email: u.Email, AMR: []string{"pwd", "otp"}})
-			if err != nil {
-				t.Fatal(err)
-			}
+			ts := testkit.IssueSession(t, o.srv, &testkit.Identity{ID: u.ID, Email: u.Email})
 			in := o.introspect(t, c, ts.AccessToken, "")
-			if !in.Active || in.ClientID != session.ClientSelfService || in.Sub != strconv.FormatInt(u.ID, 10) || in.Username != u.Email ||
+			if !in.Active || in.ClientID != provider.ClientSelfService || in.Sub != strconv.FormatInt(u.ID, 10) || in.Username != u.Email ||
 				in.TokenType != "Bearer" || in.Iss != o.issuer {
 				t.Fatalf("self-service access token introspects as %+v", in)
 			}
@@ -215,7 +212,7 @@ func TestClientCredentials(t *testing.T) {
 				t.Fatalf("self-service refresh token introspects as %+v", in)
 			}
 			// Revocable at /oauth2/revoke by its (public, first-party) client.
-			o.revoke(t, client{ID: session.ClientSelfService, Method: "none"}, ts.RefreshToken, "refresh_token")
+			o.revoke(t, client{ID: provider.ClientSelfService, Method: "none"}, ts.RefreshToken, "refresh_token")
 			if in := o.introspect(t, c, ts.RefreshToken, "refresh_token"); in.Active {
 				t.Fatalf("revoked self-service refresh token is active")
 			}

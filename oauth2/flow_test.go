@@ -21,8 +21,8 @@ import (
 	"golang.org/x/oauth2"
 
 	"github.com/pvpipe/pvauth/internal/testdb"
+	"github.com/pvpipe/pvauth/internal/testkit"
 	"github.com/pvpipe/pvauth/internal/testserver"
-	"github.com/pvpipe/pvauth/session"
 )
 
 // The login and consent UIs are never visited: the test plays the browser and the
@@ -87,19 +87,8 @@ type user struct {
 // newUser creates an identity on the admin API and signs it in (self-service token).
 func (o *op) newUser(t *testing.T, email string) user {
 	t.Helper()
-	r := o.srv.Admin(t, http.MethodPost, "/admin/identities", map[string]any{"email": email, "password": "a long enough password"})
-	if r.Status != http.StatusCreated {
-		t.Fatalf("create identity: %d %s", r.Status, r.Body)
-	}
-	var id struct {
-		ID int64 `json:"id"`
-	}
-	r.Data(t, &id)
-	ts, err := o.srv.Registry.Tokens().Issue(context.Background(), session.IssueRequest{IdentityID: id.ID, Email: email, AMR: []string{"pwd", "otp"}})
-	if err != nil {
-		t.Fatalf("issue token: %v", err)
-	}
-	return user{ID: id.ID, Email: email, Token: ts.AccessToken}
+	id := testkit.CreateIdentity(t, o.srv, map[string]any{"email": email})
+	return user{ID: id.ID, Email: email, Token: testkit.IssueSession(t, o.srv, id).AccessToken}
 }
 
 // client is an OAuth2 client as the admin API shows it.

@@ -17,6 +17,7 @@ import (
 
 	"github.com/pvpipe/pvauth/audit"
 	"github.com/pvpipe/pvauth/identity"
+	"github.com/pvpipe/pvauth/oauth2/provider"
 	"github.com/pvpipe/pvauth/x"
 )
 
@@ -124,10 +125,18 @@ type authPrompt struct {
 }
 
 func (h *Handler) parsePrompt(ctx context.Context, ar fosite.AuthorizeRequester) (*authPrompt, error) {
-	return h.parsePromptForm(ctx, ar.GetRequestForm(), ar.GetClient().GetID())
+	return h.hints.prompt(ctx, ar.GetRequestForm(), ar.GetClient().GetID())
 }
 
-func (h *Handler) parsePromptForm(ctx context.Context, form url.Values, clientID string) (*authPrompt, error) {
+// idTokenHints verifies the ID tokens that requests name as hints: id_token_hint of an
+// authorization, backchannel or logout request.
+type idTokenHints struct {
+	signer *provider.Signer
+	issuer string
+}
+
+// prompt reads what an authorization request's form says about authenticating the user.
+func (hs idTokenHints) prompt(ctx context.Context, form url.Values, clientID string) (*authPrompt, error) {
 	p := &authPrompt{maxAge: -1}
 	for _, v := range strings.Fields(form.Get("prompt")) {
 		switch v {
@@ -154,7 +163,7 @@ func (h *Handler) parsePromptForm(ctx context.Context, form url.Values, clientID
 		p.maxAge = n
 	}
 	if hint := form.Get("id_token_hint"); hint != "" {
-		sub, err := h.idTokenSubject(ctx, hint, clientID)
+		sub, err := hs.subject(ctx, hint, clientID)
 		if err != nil {
 			return nil, err
 		}
@@ -175,10 +184,10 @@ func (p *authPrompt) satisfiedBy(subject string, authTime, now time.Time) bool {
 	return p.hintSubject == "" || p.hintSubject == subject
 }
 
-// idTokenSubject checks an ID token pvauth issued to clientID (expired ones too, as
+// subject checks an ID token pvauth issued to clientID (expired ones too, as
 // OpenID Connect allows for hints) and returns its subject.
-func (h *Handler) idTokenSubject(ctx context.Context, hint, clientID string) (string, error) {
-	claims, err := h.idTokenClaims(ctx, hint)
+func (hs idTokenHints) subject(ctx context.Context, hint, clientID string) (string, error) {
+	claims, err := hs.claims(ctx, hint)
 	if err != nil {
 		return "", err
 	}
@@ -190,13 +199,13 @@ func (h *Handler) idTokenSubject(ctx context.Context, hint, clientID string) (st
 
 var errBadHint = fosite.ErrInvalidRequest.WithHint("The id_token_hint is not an ID token this server issued to the client.")
 
-// idTokenClaims verifies an ID token of this issuer (expiry not required) and returns
+// claims verifies an ID token of this issuer (expiry not required) and returns
 // its claims, which have a subject.
-func (h *Handler) idTokenClaims(ctx context.Context, token string) (jwt.MapClaims, error) {
+func (hs idTokenHints) claims(ctx context.Context, token string) (jwt.MapClaims, error) {
 	if len(token) > 8192 {
 		return nil, errBadHint
 	}
-	tok, err := h.d.Tokens().Keys().Signer().Decode(ctx, token)
+	tok, err := hs.signer.Decode(ctx, token)
 	var ve *jwt.ValidationError
 	if err != nil && !(errors.As(err, &ve) && ve.Errors == jwt.ValidationErrorExpired) {
 		return nil, errBadHint
@@ -204,7 +213,7 @@ func (h *Handler) idTokenClaims(ctx context.Context, token string) (jwt.MapClaim
 	if tok == nil {
 		return nil, errBadHint
 	}
-	if iss, _ := tok.Claims["iss"].(string); iss != h.issuer() {
+	if iss, _ := tok.Claims["iss"].(string); iss != hs.issuer {
 		return nil, errBadHint
 	}
 	if sub, _ := tok.Claims["sub"].(string); sub == "" {
@@ -247,21 +256,18 @@ func (p *authPrompt) freshEnough(subject string, authTime, requestedAt time.Time
 	return p.hintSubject == "" || p.hintSubject == subject
 }
 
-// RouteLogout is OpenID Connect RP-Initiated Logout 1.0's end_session_endpoint.
-const RouteLogout = "/oauth2/sessions/logout"
-
 // TypeLogout is the audit event of an RP-initiated logout.
 const TypeLogout = "oauth2.logout"
 
-// logout ends the browser's login session and the OIDC session the id_token_hint names,
+// logout is OpenID Connect RP-Initiated Logout 1.0's end_session_endpoint: it ends the
+// browser's login session and the OIDC session the id_token_hint names,
 // revoking their tokens, then sends the browser to a registered post_logout_redirect_uri
 // (with state), or to the login UI's signed-out page. It never redirects anywhere else.
 func (h *Handler) logout(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
 	ctx := r.Context()
 	q := r.URL.Query()
 	if r.Method == http.MethodPost {
-		if err := r.ParseForm(); err != nil {
-			writeOAuthError(w, http.StatusBadRequest, "invalid_request", "The request body must be application/x-www-form-urlencoded.")
+		if !parseForm(w, r) {
 			return
 		}
 		q = r.PostForm
@@ -342,7 +348,7 @@ func (h *Handler) logoutTarget(ctx context.Context, q url.Values) (string, jwt.M
 	clientID := q.Get("client_id")
 	if hint := q.Get("id_token_hint"); hint != "" {
 		var err error
-		if claims, err = h.idTokenClaims(ctx, hint); err != nil {
+		if claims, err = h.hints.claims(ctx, hint); err != nil {
 			return "", nil, fosite.ErrInvalidRequest.WithHint("The id_token_hint is not an ID token this server issued.")
 		}
 		if clientID == "" {

@@ -14,27 +14,11 @@ import (
 	"golang.org/x/oauth2"
 
 	"github.com/pvpipe/pvauth/internal/testdb"
+	"github.com/pvpipe/pvauth/internal/testkit"
 	"github.com/pvpipe/pvauth/internal/testserver"
 	pvoauth2 "github.com/pvpipe/pvauth/oauth2"
-	"github.com/pvpipe/pvauth/session"
+	"github.com/pvpipe/pvauth/oauth2/provider"
 )
-
-// apiError checks the /api/v1 error body.
-func apiError(t *testing.T, r *testserver.Response, status int) {
-	t.Helper()
-	if r.Status != status {
-		t.Fatalf("status %d, want %d: %s", r.Status, status, r.Body)
-	}
-	var e struct {
-		Message    string `json:"message"`
-		StatusCode int    `json:"statusCode"`
-		Error      string `json:"error"`
-	}
-	r.JSON(t, &e)
-	if e.StatusCode != status || e.Message == "" || e.Error == "" {
-		t.Fatalf("error body %s", r.Body)
-	}
-}
 
 // expireFlows makes every pending login and consent hand-off expire.
 func (o *op) expireFlows(t *testing.T) {
@@ -232,27 +216,27 @@ func TestAuthorizeErrors(t *testing.T) {
 			conf := o.config(c, "openid")
 			loginPath := "/api/v1/auth/oauth2/login"
 			// Unknown, and missing.
-			apiError(t, o.srv.Public(t, http.MethodGet, loginPath+"?login_challenge=unknown", "", nil), http.StatusNotFound)
-			apiError(t, o.srv.Public(t, http.MethodGet, loginPath, "", nil), http.StatusBadRequest)
-			apiError(t, o.srv.Public(t, http.MethodPost, loginPath+"/accept", u.Token, map[string]any{"loginChallenge": "unknown"}), http.StatusNotFound)
-			apiError(t, o.srv.Public(t, http.MethodPost, loginPath+"/accept", u.Token, map[string]any{}), http.StatusBadRequest)
-			apiError(t, o.srv.Public(t, http.MethodPost, loginPath+"/accept", u.Token, "{"), http.StatusBadRequest)
+			testkit.WantError(t, o.srv.Public(t, http.MethodGet, loginPath+"?login_challenge=unknown", "", nil), http.StatusNotFound, "")
+			testkit.WantError(t, o.srv.Public(t, http.MethodGet, loginPath, "", nil), http.StatusBadRequest, "")
+			testkit.WantError(t, o.srv.Public(t, http.MethodPost, loginPath+"/accept", u.Token, map[string]any{"loginChallenge": "unknown"}), http.StatusNotFound, "")
+			testkit.WantError(t, o.srv.Public(t, http.MethodPost, loginPath+"/accept", u.Token, map[string]any{}), http.StatusBadRequest, "")
+			testkit.WantError(t, o.srv.Public(t, http.MethodPost, loginPath+"/accept", u.Token, "{"), http.StatusBadRequest, "")
 
 			// Accepting needs a user.
 			ch := o.startLogin(t, newAuthRequest(t, conf).URL)
-			apiError(t, o.srv.Public(t, http.MethodPost, loginPath+"/accept", "", map[string]any{"loginChallenge": ch}), http.StatusUnauthorized)
-			apiError(t, o.srv.Public(t, http.MethodPost, loginPath+"/accept", "bogus.token.value", map[string]any{"loginChallenge": ch}), http.StatusUnauthorized)
+			testkit.WantError(t, o.srv.Public(t, http.MethodPost, loginPath+"/accept", "", map[string]any{"loginChallenge": ch}), http.StatusUnauthorized, "")
+			testkit.WantError(t, o.srv.Public(t, http.MethodPost, loginPath+"/accept", "bogus.token.value", map[string]any{"loginChallenge": ch}), http.StatusUnauthorized, "")
 
 			// Reused: the second accept is 404, and so is reading it.
 			o.acceptLogin(t, ch, u)
-			apiError(t, o.srv.Public(t, http.MethodPost, loginPath+"/accept", u.Token, map[string]any{"loginChallenge": ch}), http.StatusNotFound)
-			apiError(t, o.srv.Public(t, http.MethodGet, loginPath+"?login_challenge="+url.QueryEscape(ch), "", nil), http.StatusNotFound)
+			testkit.WantError(t, o.srv.Public(t, http.MethodPost, loginPath+"/accept", u.Token, map[string]any{"loginChallenge": ch}), http.StatusNotFound, "")
+			testkit.WantError(t, o.srv.Public(t, http.MethodGet, loginPath+"?login_challenge="+url.QueryEscape(ch), "", nil), http.StatusNotFound, "")
 
 			// Expired.
 			ch = o.startLogin(t, newAuthRequest(t, conf).URL)
 			o.expireFlows(t)
-			apiError(t, o.srv.Public(t, http.MethodGet, loginPath+"?login_challenge="+url.QueryEscape(ch), "", nil), http.StatusNotFound)
-			apiError(t, o.srv.Public(t, http.MethodPost, loginPath+"/accept", u.Token, map[string]any{"loginChallenge": ch}), http.StatusNotFound)
+			testkit.WantError(t, o.srv.Public(t, http.MethodGet, loginPath+"?login_challenge="+url.QueryEscape(ch), "", nil), http.StatusNotFound, "")
+			testkit.WantError(t, o.srv.Public(t, http.MethodPost, loginPath+"/accept", u.Token, map[string]any{"loginChallenge": ch}), http.StatusNotFound, "")
 
 			// Accepted, then expired before the browser comes back: access_denied.
 			a := newAuthRequest(t, conf)
@@ -313,12 +297,12 @@ func TestAuthorizeErrors(t *testing.T) {
 			consentPath := "/api/v1/auth/oauth2/consent"
 			// Another user cannot see or answer it; unknown is 404; no token is 401.
 			eve := o.newUser(t, "eve-consent@example.com")
-			apiError(t, o.srv.Public(t, http.MethodGet, consentPath+"?consent_challenge="+url.QueryEscape(ch), eve.Token, nil), http.StatusNotFound)
-			apiError(t, o.srv.Public(t, http.MethodPost, consentPath+"/accept", eve.Token, map[string]any{"consentChallenge": ch, "grantScope": []string{"openid"}}), http.StatusNotFound)
-			apiError(t, o.srv.Public(t, http.MethodGet, consentPath+"?consent_challenge=unknown", u.Token, nil), http.StatusNotFound)
-			apiError(t, o.srv.Public(t, http.MethodGet, consentPath+"?consent_challenge="+url.QueryEscape(ch), "", nil), http.StatusUnauthorized)
+			testkit.WantError(t, o.srv.Public(t, http.MethodGet, consentPath+"?consent_challenge="+url.QueryEscape(ch), eve.Token, nil), http.StatusNotFound, "")
+			testkit.WantError(t, o.srv.Public(t, http.MethodPost, consentPath+"/accept", eve.Token, map[string]any{"consentChallenge": ch, "grantScope": []string{"openid"}}), http.StatusNotFound, "")
+			testkit.WantError(t, o.srv.Public(t, http.MethodGet, consentPath+"?consent_challenge=unknown", u.Token, nil), http.StatusNotFound, "")
+			testkit.WantError(t, o.srv.Public(t, http.MethodGet, consentPath+"?consent_challenge="+url.QueryEscape(ch), "", nil), http.StatusUnauthorized, "")
 			// Granting a scope that was not requested is 400.
-			apiError(t, o.srv.Public(t, http.MethodPost, consentPath+"/accept", u.Token, map[string]any{"consentChallenge": ch, "grantScope": []string{"openid", "email"}}), http.StatusBadRequest)
+			testkit.WantError(t, o.srv.Public(t, http.MethodPost, consentPath+"/accept", u.Token, map[string]any{"consentChallenge": ch, "grantScope": []string{"openid", "email"}}), http.StatusBadRequest, "")
 			// Accept once; the second answer is 404.
 			r := o.srv.Public(t, http.MethodPost, consentPath+"/accept", u.Token, map[string]any{"consentChallenge": ch, "grantScope": []string{"openid"}})
 			if r.Status != http.StatusOK {
@@ -328,7 +312,7 @@ func TestAuthorizeErrors(t *testing.T) {
 				RedirectTo string `json:"redirectTo"`
 			}
 			r.Data(t, &rt)
-			apiError(t, o.srv.Public(t, http.MethodPost, consentPath+"/reject", u.Token, map[string]any{"consentChallenge": ch}), http.StatusNotFound)
+			testkit.WantError(t, o.srv.Public(t, http.MethodPost, consentPath+"/reject", u.Token, map[string]any{"consentChallenge": ch}), http.StatusNotFound, "")
 			// The consent verifier works once.
 			codeFrom(t, redirect(t, o.get(t, rt.RedirectTo), callbackURL), a.State)
 			loc = redirect(t, o.get(t, rt.RedirectTo), callbackURL)
@@ -345,8 +329,8 @@ func TestAuthorizeErrors(t *testing.T) {
 			back = o.acceptLogin(t, o.startLogin(t, a.URL), u)
 			ch = redirect(t, o.get(t, back), consentUIURL).Query().Get("consent_challenge")
 			o.expireFlows(t)
-			apiError(t, o.srv.Public(t, http.MethodGet, consentPath+"?consent_challenge="+url.QueryEscape(ch), u.Token, nil), http.StatusNotFound)
-			apiError(t, o.srv.Public(t, http.MethodPost, consentPath+"/accept", u.Token, map[string]any{"consentChallenge": ch, "grantScope": []string{"openid"}}), http.StatusNotFound)
+			testkit.WantError(t, o.srv.Public(t, http.MethodGet, consentPath+"?consent_challenge="+url.QueryEscape(ch), u.Token, nil), http.StatusNotFound, "")
+			testkit.WantError(t, o.srv.Public(t, http.MethodPost, consentPath+"/accept", u.Token, map[string]any{"consentChallenge": ch, "grantScope": []string{"openid"}}), http.StatusNotFound, "")
 		})
 	})
 }
@@ -361,7 +345,7 @@ func TestTokenEndpointErrors(t *testing.T) {
 			r := o.srv.Admin(t, http.MethodPost, "/admin/clients", map[string]any{
 				"grant_types": []string{"client_credentials"}, "token_endpoint_auth_method": "none",
 			})
-			apiError(t, r, http.StatusBadRequest)
+			testkit.WantError(t, r, http.StatusBadRequest, "")
 			if !strings.Contains(string(r.Body), "grant_types") {
 				t.Fatalf("message does not name the field: %s", r.Body)
 			}
@@ -415,12 +399,12 @@ func TestTokenEndpointErrors(t *testing.T) {
 		})
 
 		t.Run("self-service grant type is never minted", func(t *testing.T) {
-			v := url.Values{"grant_type": {session.GrantSelfService}, "scope": {"offline_access"}}
+			v := url.Values{"grant_type": {provider.GrantSelfService}, "scope": {"offline_access"}}
 			for name, r := range map[string]*testserver.Response{
 				"confidential client": o.form(t, "/oauth2/token", v, cc.ID, cc.Secret),
 				"public client":       o.asClient(t, "/oauth2/token", v, pub),
-				"self-service client": o.asClient(t, "/oauth2/token", v, client{ID: session.ClientSelfService, Method: "none"}),
-				"remember client":     o.asClient(t, "/oauth2/token", v, client{ID: session.ClientSelfServiceRemember, Method: "none"}),
+				"self-service client": o.asClient(t, "/oauth2/token", v, client{ID: provider.ClientSelfService, Method: "none"}),
+				"remember client":     o.asClient(t, "/oauth2/token", v, client{ID: provider.ClientSelfServiceRemember, Method: "none"}),
 				"no client":           o.form(t, "/oauth2/token", v, "", ""),
 			} {
 				if r.Status < 400 || r.Status >= 500 || strings.Contains(string(r.Body), "access_token") {
@@ -432,7 +416,7 @@ func TestTokenEndpointErrors(t *testing.T) {
 		})
 
 		t.Run("unsupported grant types", func(t *testing.T) {
-			for _, g := range []string{"password", "implicit", "urn:ietf:params:oauth:grant-type:jwt-bearer", session.GrantSelfService, "client_credentials refresh_token"} {
+			for _, g := range []string{"password", "implicit", "urn:ietf:params:oauth:grant-type:jwt-bearer", provider.GrantSelfService, "client_credentials refresh_token"} {
 				v := url.Values{"grant_type": {g}, "username": {"a"}, "password": {"b"}}
 				oauthError(t, o.form(t, "/oauth2/token", v, cc.ID, cc.Secret), http.StatusBadRequest, "unsupported_grant_type")
 				oauthError(t, o.asClient(t, "/oauth2/token", v, pub), http.StatusBadRequest, "unsupported_grant_type")

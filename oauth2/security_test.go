@@ -7,8 +7,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/pvpipe/pvauth/internal/testkit"
 	"github.com/pvpipe/pvauth/internal/testserver"
-	"github.com/pvpipe/pvauth/session"
+	"github.com/pvpipe/pvauth/oauth2/provider"
 )
 
 func form(t *testing.T, srv *testserver.Server, path, user, pass string, v url.Values) (int, string) {
@@ -32,11 +33,7 @@ func form(t *testing.T, srv *testserver.Server, path, user, pass string, v url.V
 func TestTokenBoundaries(t *testing.T) {
 	srv := testserver.Start(t, "memory", nil)
 	ctx := context.Background()
-	srv.Admin(t, http.MethodPost, "/admin/identities", map[string]any{"email": "sec@example.com", "password": "correct horse battery"})
-	self, err := srv.Registry.Tokens().Issue(ctx, session.IssueRequest{IdentityID: 1, Email: "sec@example.com", AMR: []string{"pwd", "otp"}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	self := testkit.IssueSession(t, srv, testkit.CreateIdentity(t, srv, nil))
 
 	// A public client proves nothing by its id: it may not introspect.
 	var pub struct {
@@ -44,7 +41,7 @@ func TestTokenBoundaries(t *testing.T) {
 	}
 	srv.Admin(t, http.MethodPost, "/admin/clients", map[string]any{"client_name": "spa", "redirect_uris": []string{"http://localhost:9/cb"},
 		"token_endpoint_auth_method": "none", "scope": "openid"}).Data(t, &pub)
-	for _, id := range []string{pub.ClientID, session.ClientSelfService} {
+	for _, id := range []string{pub.ClientID, provider.ClientSelfService} {
 		if st, body := form(t, srv, "/oauth2/introspect", "", "", url.Values{"client_id": {id}, "token": {self.AccessToken}}); st != http.StatusUnauthorized || strings.Contains(body, "sec@example.com") {
 			t.Fatalf("public client %s introspected: %d %s", id, st, body)
 		}
@@ -93,12 +90,12 @@ func TestTokenBoundaries(t *testing.T) {
 	}
 	for name, try := range map[string]func() (int, string){
 		"form client_id": func() (int, string) {
-			return form(t, srv, "/oauth2/token", "", "", with("client_id", session.ClientSelfService))
+			return form(t, srv, "/oauth2/token", "", "", with("client_id", provider.ClientSelfService))
 		},
 		"form, remember client": func() (int, string) {
-			return form(t, srv, "/oauth2/token", "", "", with("client_id", session.ClientSelfServiceRemember))
+			return form(t, srv, "/oauth2/token", "", "", with("client_id", provider.ClientSelfServiceRemember))
 		},
-		"basic":                  func() (int, string) { return form(t, srv, "/oauth2/token", session.ClientSelfService, "", refresh) },
+		"basic":                  func() (int, string) { return form(t, srv, "/oauth2/token", provider.ClientSelfService, "", refresh) },
 		"basic, percent-encoded": func() (int, string) { return form(t, srv, "/oauth2/token", "%70vauth-self-service", "", refresh) },
 		"basic, all percent-encoded": func() (int, string) {
 			return form(t, srv, "/oauth2/token", "%70%76%61%75%74%68-self-service", "", refresh)

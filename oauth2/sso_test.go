@@ -12,6 +12,7 @@ import (
 	"golang.org/x/oauth2"
 
 	"github.com/pvpipe/pvauth/internal/testdb"
+	"github.com/pvpipe/pvauth/internal/testkit"
 	"github.com/pvpipe/pvauth/session"
 )
 
@@ -192,10 +193,7 @@ func TestBrowserLoginSession(t *testing.T) {
 					t.Fatalf("accepting an old login: %d %s", r.Status, r.Body)
 				}
 				freshLogin := time.Now().Truncate(time.Second)
-				ts, err := o.srv.Registry.Tokens().Issue(context.Background(), session.IssueRequest{IdentityID: u.ID, Email: u.Email, AMR: []string{"pwd", "otp"}})
-				if err != nil {
-					t.Fatal(err)
-				}
+				ts := testkit.IssueSession(t, o.srv, &testkit.Identity{ID: u.ID, Email: u.Email})
 				r = o.srv.Public(t, http.MethodPost, "/api/v1/auth/oauth2/login/accept", ts.AccessToken, map[string]any{"loginChallenge": challenge})
 				if r.Status != http.StatusOK {
 					t.Fatalf("accepting a fresh login: %d %s", r.Status, r.Body)
@@ -253,10 +251,7 @@ func TestBrowserLoginSession(t *testing.T) {
 				},
 			} {
 				br := o.inBrowser()
-				ts, err := o.srv.Registry.Tokens().Issue(context.Background(), session.IssueRequest{IdentityID: other.ID, Email: other.Email, AMR: []string{"pwd"}})
-				if err != nil {
-					t.Fatal(err)
-				}
+				ts := testkit.IssueSession(t, o.srv, &testkit.Identity{ID: other.ID, Email: other.Email}, session.AMRPassword)
 				other.Token = ts.AccessToken
 				br.loginRemembered(t, a, other, true)
 				br.silent(t, b, oauth2.SetAuthURLParam("prompt", "none"))

@@ -2,85 +2,31 @@ package session
 
 import (
 	"context"
-	"log/slog"
 	"net/http"
 	"strings"
 	"time"
 
 	"github.com/julienschmidt/httprouter"
 
-	"github.com/pvpipe/pvauth/audit"
+	"github.com/pvpipe/pvauth/oauth2/provider"
 	"github.com/pvpipe/pvauth/x"
 )
 
-// Routes.
-const (
-	RouteJWKS            = "/.well-known/jwks.json"
-	RouteAdminIntrospect = "/admin/oauth2/introspect"
-	RouteAdminSigVerify  = "/admin/signatures/verify"
-	RouteAdminKeys       = "/admin/keys"
-	RouteAdminKeysRotate = "/admin/keys/rotate"
-)
+// RouteAdminSignaturesVerify checks a file-access signature.
+const RouteAdminSignaturesVerify = "/admin/signatures/verify"
 
 type handlerDeps interface {
 	TokensProvider
-	audit.LoggerProvider
 }
 
-// Handler serves the token endpoints that are not OAuth2 flows.
+// Handler serves the admin check of file-access signatures.
 type Handler struct{ d handlerDeps }
 
 // NewHandler builds the handler.
 func NewHandler(d handlerDeps) *Handler { return &Handler{d: d} }
 
-func (h *Handler) RegisterPublicRoutes(r *x.PublicRouter) {
-	r.GET(RouteJWKS, h.jwks)
-}
-
 func (h *Handler) RegisterAdminRoutes(r *x.AdminRouter) {
-	r.POST(RouteAdminIntrospect, x.RequireForm(h.introspect))
-	r.POST(RouteAdminSigVerify, h.verifySignature)
-	r.GET(RouteAdminKeys, h.listKeys)
-	r.POST(RouteAdminKeysRotate, h.rotateKeys)
-}
-
-func (h *Handler) jwks(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
-	// Re-read the set, so that a key rotated through another replica is listed here from
-	// the moment its rotation answered; without the database, the set as last read.
-	if err := h.d.Tokens().Keys().Refresh(r.Context()); err != nil {
-		slog.WarnContext(r.Context(), "jwks: signing keys not re-read; serving the set in memory", "error", err)
-	}
-	// Public keys may be cached briefly; rotation publishes a key before it signs.
-	w.Header().Set("Cache-Control", "public, max-age=60")
-	w.Header().Del("Pragma")
-	x.WriteJSON(w, http.StatusOK, h.d.Tokens().Keys().JWKS())
-}
-
-// introspect is RFC 7662 for trusted callers on the admin port: a form body, and the
-// bare response (not wrapped), like the public OAuth2 endpoint.
-func (h *Handler) introspect(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
-	if err := r.ParseForm(); err != nil {
-		writeOAuthError(w, http.StatusBadRequest, "invalid_request", "The request body must be application/x-www-form-urlencoded.")
-		return
-	}
-	token := r.PostForm.Get("token")
-	if token == "" {
-		writeOAuthError(w, http.StatusBadRequest, "invalid_request", "The parameter 'token' is required.")
-		return
-	}
-	res, err := h.d.Tokens().Introspect(r.Context(), token, r.PostForm.Get("token_type_hint"))
-	if err != nil {
-		if x.WriteOAuth2Unavailable(w, r, err) {
-			return
-		}
-		writeOAuthError(w, http.StatusInternalServerError, "server_error", "Introspection failed.")
-		return
-	}
-	x.WriteJSON(w, http.StatusOK, res)
-}
-
-func writeOAuthError(w http.ResponseWriter, status int, code, desc string) {
-	x.WriteJSON(w, status, map[string]string{"error": code, "error_description": desc})
+	r.POST(RouteAdminSignaturesVerify, h.verifySignature)
 }
 
 type verifySignatureBody struct {
@@ -107,43 +53,6 @@ func (h *Handler) verifySignature(w http.ResponseWriter, r *http.Request, _ http
 		return
 	}
 	x.WriteData(w, http.StatusOK, verifySignatureResult{Valid: true, UserID: &uid, ExpiresAt: &exp})
-}
-
-type keyView struct {
-	KID       string     `json:"kid"`
-	Alg       string     `json:"alg"`
-	State     string     `json:"state"`
-	PublicKey string     `json:"publicKey"`
-	CreatedAt time.Time  `json:"createdAt"`
-	RetiredAt *time.Time `json:"retiredAt"`
-}
-
-func keyViews(keys []*Key) []keyView {
-	out := make([]keyView, 0, len(keys))
-	for _, k := range keys {
-		out = append(out, keyView{KID: k.KID, Alg: k.Alg, State: k.State, PublicKey: PublicKeyPEM(k), CreatedAt: k.CreatedAt.Truncate(time.Second), RetiredAt: k.RetiredAt})
-	}
-	return out
-}
-
-func (h *Handler) listKeys(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
-	if err := h.d.Tokens().Keys().Refresh(r.Context()); err != nil {
-		x.WriteError(w, r, err)
-		return
-	}
-	x.WriteData(w, http.StatusOK, map[string]any{"keys": keyViews(h.d.Tokens().Keys().Keys())})
-}
-
-func (h *Handler) rotateKeys(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
-	// The new key, the retirement of the old ones and the event commit together.
-	k, err := h.d.Tokens().Keys().RotateInTx(r.Context(), func(ctx context.Context, k *Key) error {
-		return h.d.AuditLogger().LogTx(ctx, audit.Event{Type: audit.TypeKeyRotate, Metadata: map[string]any{"kid": k.KID}})
-	})
-	if err != nil {
-		x.WriteError(w, r, err)
-		return
-	}
-	x.WriteData(w, http.StatusOK, map[string]any{"active": keyViews([]*Key{k})[0], "keys": keyViews(h.d.Tokens().Keys().Keys())})
 }
 
 type principalKey struct{}
@@ -181,7 +90,7 @@ var ErrNotSelfService = x.ErrForbidden.Derive("This endpoint needs a token from 
 
 // IsSelfService reports whether a principal comes from a pvauth self-service login.
 func (p *Principal) IsSelfService() bool {
-	return IsFirstPartyClient(p.ClientID)
+	return provider.IsFirstPartyClient(p.ClientID)
 }
 
 // RequireUser authenticates a bearer access token of a self-service login before calling next.

@@ -7,6 +7,7 @@ import (
 
 	"github.com/pvpipe/pvauth/audit"
 	"github.com/pvpipe/pvauth/internal/testdb"
+	"github.com/pvpipe/pvauth/internal/testkit"
 	"github.com/pvpipe/pvauth/internal/testserver"
 	"github.com/pvpipe/pvauth/session"
 )
@@ -18,7 +19,6 @@ import (
 func TestRefreshEventCommitsWithTheRotation(t *testing.T) {
 	testdb.ForEach(t, func(t *testing.T, dsn string) {
 		srv := testserver.Start(t, dsn, nil)
-		srv.Admin(t, "POST", "/admin/identities", map[string]any{"email": "rot@example.com", "password": "correct horse battery"})
 		tk, al := srv.Registry.Tokens(), srv.Registry.AuditLogger()
 		ap := srv.Registry.AuditPersister()
 		ctx := context.Background()
@@ -30,15 +30,12 @@ func TestRefreshEventCommitsWithTheRotation(t *testing.T) {
 			}
 			return evs
 		}
-		ts, err := tk.Issue(ctx, session.IssueRequest{IdentityID: 1, Email: "rot@example.com", AMR: []string{"pwd"}})
-		if err != nil {
-			t.Fatal(err)
-		}
+		ts := testkit.IssueSession(t, srv, testkit.CreateIdentity(t, srv, nil), session.AMRPassword)
 
 		// The hook writes the event, then the transaction fails.
 		injected := errors.New("injected after the event")
 		var seen session.RefreshOutcome
-		_, _, err = tk.Refresh(ctx, ts.RefreshToken, func(ctx context.Context, o session.RefreshOutcome) error {
+		_, _, err := tk.Refresh(ctx, ts.RefreshToken, func(ctx context.Context, o session.RefreshOutcome) error {
 			seen = o
 			if err := al.LogTx(ctx, audit.Event{Type: audit.TypeTokenRefresh, Metadata: map[string]any{"sessionId": o.FamilyID}}); err != nil {
 				t.Errorf("LogTx in the rotation: %v", err)

@@ -14,7 +14,9 @@ import (
 	"time"
 
 	"github.com/pvpipe/pvauth/internal/testdb"
+	"github.com/pvpipe/pvauth/internal/testkit"
 	"github.com/pvpipe/pvauth/internal/testserver"
+	"github.com/pvpipe/pvauth/oauth2/provider"
 	"github.com/pvpipe/pvauth/session"
 	"github.com/pvpipe/pvauth/x"
 )
@@ -244,16 +246,8 @@ func raceRevocation(t *testing.T, srv *testserver.Server, identityID int64, emai
 func raceServer(t *testing.T, dsn string) (*testserver.Server, int64, string) {
 	t.Helper()
 	srv := testserver.Start(t, dsn, nil)
-	email := "race@example.com"
-	r := srv.Admin(t, http.MethodPost, "/admin/identities", map[string]any{"email": email, "password": "correct horse battery"})
-	if r.Status != http.StatusCreated {
-		t.Fatalf("create identity: %d %s", r.Status, r.Body)
-	}
-	var id struct {
-		ID int64 `json:"id"`
-	}
-	r.Data(t, &id)
-	return srv, id.ID, email
+	id := testkit.CreateIdentity(t, srv, nil)
+	return srv, id.ID, id.Email
 }
 
 func TestRevocationRaceLogout(t *testing.T) {
@@ -323,7 +317,7 @@ func revokeDuringRotation(t *testing.T, srv *testserver.Server, id int64, email 
 			t.Fatal(err)
 		}
 		old := x.SHA256Hex(ts.RefreshToken[strings.LastIndexByte(ts.RefreshToken, '.')+1:])
-		row, err := p.GetToken(ctx, session.KindRefresh, old)
+		row, err := p.GetToken(ctx, provider.KindRefresh, old)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -333,10 +327,10 @@ func revokeDuringRotation(t *testing.T, srv *testserver.Server, id int64, email 
 		if err != nil {
 			t.Fatal(err)
 		}
-		if ok, err := p.DeactivateToken(txCtx, session.KindRefresh, old); err != nil || !ok {
+		if ok, err := p.DeactivateToken(txCtx, provider.KindRefresh, old); err != nil || !ok {
 			t.Fatalf("rotate: %v %v", ok, err)
 		}
-		fresh := map[string]string{session.KindAccess: x.SHA256Hex("new-access" + ts.SessionID), session.KindRefresh: x.SHA256Hex("new-refresh" + ts.SessionID)}
+		fresh := map[string]string{provider.KindAccess: x.SHA256Hex("new-access" + ts.SessionID), provider.KindRefresh: x.SHA256Hex("new-refresh" + ts.SessionID)}
 		for kind, sig := range fresh {
 			r := *row
 			r.Signature, r.Active = sig, true

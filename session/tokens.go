@@ -1,9 +1,11 @@
+// Package session is the token service of pvauth's self-service flows, on the OAuth2
+// provider (package oauth2/provider): it issues a login's tokens, rotates refresh
+// tokens with reuse detection, authenticates and introspects access tokens, revokes
+// sessions, and guards the self-service API (RequireUser).
 package session
 
 import (
 	"context"
-	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"net/http"
 	"net/url"
@@ -13,12 +15,18 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/ory/fosite"
-	"github.com/ory/fosite/compose"
-	"github.com/ory/fosite/handler/oauth2"
-	"github.com/ory/fosite/handler/openid"
 
 	"github.com/pvpipe/pvauth/driver/config"
+	"github.com/pvpipe/pvauth/oauth2/provider"
 	"github.com/pvpipe/pvauth/x"
+)
+
+// Authentication methods (the amr claim).
+const (
+	AMRPassword = provider.AMRPassword
+	AMROTP      = provider.AMROTP
+	AMRHardware = provider.AMRHardware
+	AMRWebAuthn = provider.AMRWebAuthn
 )
 
 // TokenSet is what every self-service login and refresh returns.
@@ -69,14 +77,12 @@ type Principal struct {
 	AuthTime time.Time
 }
 
-// Tokens is the one token mechanism: a fosite provider with pvauth's storage, keys and
-// self-service grant.
+// Tokens is the token service of the self-service flows, on the OAuth2 provider:
+// it issues a login's tokens through the first-party grant, rotates refresh tokens,
+// authenticates access tokens and revokes sessions.
 type Tokens struct {
-	provider fosite.OAuth2Provider
-	fcfg     *fosite.Config
-	store    *Store
-	p        TokenPersister
-	keys     *KeyManager
+	provider *provider.Provider
+	p        provider.TokenPersister
 	files    *FileSigner
 	cfg      *config.Config
 	// SubjectCheck, when set, refuses refreshes for identities that no longer may log in.
@@ -93,85 +99,20 @@ type TokensProvider interface {
 	Tokens() *Tokens
 }
 
-// NewTokens composes the fosite provider. Extra factories (the OAuth2 flows) are
-// appended by the oauth2 package through Compose options.
-func NewTokens(cfg *config.Config, p TokenPersister, keys *KeyManager, extra ...compose.Factory) *Tokens {
-	secrets := make([][]byte, 0, len(cfg.Secrets.Default))
-	for _, s := range cfg.Secrets.Default {
-		secrets = append(secrets, []byte(s))
-	}
-	issuer := cfg.Issuer()
-	fcfg := &fosite.Config{
-		AccessTokenLifespan:            cfg.TTL.AccessToken,
-		RefreshTokenLifespan:           cfg.TTL.RefreshToken,
-		AuthorizeCodeLifespan:          10 * time.Minute,
-		IDTokenLifespan:                cfg.TTL.AccessToken,
-		AccessTokenIssuer:              issuer,
-		IDTokenIssuer:                  issuer,
-		TokenURL:                       issuer + "/oauth2/token",
-		GlobalSecret:                   secrets[0],
-		RotatedGlobalSecrets:           secrets[1:],
-		ScopeStrategy:                  fosite.ExactScopeStrategy,
-		AudienceMatchingStrategy:       fosite.DefaultAudienceMatchingStrategy,
-		RefreshTokenScopes:             []string{"offline_access", "offline"},
-		EnforcePKCEForPublicClients:    true,
-		EnablePKCEPlainChallengeMethod: false,
-		SendDebugMessagesToClients:     false,
-		TokenEntropy:                   32,
-		MinParameterEntropy:            fosite.MinParameterEntropy,
-	}
-	store := NewStore(p, selfServiceClients(cfg.Tokens.Audience, cfg.TTL.RefreshToken, cfg.TTL.RefreshTokenRememberMe), nil)
-	signer := keys.Signer()
-	core := &oauth2.DefaultJWTStrategy{Signer: signer, HMACSHAStrategy: compose.NewOAuth2HMACStrategy(fcfg), Config: fcfg}
-	strategy := &compose.CommonStrategy{
-		CoreStrategy:               core,
-		OpenIDConnectTokenStrategy: &openid.DefaultStrategy{Signer: signer, Config: fcfg},
-		Signer:                     signer,
-	}
-	grant := func(c fosite.Configurator, st any, s any) any {
-		return &selfServiceGrant{strategy: core, store: store, config: fcfg}
-	}
-	factories := append([]compose.Factory{
-		compose.OAuth2AuthorizeExplicitFactory,
-		compose.OAuth2ClientCredentialsGrantFactory,
-		compose.OAuth2RefreshTokenGrantFactory,
-		compose.OAuth2PKCEFactory,
-		compose.OpenIDConnectExplicitFactory,
-		compose.OpenIDConnectRefreshFactory,
-		compose.OAuth2TokenIntrospectionFactory,
-		compose.OAuth2TokenRevocationFactory,
-		grant,
-	}, extra...)
-	provider := compose.Compose(fcfg, store, strategy, factories...)
-	return &Tokens{provider: provider, fcfg: fcfg, store: store, p: p, keys: keys, files: NewFileSigner(cfg.Secrets.FileSignature), cfg: cfg}
+// NewTokens builds the token service on the provider prov, whose tokens p stores.
+func NewTokens(cfg *config.Config, prov *provider.Provider, p provider.TokenPersister) *Tokens {
+	return &Tokens{provider: prov, p: p, files: NewFileSigner(cfg.Secrets.FileSignature), cfg: cfg}
 }
 
-// Provider exposes the fosite provider to the OAuth2 endpoints.
-func (t *Tokens) Provider() fosite.OAuth2Provider { return t.provider }
-
-// FositeConfig exposes fosite's configuration (the OAuth2 package adds handlers to it).
-func (t *Tokens) FositeConfig() *fosite.Config { return t.fcfg }
-
-// Store exposes the fosite storage.
-func (t *Tokens) Store() *Store { return t.store }
-
 // Keys exposes the signing keys.
-func (t *Tokens) Keys() *KeyManager { return t.keys }
+func (t *Tokens) Keys() *provider.KeyManager { return t.provider.Keys() }
 
 // FileSigner exposes the file-access signer.
 func (t *Tokens) FileSigner() *FileSigner { return t.files }
 
 // Issue mints a token set for an authenticated self-service login.
 func (t *Tokens) Issue(ctx context.Context, in IssueRequest) (*TokenSet, error) {
-	clientID := ClientSelfService
-	if in.RememberMe {
-		clientID = ClientSelfServiceRemember
-	}
-	client, err := t.store.GetClient(ctx, clientID)
-	if err != nil {
-		return nil, err
-	}
-	sess := NewSession(in.IdentityID)
+	sess := provider.NewSession(in.IdentityID)
 	sess.Email = in.Email
 	sess.AMR = in.AMR
 	sess.DeviceID = in.DeviceID
@@ -184,29 +125,18 @@ func (t *Tokens) Issue(ctx context.Context, in IssueRequest) (*TokenSet, error) 
 	if sess.SessionID == "" {
 		sess.SessionID = uuid.NewString()
 	}
-
-	ar := fosite.NewAccessRequest(sess)
-	ar.ID = sess.SessionID
-	ar.RequestedAt = time.Now().UTC().Truncate(time.Second)
-	ar.Client = client
-	ar.GrantTypes = fosite.Arguments{GrantSelfService}
-	ar.Form = url.Values{}
-	for _, s := range selfServiceScopes {
-		ar.RequestedScope = append(ar.RequestedScope, s)
-		ar.GrantScope(s)
-	}
-	for _, a := range t.cfg.Tokens.Audience {
-		ar.RequestedAudience = append(ar.RequestedAudience, a)
-		ar.GrantAudience(a)
+	ar, err := t.provider.NewSelfServiceRequest(ctx, sess)
+	if err != nil {
+		return nil, err
 	}
 	if in.PasskeyID != "" {
-		ctx = context.WithValue(ctx, passkeyKey{}, in.PasskeyID)
+		ctx = provider.WithPasskey(ctx, in.PasskeyID)
 	}
 	// In the transaction that stores the tokens: the identity's shared lock and state
-	// (a disable or revocation in flight is waited for, see TokenPersister), then the
-	// caller's gate.
+	// (a disable or revocation in flight is waited for, see provider.TokenPersister),
+	// then the caller's gate.
 	var inTxErr error
-	ctx = context.WithValue(ctx, inTxKey{}, func(ctx context.Context) error {
+	ctx = provider.WithIssueTx(ctx, func(ctx context.Context) error {
 		ok, err := t.p.SubjectActive(ctx, in.IdentityID)
 		if err != nil {
 			return err
@@ -230,7 +160,7 @@ func (t *Tokens) Issue(ctx context.Context, in IssueRequest) (*TokenSet, error) 
 	return t.tokenSet(resp, sess), nil
 }
 
-func (t *Tokens) tokenSet(resp fosite.AccessResponder, sess *Session) *TokenSet {
+func (t *Tokens) tokenSet(resp fosite.AccessResponder, sess *provider.Session) *TokenSet {
 	rt, _ := resp.GetExtra("refresh_token").(string)
 	at := sess.GetExpiresAt(fosite.AccessToken)
 	return &TokenSet{
@@ -249,35 +179,29 @@ var (
 	ErrRefreshReused  = x.ErrUnauthorized.Derive("The refresh token was already used; the session has been revoked.")
 )
 
-// RefreshOutcome is what a refresh transaction did, for its audit event: the session of
-// the rotated family, or (Reused) the family revoked because a rotated token came back.
-type RefreshOutcome struct {
-	Reused     bool
-	IdentityID int64  // the token's owner (0 for a subject that is no identity)
-	FamilyID   string // the session: the token family's request id
-	DeviceID   string // the device the session signed in with (not on reuse)
-}
+// RefreshOutcome is what a refresh transaction did, for its audit event.
+type RefreshOutcome = provider.RefreshOutcome
 
 // Refresh rotates a self-service refresh token through fosite's refresh grant. A token
 // that was already rotated revokes its whole family (fosite's reuse detection). inTx,
 // when not nil, runs in the transaction of the rotation or of the reuse revocation,
 // before it commits (the audit event); its error undoes the transaction.
-func (t *Tokens) Refresh(ctx context.Context, refreshToken string, inTx func(ctx context.Context, o RefreshOutcome) error) (*TokenSet, *Session, error) {
+func (t *Tokens) Refresh(ctx context.Context, refreshToken string, inTx func(ctx context.Context, o RefreshOutcome) error) (*TokenSet, *provider.Session, error) {
 	if refreshToken == "" || len(refreshToken) > 512 {
 		return nil, nil, ErrRefreshInvalid
 	}
 	// The client is the one the token was issued to; find it from the stored row so the
 	// caller does not have to say.
 	row, err := t.refreshRow(ctx, refreshToken)
-	if errors.Is(err, ErrTokenNotFound) {
+	if errors.Is(err, provider.ErrTokenNotFound) {
 		return nil, nil, ErrRefreshInvalid
 	} else if err != nil {
 		return nil, nil, err
 	}
 	// The owner, for the caller's audit event even when the refresh fails.
-	owner := &Session{Subject: row.Subject}
+	owner := &provider.Session{Subject: row.Subject}
 	owner.IdentityID, _ = strconv.ParseInt(row.Subject, 10, 64)
-	if row.ClientID != ClientSelfService && row.ClientID != ClientSelfServiceRemember {
+	if !provider.IsFirstPartyClient(row.ClientID) {
 		return nil, owner, ErrRefreshInvalid
 	}
 	if t.SubjectCheck != nil {
@@ -298,14 +222,14 @@ func (t *Tokens) Refresh(ctx context.Context, refreshToken string, inTx func(ctx
 	}
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	if inTx != nil {
-		ctx = context.WithValue(ctx, commitHookKey{}, &commitHook{fn: inTx, identityID: owner.IdentityID})
+		ctx = provider.WithCommitHook(ctx, owner.IdentityID, inTx)
 	}
-	sess := &Session{}
+	sess := &provider.Session{}
 	ar, err := t.provider.NewAccessRequest(ctx, req, sess)
 	if err != nil {
 		return nil, owner, refreshError(err)
 	}
-	wctx, lost := t.store.WatchRotation(ctx)
+	wctx, lost := t.provider.Store().WatchRotation(ctx)
 	resp, err := t.provider.NewAccessResponse(wctx, ar)
 	if err != nil {
 		if reused, rerr := lost(ctx); rerr != nil {
@@ -315,7 +239,7 @@ func (t *Tokens) Refresh(ctx context.Context, refreshToken string, inTx func(ctx
 		}
 		return nil, owner, refreshError(err)
 	}
-	s, _ := ar.GetSession().(*Session)
+	s, _ := ar.GetSession().(*provider.Session)
 	if s == nil {
 		return nil, nil, x.ErrInternal
 	}
@@ -323,8 +247,8 @@ func (t *Tokens) Refresh(ctx context.Context, refreshToken string, inTx func(ctx
 }
 
 // refreshRow loads the stored row of a refresh token.
-func (t *Tokens) refreshRow(ctx context.Context, refreshToken string) (*TokenRow, error) {
-	return t.p.GetToken(ctx, KindRefresh, x.SHA256Hex(refreshSignature(refreshToken)))
+func (t *Tokens) refreshRow(ctx context.Context, refreshToken string) (*provider.TokenRow, error) {
+	return t.p.GetToken(ctx, provider.KindRefresh, x.SHA256Hex(refreshSignature(refreshToken)))
 }
 
 func refreshSignature(token string) string {
@@ -360,17 +284,17 @@ func (t *Tokens) Authenticate(ctx context.Context, token string) (*Principal, er
 	if token == "" || len(token) > 4096 || strings.Count(token, ".") != 2 {
 		return nil, ErrTokenInvalid
 	}
-	sess := &Session{}
+	sess := &provider.Session{}
 	use, ar, err := t.provider.IntrospectToken(ctx, token, fosite.AccessToken, sess)
 	if err != nil || use != fosite.AccessToken {
 		// A token that could not be looked up is not an invalid one: a database failure
 		// keeps its cause (x.AsError answers it 503).
-		if err != nil && (isServerError(err) || x.IsUnavailable(err)) {
+		if err != nil && (provider.IsServerError(err) || x.IsUnavailable(err)) {
 			return nil, x.ErrInternal.WithCause(err)
 		}
 		return nil, ErrTokenInvalid
 	}
-	s, _ := ar.GetSession().(*Session)
+	s, _ := ar.GetSession().(*provider.Session)
 	if s == nil {
 		return nil, ErrTokenInvalid
 	}
@@ -388,120 +312,10 @@ func (t *Tokens) Authenticate(ctx context.Context, token string) (*Principal, er
 	}, nil
 }
 
-func isServerError(err error) bool {
-	var rfc *fosite.RFC6749Error
-	if errors.As(err, &rfc) {
-		return rfc.ErrorField == fosite.ErrServerError.ErrorField
-	}
-	return false
-}
-
-// Introspection is the RFC 7662 response.
-type Introspection struct {
-	Active    bool     `json:"active"`
-	Aud       []string `json:"aud,omitempty"`
-	ClientID  string   `json:"client_id,omitempty"`
-	Exp       int64    `json:"exp,omitempty"`
-	Iat       int64    `json:"iat,omitempty"`
-	Iss       string   `json:"iss,omitempty"`
-	Jti       string   `json:"jti,omitempty"`
-	Nbf       int64    `json:"nbf,omitempty"`
-	Scope     string   `json:"scope,omitempty"`
-	Sub       string   `json:"sub,omitempty"`
-	TokenType string   `json:"token_type,omitempty"`
-	TokenUse  string   `json:"token_use,omitempty"`
-	Username  string   `json:"username,omitempty"`
-	Sid       string   `json:"sid,omitempty"`
-	Amr       []string `json:"amr,omitempty"`
-	Did       string   `json:"did,omitempty"`
-	AuthTime  int64    `json:"auth_time,omitempty"`
-}
-
-// Introspect answers for any token pvauth issued; everything else is {active:false}.
-func (t *Tokens) Introspect(ctx context.Context, token, hint string) (*Introspection, error) {
-	use := fosite.AccessToken
-	if hint == "refresh_token" {
-		use = fosite.RefreshToken
-	}
-	if token == "" || len(token) > 4096 {
-		return &Introspection{Active: false}, nil
-	}
-	sess := &Session{}
-	gotUse, ar, err := t.provider.IntrospectToken(ctx, token, use, sess)
-	if err != nil {
-		if isServerError(err) || x.IsUnavailable(err) {
-			return nil, err
-		}
-		return &Introspection{Active: false}, nil
-	}
-	s, _ := ar.GetSession().(*Session)
-	if s == nil {
-		return &Introspection{Active: false}, nil
-	}
-	out := &Introspection{
-		Active:   true,
-		Aud:      ar.GetGrantedAudience(),
-		ClientID: ar.GetClient().GetID(),
-		Iss:      t.cfg.Issuer(),
-		Scope:    strings.Join(ar.GetGrantedScopes(), " "),
-		Sub:      s.Subject,
-		Username: s.Email,
-		Sid:      ar.GetID(),
-		Amr:      s.AMR,
-		Did:      s.DeviceID,
-	}
-	if !s.AuthTime.IsZero() {
-		out.AuthTime = s.AuthTime.Unix()
-	}
-	if gotUse == fosite.AccessToken {
-		out.TokenType, out.TokenUse = "Bearer", "access_token"
-		out.Exp = s.GetExpiresAt(fosite.AccessToken).Unix()
-		// The JWT was verified by fosite above; read its registered claims.
-		if c := jwtPayload(token); c != nil {
-			out.Jti, _ = c["jti"].(string)
-			out.Iat = num(c["iat"])
-			out.Nbf = num(c["nbf"])
-			if e := num(c["exp"]); e > 0 {
-				out.Exp = e
-			}
-		}
-	} else {
-		out.TokenType, out.TokenUse = "refresh_token", "refresh_token"
-		out.Exp = s.GetExpiresAt(fosite.RefreshToken).Unix()
-		out.Iat = ar.GetRequestedAt().Unix()
-	}
-	return out, nil
-}
-
-func jwtPayload(token string) map[string]any {
-	parts := strings.Split(token, ".")
-	if len(parts) != 3 {
-		return nil
-	}
-	raw, err := base64.RawURLEncoding.DecodeString(parts[1])
-	if err != nil {
-		return nil
-	}
-	var m map[string]any
-	if json.Unmarshal(raw, &m) != nil {
-		return nil
-	}
-	return m
-}
-
-func num(v any) int64 {
-	switch n := v.(type) {
-	case float64:
-		return int64(n)
-	case int64:
-		return n
-	case int:
-		return int64(n)
-	case json.Number:
-		i, _ := n.Int64()
-		return i
-	}
-	return 0
+// Introspect answers RFC 7662 for any token pvauth issued; everything else is
+// {active:false}.
+func (t *Tokens) Introspect(ctx context.Context, token, hint string) (*provider.Introspection, error) {
+	return t.provider.Introspect(ctx, token, hint)
 }
 
 // ErrIdentityInactive refuses tokens to an identity disabled or deleted while it was
@@ -538,6 +352,12 @@ func (t *Tokens) InIdentityTx(ctx context.Context, identityID int64, fn func(ctx
 	})
 }
 
+// Authenticator kinds whose sessions RemoveAuthenticators ends together.
+const (
+	AuthenticatorDevice  = provider.AuthenticatorDevice
+	AuthenticatorPasskey = provider.AuthenticatorPasskey
+)
+
 // RemoveAuthenticators deactivates the active devices or passkeys (kind
 // AuthenticatorDevice, AuthenticatorPasskey) of an identity, only the one with id when id
 // is not empty, and ends every session they signed in, atomically. It returns how many
@@ -553,10 +373,10 @@ func (t *Tokens) RevokeDeviceSessions(ctx context.Context, identityID int64, dev
 
 // RevokeToken revokes the family of any token (RFC 7009 semantics: unknown is fine).
 func (t *Tokens) RevokeToken(ctx context.Context, token string) error {
-	for _, kind := range []string{KindRefresh, KindAccess} {
+	for _, kind := range []string{provider.KindRefresh, provider.KindAccess} {
 		sig := refreshSignature(token)
 		row, err := t.p.GetToken(ctx, kind, x.SHA256Hex(sig))
-		if errors.Is(err, ErrTokenNotFound) {
+		if errors.Is(err, provider.ErrTokenNotFound) {
 			continue
 		} else if err != nil {
 			return err

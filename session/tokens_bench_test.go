@@ -4,6 +4,7 @@ import (
 	"context"
 	"testing"
 
+	"github.com/pvpipe/pvauth/internal/testkit"
 	"github.com/pvpipe/pvauth/internal/testserver"
 	"github.com/pvpipe/pvauth/session"
 )
@@ -11,13 +12,8 @@ import (
 // Run: go test -tags sqlite -run ^$ -bench . -benchmem ./session/
 func benchTokens(b *testing.B) (*session.Tokens, *session.TokenSet) {
 	srv := testserver.Start(b, "memory", nil)
-	srv.Admin(b, "POST", "/admin/identities", map[string]any{"email": "bench@example.com", "password": "correct horse battery"})
-	t := srv.Registry.Tokens()
-	ts, err := t.Issue(context.Background(), session.IssueRequest{IdentityID: 1, Email: "bench@example.com", AMR: []string{"pwd", "otp"}})
-	if err != nil {
-		b.Fatal(err)
-	}
-	return t, ts
+	id := testkit.CreateIdentity(b, srv, map[string]any{"email": "bench@example.com"})
+	return srv.Registry.Tokens(), testkit.IssueSession(b, srv, id)
 }
 
 func BenchmarkIntrospectAccessToken(b *testing.B) {

@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/pvpipe/pvauth/internal/testserver"
+	"github.com/pvpipe/pvauth/oauth2/provider"
 	"github.com/pvpipe/pvauth/session"
 )
 
@@ -438,7 +439,7 @@ func (f *flow) oauth2() {
 	f.expect(srv.Public(t, "GET", "/userinfo", tok.AccessToken, nil), 401)
 
 	// Self-service tokens are revocable at /oauth2/revoke by their first-party client.
-	f.expect(f.oauthPost("/oauth2/revoke", url.Values{"token": {daveTS.RefreshToken}, "client_id": {session.ClientSelfService}}, "", ""), 200)
+	f.expect(f.oauthPost("/oauth2/revoke", url.Values{"token": {daveTS.RefreshToken}, "client_id": {provider.ClientSelfService}}, "", ""), 200)
 	if in := f.introspectAs(svc.ClientID, svc.ClientSecret, daveTS.AccessToken); in["active"] != false {
 		t.Errorf("a revoked self-service session's access token introspects as %v", in)
 	}
@@ -508,7 +509,7 @@ func (f *flow) oauth2() {
 	}
 	f.expect(srv.Admin(t, "GET", svcURL, nil), 404)
 	f.expect(srv.Admin(t, "DELETE", svcURL, nil), 404)
-	f.expect(srv.Admin(t, "DELETE", "/admin/clients/"+session.ClientSelfService, nil), 404)
+	f.expect(srv.Admin(t, "DELETE", "/admin/clients/"+provider.ClientSelfService, nil), 404)
 	f.expect(f.oauthPost("/oauth2/token", ccForm, svc.ClientID, svc.ClientSecret), 401)
 
 	f.backchannelAndLogout()

@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/pvpipe/pvauth/internal/testdb"
-	"github.com/pvpipe/pvauth/session"
+	"github.com/pvpipe/pvauth/oauth2/provider"
 )
 
 // Concurrent GroupTransactions share commits on SQLite; each caller still gets exactly
@@ -30,10 +30,10 @@ func TestGroupTransactionIsolatesCallers(t *testing.T) {
 				defer wg.Done()
 				outcome[i] = p.GroupTransaction(ctx, func(ctx context.Context) error {
 					// Two writes each, so that a failure after the first must be undone.
-					if err := p.InsertToken(ctx, session.KindAccess, tokenRow(fmt.Sprintf("a-%d", i))); err != nil {
+					if err := p.InsertToken(ctx, provider.KindAccess, tokenRow(fmt.Sprintf("a-%d", i))); err != nil {
 						return err
 					}
-					if err := p.InsertToken(ctx, session.KindRefresh, tokenRow(fmt.Sprintf("r-%d", i))); err != nil {
+					if err := p.InsertToken(ctx, provider.KindRefresh, tokenRow(fmt.Sprintf("r-%d", i))); err != nil {
 						return err
 					}
 					switch i % 3 {
@@ -50,8 +50,8 @@ func TestGroupTransactionIsolatesCallers(t *testing.T) {
 		}
 		wg.Wait()
 		for i := range n {
-			_, errA := p.GetToken(ctx, session.KindAccess, fmt.Sprintf("a-%d", i))
-			_, errR := p.GetToken(ctx, session.KindRefresh, fmt.Sprintf("r-%d", i))
+			_, errA := p.GetToken(ctx, provider.KindAccess, fmt.Sprintf("a-%d", i))
+			_, errR := p.GetToken(ctx, provider.KindRefresh, fmt.Sprintf("r-%d", i))
 			switch {
 			case i%3 == 1:
 				if !errors.Is(outcome[i], errBoom) {
@@ -67,7 +67,7 @@ func TestGroupTransactionIsolatesCallers(t *testing.T) {
 				}
 				continue
 			}
-			if !errors.Is(errA, session.ErrTokenNotFound) || !errors.Is(errR, session.ErrTokenNotFound) {
+			if !errors.Is(errA, provider.ErrTokenNotFound) || !errors.Is(errR, provider.ErrTokenNotFound) {
 				t.Errorf("%d: a failed transaction left writes (%v, %v)", i, errA, errR)
 			}
 		}
@@ -79,7 +79,7 @@ func TestGroupTransactionSQLError(t *testing.T) {
 	forEachSQLiteToo(t, func(t *testing.T, dsn string) {
 		p := testdb.Persister(t, dsn)
 		ctx := context.Background()
-		if err := p.InsertToken(ctx, session.KindAccess, tokenRow("taken")); err != nil {
+		if err := p.InsertToken(ctx, provider.KindAccess, tokenRow("taken")); err != nil {
 			t.Fatal(err)
 		}
 		var wg sync.WaitGroup
@@ -89,11 +89,11 @@ func TestGroupTransactionSQLError(t *testing.T) {
 			go func() {
 				defer wg.Done()
 				errs[i] = p.GroupTransaction(ctx, func(ctx context.Context) error {
-					if err := p.InsertToken(ctx, session.KindRefresh, tokenRow(fmt.Sprintf("mine-%d", i))); err != nil {
+					if err := p.InsertToken(ctx, provider.KindRefresh, tokenRow(fmt.Sprintf("mine-%d", i))); err != nil {
 						return err
 					}
 					if i%2 == 0 {
-						return p.InsertToken(ctx, session.KindAccess, tokenRow("taken")) // duplicate key
+						return p.InsertToken(ctx, provider.KindAccess, tokenRow("taken")) // duplicate key
 					}
 					return nil
 				})
@@ -101,8 +101,8 @@ func TestGroupTransactionSQLError(t *testing.T) {
 		}
 		wg.Wait()
 		for i, err := range errs {
-			_, read := p.GetToken(ctx, session.KindRefresh, fmt.Sprintf("mine-%d", i))
-			if i%2 == 0 && (err == nil || !errors.Is(read, session.ErrTokenNotFound)) {
+			_, read := p.GetToken(ctx, provider.KindRefresh, fmt.Sprintf("mine-%d", i))
+			if i%2 == 0 && (err == nil || !errors.Is(read, provider.ErrTokenNotFound)) {
 				t.Errorf("%d: duplicate key gave %v and left its first write (%v)", i, err, read)
 			}
 			if i%2 == 1 && (err != nil || read != nil) {
@@ -121,7 +121,7 @@ func TestGroupTransactionJoinsAndCloses(t *testing.T) {
 		boom := errors.New("outer fails")
 		err := p.Transaction(ctx, func(ctx context.Context) error {
 			if err := p.GroupTransaction(ctx, func(ctx context.Context) error {
-				return p.InsertToken(ctx, session.KindAccess, tokenRow("joined"))
+				return p.InsertToken(ctx, provider.KindAccess, tokenRow("joined"))
 			}); err != nil {
 				return err
 			}
@@ -130,7 +130,7 @@ func TestGroupTransactionJoinsAndCloses(t *testing.T) {
 		if !errors.Is(err, boom) {
 			t.Fatalf("outer = %v", err)
 		}
-		if _, err := p.GetToken(ctx, session.KindAccess, "joined"); !errors.Is(err, session.ErrTokenNotFound) {
+		if _, err := p.GetToken(ctx, provider.KindAccess, "joined"); !errors.Is(err, provider.ErrTokenNotFound) {
 			t.Fatalf("a joined write survived the outer rollback: %v", err)
 		}
 		if err := p.Close(); err != nil {
@@ -164,7 +164,7 @@ func TestGroupTransactionSharesCommits(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			if err := p.GroupTransaction(ctx, func(ctx context.Context) error {
-				return p.InsertToken(ctx, session.KindAccess, tokenRow(fmt.Sprintf("g-%d", i)))
+				return p.InsertToken(ctx, provider.KindAccess, tokenRow(fmt.Sprintf("g-%d", i)))
 			}); err != nil {
 				t.Error(err)
 			}
@@ -178,7 +178,7 @@ func TestGroupTransactionSharesCommits(t *testing.T) {
 		t.Fatalf("%d transactions took %d commits, want %d in at most 2", txs, commits, n)
 	}
 	for i := range n {
-		if _, err := p.GetToken(ctx, session.KindAccess, fmt.Sprintf("g-%d", i)); err != nil {
+		if _, err := p.GetToken(ctx, provider.KindAccess, fmt.Sprintf("g-%d", i)); err != nil {
 			t.Errorf("g-%d: %v", i, err)
 		}
 	}

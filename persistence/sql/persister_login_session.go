@@ -5,7 +5,7 @@ import (
 	"strconv"
 
 	"github.com/pvpipe/pvauth/oauth2"
-	"github.com/pvpipe/pvauth/session"
+	"github.com/pvpipe/pvauth/oauth2/provider"
 )
 
 const loginSessionColumns = "id, token_hash, identity_id, amr, auth_time, expires_at, created_at"
@@ -64,7 +64,7 @@ func (p *Persister) EndLoginSession(ctx context.Context, id string) (bool, error
 			if err := p.RevokeFamily(ctx, f); err != nil {
 				return err
 			}
-			if _, err := p.DeactivateFamily(ctx, session.KindCode, f); err != nil {
+			if _, err := p.DeactivateFamily(ctx, provider.KindCode, f); err != nil {
 				return err
 			}
 		}

@@ -8,22 +8,22 @@ import (
 
 	"github.com/pvpipe/pvauth/identity"
 	"github.com/pvpipe/pvauth/oauth2"
+	"github.com/pvpipe/pvauth/oauth2/provider"
 	"github.com/pvpipe/pvauth/selfservice/password"
-	"github.com/pvpipe/pvauth/session"
 )
 
 var (
-	_ session.TokenPersister = (*Persister)(nil)
-	_ session.KeyPersister   = (*Persister)(nil)
+	_ provider.TokenPersister = (*Persister)(nil)
+	_ provider.KeyPersister   = (*Persister)(nil)
 )
 
 // tokenTables maps token kinds to their tables; kinds are never taken from input.
 var tokenTables = map[string]string{
-	session.KindAccess:  "oauth2_access",
-	session.KindRefresh: "oauth2_refresh",
-	session.KindCode:    "oauth2_code",
-	session.KindOIDC:    "oauth2_oidc",
-	session.KindPKCE:    "oauth2_pkce",
+	provider.KindAccess:  "oauth2_access",
+	provider.KindRefresh: "oauth2_refresh",
+	provider.KindCode:    "oauth2_code",
+	provider.KindOIDC:    "oauth2_oidc",
+	provider.KindPKCE:    "oauth2_pkce",
 }
 
 func tokenTable(kind string) string {
@@ -36,7 +36,7 @@ func tokenTable(kind string) string {
 
 const tokenColumns = "signature, request_id, requested_at, client_id, scope, granted_scope, requested_audience, granted_audience, form_data, session_data, subject, device_id, active, expires_at"
 
-func (p *Persister) InsertToken(ctx context.Context, kind string, r *session.TokenRow) error {
+func (p *Persister) InsertToken(ctx context.Context, kind string, r *provider.TokenRow) error {
 	var exp *time.Time
 	if r.ExpiresAt != nil {
 		t := dbTime(*r.ExpiresAt)
@@ -47,15 +47,15 @@ func (p *Persister) InsertToken(ctx context.Context, kind string, r *session.Tok
 	q := "INSERT INTO " + tokenTable(kind) + " (" + tokenColumns
 	const values = "?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?"
 	switch kind {
-	case session.KindRefresh:
+	case provider.KindRefresh:
 		q += ", access_token_signature, passkey_id) VALUES (" + values + ", ?, "
 		args = append(args, r.AccessSignature)
-	case session.KindAccess:
+	case provider.KindAccess:
 		q += ", passkey_id) VALUES (" + values + ", "
 	default:
 		q += ") VALUES (" + values + ")"
 	}
-	if kind == session.KindRefresh || kind == session.KindAccess {
+	if kind == provider.KindRefresh || kind == provider.KindAccess {
 		switch {
 		case r.PasskeyID != nil:
 			q += "?)"
@@ -72,13 +72,13 @@ func (p *Persister) InsertToken(ctx context.Context, kind string, r *session.Tok
 	return err
 }
 
-func (p *Persister) GetToken(ctx context.Context, kind, signature string) (*session.TokenRow, error) {
-	var r session.TokenRow
+func (p *Persister) GetToken(ctx context.Context, kind, signature string) (*provider.TokenRow, error) {
+	var r provider.TokenRow
 	err := p.getPrepared(ctx, "SELECT "+tokenColumns+" FROM "+tokenTable(kind)+" WHERE signature = ?", []any{signature},
 		&r.Signature, &r.RequestID, &r.RequestedAt, &r.ClientID, &r.Scope, &r.GrantedScope, &r.RequestedAudience,
 		&r.GrantedAudience, &r.Form, &r.SessionData, &r.Subject, &r.DeviceID, &r.Active, &r.ExpiresAt)
 	if IsNotFound(err) {
-		return nil, session.ErrTokenNotFound
+		return nil, provider.ErrTokenNotFound
 	}
 	if err != nil {
 		return nil, err
@@ -92,7 +92,7 @@ func (p *Persister) GetToken(ctx context.Context, kind, signature string) (*sess
 }
 
 func (p *Persister) DeleteToken(ctx context.Context, kind, signature string) error {
-	if kind == session.KindRefresh && p.Dialect() == DialectPostgres {
+	if kind == provider.KindRefresh && p.Dialect() == DialectPostgres {
 		// fosite deletes a reused refresh token before it revokes the family: take the
 		// owner's exclusive lock before the row's, as every revocation does, or a
 		// rotation holding the shared lock and waiting for this row deadlocks with it.
@@ -107,11 +107,11 @@ func (p *Persister) DeleteToken(ctx context.Context, kind, signature string) err
 func (p *Persister) DeactivateToken(ctx context.Context, kind, signature string) (bool, error) {
 	q := "UPDATE " + tokenTable(kind) + " SET active = ? WHERE signature = ? AND active = ?"
 	args := []any{false, signature, true}
-	if kind == session.KindRefresh {
+	if kind == provider.KindRefresh {
 		q = "UPDATE oauth2_refresh SET active = ?, first_used_at = ? WHERE signature = ? AND active = ?"
 		args = []any{false, now(), signature, true}
 	}
-	if (kind == session.KindRefresh || kind == session.KindCode) && p.Dialect() == DialectPostgres {
+	if (kind == provider.KindRefresh || kind == provider.KindCode) && p.Dialect() == DialectPostgres {
 		// Rotating a refresh token or spending a code is the gate of a transaction that
 		// then mints tokens: take the owner's shared lock first (see lockSubject).
 		if _, err := p.execPrepared(ctx, "SELECT id FROM identities WHERE id = (SELECT "+subjectID+" FROM "+tokenTable(kind)+
@@ -186,7 +186,7 @@ func (p *Persister) RevokeFamily(ctx context.Context, requestID string) error {
 				return err
 			}
 		}
-		for _, kind := range []string{session.KindRefresh, session.KindAccess} {
+		for _, kind := range []string{provider.KindRefresh, provider.KindAccess} {
 			if _, err := p.DeactivateFamily(ctx, kind, requestID); err != nil {
 				return err
 			}
@@ -260,9 +260,9 @@ func (p *Persister) RemoveAuthenticators(ctx context.Context, subject, kind, id 
 	}
 	var table, set, column string
 	switch kind {
-	case session.AuthenticatorDevice:
+	case provider.AuthenticatorDevice:
 		table, set, column = "devices", "is_active = ?, fcm_token = NULL, updated_at = ?", "device_id"
-	case session.AuthenticatorPasskey:
+	case provider.AuthenticatorPasskey:
 		table, set, column = "webauthn_credentials", "is_active = ?, updated_at = ?", "passkey_id"
 	default:
 		return 0, 0, fmt.Errorf("remove authenticators: unknown kind %q", kind)
@@ -294,8 +294,8 @@ func (p *Persister) RemoveAuthenticators(ctx context.Context, subject, kind, id 
 	return removed, sessions, err
 }
 
-func (p *Persister) ListSigningKeys(ctx context.Context) ([]session.StoredKey, error) {
-	var ks []session.StoredKey
+func (p *Persister) ListSigningKeys(ctx context.Context) ([]provider.StoredKey, error) {
+	var ks []provider.StoredKey
 	if err := p.Connection(ctx).RawQuery("SELECT kid, alg, private_key, public_jwk, state, created_at, retired_at FROM signing_keys ORDER BY created_at DESC, kid DESC").All(&ks); err != nil {
 		return nil, err
 	}
@@ -311,7 +311,7 @@ func (p *Persister) ListSigningKeys(ctx context.Context) ([]session.StoredKey, e
 
 // InsertSigningKey keeps created_at to the microsecond (not dbTime's second): it orders
 // rotations, and the newest active key signs.
-func (p *Persister) InsertSigningKey(ctx context.Context, k *session.StoredKey) error {
+func (p *Persister) InsertSigningKey(ctx context.Context, k *provider.StoredKey) error {
 	return p.Connection(ctx).RawQuery("INSERT INTO signing_keys (kid, alg, private_key, public_jwk, state, created_at, retired_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
 		k.KID, k.Alg, k.PrivateKey, k.PublicJWK, k.State, k.CreatedAt.UTC().Truncate(time.Microsecond), k.RetiredAt).Exec()
 }
@@ -323,5 +323,5 @@ func (p *Persister) InsertSigningKey(ctx context.Context, k *session.StoredKey) 
 func (p *Persister) RetireSigningKeys(ctx context.Context, keep string, t time.Time) error {
 	return p.Connection(ctx).RawQuery("UPDATE signing_keys SET state = ?, retired_at = ? WHERE state = ? AND kid <> ? AND EXISTS "+
 		"(SELECT 1 FROM signing_keys k WHERE k.kid = ? AND (k.created_at > signing_keys.created_at OR (k.created_at = signing_keys.created_at AND k.kid > signing_keys.kid)))",
-		session.KeyRetired, dbTime(t), session.KeyActive, keep, keep).Exec()
+		provider.KeyRetired, dbTime(t), provider.KeyActive, keep, keep).Exec()
 }

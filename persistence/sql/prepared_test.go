@@ -9,12 +9,12 @@ import (
 	"time"
 
 	"github.com/pvpipe/pvauth/internal/testdb"
-	"github.com/pvpipe/pvauth/session"
+	"github.com/pvpipe/pvauth/oauth2/provider"
 )
 
-func tokenRow(sig string) *session.TokenRow {
+func tokenRow(sig string) *provider.TokenRow {
 	exp := time.Now().Add(time.Hour)
-	return &session.TokenRow{Signature: sig, RequestID: "family-" + sig, RequestedAt: time.Now(), ClientID: "c",
+	return &provider.TokenRow{Signature: sig, RequestID: "family-" + sig, RequestedAt: time.Now(), ClientID: "c",
 		SessionData: "{}", Subject: "s", Active: true, ExpiresAt: &exp}
 }
 
@@ -35,10 +35,10 @@ func TestPreparedStatementFirstUsedInTransaction(t *testing.T) {
 		for i := range 3 { // first use, then (once warmed in the background) cached
 			sig := fmt.Sprintf("in-tx-%d", i)
 			err := p.Transaction(ctx, func(ctx context.Context) error {
-				if err := p.InsertToken(ctx, session.KindAccess, tokenRow(sig)); err != nil {
+				if err := p.InsertToken(ctx, provider.KindAccess, tokenRow(sig)); err != nil {
 					return err
 				}
-				r, err := p.GetToken(ctx, session.KindAccess, sig) // the transaction sees its own write
+				r, err := p.GetToken(ctx, provider.KindAccess, sig) // the transaction sees its own write
 				if err != nil {
 					return err
 				}
@@ -50,7 +50,7 @@ func TestPreparedStatementFirstUsedInTransaction(t *testing.T) {
 			if err != nil {
 				t.Fatalf("round %d: %v", i, err)
 			}
-			if _, err := p.GetToken(ctx, session.KindAccess, sig); err != nil {
+			if _, err := p.GetToken(ctx, provider.KindAccess, sig); err != nil {
 				t.Fatalf("round %d: committed token: %v", i, err)
 			}
 			time.Sleep(20 * time.Millisecond)
@@ -58,7 +58,7 @@ func TestPreparedStatementFirstUsedInTransaction(t *testing.T) {
 		// A rolled-back transaction leaves nothing, prepared statements or not.
 		boom := errors.New("boom")
 		err := p.Transaction(ctx, func(ctx context.Context) error {
-			if err := p.InsertToken(ctx, session.KindAccess, tokenRow("rolled-back")); err != nil {
+			if err := p.InsertToken(ctx, provider.KindAccess, tokenRow("rolled-back")); err != nil {
 				return err
 			}
 			return boom
@@ -66,7 +66,7 @@ func TestPreparedStatementFirstUsedInTransaction(t *testing.T) {
 		if !errors.Is(err, boom) {
 			t.Fatalf("transaction = %v", err)
 		}
-		if _, err := p.GetToken(ctx, session.KindAccess, "rolled-back"); !errors.Is(err, session.ErrTokenNotFound) {
+		if _, err := p.GetToken(ctx, provider.KindAccess, "rolled-back"); !errors.Is(err, provider.ErrTokenNotFound) {
 			t.Fatalf("rolled-back token: %v", err)
 		}
 	})
@@ -87,19 +87,19 @@ func TestReadsSeeCommittedWrites(t *testing.T) {
 				defer wg.Done()
 				for i := range 50 {
 					sig := fmt.Sprintf("w%d-%d", w, i)
-					if err := p.InsertToken(ctx, session.KindRefresh, tokenRow(sig)); err != nil {
+					if err := p.InsertToken(ctx, provider.KindRefresh, tokenRow(sig)); err != nil {
 						errs <- err
 						return
 					}
-					if r, err := p.GetToken(ctx, session.KindRefresh, sig); err != nil || !r.Active {
+					if r, err := p.GetToken(ctx, provider.KindRefresh, sig); err != nil || !r.Active {
 						errs <- fmt.Errorf("%s right after insert: %+v %v", sig, r, err)
 						return
 					}
-					if ok, err := p.DeactivateToken(ctx, session.KindRefresh, sig); err != nil || !ok {
+					if ok, err := p.DeactivateToken(ctx, provider.KindRefresh, sig); err != nil || !ok {
 						errs <- fmt.Errorf("%s deactivate: %v %v", sig, ok, err)
 						return
 					}
-					if r, err := p.GetToken(ctx, session.KindRefresh, sig); err != nil || r.Active {
+					if r, err := p.GetToken(ctx, provider.KindRefresh, sig); err != nil || r.Active {
 						errs <- fmt.Errorf("%s right after deactivate: %+v %v", sig, r, err)
 						return
 					}
@@ -119,19 +119,19 @@ func TestClosedPersister(t *testing.T) {
 	forEachSQLiteToo(t, func(t *testing.T, dsn string) {
 		p := testdb.Persister(t, dsn)
 		ctx := context.Background()
-		if err := p.InsertToken(ctx, session.KindAccess, tokenRow("before-close")); err != nil {
+		if err := p.InsertToken(ctx, provider.KindAccess, tokenRow("before-close")); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := p.GetToken(ctx, session.KindAccess, "before-close"); err != nil {
+		if _, err := p.GetToken(ctx, provider.KindAccess, "before-close"); err != nil {
 			t.Fatal(err)
 		}
 		if err := p.Close(); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := p.GetToken(ctx, session.KindAccess, "before-close"); err == nil {
+		if _, err := p.GetToken(ctx, provider.KindAccess, "before-close"); err == nil {
 			t.Fatal("GetToken after Close succeeded")
 		}
-		if err := p.InsertToken(ctx, session.KindAccess, tokenRow("after-close")); err == nil {
+		if err := p.InsertToken(ctx, provider.KindAccess, tokenRow("after-close")); err == nil {
 			t.Fatal("InsertToken after Close succeeded")
 		}
 	})

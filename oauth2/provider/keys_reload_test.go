@@ -1,4 +1,4 @@
-package session_test
+package provider_test
 
 import (
 	"context"
@@ -15,24 +15,24 @@ import (
 
 	"github.com/pvpipe/pvauth/internal/testdb"
 	"github.com/pvpipe/pvauth/internal/testpg"
-	"github.com/pvpipe/pvauth/session"
+	"github.com/pvpipe/pvauth/oauth2/provider"
 	"github.com/pvpipe/pvauth/x"
 	"github.com/pvpipe/pvauth/x/secretbox"
 )
 
 // countingKeys counts the key-set reads a KeyManager sends to the database.
 type countingKeys struct {
-	session.KeyPersister
+	provider.KeyPersister
 	lists atomic.Int64
 }
 
-func (c *countingKeys) ListSigningKeys(ctx context.Context) ([]session.StoredKey, error) {
+func (c *countingKeys) ListSigningKeys(ctx context.Context) ([]provider.StoredKey, error) {
 	c.lists.Add(1)
 	return c.KeyPersister.ListSigningKeys(ctx)
 }
 
 // replicaKeys returns two key managers on one database, as two replicas have.
-func replicaKeys(t *testing.T, dsn string) (a, b *session.KeyManager, bReads *countingKeys) {
+func replicaKeys(t *testing.T, dsn string) (a, b *provider.KeyManager, bReads *countingKeys) {
 	t.Helper()
 	p := testdb.Persister(t, dsn)
 	box, err := secretbox.New([]string{"0123456789abcdef0123456789abcdef"})
@@ -40,19 +40,19 @@ func replicaKeys(t *testing.T, dsn string) (a, b *session.KeyManager, bReads *co
 		t.Fatal(err)
 	}
 	keep := func() time.Duration { return time.Hour }
-	a = session.NewKeyManager(p, box, "ES256", keep)
+	a = provider.NewKeyManager(p, box, "ES256", keep)
 	if err := a.Init(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	bReads = &countingKeys{KeyPersister: p}
-	b = session.NewKeyManager(bReads, box, "ES256", keep)
+	b = provider.NewKeyManager(bReads, box, "ES256", keep)
 	if err := b.Init(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	return a, b, bReads
 }
 
-func signWith(t *testing.T, m *session.KeyManager) string {
+func signWith(t *testing.T, m *provider.KeyManager) string {
 	t.Helper()
 	tok, _, err := m.Signer().Generate(context.Background(),
 		jwt.MapClaims{"sub": "1", "exp": time.Now().Add(time.Hour).Unix()}, &jwt.Headers{})
@@ -143,7 +143,7 @@ func TestUnknownKIDFloodIsPaced(t *testing.T) {
 	wg.Wait()
 	elapsed := time.Since(start)
 	n := reads.lists.Load() - before
-	limit := int64(elapsed/session.KeyReloadInterval) + 2
+	limit := int64(elapsed/provider.KeyReloadInterval) + 2
 	t.Logf("1000 unknown kids in %v: %d key-set reads (limit %d)", elapsed.Round(time.Millisecond), n, limit)
 	if accepted.Load() != 0 {
 		t.Fatalf("%d forged tokens accepted", accepted.Load())
@@ -161,7 +161,7 @@ func TestConcurrentRotationsLeaveOneSigningKey(t *testing.T) {
 		a, b, _ := replicaKeys(t, dsn)
 		for i := 0; i < 5; i++ {
 			var wg sync.WaitGroup
-			for _, m := range []*session.KeyManager{a, b, a, b} {
+			for _, m := range []*provider.KeyManager{a, b, a, b} {
 				wg.Add(1)
 				go func() {
 					defer wg.Done()
@@ -171,7 +171,7 @@ func TestConcurrentRotationsLeaveOneSigningKey(t *testing.T) {
 				}()
 			}
 			wg.Wait()
-			for _, m := range []*session.KeyManager{a, b} {
+			for _, m := range []*provider.KeyManager{a, b} {
 				if err := m.Refresh(context.Background()); err != nil {
 					t.Fatal(err)
 				}

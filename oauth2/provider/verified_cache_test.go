@@ -1,4 +1,4 @@
-package session_test
+package provider_test
 
 import (
 	"context"
@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pvpipe/pvauth/internal/testkit"
 	"github.com/pvpipe/pvauth/internal/testserver"
 	"github.com/pvpipe/pvauth/session"
 )
@@ -14,13 +15,10 @@ import (
 // a client can observe: tampering, expiry and revocation all still count.
 func TestVerifiedCacheKeepsSecurity(t *testing.T) {
 	srv := testserver.Start(t, "memory", map[string]any{"ttl.access_token": "2s"})
-	srv.Admin(t, "POST", "/admin/identities", map[string]any{"email": "cache@example.com", "password": "correct horse battery"})
+	id := testkit.CreateIdentity(t, srv, nil)
 	tk := srv.Registry.Tokens()
 	ctx := context.Background()
-	ts, err := tk.Issue(ctx, session.IssueRequest{IdentityID: 1, Email: "cache@example.com", AMR: []string{"pwd", "otp"}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	ts := testkit.IssueSession(t, srv, id)
 	for i := 0; i < 3; i++ { // fill the cache
 		if res, err := tk.Introspect(ctx, ts.AccessToken, ""); err != nil || !res.Active {
 			t.Fatalf("fresh token inactive: %v %+v", err, res)
@@ -38,7 +36,7 @@ func TestVerifiedCacheKeepsSecurity(t *testing.T) {
 	}
 
 	// Revocation is seen at once although the token is cached.
-	other, _ := tk.Issue(ctx, session.IssueRequest{IdentityID: 1, Email: "cache@example.com", AMR: []string{"hwk"}})
+	other := testkit.IssueSession(t, srv, id, session.AMRHardware)
 	if res, _ := tk.Introspect(ctx, other.AccessToken, ""); !res.Active {
 		t.Fatal("second token inactive")
 	}

@@ -1,4 +1,4 @@
-package session
+package provider
 
 import (
 	"context"
@@ -49,9 +49,6 @@ func NewStore(p TokenPersister, internal []fosite.Client, clients ClientGetter) 
 	return &Store{p: p, internal: m, clients: clients}
 }
 
-// SetClientGetter plugs in the OAuth2 client registry.
-func (s *Store) SetClientGetter(c ClientGetter) { s.clients = c }
-
 func (s *Store) GetClient(ctx context.Context, id string) (fosite.Client, error) {
 	if c, ok := s.internal[id]; ok {
 		return c, nil
@@ -65,6 +62,7 @@ func (s *Store) GetClient(ctx context.Context, id string) (fosite.Client, error)
 // JWT client assertions are not accepted (no private_key_jwt clients), so there is no
 // jti to remember.
 func (s *Store) ClientAssertionJWTValid(context.Context, string) error { return nil }
+
 func (s *Store) SetClientAssertionJWT(context.Context, string, time.Time) error {
 	return nil
 }
@@ -72,7 +70,16 @@ func (s *Store) SetClientAssertionJWT(context.Context, string, time.Time) error 
 func (s *Store) BeginTX(ctx context.Context) (context.Context, error) { return s.p.BeginTX(ctx) }
 func (s *Store) Rollback(ctx context.Context) error                   { return s.p.Rollback(ctx) }
 
-// commitHook travels in the context of a refresh (Tokens.Refresh): the store notes what
+// RefreshOutcome is what a refresh transaction did, for its audit event: the session of
+// the rotated family, or (Reused) the family revoked because a rotated token came back.
+type RefreshOutcome struct {
+	Reused     bool
+	IdentityID int64  // the token's owner (0 for a subject that is no identity)
+	FamilyID   string // the session: the token family's request id
+	DeviceID   string // the device the session signed in with (not on reuse)
+}
+
+// commitHook travels in the context of a refresh (WithCommitHook): the store notes what
 // fosite's transaction did, and Commit runs fn in it before committing, so that the
 // audit event of a rotation or of a reuse revocation commits with it.
 type commitHook struct {
@@ -83,6 +90,13 @@ type commitHook struct {
 }
 
 type commitHookKey struct{}
+
+// WithCommitHook makes the refresh run with ctx call fn in the transaction of its
+// rotation, or of the reuse revocation, before it commits; fn's error undoes the
+// transaction. identityID is the token's owner, for the outcome.
+func WithCommitHook(ctx context.Context, identityID int64, fn func(ctx context.Context, o RefreshOutcome) error) context.Context {
+	return context.WithValue(ctx, commitHookKey{}, &commitHook{fn: fn, identityID: identityID})
+}
 
 func hookOf(ctx context.Context) *commitHook {
 	h, _ := ctx.Value(commitHookKey{}).(*commitHook)
@@ -102,8 +116,14 @@ func (s *Store) Commit(ctx context.Context) error {
 	return s.p.Commit(ctx)
 }
 
-// passkeyKey carries IssueRequest.PasskeyID to the rows of the new session.
+// passkeyKey carries the passkey of WithPasskey to the rows of the new session.
 type passkeyKey struct{}
+
+// WithPasskey names the passkey a new self-service session signs in with: its token rows
+// keep it (and rotations copy it), so deleting the passkey ends the session.
+func WithPasskey(ctx context.Context, passkeyID string) context.Context {
+	return context.WithValue(ctx, passkeyKey{}, passkeyID)
+}
 
 func (s *Store) toRow(ctx context.Context, sig string, r fosite.Requester, tt fosite.TokenType) (*TokenRow, error) {
 	sess, _ := r.GetSession().(*Session)

@@ -1,9 +1,4 @@
-// Package session issues, rotates, introspects and revokes every token pvauth hands out.
-// All of it runs through one ory/fosite provider: self-service logins (password+TOTP,
-// device keys, passkeys) mint tokens with a first-party grant handler, so refresh
-// rotation, reuse detection, introspection and revocation are the same code for every
-// kind of token, OAuth2 ones included.
-package session
+package provider
 
 import (
 	"encoding/json"
@@ -15,7 +10,8 @@ import (
 	"github.com/ory/fosite/token/jwt"
 )
 
-// Authentication methods (the amr claim).
+// Authentication methods (the amr claim). A session signed in with AMRWebAuthn keeps
+// its passkey on its token rows (see WithPasskey).
 const (
 	AMRPassword = "pwd"
 	AMROTP      = "otp"

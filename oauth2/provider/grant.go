@@ -1,7 +1,8 @@
-package session
+package provider
 
 import (
 	"context"
+	"net/url"
 	"time"
 
 	"github.com/ory/fosite"
@@ -44,8 +45,44 @@ func selfServiceClients(audience []string, refresh, refreshRemember time.Duratio
 	return []fosite.Client{mk(ClientSelfService, refresh), mk(ClientSelfServiceRemember, refreshRemember)}
 }
 
-// inTxKey carries IssueRequest.InTx to the grant.
+// NewSelfServiceRequest is the access request of a self-service login for sess: the
+// first-party client (with remember me, the one whose refresh tokens live longer), the
+// self-service scopes and the configured audience. Its response (NewAccessResponse)
+// mints the tokens.
+func (p *Provider) NewSelfServiceRequest(ctx context.Context, sess *Session) (*fosite.AccessRequest, error) {
+	clientID := ClientSelfService
+	if sess.RememberMe {
+		clientID = ClientSelfServiceRemember
+	}
+	client, err := p.store.GetClient(ctx, clientID)
+	if err != nil {
+		return nil, err
+	}
+	ar := fosite.NewAccessRequest(sess)
+	ar.ID = sess.SessionID
+	ar.RequestedAt = time.Now().UTC().Truncate(time.Second)
+	ar.Client = client
+	ar.GrantTypes = fosite.Arguments{GrantSelfService}
+	ar.Form = url.Values{}
+	for _, s := range selfServiceScopes {
+		ar.RequestedScope = append(ar.RequestedScope, s)
+		ar.GrantScope(s)
+	}
+	for _, a := range p.cfg.Tokens.Audience {
+		ar.RequestedAudience = append(ar.RequestedAudience, a)
+		ar.GrantAudience(a)
+	}
+	return ar, nil
+}
+
+// inTxKey carries the function of WithIssueTx to the grant.
 type inTxKey struct{}
+
+// WithIssueTx makes the self-service grant run fn in the transaction that stores the
+// tokens it mints, before them: fn's error is returned as is and stores nothing.
+func WithIssueTx(ctx context.Context, fn func(ctx context.Context) error) context.Context {
+	return context.WithValue(ctx, inTxKey{}, fn)
+}
 
 // selfServiceGrant mints an access and a refresh token for an already-authenticated
 // session, exactly as fosite's own grant handlers do.
