@@ -1,6 +1,7 @@
 package biometric
 
 import (
+	"context"
 	"net/http"
 
 	"github.com/julienschmidt/httprouter"
@@ -34,60 +35,79 @@ type Handler struct {
 func NewHandler(d serviceDeps) *Handler { return &Handler{d: d, s: NewService(d)} }
 
 func (h *Handler) RegisterPublicRoutes(r *x.PublicRouter) {
-	t := h.d.Tokens()
-	r.POST(RouteRegisterChallenge, t.RequireRecentLogin(x.Handle(h.registerChallenge)))
-	r.POST(RouteRegisterVerify, t.RequireRecentLogin(x.Handle(h.registerVerify)))
+	t, s := h.d.Tokens(), h.s
+	r.POST(RouteRegisterChallenge, t.RequireRecentLogin(x.Handle(userJSON(s.RegisterChallenge))))
+	r.POST(RouteRegisterVerify, t.RequireRecentLogin(x.Handle(userJSON(s.RegisterVerify))))
 	r.GET(RouteDevices, t.RequireUser(x.Handle(h.listDevices)))
 	r.DELETE(RouteDevice, t.RequireUser(x.Handle(h.deleteDevice)))
-	r.PUT(RouteFCMToken, t.RequireUser(x.Handle(h.updateFCMToken)))
-	r.POST(RouteMobileChallenge, x.Handle(h.mobileChallenge))
-	r.POST(RouteMobileBiometric, x.Handle(h.mobileBiometric))
-	r.POST(RouteMobileRefresh, x.Handle(h.mobileRefresh))
+	r.PUT(RouteFCMToken, t.RequireUser(x.Handle(userJSON(h.updateFCMToken))))
+	r.POST(RouteMobileChallenge, x.Handle(publicJSON(s.LoginChallenge)))
+	r.POST(RouteMobileBiometric, x.Handle(publicJSON(s.Login)))
+	r.POST(RouteMobileRefresh, x.Handle(publicJSON(h.mobileRefresh)))
 	r.POST(RouteMobileKeygen, t.RequireRecentLogin(x.Handle(h.keygen)))
 }
 
 func (h *Handler) RegisterAdminRoutes(r *x.AdminRouter) {
-	r.GET(RouteAdminDevices, x.Handle(h.adminListDevices))
-	r.DELETE(RouteAdminDevice, x.Handle(h.adminDeleteDevice))
-	r.DELETE(RouteAdminDevices, x.Handle(h.adminDeleteDevices))
+	r.GET(RouteAdminDevices, x.Handle(admin(h.adminListDevices)))
+	r.DELETE(RouteAdminDevice, x.Handle(admin(h.adminDeleteDevice)))
+	r.DELETE(RouteAdminDevices, x.Handle(admin(h.adminDeleteDevices)))
 }
 
-// decode reads the caller's user id and the request body into b.
-func decode(r *http.Request, b x.Validator) (int64, error) {
-	uid, err := session.UserID(r)
-	if err != nil {
-		return 0, err
+// body is a request body type B whose pointer validates itself.
+type body[B any] interface {
+	*B
+	x.Validator
+}
+
+// publicJSON serves fn with the request's body, and its result as the data of a 200.
+func publicJSON[B any, P body[B], R any](fn func(context.Context, P) (R, error)) x.HandleFunc {
+	return func(w http.ResponseWriter, r *http.Request, _ httprouter.Params) error {
+		b := P(new(B))
+		if err := x.DecodeJSON(r, b); err != nil {
+			return err
+		}
+		res, err := fn(r.Context(), b)
+		return answer(w, res, err)
 	}
-	return uid, x.DecodeJSON(r, b)
 }
 
-// answer writes v as the data of a 200, or returns err.
+// userJSON serves fn with the signed-in user's id and the request's body (read in that
+// order), and its result as the data of a 200.
+func userJSON[B any, P body[B], R any](fn func(context.Context, int64, P) (R, error)) x.HandleFunc {
+	return func(w http.ResponseWriter, r *http.Request, _ httprouter.Params) error {
+		uid, err := session.UserID(r)
+		if err != nil {
+			return err
+		}
+		b := P(new(B))
+		if err := x.DecodeJSON(r, b); err != nil {
+			return err
+		}
+		res, err := fn(r.Context(), uid, b)
+		return answer(w, res, err)
+	}
+}
+
+// admin serves fn with the identity of the path's :id, and its result as the data of
+// a 200.
+func admin[R any](fn func(ctx context.Context, uid int64, ps httprouter.Params) (R, error)) x.HandleFunc {
+	return func(w http.ResponseWriter, r *http.Request, ps httprouter.Params) error {
+		uid, err := x.IdentityIDParam(ps)
+		if err != nil {
+			return err
+		}
+		res, err := fn(r.Context(), uid, ps)
+		return answer(w, res, err)
+	}
+}
+
+// answer writes v as the data of a 200 unless err, which it returns for x.Handle.
 func answer(w http.ResponseWriter, v any, err error) error {
 	if err != nil {
 		return err
 	}
 	x.WriteData(w, http.StatusOK, v)
 	return nil
-}
-
-func (h *Handler) registerChallenge(w http.ResponseWriter, r *http.Request, _ httprouter.Params) error {
-	var b RegisterChallengeRequest
-	uid, err := decode(r, &b)
-	if err != nil {
-		return err
-	}
-	res, err := h.s.RegisterChallenge(r.Context(), uid, &b)
-	return answer(w, res, err)
-}
-
-func (h *Handler) registerVerify(w http.ResponseWriter, r *http.Request, _ httprouter.Params) error {
-	var b SignedRequest
-	uid, err := decode(r, &b)
-	if err != nil {
-		return err
-	}
-	res, err := h.s.RegisterVerify(r.Context(), uid, &b)
-	return answer(w, res, err)
 }
 
 func (h *Handler) listDevices(w http.ResponseWriter, r *http.Request, _ httprouter.Params) error {
@@ -109,31 +129,8 @@ func (h *Handler) deleteDevice(w http.ResponseWriter, r *http.Request, ps httpro
 	return answer(w, deviceDeleted, h.s.RemoveDevice(r.Context(), uid, ps.ByName("deviceId"), "user"))
 }
 
-func (h *Handler) updateFCMToken(w http.ResponseWriter, r *http.Request, _ httprouter.Params) error {
-	var b FCMTokenRequest
-	uid, err := decode(r, &b)
-	if err != nil {
-		return err
-	}
-	return answer(w, map[string]any{"success": true, "message": "FCM token updated successfully"}, h.s.UpdateFCMToken(r.Context(), uid, &b))
-}
-
-func (h *Handler) mobileChallenge(w http.ResponseWriter, r *http.Request, _ httprouter.Params) error {
-	var b LoginChallengeRequest
-	if err := x.DecodeJSON(r, &b); err != nil {
-		return err
-	}
-	res, err := h.s.LoginChallenge(r.Context(), &b)
-	return answer(w, res, err)
-}
-
-func (h *Handler) mobileBiometric(w http.ResponseWriter, r *http.Request, _ httprouter.Params) error {
-	var b SignedRequest
-	if err := x.DecodeJSON(r, &b); err != nil {
-		return err
-	}
-	res, err := h.s.Login(r.Context(), &b)
-	return answer(w, res, err)
+func (h *Handler) updateFCMToken(ctx context.Context, uid int64, b *FCMTokenRequest) (map[string]any, error) {
+	return map[string]any{"success": true, "message": "FCM token updated successfully"}, h.s.UpdateFCMToken(ctx, uid, b)
 }
 
 type refreshBody struct {
@@ -152,13 +149,9 @@ type mobileRefreshResult struct {
 	*session.TokenSet
 }
 
-func (h *Handler) mobileRefresh(w http.ResponseWriter, r *http.Request, _ httprouter.Params) error {
-	var b refreshBody
-	if err := x.DecodeJSON(r, &b); err != nil {
-		return err
-	}
-	ts, err := session.RefreshTokens(r.Context(), h.d, b.RefreshToken)
-	return answer(w, mobileRefreshResult{Success: true, Tokens: ts, TokenSet: ts}, err)
+func (h *Handler) mobileRefresh(ctx context.Context, b *refreshBody) (mobileRefreshResult, error) {
+	ts, err := session.RefreshTokens(ctx, h.d, b.RefreshToken)
+	return mobileRefreshResult{Success: true, Tokens: ts, TokenSet: ts}, err
 }
 
 // keygen refuses before reading the body when keygen is disabled.
@@ -178,28 +171,16 @@ func (h *Handler) keygen(w http.ResponseWriter, r *http.Request, _ httprouter.Pa
 	return answer(w, res, err)
 }
 
-func (h *Handler) adminListDevices(w http.ResponseWriter, r *http.Request, ps httprouter.Params) error {
-	uid, err := x.IdentityIDParam(ps)
-	if err != nil {
-		return err
-	}
-	ds, err := h.s.AdminDevices(r.Context(), uid)
-	return answer(w, map[string]any{"devices": ds}, err)
+func (h *Handler) adminListDevices(ctx context.Context, uid int64, _ httprouter.Params) (map[string]any, error) {
+	ds, err := h.s.AdminDevices(ctx, uid)
+	return map[string]any{"devices": ds}, err
 }
 
-func (h *Handler) adminDeleteDevice(w http.ResponseWriter, r *http.Request, ps httprouter.Params) error {
-	uid, err := x.IdentityIDParam(ps)
-	if err != nil {
-		return err
-	}
-	return answer(w, deviceDeleted, h.s.RemoveDevice(r.Context(), uid, ps.ByName("deviceId"), "admin"))
+func (h *Handler) adminDeleteDevice(ctx context.Context, uid int64, ps httprouter.Params) (map[string]any, error) {
+	return deviceDeleted, h.s.RemoveDevice(ctx, uid, ps.ByName("deviceId"), "admin")
 }
 
-func (h *Handler) adminDeleteDevices(w http.ResponseWriter, r *http.Request, ps httprouter.Params) error {
-	uid, err := x.IdentityIDParam(ps)
-	if err != nil {
-		return err
-	}
-	n, err := h.s.RemoveAllDevices(r.Context(), uid)
-	return answer(w, map[string]int{"deleted": n}, err)
+func (h *Handler) adminDeleteDevices(ctx context.Context, uid int64, _ httprouter.Params) (map[string]int, error) {
+	n, err := h.s.RemoveAllDevices(ctx, uid)
+	return map[string]int{"deleted": n}, err
 }

@@ -34,13 +34,13 @@ var (
 )
 
 type serviceDeps interface {
-	Config() *config.Config
-	PersisterProvider
-	identity.PersisterProvider
-	session.TokensProvider
 	audit.LoggerProvider
-	ratelimit.LimiterProvider
 	devicekey.NotifierProvider
+	identity.PersisterProvider
+	ratelimit.LimiterProvider
+	session.TokensProvider
+	PersisterProvider
+	Config() *config.Config
 	Cipher() *secretbox.Box
 }
 

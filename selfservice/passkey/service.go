@@ -29,12 +29,12 @@ var (
 )
 
 type serviceDeps interface {
-	Config() *config.Config
-	PersisterProvider
-	identity.PersisterProvider
-	session.TokensProvider
 	audit.LoggerProvider
 	devicekey.NotifierProvider
+	identity.PersisterProvider
+	session.TokensProvider
+	PersisterProvider
+	Config() *config.Config
 }
 
 // Service runs the WebAuthn ceremonies and manages passkeys; the handlers only decode
