@@ -1,11 +1,7 @@
 package biometric_test
 
 import (
-	"encoding/base64"
-	"encoding/json"
-	"io"
 	"net/http"
-	"net/url"
 	"strconv"
 	"strings"
 	"sync"
@@ -13,6 +9,7 @@ import (
 	"time"
 
 	"github.com/pvpipe/pvauth/internal/testdb"
+	"github.com/pvpipe/pvauth/internal/testkit"
 	"github.com/pvpipe/pvauth/internal/testserver"
 )
 
@@ -82,7 +79,7 @@ func ccLoginRacingDelete(t *testing.T, srv *testserver.Server) {
 			if i%2 == 1 {
 				hint = "refresh_token"
 			}
-			if got := e2eIntrospect(t, srv, tok, hint); got["active"] != false {
+			if got := testkit.Introspect(t, srv, tok, hint); got["active"] != false {
 				t.Fatalf("round %d: a token minted by a login racing the delete survived it: %v", round, got)
 			}
 		}
@@ -141,37 +138,6 @@ func ccOneLogin(t *testing.T, srv *testserver.Server) {
 	}
 }
 
-// e2eIntrospect asks the admin port's RFC 7662 endpoint about token.
-func e2eIntrospect(t *testing.T, srv *testserver.Server, token, hint string) map[string]any {
-	t.Helper()
-	form := url.Values{"token": {token}}
-	if hint != "" {
-		form.Set("token_type_hint", hint)
-	}
-	req, err := http.NewRequest(http.MethodPost, srv.AdminURL+"/admin/oauth2/introspect", strings.NewReader(form.Encode()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	if keys := srv.Config.Serve.Admin.APIKeys; len(keys) > 0 {
-		req.Header.Set("Authorization", "Bearer "+keys[0])
-	}
-	resp, err := srv.Client.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	raw, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("introspect: %d %s", resp.StatusCode, raw)
-	}
-	var m map[string]any
-	if err := json.Unmarshal(raw, &m); err != nil {
-		t.Fatalf("introspect: %v: %s", err, raw)
-	}
-	return m
-}
-
 // Deleting a device: its access tokens introspect inactive, its refresh token fails,
 // /mobile/challenge for its fingerprint is 404, and the fingerprint can be registered
 // again (and used to log in).
@@ -192,7 +158,7 @@ func ccDeleteDevice(t *testing.T, srv *testserver.Server) {
 	accessTokens := []string{e2eStr(first["accessToken"]), e2eStr(refreshed["accessToken"])}
 	refreshTokens := []string{e2eStr(first["refreshToken"]), e2eStr(refreshed["refreshToken"])}
 	for i, at := range accessTokens {
-		if got := e2eIntrospect(t, srv, at, ""); got["active"] != true || got["did"] != deviceID {
+		if got := testkit.Introspect(t, srv, at, ""); got["active"] != true || got["did"] != deviceID {
 			t.Fatalf("access token %d before delete: %v, want active with did %s", i, got, deviceID)
 		}
 	}
@@ -205,7 +171,7 @@ func ccDeleteDevice(t *testing.T, srv *testserver.Server) {
 			t.Errorf("message %q", msg)
 		}
 	}
-	if got := e2eIntrospect(t, srv, accessTokens[0], ""); got["active"] != true {
+	if got := testkit.Introspect(t, srv, accessTokens[0], ""); got["active"] != true {
 		t.Fatalf("another user's delete revoked the device's token: %v", got)
 	}
 
@@ -218,7 +184,7 @@ func ccDeleteDevice(t *testing.T, srv *testserver.Server) {
 	}
 
 	for i, at := range accessTokens {
-		if got := e2eIntrospect(t, srv, at, ""); got["active"] != false {
+		if got := testkit.Introspect(t, srv, at, ""); got["active"] != false {
 			t.Errorf("access token %d after delete introspects %v, want active false", i, got)
 		}
 		if r := srv.Public(t, http.MethodGet, e2eDevices, at, nil); r.Status != http.StatusUnauthorized {
@@ -255,7 +221,7 @@ func ccDeleteDevice(t *testing.T, srv *testserver.Server) {
 		t.Errorf("re-registration reused the deleted device id %s", deviceID)
 	}
 	tokens := e2eMobileLogin(t, srv, fp, newKey, false)
-	if got := e2eIntrospect(t, srv, e2eStr(tokens["accessToken"]), ""); got["active"] != true || got["did"] != newID {
+	if got := testkit.Introspect(t, srv, e2eStr(tokens["accessToken"]), ""); got["active"] != true || got["did"] != newID {
 		t.Errorf("login with the re-registered fingerprint: %v", got)
 	}
 	// The old key no longer opens the fingerprint's sessions.
@@ -327,28 +293,10 @@ func ccRefreshShapes(t *testing.T, srv *testserver.Server) {
 		// Reuse of the rotated refresh token: 401, and the family (the new tokens) dies.
 		r = srv.Public(t, http.MethodPost, e2eMobileRefresh, "", map[string]any{"refreshToken": tokens["refreshToken"]})
 		e2eStatus(t, name+": reused refresh token", r, 401)
-		if got := e2eIntrospect(t, srv, e2eStr(d["accessToken"]), ""); got["active"] != false {
+		if got := testkit.Introspect(t, srv, e2eStr(d["accessToken"]), ""); got["active"] != false {
 			t.Errorf("%s: after reuse the family's new access token is %v, want inactive", name, got)
 		}
 	}
-}
-
-// e2eJWTClaims decodes the payload of a JWT (no verification: the server is trusted here).
-func e2eJWTClaims(t *testing.T, token string) map[string]any {
-	t.Helper()
-	parts := strings.Split(token, ".")
-	if len(parts) != 3 {
-		t.Fatalf("not a JWT: %q", token)
-	}
-	raw, err := base64.RawURLEncoding.DecodeString(parts[1])
-	if err != nil {
-		t.Fatalf("JWT payload: %v", err)
-	}
-	var m map[string]any
-	if err := json.Unmarshal(raw, &m); err != nil {
-		t.Fatalf("JWT payload: %v: %s", err, raw)
-	}
-	return m
 }
 
 // The biometric access token carries amr ["hwk"] and did (API.md §2), also after refresh.
@@ -361,7 +309,7 @@ func ccClaims(t *testing.T, srv *testserver.Server) {
 
 	check := func(what, token string) {
 		t.Helper()
-		c := e2eJWTClaims(t, token)
+		c := testkit.JWTClaims(t, token)
 		amr, _ := c["amr"].([]any)
 		if len(amr) != 1 || amr[0] != "hwk" {
 			t.Errorf("%s: amr = %v, want [\"hwk\"]", what, c["amr"])
@@ -384,7 +332,7 @@ func ccClaims(t *testing.T, srv *testserver.Server) {
 	}
 
 	// The password + TOTP session of the same user is not a device session.
-	c := e2eJWTClaims(t, u.JWT)
+	c := testkit.JWTClaims(t, u.JWT)
 	if _, ok := c["did"]; ok {
 		t.Errorf("password session carries did %v", c["did"])
 	}

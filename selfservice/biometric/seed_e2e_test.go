@@ -17,11 +17,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
-	"crypto/sha256"
-	"crypto/x509"
-	"encoding/base64"
 	"encoding/json"
-	"encoding/pem"
 	"fmt"
 	"io"
 	"net/http"
@@ -35,6 +31,8 @@ import (
 	"github.com/pquerna/otp/totp"
 
 	"github.com/pvpipe/pvauth/internal/testdb"
+	"github.com/pvpipe/pvauth/internal/testkeys"
+	"github.com/pvpipe/pvauth/internal/testkit"
 	"github.com/pvpipe/pvauth/internal/testserver"
 	"github.com/pvpipe/pvauth/push/fcmtest"
 )
@@ -114,15 +112,7 @@ func e2eStatus(t testing.TB, what string, r *testserver.Response, want int) bool
 // e2eErrMessage checks an error body (API.md §1) and returns its message.
 func e2eErrMessage(t testing.TB, r *testserver.Response) string {
 	t.Helper()
-	m := e2eJSON(t, r)
-	msg, ok := m["message"].(string)
-	if !ok {
-		t.Errorf("error body without a message: %s", r.Body)
-	}
-	if sc, _ := m["statusCode"].(json.Number); sc.String() != strconv.Itoa(r.Status) {
-		t.Errorf("error body statusCode %v, want %d: %s", m["statusCode"], r.Status, r.Body)
-	}
-	return msg
+	return testkit.WantError(t, r, r.Status, "").Message
 }
 
 // e2eKey is an ES256 device key, as generateES256KeyPair gives in the seed.
@@ -140,27 +130,14 @@ func e2eNewKey(t testing.TB) *e2eKey {
 // PEM is exportPublicKeyToPEM: SPKI in a PUBLIC KEY block.
 func (k *e2eKey) PEM(t testing.TB) string {
 	t.Helper()
-	der, err := x509.MarshalPKIXPublicKey(&k.priv.PublicKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}))
+	return testkeys.PEM("PUBLIC KEY", testkeys.MustDER(t, &k.priv.PublicKey))
 }
 
 // Sign is signWithPrivateKey(privateKey, base64Decode(challenge)) then base64Encode: ECDSA
 // P-256 over SHA-256 of the raw challenge bytes, ASN.1 DER, standard base64.
 func (k *e2eKey) Sign(t testing.TB, challenge string) string {
 	t.Helper()
-	raw, err := base64.StdEncoding.DecodeString(challenge)
-	if err != nil {
-		t.Fatalf("base64Decode(challenge %q): %v", challenge, err)
-	}
-	sum := sha256.Sum256(raw)
-	sig, err := ecdsa.SignASN1(rand.Reader, k.priv, sum[:])
-	if err != nil {
-		t.Fatal(err)
-	}
-	return base64.StdEncoding.EncodeToString(sig)
+	return testkeys.SignChallenge(t, k.priv, challenge)
 }
 
 var e2eSeq atomic.Int64
@@ -184,16 +161,8 @@ func e2eNewUser(t testing.TB, srv *testserver.Server) *e2eUser {
 	t.Helper()
 	u := &e2eUser{Email: "bio-" + e2eUnique() + "@example.com"}
 	const password = "correct horse battery staple"
-	r := srv.Admin(t, http.MethodPost, "/admin/identities", map[string]any{"email": u.Email, "password": password})
-	if r.Status != http.StatusCreated {
-		t.Fatalf("create identity: %d %s", r.Status, r.Body)
-	}
-	id, err := e2eGet(e2eData(t, r), "id").(json.Number).Int64()
-	if err != nil {
-		t.Fatalf("identity id: %v: %s", err, r.Body)
-	}
-	u.ID = id
-	r = srv.Public(t, http.MethodPost, "/api/v1/auth/login", "", map[string]any{"email": u.Email, "password": password})
+	u.ID = testkit.CreateIdentity(t, srv, map[string]any{"email": u.Email, "password": password}).ID
+	r := srv.Public(t, http.MethodPost, "/api/v1/auth/login", "", map[string]any{"email": u.Email, "password": password})
 	if r.Status != http.StatusOK {
 		t.Fatalf("login: %d %s", r.Status, r.Body)
 	}
