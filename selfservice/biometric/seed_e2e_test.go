@@ -19,7 +19,6 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"strconv"
 	"strings"
@@ -27,8 +26,6 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
-
-	"github.com/pquerna/otp/totp"
 
 	"github.com/pvpipe/pvauth/internal/testdb"
 	"github.com/pvpipe/pvauth/internal/testkeys"
@@ -155,36 +152,12 @@ type e2eUser struct {
 	JWT   string
 }
 
-// e2eNewUser creates an identity on the admin API and logs it in through the real flow:
-// POST /login → pending token, GET /otp/setup → secret, POST /otp/verify → TokenSet.
+// e2eNewUser creates an identity and logs it in through the real flow (password, then
+// TOTP).
 func e2eNewUser(t testing.TB, srv *testserver.Server) *e2eUser {
 	t.Helper()
-	u := &e2eUser{Email: "bio-" + e2eUnique() + "@example.com"}
-	const password = "correct horse battery staple"
-	u.ID = testkit.CreateIdentity(t, srv, map[string]any{"email": u.Email, "password": password}).ID
-	r := srv.Public(t, http.MethodPost, "/api/v1/auth/login", "", map[string]any{"email": u.Email, "password": password})
-	if r.Status != http.StatusOK {
-		t.Fatalf("login: %d %s", r.Status, r.Body)
-	}
-	pending := e2eStr(e2eGet(e2eData(t, r), "token"))
-	r = srv.Public(t, http.MethodGet, "/api/v1/auth/otp/setup", pending, nil)
-	if r.Status != http.StatusOK {
-		t.Fatalf("otp setup: %d %s", r.Status, r.Body)
-	}
-	secret := e2eStr(e2eGet(e2eData(t, r), "secret"))
-	code, err := totp.GenerateCode(secret, time.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
-	r = srv.Public(t, http.MethodPost, "/api/v1/auth/otp/verify", pending, map[string]any{"otp": code})
-	if r.Status != http.StatusOK {
-		t.Fatalf("otp verify: %d %s", r.Status, r.Body)
-	}
-	u.JWT = e2eStr(e2eGet(e2eData(t, r), "accessToken"))
-	if u.JWT == "" {
-		t.Fatalf("otp verify gave no access token: %s", r.Body)
-	}
-	return u
+	id := testkit.CreateIdentity(t, srv, map[string]any{"email": "bio-" + e2eUnique() + "@example.com"})
+	return &e2eUser{ID: id.ID, Email: id.Email, JWT: testkit.LoginTOTP(t, srv, id)}
 }
 
 // e2eRegister registers key under fingerprint for the bearer's user; it returns the
@@ -231,30 +204,6 @@ func e2eMobileLogin(t testing.TB, srv *testserver.Server, fingerprint string, ke
 		t.Fatalf("mobile biometric gave no tokens: %s", r.Body)
 	}
 	return tokens
-}
-
-// e2eDo is Server.Public for goroutines other than the test's: it returns a transport
-// error as a response with status 0 instead of calling t.Fatal.
-func e2eDo(srv *testserver.Server, method, path, bearer string, body any) *testserver.Response {
-	raw, err := json.Marshal(body)
-	if err != nil {
-		return &testserver.Response{Body: []byte(err.Error())}
-	}
-	req, err := http.NewRequest(method, srv.PublicURL+path, bytes.NewReader(raw))
-	if err != nil {
-		return &testserver.Response{Body: []byte(err.Error())}
-	}
-	req.Header.Set("Content-Type", "application/json")
-	if bearer != "" {
-		req.Header.Set("Authorization", "Bearer "+bearer)
-	}
-	resp, err := srv.Client.Do(req)
-	if err != nil {
-		return &testserver.Response{Body: []byte(err.Error())}
-	}
-	defer resp.Body.Close()
-	out, _ := io.ReadAll(resp.Body)
-	return &testserver.Response{Status: resp.StatusCode, Header: resp.Header, Body: out}
 }
 
 // e2eCloseIdle closes the client's idle connections before the server stops: the
@@ -719,7 +668,7 @@ func (s *seedState) test61(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			<-start
-			results[index] = e2eDo(s.srv, http.MethodPost, e2eRegisterChallenge, s.testUser.JWT, map[string]any{
+			results[index] = testkit.PublicRequest(s.srv, http.MethodPost, e2eRegisterChallenge, s.testUser.JWT, map[string]any{
 				"deviceName":        fmt.Sprintf("Test Device %d", index),
 				"deviceType":        seedTestDevice.DeviceType,
 				"deviceFingerprint": fmt.Sprintf("TEST-DEVICE-%d-%d", index, time.Now().UnixMilli()),
@@ -756,7 +705,7 @@ func (s *seedState) test62(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			<-start
-			rapidResults[i] = e2eDo(s.srv, http.MethodPost, e2eMobileChallenge, "", map[string]any{
+			rapidResults[i] = testkit.PublicRequest(s.srv, http.MethodPost, e2eMobileChallenge, "", map[string]any{
 				"deviceFingerprint": seedTestDevice.DeviceFingerprint,
 			})
 		}()
