@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pvpipe/pvauth/internal/testdb"
 	"github.com/pvpipe/pvauth/internal/testkit"
 	"github.com/pvpipe/pvauth/internal/testserver"
 )
@@ -17,8 +16,7 @@ import (
 // (issue 3's acceptance), on both databases, over real HTTP. Rate limits stay off (the
 // test server's default) so that only the guarantees under test decide the answers.
 func TestConcurrency(t *testing.T) {
-	testdb.ForEach(t, func(t *testing.T, dsn string) {
-		srv := testserver.Start(t, dsn, nil)
+	testkit.ForEachDB(t, nil, func(t *testing.T, srv *testserver.Server) {
 		e2eCloseIdle(t, srv)
 		t.Run("OneSignedChallengeOneLogin", func(t *testing.T) { ccOneLogin(t, srv) })
 		t.Run("DeleteDeviceRevokesEverything", func(t *testing.T) { ccDeleteDevice(t, srv) })

@@ -244,8 +244,7 @@ func mxPEM(t testing.TB, pub crypto.PublicKey) string {
 // Every key format × algorithm × signature encoding × base64 form registers and logs in.
 func TestMatrixEveryCombinationRegistersAndLogsIn(t *testing.T) {
 	k := testkeys.KeySet(t)
-	testdb.ForEach(t, func(t *testing.T, dsn string) {
-		srv := testserver.Start(t, dsn, nil)
+	testkit.ForEachDB(t, nil, func(t *testing.T, srv *testserver.Server) {
 		u := mxNewUser(t, srv)
 		n := 0
 		for _, sg := range testkeys.Signers(k) {
@@ -299,8 +298,7 @@ func TestMatrixKeyAlgorithmMismatch(t *testing.T) {
 		{"garbage", "definitely not a key", devicekey.AlgES256},
 		{"private key", testkeys.PEM("PRIVATE KEY", mxPKCS8(t, k.EC)), devicekey.AlgES256},
 	}
-	testdb.ForEach(t, func(t *testing.T, dsn string) {
-		srv := testserver.Start(t, dsn, nil)
+	testkit.ForEachDB(t, nil, func(t *testing.T, srv *testserver.Server) {
 		u := mxNewUser(t, srv)
 		for _, c := range cases {
 			t.Run(c.name, func(t *testing.T) {
@@ -363,8 +361,7 @@ func TestMatrixBadSignatures(t *testing.T) {
 		}
 		return m
 	}
-	testdb.ForEach(t, func(t *testing.T, dsn string) {
-		srv := testserver.Start(t, dsn, nil)
+	testkit.ForEachDB(t, nil, func(t *testing.T, srv *testserver.Server) {
 		u := mxNewUser(t, srv)
 		for _, a := range algs {
 			t.Run(a.name, func(t *testing.T) {
@@ -403,8 +400,7 @@ func TestMatrixBadSignatures(t *testing.T) {
 // Unknown, malformed and foreign sessions are 400 "…expired…".
 func TestMatrixUnknownSessions(t *testing.T) {
 	k := testkeys.KeySet(t)
-	testdb.ForEach(t, func(t *testing.T, dsn string) {
-		srv := testserver.Start(t, dsn, nil)
+	testkit.ForEachDB(t, nil, func(t *testing.T, srv *testserver.Server) {
 		alice, bob := mxNewUser(t, srv), mxNewUser(t, srv)
 		sign := mxES256(t, k.EC)
 		pub := mxPEM(t, &k.EC.PublicKey)
@@ -451,8 +447,7 @@ func mxAlignSecond() {
 // An expired challenge: a good signature is 400 "expired", a bad one 401.
 func TestMatrixExpiredChallenges(t *testing.T) {
 	k := testkeys.KeySet(t)
-	testdb.ForEach(t, func(t *testing.T, dsn string) {
-		srv := testserver.Start(t, dsn, map[string]any{"ttl.challenge": "1s"})
+	testkit.ForEachDB(t, map[string]any{"ttl.challenge": "1s"}, func(t *testing.T, srv *testserver.Server) {
 		u := mxNewUser(t, srv)
 		sign := mxES256(t, k.EC)
 		badSign := mxES256(t, k.EC2)
@@ -490,8 +485,7 @@ func TestMatrixExpiredChallenges(t *testing.T) {
 // registrations race.
 func TestMatrixDuplicateFingerprint(t *testing.T) {
 	k := testkeys.KeySet(t)
-	testdb.ForEach(t, func(t *testing.T, dsn string) {
-		srv := testserver.Start(t, dsn, nil)
+	testkit.ForEachDB(t, nil, func(t *testing.T, srv *testserver.Server) {
 		alice, bob := mxNewUser(t, srv), mxNewUser(t, srv)
 		sign := mxES256(t, k.EC)
 		pub := mxPEM(t, &k.EC.PublicKey)
@@ -637,8 +631,7 @@ func TestMatrixKeygen(t *testing.T) {
 // Another user's device: invisible, not updatable, not deletable, and still working.
 func TestMatrixOtherUsersDevices(t *testing.T) {
 	k := testkeys.KeySet(t)
-	testdb.ForEach(t, func(t *testing.T, dsn string) {
-		srv := testserver.Start(t, dsn, nil)
+	testkit.ForEachDB(t, nil, func(t *testing.T, srv *testserver.Server) {
 		alice, bob := mxNewUser(t, srv), mxNewUser(t, srv)
 		aSign, bSign := mxES256(t, k.EC), mxSigner(t, k.RSA2048, devicekey.AlgRS256, "as-is", base64.StdEncoding)
 		aFP, bFP := mxFingerprint("alice"), mxFingerprint("bob")
@@ -704,8 +697,7 @@ func TestMatrixOtherUsersDevices(t *testing.T) {
 // deactivates and revokes.
 func TestMatrixAdminDevices(t *testing.T) {
 	k := testkeys.KeySet(t)
-	testdb.ForEach(t, func(t *testing.T, dsn string) {
-		srv := testserver.Start(t, dsn, nil)
+	testkit.ForEachDB(t, nil, func(t *testing.T, srv *testserver.Server) {
 		alice, bob := mxNewUser(t, srv), mxNewUser(t, srv)
 		sign1, sign2 := mxES256(t, k.EC), mxSigner(t, k.RSA3072, devicekey.AlgPS256, "as-is", base64.RawURLEncoding)
 		fp1, fp2 := mxFingerprint("admin1"), mxFingerprint("admin2")
@@ -795,8 +787,7 @@ func TestMatrixAdminDevices(t *testing.T) {
 // not a 500 on PostgreSQL. Other odd but storable strings work.
 func TestMatrixOddStrings(t *testing.T) {
 	k := testkeys.KeySet(t)
-	testdb.ForEach(t, func(t *testing.T, dsn string) {
-		srv := testserver.Start(t, dsn, nil)
+	testkit.ForEachDB(t, nil, func(t *testing.T, srv *testserver.Server) {
 		u := mxNewUser(t, srv)
 		pub := mxPEM(t, &k.EC.PublicKey)
 		body := func(name, fp string) map[string]any {
