@@ -12,17 +12,17 @@ import (
 
 // Routes.
 const (
-	RouteRegisterChallenge = "/api/v1/auth/devices/register/challenge"
-	RouteRegisterVerify    = "/api/v1/auth/devices/register/verify"
-	RouteDevices           = "/api/v1/auth/devices"
-	RouteDevice            = "/api/v1/auth/devices/:deviceId"
-	RouteFCMToken          = "/api/v1/auth/devices/fcm-token"
-	RouteMobileChallenge   = "/api/v1/auth/mobile/challenge"
-	RouteMobileBiometric   = "/api/v1/auth/mobile/biometric"
-	RouteMobileRefresh     = "/api/v1/auth/mobile/refresh"
-	RouteMobileKeygen      = "/api/v1/auth/mobile/keygen"
-	RouteAdminDevices      = "/admin/identities/:id/devices"
-	RouteAdminDevice       = "/admin/identities/:id/devices/:deviceId"
+	RouteDevicesRegisterChallenge = "/api/v1/auth/devices/register/challenge"
+	RouteDevicesRegisterVerify    = "/api/v1/auth/devices/register/verify"
+	RouteDevices                  = "/api/v1/auth/devices"
+	RouteDevice                   = "/api/v1/auth/devices/:deviceId"
+	RouteDevicesFCMToken          = "/api/v1/auth/devices/fcm-token"
+	RouteMobileChallenge          = "/api/v1/auth/mobile/challenge"
+	RouteMobileBiometric          = "/api/v1/auth/mobile/biometric"
+	RouteMobileRefresh            = "/api/v1/auth/mobile/refresh"
+	RouteMobileKeygen             = "/api/v1/auth/mobile/keygen"
+	RouteAdminDevices             = "/admin/identities/:id/devices"
+	RouteAdminDevice              = "/admin/identities/:id/devices/:deviceId"
 )
 
 // Handler serves device keys and mobile login over HTTP; the work is the Service's.
@@ -36,11 +36,11 @@ func NewHandler(d serviceDeps) *Handler { return &Handler{d: d, s: NewService(d)
 
 func (h *Handler) RegisterPublicRoutes(r *x.PublicRouter) {
 	t, s := h.d.Tokens(), h.s
-	r.POST(RouteRegisterChallenge, t.RequireRecentLogin(x.Handle(userJSON(s.RegisterChallenge))))
-	r.POST(RouteRegisterVerify, t.RequireRecentLogin(x.Handle(userJSON(s.RegisterVerify))))
+	r.POST(RouteDevicesRegisterChallenge, t.RequireRecentLogin(x.Handle(userJSON(s.RegisterChallenge))))
+	r.POST(RouteDevicesRegisterVerify, t.RequireRecentLogin(x.Handle(userJSON(s.RegisterVerify))))
 	r.GET(RouteDevices, t.RequireUser(x.Handle(h.listDevices)))
 	r.DELETE(RouteDevice, t.RequireUser(x.Handle(h.deleteDevice)))
-	r.PUT(RouteFCMToken, t.RequireUser(x.Handle(userJSON(h.updateFCMToken))))
+	r.PUT(RouteDevicesFCMToken, t.RequireUser(x.Handle(userJSON(h.updateFCMToken))))
 	r.POST(RouteMobileChallenge, x.Handle(publicJSON(s.LoginChallenge)))
 	r.POST(RouteMobileBiometric, x.Handle(publicJSON(s.Login)))
 	r.POST(RouteMobileRefresh, x.Handle(publicJSON(h.mobileRefresh)))
