@@ -125,3 +125,26 @@ func PublicRequest(srv *testserver.Server, method, path, bearer string, body any
 	out, _ := io.ReadAll(resp.Body)
 	return &testserver.Response{Status: resp.StatusCode, Header: resp.Header, Body: out}
 }
+
+// JSONObject decodes r's body as a JSON object, numbers as json.Number (ids stay exact).
+func JSONObject(t testing.TB, r *testserver.Response) map[string]any {
+	t.Helper()
+	var m map[string]any
+	dec := json.NewDecoder(bytes.NewReader(r.Body))
+	dec.UseNumber()
+	if err := dec.Decode(&m); err != nil {
+		t.Fatalf("status %d: body is not a JSON object: %v: %s", r.Status, err, r.Body)
+	}
+	return m
+}
+
+// CheckStatus reports whether r has status want; when not, it marks the test failed
+// (and goes on) with the body.
+func CheckStatus(t testing.TB, what string, r *testserver.Response, want int) bool {
+	t.Helper()
+	if r.Status != want {
+		t.Errorf("%s: status %d, want %d: %s", what, r.Status, want, r.Body)
+		return false
+	}
+	return true
+}

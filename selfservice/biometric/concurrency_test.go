@@ -40,7 +40,7 @@ func ccLoginRacingDelete(t *testing.T, srv *testserver.Server) {
 		var logins []signed
 		for i := 0; i < 4; i++ {
 			r := srv.Public(t, http.MethodPost, e2eMobileChallenge, "", map[string]any{"deviceFingerprint": fp})
-			if !e2eStatus(t, "mobile challenge", r, 200) {
+			if !testkit.CheckStatus(t, "mobile challenge", r, 200) {
 				t.FailNow()
 			}
 			c := e2eData(t, r)
@@ -68,7 +68,7 @@ func ccLoginRacingDelete(t *testing.T, srv *testserver.Server) {
 			}()
 		}
 		r := srv.Public(t, http.MethodDelete, e2eDevices+"/"+deviceID, u.JWT, nil)
-		if !e2eStatus(t, "delete during logins", r, 200) {
+		if !testkit.CheckStatus(t, "delete during logins", r, 200) {
 			t.FailNow()
 		}
 		wg.Wait()
@@ -93,7 +93,7 @@ func ccOneLogin(t *testing.T, srv *testserver.Server) {
 	e2eRegister(t, srv, u.JWT, fp, key)
 
 	r := srv.Public(t, http.MethodPost, e2eMobileChallenge, "", map[string]any{"deviceFingerprint": fp})
-	if !e2eStatus(t, "mobile challenge", r, 200) {
+	if !testkit.CheckStatus(t, "mobile challenge", r, 200) {
 		t.FailNow()
 	}
 	c := e2eData(t, r)
@@ -149,7 +149,7 @@ func ccDeleteDevice(t *testing.T, srv *testserver.Server) {
 	second := e2eMobileLogin(t, srv, fp, key, true)
 	// A refreshed family too: its new tokens were issued through the device as well.
 	r := srv.Public(t, http.MethodPost, e2eMobileRefresh, "", map[string]any{"refreshToken": second["refreshToken"]})
-	if !e2eStatus(t, "refresh before delete", r, 200) {
+	if !testkit.CheckStatus(t, "refresh before delete", r, 200) {
 		t.FailNow()
 	}
 	refreshed := e2eData(t, r)
@@ -164,7 +164,7 @@ func ccDeleteDevice(t *testing.T, srv *testserver.Server) {
 	// Another user's device id is "not found" and changes nothing.
 	other := e2eNewUser(t, srv)
 	r = srv.Public(t, http.MethodDelete, e2eDevices+"/"+deviceID, other.JWT, nil)
-	if e2eStatus(t, "delete another user's device", r, 404) {
+	if testkit.CheckStatus(t, "delete another user's device", r, 404) {
 		if msg := e2eErrMessage(t, r); msg != "Device not found or inactive" {
 			t.Errorf("message %q", msg)
 		}
@@ -174,7 +174,7 @@ func ccDeleteDevice(t *testing.T, srv *testserver.Server) {
 	}
 
 	r = srv.Public(t, http.MethodDelete, e2eDevices+"/"+deviceID, u.JWT, nil)
-	if !e2eStatus(t, "delete device", r, 200) {
+	if !testkit.CheckStatus(t, "delete device", r, 200) {
 		t.FailNow()
 	}
 	if d := e2eData(t, r); d["success"] != true || d["message"] != "Device deleted successfully" {
@@ -191,26 +191,26 @@ func ccDeleteDevice(t *testing.T, srv *testserver.Server) {
 	}
 	for i, rt := range refreshTokens {
 		r := srv.Public(t, http.MethodPost, e2eMobileRefresh, "", map[string]any{"refreshToken": rt})
-		if e2eStatus(t, "refresh token "+strconv.Itoa(i)+" after delete", r, 401) {
+		if testkit.CheckStatus(t, "refresh token "+strconv.Itoa(i)+" after delete", r, 401) {
 			e2eErrMessage(t, r)
 		}
 	}
 	r = srv.Public(t, http.MethodPost, e2eMobileChallenge, "", map[string]any{"deviceFingerprint": fp})
-	if e2eStatus(t, "mobile challenge for a deleted device", r, 404) {
+	if testkit.CheckStatus(t, "mobile challenge for a deleted device", r, 404) {
 		if msg := e2eErrMessage(t, r); msg != "Device not found or inactive" {
 			t.Errorf("message %q, want 'Device not found or inactive'", msg)
 		}
 	}
 	// The user's own password session was not issued through the device: still good.
 	r = srv.Public(t, http.MethodGet, e2eDevices, u.JWT, nil)
-	if e2eStatus(t, "list devices with the password session", r, 200) {
+	if testkit.CheckStatus(t, "list devices with the password session", r, 200) {
 		if list, _ := e2eGet(e2eData(t, r), "devices").([]any); len(list) != 0 {
 			t.Errorf("devices after delete: %s", r.Body)
 		}
 	}
 	// Deleting it again is 404.
 	r = srv.Public(t, http.MethodDelete, e2eDevices+"/"+deviceID, u.JWT, nil)
-	e2eStatus(t, "delete the deleted device", r, 404)
+	testkit.CheckStatus(t, "delete the deleted device", r, 404)
 
 	// The fingerprint is free again: register it with a new key and log in with it.
 	newKey := e2eNewKey(t)
@@ -224,12 +224,12 @@ func ccDeleteDevice(t *testing.T, srv *testserver.Server) {
 	}
 	// The old key no longer opens the fingerprint's sessions.
 	r = srv.Public(t, http.MethodPost, e2eMobileChallenge, "", map[string]any{"deviceFingerprint": fp})
-	if e2eStatus(t, "mobile challenge", r, 200) {
+	if testkit.CheckStatus(t, "mobile challenge", r, 200) {
 		c := e2eData(t, r)
 		r = srv.Public(t, http.MethodPost, e2eMobileBiometric, "", map[string]any{
 			"sessionId": c["sessionId"], "signedChallenge": key.Sign(t, e2eStr(c["challenge"])),
 		})
-		e2eStatus(t, "login with the deleted device's key", r, 401)
+		testkit.CheckStatus(t, "login with the deleted device's key", r, 401)
 	}
 }
 
@@ -263,7 +263,7 @@ func ccRefreshShapes(t *testing.T, srv *testserver.Server) {
 		wantLifetime(name+": login accessTokenExpiresAt", tokens["accessTokenExpiresAt"], time.Hour)
 
 		r := srv.Public(t, http.MethodPost, e2eMobileRefresh, "", map[string]any{"refreshToken": tokens["refreshToken"]})
-		if !e2eStatus(t, name+": refresh", r, 200) {
+		if !testkit.CheckStatus(t, name+": refresh", r, 200) {
 			continue
 		}
 		d := e2eData(t, r)
@@ -290,7 +290,7 @@ func ccRefreshShapes(t *testing.T, srv *testserver.Server) {
 
 		// Reuse of the rotated refresh token: 401, and the family (the new tokens) dies.
 		r = srv.Public(t, http.MethodPost, e2eMobileRefresh, "", map[string]any{"refreshToken": tokens["refreshToken"]})
-		e2eStatus(t, name+": reused refresh token", r, 401)
+		testkit.CheckStatus(t, name+": reused refresh token", r, 401)
 		if got := testkit.Introspect(t, srv, e2eStr(d["accessToken"]), ""); got["active"] != false {
 			t.Errorf("%s: after reuse the family's new access token is %v, want inactive", name, got)
 		}
@@ -325,7 +325,7 @@ func ccClaims(t *testing.T, srv *testserver.Server) {
 	check("biometric login", e2eStr(tokens["accessToken"]))
 
 	r := srv.Public(t, http.MethodPost, e2eMobileRefresh, "", map[string]any{"refreshToken": tokens["refreshToken"]})
-	if e2eStatus(t, "refresh", r, 200) {
+	if testkit.CheckStatus(t, "refresh", r, 200) {
 		check("refreshed", e2eStr(e2eData(t, r)["accessToken"]))
 	}
 
