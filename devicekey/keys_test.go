@@ -13,7 +13,6 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
-	"github.com/pvpipe/pvauth/internal/testkeys"
 	"math/big"
 	"os"
 	"os/exec"
@@ -23,6 +22,7 @@ import (
 	"time"
 
 	"github.com/pvpipe/pvauth/devicekey"
+	"github.com/pvpipe/pvauth/internal/testkeys"
 )
 
 func TestKeysParseAndVerifyEveryCombination(t *testing.T) {

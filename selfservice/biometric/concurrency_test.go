@@ -1,18 +1,14 @@
 package biometric_test
 
 import (
-	"encoding/base64"
-	"encoding/json"
-	"io"
 	"net/http"
-	"net/url"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/pvpipe/pvauth/internal/testdb"
+	"github.com/pvpipe/pvauth/internal/testkit"
 	"github.com/pvpipe/pvauth/internal/testserver"
 )
 
@@ -20,8 +16,7 @@ import (
 // (issue 3's acceptance), on both databases, over real HTTP. Rate limits stay off (the
 // test server's default) so that only the guarantees under test decide the answers.
 func TestConcurrency(t *testing.T) {
-	testdb.ForEach(t, func(t *testing.T, dsn string) {
-		srv := testserver.Start(t, dsn, nil)
+	testkit.ForEachDB(t, nil, func(t *testing.T, srv *testserver.Server) {
 		e2eCloseIdle(t, srv)
 		t.Run("OneSignedChallengeOneLogin", func(t *testing.T) { ccOneLogin(t, srv) })
 		t.Run("DeleteDeviceRevokesEverything", func(t *testing.T) { ccDeleteDevice(t, srv) })
@@ -45,7 +40,7 @@ func ccLoginRacingDelete(t *testing.T, srv *testserver.Server) {
 		var logins []signed
 		for i := 0; i < 4; i++ {
 			r := srv.Public(t, http.MethodPost, e2eMobileChallenge, "", map[string]any{"deviceFingerprint": fp})
-			if !e2eStatus(t, "mobile challenge", r, 200) {
+			if !testkit.CheckStatus(t, "mobile challenge", r, 200) {
 				t.FailNow()
 			}
 			c := e2eData(t, r)
@@ -73,7 +68,7 @@ func ccLoginRacingDelete(t *testing.T, srv *testserver.Server) {
 			}()
 		}
 		r := srv.Public(t, http.MethodDelete, e2eDevices+"/"+deviceID, u.JWT, nil)
-		if !e2eStatus(t, "delete during logins", r, 200) {
+		if !testkit.CheckStatus(t, "delete during logins", r, 200) {
 			t.FailNow()
 		}
 		wg.Wait()
@@ -82,7 +77,7 @@ func ccLoginRacingDelete(t *testing.T, srv *testserver.Server) {
 			if i%2 == 1 {
 				hint = "refresh_token"
 			}
-			if got := e2eIntrospect(t, srv, tok, hint); got["active"] != false {
+			if got := testkit.Introspect(t, srv, tok, hint); got["active"] != false {
 				t.Fatalf("round %d: a token minted by a login racing the delete survived it: %v", round, got)
 			}
 		}
@@ -98,7 +93,7 @@ func ccOneLogin(t *testing.T, srv *testserver.Server) {
 	e2eRegister(t, srv, u.JWT, fp, key)
 
 	r := srv.Public(t, http.MethodPost, e2eMobileChallenge, "", map[string]any{"deviceFingerprint": fp})
-	if !e2eStatus(t, "mobile challenge", r, 200) {
+	if !testkit.CheckStatus(t, "mobile challenge", r, 200) {
 		t.FailNow()
 	}
 	c := e2eData(t, r)
@@ -113,7 +108,7 @@ func ccOneLogin(t *testing.T, srv *testserver.Server) {
 		go func() {
 			defer wg.Done()
 			<-start
-			results[i] = e2eDo(srv, http.MethodPost, e2eMobileBiometric, "", body)
+			results[i] = testkit.PublicRequest(srv, http.MethodPost, e2eMobileBiometric, "", body)
 		}()
 	}
 	close(start)
@@ -141,37 +136,6 @@ func ccOneLogin(t *testing.T, srv *testserver.Server) {
 	}
 }
 
-// e2eIntrospect asks the admin port's RFC 7662 endpoint about token.
-func e2eIntrospect(t *testing.T, srv *testserver.Server, token, hint string) map[string]any {
-	t.Helper()
-	form := url.Values{"token": {token}}
-	if hint != "" {
-		form.Set("token_type_hint", hint)
-	}
-	req, err := http.NewRequest(http.MethodPost, srv.AdminURL+"/admin/oauth2/introspect", strings.NewReader(form.Encode()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	if keys := srv.Config.Serve.Admin.APIKeys; len(keys) > 0 {
-		req.Header.Set("Authorization", "Bearer "+keys[0])
-	}
-	resp, err := srv.Client.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	raw, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("introspect: %d %s", resp.StatusCode, raw)
-	}
-	var m map[string]any
-	if err := json.Unmarshal(raw, &m); err != nil {
-		t.Fatalf("introspect: %v: %s", err, raw)
-	}
-	return m
-}
-
 // Deleting a device: its access tokens introspect inactive, its refresh token fails,
 // /mobile/challenge for its fingerprint is 404, and the fingerprint can be registered
 // again (and used to log in).
@@ -185,14 +149,14 @@ func ccDeleteDevice(t *testing.T, srv *testserver.Server) {
 	second := e2eMobileLogin(t, srv, fp, key, true)
 	// A refreshed family too: its new tokens were issued through the device as well.
 	r := srv.Public(t, http.MethodPost, e2eMobileRefresh, "", map[string]any{"refreshToken": second["refreshToken"]})
-	if !e2eStatus(t, "refresh before delete", r, 200) {
+	if !testkit.CheckStatus(t, "refresh before delete", r, 200) {
 		t.FailNow()
 	}
 	refreshed := e2eData(t, r)
 	accessTokens := []string{e2eStr(first["accessToken"]), e2eStr(refreshed["accessToken"])}
 	refreshTokens := []string{e2eStr(first["refreshToken"]), e2eStr(refreshed["refreshToken"])}
 	for i, at := range accessTokens {
-		if got := e2eIntrospect(t, srv, at, ""); got["active"] != true || got["did"] != deviceID {
+		if got := testkit.Introspect(t, srv, at, ""); got["active"] != true || got["did"] != deviceID {
 			t.Fatalf("access token %d before delete: %v, want active with did %s", i, got, deviceID)
 		}
 	}
@@ -200,17 +164,17 @@ func ccDeleteDevice(t *testing.T, srv *testserver.Server) {
 	// Another user's device id is "not found" and changes nothing.
 	other := e2eNewUser(t, srv)
 	r = srv.Public(t, http.MethodDelete, e2eDevices+"/"+deviceID, other.JWT, nil)
-	if e2eStatus(t, "delete another user's device", r, 404) {
+	if testkit.CheckStatus(t, "delete another user's device", r, 404) {
 		if msg := e2eErrMessage(t, r); msg != "Device not found or inactive" {
 			t.Errorf("message %q", msg)
 		}
 	}
-	if got := e2eIntrospect(t, srv, accessTokens[0], ""); got["active"] != true {
+	if got := testkit.Introspect(t, srv, accessTokens[0], ""); got["active"] != true {
 		t.Fatalf("another user's delete revoked the device's token: %v", got)
 	}
 
 	r = srv.Public(t, http.MethodDelete, e2eDevices+"/"+deviceID, u.JWT, nil)
-	if !e2eStatus(t, "delete device", r, 200) {
+	if !testkit.CheckStatus(t, "delete device", r, 200) {
 		t.FailNow()
 	}
 	if d := e2eData(t, r); d["success"] != true || d["message"] != "Device deleted successfully" {
@@ -218,7 +182,7 @@ func ccDeleteDevice(t *testing.T, srv *testserver.Server) {
 	}
 
 	for i, at := range accessTokens {
-		if got := e2eIntrospect(t, srv, at, ""); got["active"] != false {
+		if got := testkit.Introspect(t, srv, at, ""); got["active"] != false {
 			t.Errorf("access token %d after delete introspects %v, want active false", i, got)
 		}
 		if r := srv.Public(t, http.MethodGet, e2eDevices, at, nil); r.Status != http.StatusUnauthorized {
@@ -227,26 +191,26 @@ func ccDeleteDevice(t *testing.T, srv *testserver.Server) {
 	}
 	for i, rt := range refreshTokens {
 		r := srv.Public(t, http.MethodPost, e2eMobileRefresh, "", map[string]any{"refreshToken": rt})
-		if e2eStatus(t, "refresh token "+strconv.Itoa(i)+" after delete", r, 401) {
+		if testkit.CheckStatus(t, "refresh token "+strconv.Itoa(i)+" after delete", r, 401) {
 			e2eErrMessage(t, r)
 		}
 	}
 	r = srv.Public(t, http.MethodPost, e2eMobileChallenge, "", map[string]any{"deviceFingerprint": fp})
-	if e2eStatus(t, "mobile challenge for a deleted device", r, 404) {
+	if testkit.CheckStatus(t, "mobile challenge for a deleted device", r, 404) {
 		if msg := e2eErrMessage(t, r); msg != "Device not found or inactive" {
 			t.Errorf("message %q, want 'Device not found or inactive'", msg)
 		}
 	}
 	// The user's own password session was not issued through the device: still good.
 	r = srv.Public(t, http.MethodGet, e2eDevices, u.JWT, nil)
-	if e2eStatus(t, "list devices with the password session", r, 200) {
+	if testkit.CheckStatus(t, "list devices with the password session", r, 200) {
 		if list, _ := e2eGet(e2eData(t, r), "devices").([]any); len(list) != 0 {
 			t.Errorf("devices after delete: %s", r.Body)
 		}
 	}
 	// Deleting it again is 404.
 	r = srv.Public(t, http.MethodDelete, e2eDevices+"/"+deviceID, u.JWT, nil)
-	e2eStatus(t, "delete the deleted device", r, 404)
+	testkit.CheckStatus(t, "delete the deleted device", r, 404)
 
 	// The fingerprint is free again: register it with a new key and log in with it.
 	newKey := e2eNewKey(t)
@@ -255,17 +219,17 @@ func ccDeleteDevice(t *testing.T, srv *testserver.Server) {
 		t.Errorf("re-registration reused the deleted device id %s", deviceID)
 	}
 	tokens := e2eMobileLogin(t, srv, fp, newKey, false)
-	if got := e2eIntrospect(t, srv, e2eStr(tokens["accessToken"]), ""); got["active"] != true || got["did"] != newID {
+	if got := testkit.Introspect(t, srv, e2eStr(tokens["accessToken"]), ""); got["active"] != true || got["did"] != newID {
 		t.Errorf("login with the re-registered fingerprint: %v", got)
 	}
 	// The old key no longer opens the fingerprint's sessions.
 	r = srv.Public(t, http.MethodPost, e2eMobileChallenge, "", map[string]any{"deviceFingerprint": fp})
-	if e2eStatus(t, "mobile challenge", r, 200) {
+	if testkit.CheckStatus(t, "mobile challenge", r, 200) {
 		c := e2eData(t, r)
 		r = srv.Public(t, http.MethodPost, e2eMobileBiometric, "", map[string]any{
 			"sessionId": c["sessionId"], "signedChallenge": key.Sign(t, e2eStr(c["challenge"])),
 		})
-		e2eStatus(t, "login with the deleted device's key", r, 401)
+		testkit.CheckStatus(t, "login with the deleted device's key", r, 401)
 	}
 }
 
@@ -299,7 +263,7 @@ func ccRefreshShapes(t *testing.T, srv *testserver.Server) {
 		wantLifetime(name+": login accessTokenExpiresAt", tokens["accessTokenExpiresAt"], time.Hour)
 
 		r := srv.Public(t, http.MethodPost, e2eMobileRefresh, "", map[string]any{"refreshToken": tokens["refreshToken"]})
-		if !e2eStatus(t, name+": refresh", r, 200) {
+		if !testkit.CheckStatus(t, name+": refresh", r, 200) {
 			continue
 		}
 		d := e2eData(t, r)
@@ -326,29 +290,11 @@ func ccRefreshShapes(t *testing.T, srv *testserver.Server) {
 
 		// Reuse of the rotated refresh token: 401, and the family (the new tokens) dies.
 		r = srv.Public(t, http.MethodPost, e2eMobileRefresh, "", map[string]any{"refreshToken": tokens["refreshToken"]})
-		e2eStatus(t, name+": reused refresh token", r, 401)
-		if got := e2eIntrospect(t, srv, e2eStr(d["accessToken"]), ""); got["active"] != false {
+		testkit.CheckStatus(t, name+": reused refresh token", r, 401)
+		if got := testkit.Introspect(t, srv, e2eStr(d["accessToken"]), ""); got["active"] != false {
 			t.Errorf("%s: after reuse the family's new access token is %v, want inactive", name, got)
 		}
 	}
-}
-
-// e2eJWTClaims decodes the payload of a JWT (no verification: the server is trusted here).
-func e2eJWTClaims(t *testing.T, token string) map[string]any {
-	t.Helper()
-	parts := strings.Split(token, ".")
-	if len(parts) != 3 {
-		t.Fatalf("not a JWT: %q", token)
-	}
-	raw, err := base64.RawURLEncoding.DecodeString(parts[1])
-	if err != nil {
-		t.Fatalf("JWT payload: %v", err)
-	}
-	var m map[string]any
-	if err := json.Unmarshal(raw, &m); err != nil {
-		t.Fatalf("JWT payload: %v: %s", err, raw)
-	}
-	return m
 }
 
 // The biometric access token carries amr ["hwk"] and did (API.md §2), also after refresh.
@@ -361,7 +307,7 @@ func ccClaims(t *testing.T, srv *testserver.Server) {
 
 	check := func(what, token string) {
 		t.Helper()
-		c := e2eJWTClaims(t, token)
+		c := testkit.JWTClaims(t, token)
 		amr, _ := c["amr"].([]any)
 		if len(amr) != 1 || amr[0] != "hwk" {
 			t.Errorf("%s: amr = %v, want [\"hwk\"]", what, c["amr"])
@@ -379,12 +325,12 @@ func ccClaims(t *testing.T, srv *testserver.Server) {
 	check("biometric login", e2eStr(tokens["accessToken"]))
 
 	r := srv.Public(t, http.MethodPost, e2eMobileRefresh, "", map[string]any{"refreshToken": tokens["refreshToken"]})
-	if e2eStatus(t, "refresh", r, 200) {
+	if testkit.CheckStatus(t, "refresh", r, 200) {
 		check("refreshed", e2eStr(e2eData(t, r)["accessToken"]))
 	}
 
 	// The password + TOTP session of the same user is not a device session.
-	c := e2eJWTClaims(t, u.JWT)
+	c := testkit.JWTClaims(t, u.JWT)
 	if _, ok := c["did"]; ok {
 		t.Errorf("password session carries did %v", c["did"])
 	}

@@ -1,6 +1,10 @@
 // Package biometric serves device keys: registration of a phone's public key by a signed
 // challenge, mobile login by signing a fresh challenge, device management and keygen.
-// What a device key is (model, key parsing, signature checks, pushes) lives in devicekey.
+// What a device key is (model, key parsing, signature checks, pushes, removal with its
+// sessions) lives in devicekey.
+//
+// handler.go maps each route to a Service method (service.go: registration, management,
+// keygen; login.go: mobile login); the handlers only decode and answer.
 package biometric
 
 import (

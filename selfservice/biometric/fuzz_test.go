@@ -3,11 +3,13 @@ package biometric_test
 import (
 	"encoding/base64"
 	"encoding/json"
-	"github.com/pvpipe/pvauth/internal/testkeys"
 	"net/http"
 	"os"
 	"strings"
 	"testing"
+
+	"github.com/pvpipe/pvauth/internal/testkeys"
+	"github.com/pvpipe/pvauth/internal/testkit"
 
 	"github.com/google/uuid"
 
@@ -43,10 +45,7 @@ func fzPost(t *testing.T, srv *testserver.Server, path, bearer string, body []by
 		t.Fatalf("POST %s %q: %d %s", path, body, resp.Status, resp.Body)
 	}
 	if resp.Status >= 300 {
-		var e mxErrBody
-		if err := json.Unmarshal(resp.Body, &e); err != nil || e.StatusCode != resp.Status || e.Message == "" || e.Error == "" {
-			t.Fatalf("POST %s %q: error body %s", path, body, resp.Body)
-		}
+		testkit.WantError(t, resp, resp.Status, "")
 	} else {
 		var env struct {
 			Data json.RawMessage `json:"data"`

@@ -1,7 +1,6 @@
 package biometric_test
 
 import (
-	"context"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -10,10 +9,7 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
-	"github.com/pvpipe/pvauth/internal/testkeys"
-	"io"
 	"net/http"
-	"net/url"
 	"strconv"
 	"strings"
 	"sync"
@@ -25,8 +21,9 @@ import (
 
 	"github.com/pvpipe/pvauth/devicekey"
 	"github.com/pvpipe/pvauth/internal/testdb"
+	"github.com/pvpipe/pvauth/internal/testkeys"
+	"github.com/pvpipe/pvauth/internal/testkit"
 	"github.com/pvpipe/pvauth/internal/testserver"
-	"github.com/pvpipe/pvauth/session"
 )
 
 // ---------------------------------------------------------------------------------------
@@ -49,50 +46,28 @@ type mxUser struct {
 	Token string
 }
 
-// mxNewUser creates an identity on the admin port and gives it a full access token from
-// the same token mechanism the password+TOTP flow uses.
+// mxNewUser creates an identity and gives it a full access token from the same token
+// mechanism the password+TOTP flow uses.
 func mxNewUser(t testing.TB, srv *testserver.Server) *mxUser {
 	t.Helper()
-	email := fmt.Sprintf("dev%d-%d@example.com", time.Now().UnixNano(), mxSeq.Add(1))
-	resp := srv.Admin(t, http.MethodPost, "/admin/identities", map[string]any{"email": email, "password": "correct horse battery staple"})
-	if resp.Status != http.StatusCreated {
-		t.Fatalf("create identity: %d %s", resp.Status, resp.Body)
-	}
-	var id struct {
-		ID int64 `json:"id"`
-	}
-	resp.Data(t, &id)
-	ts, err := srv.Registry.Tokens().Issue(context.Background(), session.IssueRequest{IdentityID: id.ID, Email: email, AMR: []string{"pwd", "otp"}})
-	if err != nil {
-		t.Fatalf("issue token: %v", err)
-	}
-	return &mxUser{ID: id.ID, Email: email, Token: ts.AccessToken}
+	id := testkit.CreateIdentity(t, srv, map[string]any{"email": testkit.UniqueEmail("dev")})
+	ts := testkit.IssueSession(t, srv, id)
+	return &mxUser{ID: id.ID, Email: id.Email, Token: ts.AccessToken}
 }
 
 func mxFingerprint(prefix string) string {
 	return fmt.Sprintf("%s-%d-%s", prefix, mxSeq.Add(1), uuid.NewString()[:8])
 }
 
-type mxErrBody struct {
-	Message    string `json:"message"`
-	StatusCode int    `json:"statusCode"`
-	Error      string `json:"error"`
-}
-
-// mxFails checks an error response: status, the contract's body, and that the message
-// contains each of words (a word starting with "^" must be the message's prefix).
+// mxFails checks an error response with testkit.WantError, and that the message
+// contains each of words as written (a word starting with "^" must be the message's
+// prefix).
 func mxFails(t testing.TB, what string, resp *testserver.Response, status int, words ...string) {
 	t.Helper()
 	if resp.Status != status {
 		t.Fatalf("%s: status %d, want %d: %s", what, resp.Status, status, resp.Body)
 	}
-	var e mxErrBody
-	if err := json.Unmarshal(resp.Body, &e); err != nil {
-		t.Fatalf("%s: error body %q: %v", what, resp.Body, err)
-	}
-	if e.StatusCode != status || e.Error == "" || e.Message == "" {
-		t.Fatalf("%s: error body %s does not follow the contract", what, resp.Body)
-	}
+	e := testkit.WantError(t, resp, status, "")
 	for _, w := range words {
 		if p, ok := strings.CutPrefix(w, "^"); ok {
 			if !strings.HasPrefix(e.Message, p) {
@@ -234,15 +209,7 @@ type mxIntrospection struct {
 
 func mxIntrospect(t testing.TB, srv *testserver.Server, token string) mxIntrospection {
 	t.Helper()
-	resp, err := srv.Client.PostForm(srv.AdminURL+"/admin/oauth2/introspect", url.Values{"token": {token}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	raw, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("introspect: %d %s", resp.StatusCode, raw)
-	}
+	raw, _ := json.Marshal(testkit.Introspect(t, srv, token, ""))
 	var in mxIntrospection
 	if err := json.Unmarshal(raw, &in); err != nil {
 		t.Fatalf("introspect %s: %v", raw, err)
@@ -277,8 +244,7 @@ func mxPEM(t testing.TB, pub crypto.PublicKey) string {
 // Every key format × algorithm × signature encoding × base64 form registers and logs in.
 func TestMatrixEveryCombinationRegistersAndLogsIn(t *testing.T) {
 	k := testkeys.KeySet(t)
-	testdb.ForEach(t, func(t *testing.T, dsn string) {
-		srv := testserver.Start(t, dsn, nil)
+	testkit.ForEachDB(t, nil, func(t *testing.T, srv *testserver.Server) {
 		u := mxNewUser(t, srv)
 		n := 0
 		for _, sg := range testkeys.Signers(k) {
@@ -332,8 +298,7 @@ func TestMatrixKeyAlgorithmMismatch(t *testing.T) {
 		{"garbage", "definitely not a key", devicekey.AlgES256},
 		{"private key", testkeys.PEM("PRIVATE KEY", mxPKCS8(t, k.EC)), devicekey.AlgES256},
 	}
-	testdb.ForEach(t, func(t *testing.T, dsn string) {
-		srv := testserver.Start(t, dsn, nil)
+	testkit.ForEachDB(t, nil, func(t *testing.T, srv *testserver.Server) {
 		u := mxNewUser(t, srv)
 		for _, c := range cases {
 			t.Run(c.name, func(t *testing.T) {
@@ -396,8 +361,7 @@ func TestMatrixBadSignatures(t *testing.T) {
 		}
 		return m
 	}
-	testdb.ForEach(t, func(t *testing.T, dsn string) {
-		srv := testserver.Start(t, dsn, nil)
+	testkit.ForEachDB(t, nil, func(t *testing.T, srv *testserver.Server) {
 		u := mxNewUser(t, srv)
 		for _, a := range algs {
 			t.Run(a.name, func(t *testing.T) {
@@ -436,8 +400,7 @@ func TestMatrixBadSignatures(t *testing.T) {
 // Unknown, malformed and foreign sessions are 400 "…expired…".
 func TestMatrixUnknownSessions(t *testing.T) {
 	k := testkeys.KeySet(t)
-	testdb.ForEach(t, func(t *testing.T, dsn string) {
-		srv := testserver.Start(t, dsn, nil)
+	testkit.ForEachDB(t, nil, func(t *testing.T, srv *testserver.Server) {
 		alice, bob := mxNewUser(t, srv), mxNewUser(t, srv)
 		sign := mxES256(t, k.EC)
 		pub := mxPEM(t, &k.EC.PublicKey)
@@ -484,8 +447,7 @@ func mxAlignSecond() {
 // An expired challenge: a good signature is 400 "expired", a bad one 401.
 func TestMatrixExpiredChallenges(t *testing.T) {
 	k := testkeys.KeySet(t)
-	testdb.ForEach(t, func(t *testing.T, dsn string) {
-		srv := testserver.Start(t, dsn, map[string]any{"ttl.challenge": "1s"})
+	testkit.ForEachDB(t, map[string]any{"ttl.challenge": "1s"}, func(t *testing.T, srv *testserver.Server) {
 		u := mxNewUser(t, srv)
 		sign := mxES256(t, k.EC)
 		badSign := mxES256(t, k.EC2)
@@ -523,8 +485,7 @@ func TestMatrixExpiredChallenges(t *testing.T) {
 // registrations race.
 func TestMatrixDuplicateFingerprint(t *testing.T) {
 	k := testkeys.KeySet(t)
-	testdb.ForEach(t, func(t *testing.T, dsn string) {
-		srv := testserver.Start(t, dsn, nil)
+	testkit.ForEachDB(t, nil, func(t *testing.T, srv *testserver.Server) {
 		alice, bob := mxNewUser(t, srv), mxNewUser(t, srv)
 		sign := mxES256(t, k.EC)
 		pub := mxPEM(t, &k.EC.PublicKey)
@@ -670,8 +631,7 @@ func TestMatrixKeygen(t *testing.T) {
 // Another user's device: invisible, not updatable, not deletable, and still working.
 func TestMatrixOtherUsersDevices(t *testing.T) {
 	k := testkeys.KeySet(t)
-	testdb.ForEach(t, func(t *testing.T, dsn string) {
-		srv := testserver.Start(t, dsn, nil)
+	testkit.ForEachDB(t, nil, func(t *testing.T, srv *testserver.Server) {
 		alice, bob := mxNewUser(t, srv), mxNewUser(t, srv)
 		aSign, bSign := mxES256(t, k.EC), mxSigner(t, k.RSA2048, devicekey.AlgRS256, "as-is", base64.StdEncoding)
 		aFP, bFP := mxFingerprint("alice"), mxFingerprint("bob")
@@ -737,8 +697,7 @@ func TestMatrixOtherUsersDevices(t *testing.T) {
 // deactivates and revokes.
 func TestMatrixAdminDevices(t *testing.T) {
 	k := testkeys.KeySet(t)
-	testdb.ForEach(t, func(t *testing.T, dsn string) {
-		srv := testserver.Start(t, dsn, nil)
+	testkit.ForEachDB(t, nil, func(t *testing.T, srv *testserver.Server) {
 		alice, bob := mxNewUser(t, srv), mxNewUser(t, srv)
 		sign1, sign2 := mxES256(t, k.EC), mxSigner(t, k.RSA3072, devicekey.AlgPS256, "as-is", base64.RawURLEncoding)
 		fp1, fp2 := mxFingerprint("admin1"), mxFingerprint("admin2")
@@ -828,8 +787,7 @@ func TestMatrixAdminDevices(t *testing.T) {
 // not a 500 on PostgreSQL. Other odd but storable strings work.
 func TestMatrixOddStrings(t *testing.T) {
 	k := testkeys.KeySet(t)
-	testdb.ForEach(t, func(t *testing.T, dsn string) {
-		srv := testserver.Start(t, dsn, nil)
+	testkit.ForEachDB(t, nil, func(t *testing.T, srv *testserver.Server) {
 		u := mxNewUser(t, srv)
 		pub := mxPEM(t, &k.EC.PublicKey)
 		body := func(name, fp string) map[string]any {

@@ -13,17 +13,10 @@ package biometric_test
 //     the live one is used; see seedState.accessToken and test 4.3.
 
 import (
-	"bytes"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
-	"crypto/sha256"
-	"crypto/x509"
-	"encoding/base64"
-	"encoding/json"
-	"encoding/pem"
 	"fmt"
-	"io"
 	"net/http"
 	"strconv"
 	"strings"
@@ -32,9 +25,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pquerna/otp/totp"
-
 	"github.com/pvpipe/pvauth/internal/testdb"
+	"github.com/pvpipe/pvauth/internal/testkeys"
+	"github.com/pvpipe/pvauth/internal/testkit"
 	"github.com/pvpipe/pvauth/internal/testserver"
 	"github.com/pvpipe/pvauth/push/fcmtest"
 )
@@ -54,22 +47,10 @@ const (
 	e2eConfirmation      = "/api/v1/auth/confirmation"
 )
 
-// e2eJSON decodes a response body as a JSON object.
-func e2eJSON(t testing.TB, r *testserver.Response) map[string]any {
-	t.Helper()
-	var m map[string]any
-	dec := json.NewDecoder(bytes.NewReader(r.Body))
-	dec.UseNumber()
-	if err := dec.Decode(&m); err != nil {
-		t.Fatalf("status %d: body is not a JSON object: %v: %s", r.Status, err, r.Body)
-	}
-	return m
-}
-
 // e2eData is the {"data": …} of a success body (nil when there is none, like JS).
 func e2eData(t testing.TB, r *testserver.Response) map[string]any {
 	t.Helper()
-	d, _ := e2eJSON(t, r)["data"].(map[string]any)
+	d, _ := testkit.JSONObject(t, r)["data"].(map[string]any)
 	return d
 }
 
@@ -101,28 +82,10 @@ func e2eExists(t testing.TB, what string, v any) {
 // e2eStr is v as a string ("" when it is not one).
 func e2eStr(v any) string { s, _ := v.(string); return s }
 
-// e2eStatus fails unless r has the status; it prints the body.
-func e2eStatus(t testing.TB, what string, r *testserver.Response, want int) bool {
-	t.Helper()
-	if r.Status != want {
-		t.Errorf("%s: status %d, want %d: %s", what, r.Status, want, r.Body)
-		return false
-	}
-	return true
-}
-
 // e2eErrMessage checks an error body (API.md §1) and returns its message.
 func e2eErrMessage(t testing.TB, r *testserver.Response) string {
 	t.Helper()
-	m := e2eJSON(t, r)
-	msg, ok := m["message"].(string)
-	if !ok {
-		t.Errorf("error body without a message: %s", r.Body)
-	}
-	if sc, _ := m["statusCode"].(json.Number); sc.String() != strconv.Itoa(r.Status) {
-		t.Errorf("error body statusCode %v, want %d: %s", m["statusCode"], r.Status, r.Body)
-	}
-	return msg
+	return testkit.WantError(t, r, r.Status, "").Message
 }
 
 // e2eKey is an ES256 device key, as generateES256KeyPair gives in the seed.
@@ -140,27 +103,14 @@ func e2eNewKey(t testing.TB) *e2eKey {
 // PEM is exportPublicKeyToPEM: SPKI in a PUBLIC KEY block.
 func (k *e2eKey) PEM(t testing.TB) string {
 	t.Helper()
-	der, err := x509.MarshalPKIXPublicKey(&k.priv.PublicKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}))
+	return testkeys.PEM("PUBLIC KEY", testkeys.MustDER(t, &k.priv.PublicKey))
 }
 
 // Sign is signWithPrivateKey(privateKey, base64Decode(challenge)) then base64Encode: ECDSA
 // P-256 over SHA-256 of the raw challenge bytes, ASN.1 DER, standard base64.
 func (k *e2eKey) Sign(t testing.TB, challenge string) string {
 	t.Helper()
-	raw, err := base64.StdEncoding.DecodeString(challenge)
-	if err != nil {
-		t.Fatalf("base64Decode(challenge %q): %v", challenge, err)
-	}
-	sum := sha256.Sum256(raw)
-	sig, err := ecdsa.SignASN1(rand.Reader, k.priv, sum[:])
-	if err != nil {
-		t.Fatal(err)
-	}
-	return base64.StdEncoding.EncodeToString(sig)
+	return testkeys.SignChallenge(t, k.priv, challenge)
 }
 
 var e2eSeq atomic.Int64
@@ -178,44 +128,12 @@ type e2eUser struct {
 	JWT   string
 }
 
-// e2eNewUser creates an identity on the admin API and logs it in through the real flow:
-// POST /login → pending token, GET /otp/setup → secret, POST /otp/verify → TokenSet.
+// e2eNewUser creates an identity and logs it in through the real flow (password, then
+// TOTP).
 func e2eNewUser(t testing.TB, srv *testserver.Server) *e2eUser {
 	t.Helper()
-	u := &e2eUser{Email: "bio-" + e2eUnique() + "@example.com"}
-	const password = "correct horse battery staple"
-	r := srv.Admin(t, http.MethodPost, "/admin/identities", map[string]any{"email": u.Email, "password": password})
-	if r.Status != http.StatusCreated {
-		t.Fatalf("create identity: %d %s", r.Status, r.Body)
-	}
-	id, err := e2eGet(e2eData(t, r), "id").(json.Number).Int64()
-	if err != nil {
-		t.Fatalf("identity id: %v: %s", err, r.Body)
-	}
-	u.ID = id
-	r = srv.Public(t, http.MethodPost, "/api/v1/auth/login", "", map[string]any{"email": u.Email, "password": password})
-	if r.Status != http.StatusOK {
-		t.Fatalf("login: %d %s", r.Status, r.Body)
-	}
-	pending := e2eStr(e2eGet(e2eData(t, r), "token"))
-	r = srv.Public(t, http.MethodGet, "/api/v1/auth/otp/setup", pending, nil)
-	if r.Status != http.StatusOK {
-		t.Fatalf("otp setup: %d %s", r.Status, r.Body)
-	}
-	secret := e2eStr(e2eGet(e2eData(t, r), "secret"))
-	code, err := totp.GenerateCode(secret, time.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
-	r = srv.Public(t, http.MethodPost, "/api/v1/auth/otp/verify", pending, map[string]any{"otp": code})
-	if r.Status != http.StatusOK {
-		t.Fatalf("otp verify: %d %s", r.Status, r.Body)
-	}
-	u.JWT = e2eStr(e2eGet(e2eData(t, r), "accessToken"))
-	if u.JWT == "" {
-		t.Fatalf("otp verify gave no access token: %s", r.Body)
-	}
-	return u
+	id := testkit.CreateIdentity(t, srv, map[string]any{"email": "bio-" + e2eUnique() + "@example.com"})
+	return &e2eUser{ID: id.ID, Email: id.Email, JWT: testkit.LoginTOTP(t, srv, id)}
 }
 
 // e2eRegister registers key under fingerprint for the bearer's user; it returns the
@@ -262,30 +180,6 @@ func e2eMobileLogin(t testing.TB, srv *testserver.Server, fingerprint string, ke
 		t.Fatalf("mobile biometric gave no tokens: %s", r.Body)
 	}
 	return tokens
-}
-
-// e2eDo is Server.Public for goroutines other than the test's: it returns a transport
-// error as a response with status 0 instead of calling t.Fatal.
-func e2eDo(srv *testserver.Server, method, path, bearer string, body any) *testserver.Response {
-	raw, err := json.Marshal(body)
-	if err != nil {
-		return &testserver.Response{Body: []byte(err.Error())}
-	}
-	req, err := http.NewRequest(method, srv.PublicURL+path, bytes.NewReader(raw))
-	if err != nil {
-		return &testserver.Response{Body: []byte(err.Error())}
-	}
-	req.Header.Set("Content-Type", "application/json")
-	if bearer != "" {
-		req.Header.Set("Authorization", "Bearer "+bearer)
-	}
-	resp, err := srv.Client.Do(req)
-	if err != nil {
-		return &testserver.Response{Body: []byte(err.Error())}
-	}
-	defer resp.Body.Close()
-	out, _ := io.ReadAll(resp.Body)
-	return &testserver.Response{Status: resp.StatusCode, Header: resp.Header, Body: out}
 }
 
 // e2eCloseIdle closes the client's idle connections before the server stops: the
@@ -394,8 +288,8 @@ func (s *seedState) test11(t *testing.T) {
 		"publicKey":         s.publicKeyPEM,
 		"keyAlgorithm":      seedTestDevice.KeyAlgorithm,
 	})
-	challenge := e2eJSON(t, challengeResponse)
-	e2eStatus(t, "register challenge", challengeResponse, 200)                       // seed: assert.equal(challengeResponse.status, 200)
+	challenge := testkit.JSONObject(t, challengeResponse)
+	testkit.CheckStatus(t, "register challenge", challengeResponse, 200)             // seed: assert.equal(challengeResponse.status, 200)
 	e2eExists(t, "challenge.data.sessionId", e2eGet(challenge, "data", "sessionId")) // seed: assert.exists(challenge.data.sessionId)
 	e2eExists(t, "challenge.data.challenge", e2eGet(challenge, "data", "challenge")) // seed: assert.exists(challenge.data.challenge)
 	if t.Failed() {
@@ -410,8 +304,8 @@ func (s *seedState) test11(t *testing.T) {
 		"sessionId":       e2eGet(challenge, "data", "sessionId"),
 		"signedChallenge": signatureBase64,
 	})
-	verification := e2eJSON(t, verifyResponse)
-	e2eStatus(t, "register verify", verifyResponse, 200) // seed: assert.equal(verifyResponse.status, 200)
+	verification := testkit.JSONObject(t, verifyResponse)
+	testkit.CheckStatus(t, "register verify", verifyResponse, 200) // seed: assert.equal(verifyResponse.status, 200)
 	if got := e2eGet(verification, "data", "success"); got != true {
 		t.Errorf("verification.data.success = %v, want true", got) // seed: assert.equal(verification.data.success, true)
 	}
@@ -439,7 +333,7 @@ func (s *seedState) test12(t *testing.T) {
 		"publicKey":         s.publicKeyPEM,
 		"keyAlgorithm":      seedTestDevice.KeyAlgorithm,
 	})
-	e2eStatus(t, "duplicate register challenge", duplicateResponse, 409) // seed: assert.equal(duplicateResponse.status, 409)
+	testkit.CheckStatus(t, "duplicate register challenge", duplicateResponse, 409) // seed: assert.equal(duplicateResponse.status, 409)
 	msg := e2eErrMessage(t, duplicateResponse)
 	if !strings.Contains(strings.ToLower(msg), "already registered") { // seed: assert.include(error.message.toLowerCase(), 'already registered')
 		t.Errorf("error.message = %q, want it to include 'already registered'", msg)
@@ -452,8 +346,8 @@ func (s *seedState) test21(t *testing.T) {
 	authChallengeResponse := s.srv.Public(t, http.MethodPost, e2eMobileChallenge, "", map[string]any{
 		"deviceFingerprint": seedTestDevice.DeviceFingerprint,
 	})
-	authChallenge := e2eJSON(t, authChallengeResponse)
-	e2eStatus(t, "mobile challenge", authChallengeResponse, 200)                             // seed: assert.equal(authChallengeResponse.status, 200)
+	authChallenge := testkit.JSONObject(t, authChallengeResponse)
+	testkit.CheckStatus(t, "mobile challenge", authChallengeResponse, 200)                   // seed: assert.equal(authChallengeResponse.status, 200)
 	e2eExists(t, "authChallenge.data.sessionId", e2eGet(authChallenge, "data", "sessionId")) // seed: assert.exists(authChallenge.data.sessionId)
 	if t.Failed() {
 		t.FailNow()
@@ -467,8 +361,8 @@ func (s *seedState) test21(t *testing.T) {
 		"signedChallenge": s.authSignature,
 		"rememberMe":      true,
 	})
-	loginResult := e2eJSON(t, loginResponse)
-	e2eStatus(t, "mobile biometric", loginResponse, 200) // seed: assert.equal(loginResponse.status, 200)
+	loginResult := testkit.JSONObject(t, loginResponse)
+	testkit.CheckStatus(t, "mobile biometric", loginResponse, 200) // seed: assert.equal(loginResponse.status, 200)
 	if got := e2eGet(loginResult, "data", "success"); got != true {
 		t.Errorf("loginResult.data.success = %v, want true", got) // seed: assert.equal(loginResult.data.success, true)
 	}
@@ -485,8 +379,8 @@ func (s *seedState) test22(t *testing.T) {
 	refreshResponse := s.srv.Public(t, http.MethodPost, e2eMobileRefresh, "", map[string]any{
 		"refreshToken": s.refreshToken,
 	})
-	refreshResult := e2eJSON(t, refreshResponse)
-	e2eStatus(t, "mobile refresh", refreshResponse, 200)                                           // seed: assert.equal(refreshResponse.status, 200)
+	refreshResult := testkit.JSONObject(t, refreshResponse)
+	testkit.CheckStatus(t, "mobile refresh", refreshResponse, 200)                                 // seed: assert.equal(refreshResponse.status, 200)
 	e2eExists(t, "refreshResult.data.accessToken", e2eGet(refreshResult, "data", "accessToken"))   // seed: assert.exists(refreshResult.data.accessToken)
 	e2eExists(t, "refreshResult.data.refreshToken", e2eGet(refreshResult, "data", "refreshToken")) // seed: assert.exists(refreshResult.data.refreshToken)
 	if got := e2eStr(e2eGet(refreshResult, "data", "refreshToken")); got == s.refreshToken {       // seed: assert.notEqual(refreshResult.data.refreshToken, refreshToken)
@@ -508,8 +402,8 @@ func (s *seedState) test42(t *testing.T) {
 	}
 	s.fcmToken = fcmTokenRequest["fcmToken"].(string)
 	fcmResponse := s.srv.Public(t, http.MethodPut, e2eFCMToken, s.accessToken, fcmTokenRequest)
-	fcmResult := e2eJSON(t, fcmResponse)
-	e2eStatus(t, "update fcm token", fcmResponse, 200) // seed: assert.equal(fcmResponse.status, 200)
+	fcmResult := testkit.JSONObject(t, fcmResponse)
+	testkit.CheckStatus(t, "update fcm token", fcmResponse, 200) // seed: assert.equal(fcmResponse.status, 200)
 	if got := e2eGet(fcmResult, "data", "success"); got != true {
 		t.Errorf("fcmResult.data.success = %v, want true", got) // seed: assert.equal(fcmResult.data.success, true)
 	}
@@ -576,8 +470,8 @@ func (s *seedState) test31(t *testing.T) {
 		},
 	}
 	initiateResponse := s.srv.Public(t, http.MethodPost, e2eConfirmation+"/initiate", s.accessToken, confirmationRequest)
-	confirmation := e2eJSON(t, initiateResponse)
-	e2eStatus(t, "confirmation initiate", initiateResponse, 200)                                     // seed: assert.equal(initiateResponse.status, 200)
+	confirmation := testkit.JSONObject(t, initiateResponse)
+	testkit.CheckStatus(t, "confirmation initiate", initiateResponse, 200)                           // seed: assert.equal(initiateResponse.status, 200)
 	e2eExists(t, "confirmation.data.confirmationId", e2eGet(confirmation, "data", "confirmationId")) // seed: assert.exists(confirmation.data.confirmationId)
 	e2eExists(t, "confirmation.data.challenge", e2eGet(confirmation, "data", "challenge"))           // seed: assert.exists(confirmation.data.challenge)
 	if t.Failed() {
@@ -590,7 +484,7 @@ func (s *seedState) test31(t *testing.T) {
 
 	// Step 2: Check initial status
 	statusResponse := s.srv.Public(t, http.MethodGet, e2eConfirmation+"/"+confirmationID+"/status", s.accessToken, nil)
-	status := e2eJSON(t, statusResponse)
+	status := testkit.JSONObject(t, statusResponse)
 	if got := e2eGet(status, "data", "status"); got != "pending" {
 		t.Errorf("status.data.status = %v, want pending: %s", got, statusResponse.Body) // seed: assert.equal(status.data.status, 'pending')
 	}
@@ -604,8 +498,8 @@ func (s *seedState) test31(t *testing.T) {
 		"deviceId":        s.deviceID,
 		"signedChallenge": confirmationSignature,
 	})
-	verifyResult := e2eJSON(t, verifyConfirmationResponse)
-	e2eStatus(t, "confirmation verify", verifyConfirmationResponse, 200) // seed: assert.equal(verifyConfirmationResponse.status, 200)
+	verifyResult := testkit.JSONObject(t, verifyConfirmationResponse)
+	testkit.CheckStatus(t, "confirmation verify", verifyConfirmationResponse, 200) // seed: assert.equal(verifyConfirmationResponse.status, 200)
 	if got := e2eGet(verifyResult, "data", "success"); got != true {
 		t.Errorf("verifyResult.data.success = %v, want true", got) // seed: assert.equal(verifyResult.data.success, true)
 	}
@@ -615,7 +509,7 @@ func (s *seedState) test31(t *testing.T) {
 
 	// Step 4: Verify final status
 	finalStatusResponse := s.srv.Public(t, http.MethodGet, e2eConfirmation+"/"+confirmationID+"/status", s.accessToken, nil)
-	finalStatus := e2eJSON(t, finalStatusResponse)
+	finalStatus := testkit.JSONObject(t, finalStatusResponse)
 	if got := e2eGet(finalStatus, "data", "status"); got != "approved" {
 		t.Errorf("finalStatus.data.status = %v, want approved", got) // seed: assert.equal(finalStatus.data.status, 'approved')
 	}
@@ -634,8 +528,8 @@ func (s *seedState) test32(t *testing.T) {
 		},
 	}
 	docResponse := s.srv.Public(t, http.MethodPost, e2eConfirmation+"/initiate", s.accessToken, documentConfirmation)
-	docConfirmation := e2eJSON(t, docResponse)
-	e2eStatus(t, "confirmation initiate", docResponse, 200) // seed: assert.equal(docResponse.status, 200)
+	docConfirmation := testkit.JSONObject(t, docResponse)
+	testkit.CheckStatus(t, "confirmation initiate", docResponse, 200) // seed: assert.equal(docResponse.status, 200)
 	if got := e2eGet(docConfirmation, "data", "actionType"); got != "approve_document" {
 		t.Errorf("docConfirmation.data.actionType = %v, want approve_document", got) // seed: assert.equal(docConfirmation.data.actionType, 'approve_document')
 	}
@@ -648,8 +542,8 @@ func (s *seedState) test32(t *testing.T) {
 // Test 4.1: List Devices.
 func (s *seedState) test41(t *testing.T) {
 	devicesResponse := s.srv.Public(t, http.MethodGet, e2eDevices, s.accessToken, nil)
-	devices := e2eJSON(t, devicesResponse)
-	e2eStatus(t, "list devices", devicesResponse, 200) // seed: assert.equal(devicesResponse.status, 200)
+	devices := testkit.JSONObject(t, devicesResponse)
+	testkit.CheckStatus(t, "list devices", devicesResponse, 200) // seed: assert.equal(devicesResponse.status, 200)
 	list, ok := e2eGet(devices, "data", "devices").([]any)
 	if !ok { // seed: assert.isArray(devices.data.devices)
 		t.Fatalf("devices.data.devices is not an array: %s", devicesResponse.Body)
@@ -676,8 +570,8 @@ func (s *seedState) test41(t *testing.T) {
 // Test 4.3: Delete Device.
 func (s *seedState) test43(t *testing.T) {
 	deleteResponse := s.srv.Public(t, http.MethodDelete, e2eDevices+"/"+s.deviceID, s.accessToken, nil)
-	deleteResult := e2eJSON(t, deleteResponse)
-	e2eStatus(t, "delete device", deleteResponse, 200) // seed: assert.equal(deleteResponse.status, 200)
+	deleteResult := testkit.JSONObject(t, deleteResponse)
+	testkit.CheckStatus(t, "delete device", deleteResponse, 200) // seed: assert.equal(deleteResponse.status, 200)
 	if got := e2eGet(deleteResult, "data", "success"); got != true {
 		t.Errorf("deleteResult.data.success = %v, want true", got) // seed: assert.equal(deleteResult.data.success, true)
 	}
@@ -691,8 +585,8 @@ func (s *seedState) test43(t *testing.T) {
 		t.Errorf("contract: the deleted device's access token: status %d, want 401: %s", r.Status, r.Body)
 	}
 	verifyDevicesResponse := s.srv.Public(t, http.MethodGet, e2eDevices, s.testUser.JWT, nil)
-	verifyDevices := e2eJSON(t, verifyDevicesResponse)
-	e2eStatus(t, "list devices", verifyDevicesResponse, 200)
+	verifyDevices := testkit.JSONObject(t, verifyDevicesResponse)
+	testkit.CheckStatus(t, "list devices", verifyDevicesResponse, 200)
 	list, ok := e2eGet(verifyDevices, "data", "devices").([]any)
 	if !ok {
 		t.Fatalf("verifyDevices.data.devices is not an array: %s", verifyDevicesResponse.Body)
@@ -712,7 +606,7 @@ func (s *seedState) test51(t *testing.T) {
 		"signedChallenge": invalidSignature,
 		"rememberMe":      false,
 	})
-	e2eStatus(t, "mobile biometric with an invalid signature", invalidResponse, 401) // seed: assert.equal(invalidResponse.status, 401)
+	testkit.CheckStatus(t, "mobile biometric with an invalid signature", invalidResponse, 401) // seed: assert.equal(invalidResponse.status, 401)
 	msg := e2eErrMessage(t, invalidResponse)
 	if !strings.Contains(strings.ToLower(msg), "signature") { // seed: assert.include(error.message.toLowerCase(), 'signature')
 		t.Errorf("error.message = %q, want it to include 'signature'", msg)
@@ -729,7 +623,7 @@ func (s *seedState) test52(t *testing.T) {
 		"signedChallenge": s.authSignature,
 		"rememberMe":      false,
 	})
-	e2eStatus(t, "mobile biometric on a used session", expiredResponse, 400) // seed: assert.equal(expiredResponse.status, 400)
+	testkit.CheckStatus(t, "mobile biometric on a used session", expiredResponse, 400) // seed: assert.equal(expiredResponse.status, 400)
 	msg := e2eErrMessage(t, expiredResponse)
 	if !strings.Contains(strings.ToLower(msg), "expired") { // seed: assert.include(expiredError.message.toLowerCase(), 'expired')
 		t.Errorf("expiredError.message = %q, want it to include 'expired'", msg)
@@ -750,7 +644,7 @@ func (s *seedState) test61(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			<-start
-			results[index] = e2eDo(s.srv, http.MethodPost, e2eRegisterChallenge, s.testUser.JWT, map[string]any{
+			results[index] = testkit.PublicRequest(s.srv, http.MethodPost, e2eRegisterChallenge, s.testUser.JWT, map[string]any{
 				"deviceName":        fmt.Sprintf("Test Device %d", index),
 				"deviceType":        seedTestDevice.DeviceType,
 				"deviceFingerprint": fmt.Sprintf("TEST-DEVICE-%d-%d", index, time.Now().UnixMilli()),
@@ -787,7 +681,7 @@ func (s *seedState) test62(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			<-start
-			rapidResults[i] = e2eDo(s.srv, http.MethodPost, e2eMobileChallenge, "", map[string]any{
+			rapidResults[i] = testkit.PublicRequest(s.srv, http.MethodPost, e2eMobileChallenge, "", map[string]any{
 				"deviceFingerprint": seedTestDevice.DeviceFingerprint,
 			})
 		}()

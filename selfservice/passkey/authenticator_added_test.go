@@ -4,14 +4,11 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
-	"crypto/sha256"
-	"crypto/x509"
-	"encoding/base64"
-	"encoding/pem"
 	"net/http"
 	"testing"
 
 	"github.com/pvpipe/pvauth/internal/testdb"
+	"github.com/pvpipe/pvauth/internal/testkeys"
 	"github.com/pvpipe/pvauth/internal/testserver"
 	"github.com/pvpipe/pvauth/push/fcmtest"
 )
@@ -23,11 +20,10 @@ func aaDevice(t *testing.T, srv *testserver.Server, a *account, tok string) stri
 	if err != nil {
 		t.Fatal(err)
 	}
-	der, _ := x509.MarshalPKIXPublicKey(&k.PublicKey)
 	fp := "aa-" + tok
 	r := srv.Public(t, http.MethodPost, "/api/v1/auth/devices/register/challenge", a.token, map[string]any{
 		"deviceName": "Phone " + tok, "deviceType": "mobile", "deviceFingerprint": fp, "keyAlgorithm": "ES256",
-		"publicKey": string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})),
+		"publicKey": testkeys.PEM("PUBLIC KEY", testkeys.MustDER(t, &k.PublicKey)),
 	})
 	var c struct {
 		Challenge string `json:"challenge"`
@@ -38,11 +34,8 @@ func aaDevice(t *testing.T, srv *testserver.Server, a *account, tok string) stri
 		t.Fatalf("register challenge: %d %s", r.Status, r.Body)
 	}
 	r.Data(t, &c)
-	raw, _ := base64.StdEncoding.DecodeString(c.Challenge)
-	sum := sha256.Sum256(raw)
-	sig, _ := ecdsa.SignASN1(rand.Reader, k, sum[:])
 	r = srv.Public(t, http.MethodPost, "/api/v1/auth/devices/register/verify", a.token,
-		map[string]any{"sessionId": c.SessionID, "signedChallenge": base64.StdEncoding.EncodeToString(sig)})
+		map[string]any{"sessionId": c.SessionID, "signedChallenge": testkeys.SignChallenge(t, k, c.Challenge)})
 	if r.Status != 200 {
 		t.Fatalf("register verify: %d %s", r.Status, r.Body)
 	}

@@ -1,7 +1,6 @@
 package passkey_test
 
 import (
-	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -11,16 +10,15 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/descope/virtualwebauthn"
 	"github.com/google/uuid"
 
-	"github.com/pvpipe/pvauth/internal/testdb"
+	"github.com/pvpipe/pvauth/audit"
+	"github.com/pvpipe/pvauth/internal/testkit"
 	"github.com/pvpipe/pvauth/internal/testserver"
-	"github.com/pvpipe/pvauth/session"
 )
 
 // The relying party of the test servers, and a virtual browser on its origin.
@@ -31,9 +29,8 @@ const (
 
 var goodRP = virtualwebauthn.RelyingParty{ID: rpID, Name: "pvauth test", Origin: rpOrigin}
 
-// startServer runs pvauth on dsn with the test relying party; extra adds config keys.
-func startServer(t testing.TB, dsn string, extra map[string]any) *testserver.Server {
-	t.Helper()
+// rp is the config of a server with the test relying party; extra adds keys.
+func rp(extra map[string]any) map[string]any {
 	set := map[string]any{
 		"webauthn.rp.id":           rpID,
 		"webauthn.rp.display_name": "pvauth test",
@@ -42,19 +39,14 @@ func startServer(t testing.TB, dsn string, extra map[string]any) *testserver.Ser
 	for k, v := range extra {
 		set[k] = v
 	}
-	return testserver.Start(t, dsn, set)
+	return set
 }
 
-// forEachDB runs fn against a fresh server on each database (SQLite in memory and a
-// fresh PostgreSQL database).
-func forEachDB(t *testing.T, extra map[string]any, fn func(t *testing.T, srv *testserver.Server)) {
+// startServer runs pvauth on dsn with the test relying party; extra adds config keys.
+func startServer(t testing.TB, dsn string, extra map[string]any) *testserver.Server {
 	t.Helper()
-	testdb.ForEach(t, func(t *testing.T, dsn string) {
-		fn(t, startServer(t, dsn, extra))
-	})
+	return testserver.Start(t, dsn, rp(extra))
 }
-
-var seq atomic.Int64
 
 // account is an identity with a full access token and the virtual authenticator that
 // holds its passkeys.
@@ -65,26 +57,13 @@ type account struct {
 	auth  virtualwebauthn.Authenticator
 }
 
-// newAccount creates an identity through the admin API and issues it a full token set
-// through the shared token mechanism (as a finished password+TOTP login would).
+// newAccount creates an identity and issues it a full token set through the shared
+// token mechanism (as a finished password+TOTP login would).
 func newAccount(t testing.TB, srv *testserver.Server) *account {
 	t.Helper()
-	email := fmt.Sprintf("pk%d-%d@example.com", time.Now().UnixNano(), seq.Add(1))
-	resp := srv.Admin(t, http.MethodPost, "/admin/identities", map[string]any{"email": email, "password": "correct horse battery staple"})
-	if resp.Status != http.StatusCreated {
-		t.Fatalf("create identity: %d %s", resp.Status, resp.Body)
-	}
-	var id struct {
-		ID int64 `json:"id"`
-	}
-	resp.Data(t, &id)
-	ts, err := srv.Registry.Tokens().Issue(context.Background(), session.IssueRequest{
-		IdentityID: id.ID, Email: email, AMR: []string{session.AMRPassword, session.AMROTP},
-	})
-	if err != nil {
-		t.Fatalf("issue tokens: %v", err)
-	}
-	return &account{id: id.ID, email: email, token: ts.AccessToken, auth: virtualwebauthn.NewAuthenticator()}
+	id := testkit.CreateIdentity(t, srv, map[string]any{"email": testkit.UniqueEmail("pk")})
+	ts := testkit.IssueSession(t, srv, id)
+	return &account{id: id.ID, email: id.Email, token: ts.AccessToken, auth: virtualwebauthn.NewAuthenticator()}
 }
 
 type beginResult struct {
@@ -125,12 +104,6 @@ type tokenSet struct {
 type loginResult struct {
 	Success bool     `json:"success"`
 	Tokens  tokenSet `json:"tokens"`
-}
-
-type errorBody struct {
-	Message    string `json:"message"`
-	StatusCode int    `json:"statusCode"`
-	Error      string `json:"error"`
 }
 
 // newCred is virtualwebauthn.NewCredential(KeyTypeEC2) without its flaw: it encodes the
@@ -254,45 +227,6 @@ func login(t testing.TB, srv *testserver.Server, a *account, pk *passkey, email 
 	return r.Tokens
 }
 
-// claims decodes the payload of a JWT (the signature is the server's business; /me
-// proves the token is accepted).
-func claims(t testing.TB, jwt string) map[string]any {
-	t.Helper()
-	parts := strings.Split(jwt, ".")
-	if len(parts) != 3 {
-		t.Fatalf("not a JWT: %q", jwt)
-	}
-	raw, err := base64.RawURLEncoding.DecodeString(parts[1])
-	if err != nil {
-		t.Fatalf("JWT payload: %v", err)
-	}
-	var c map[string]any
-	if err := json.Unmarshal(raw, &c); err != nil {
-		t.Fatalf("JWT payload: %v", err)
-	}
-	return c
-}
-
-// wantError checks a refusal: the status, the contract's error body, never a 5xx.
-func wantError(t testing.TB, resp *testserver.Response, status int, msgPart string) errorBody {
-	t.Helper()
-	if resp.Status >= 500 {
-		t.Fatalf("server error %d: %s", resp.Status, resp.Body)
-	}
-	if resp.Status != status {
-		t.Fatalf("status %d, want %d: %s", resp.Status, status, resp.Body)
-	}
-	var e errorBody
-	resp.JSON(t, &e)
-	if e.StatusCode != status || e.Message == "" || e.Error == "" {
-		t.Fatalf("error body %s does not follow the contract", resp.Body)
-	}
-	if msgPart != "" && !strings.Contains(strings.ToLower(e.Message), strings.ToLower(msgPart)) {
-		t.Fatalf("message %q does not contain %q", e.Message, msgPart)
-	}
-	return e
-}
-
 // adminPasskeys lists an identity's passkeys on the admin port (active or not).
 func adminPasskeys(t testing.TB, srv *testserver.Server, id int64) []credView {
 	t.Helper()
@@ -316,34 +250,23 @@ func findCred(cs []credView, id string) *credView {
 	return nil
 }
 
-type auditEvent struct {
-	Type     string         `json:"type"`
-	UserID   *int64         `json:"userId"`
-	Result   string         `json:"result"`
-	Reason   string         `json:"reason"`
-	Metadata map[string]any `json:"metadata"`
-}
-
-// passkeyEvents returns the identity's passkey audit events, after the queue is written.
-func passkeyEvents(t testing.TB, srv *testserver.Server, id int64) []auditEvent {
+// passkeyEvents returns the identity's passkey audit events (newest first).
+func passkeyEvents(t testing.TB, srv *testserver.Server, id int64) []audit.Event {
 	t.Helper()
-	srv.Registry.AuditLogger().Flush()
-	resp := srv.Admin(t, http.MethodGet, fmt.Sprintf("/admin/audit-events?userId=%d&type=passkey", id), nil)
-	if resp.Status != http.StatusOK {
-		t.Fatalf("audit events: %d %s", resp.Status, resp.Body)
+	var out []audit.Event
+	for _, e := range testkit.AuditEvents(t, srv, id) {
+		if e.Type == audit.TypePasskey {
+			out = append(out, e)
+		}
 	}
-	var out struct {
-		Events []auditEvent `json:"events"`
-	}
-	resp.Data(t, &out)
-	return out.Events
+	return out
 }
 
 // TestPasskeyRegisterAndLogin: registration, login with the email and discoverable
 // login; the tokens come from the shared mechanism with amr ["webauthn"] and honour
 // rememberMe; the credential records its AAGUID, counter and last use.
 func TestPasskeyRegisterAndLogin(t *testing.T) {
-	forEachDB(t, nil, func(t *testing.T, srv *testserver.Server) {
+	testkit.ForEachDB(t, rp(nil), func(t *testing.T, srv *testserver.Server) {
 		a := newAccount(t, srv)
 
 		// The creation options ask for a discoverable credential with user verification.
@@ -419,7 +342,7 @@ func TestPasskeyRegisterAndLogin(t *testing.T) {
 			t.Run(tc.name, func(t *testing.T) {
 				before := time.Now()
 				ts := login(t, srv, a, &pk, tc.email, tc.rememberMe)
-				cl := claims(t, ts.AccessToken)
+				cl := testkit.JWTClaims(t, ts.AccessToken)
 				amr, _ := cl["amr"].([]any)
 				if len(amr) != 1 || amr[0] != "webauthn" {
 					t.Fatalf("amr = %v, want [webauthn]", cl["amr"])
@@ -472,7 +395,7 @@ func TestPasskeyRegisterAndLogin(t *testing.T) {
 // TestPasskeyCeremonyRefusals: every forged, stale or misdirected ceremony is a 4xx with
 // the contract's error body, never a 5xx, and never issues tokens.
 func TestPasskeyCeremonyRefusals(t *testing.T) {
-	forEachDB(t, nil, func(t *testing.T, srv *testserver.Server) {
+	testkit.ForEachDB(t, rp(nil), func(t *testing.T, srv *testserver.Server) {
 		a := newAccount(t, srv)
 		pk := register(t, srv, a, "Phone")
 
@@ -482,47 +405,47 @@ func TestPasskeyCeremonyRefusals(t *testing.T) {
 			if r := loginFinish(t, srv, sid, resp, false); r.Status != http.StatusOK {
 				t.Fatalf("first use: %d %s", r.Status, r.Body)
 			}
-			wantError(t, loginFinish(t, srv, sid, resp, false), http.StatusBadRequest, "expired")
+			testkit.WantError(t, loginFinish(t, srv, sid, resp, false), http.StatusBadRequest, "expired")
 		})
 
 		t.Run("assertion for another session's challenge", func(t *testing.T) {
 			_, optsA := loginBegin(t, srv, "")
 			sidB, _ := loginBegin(t, srv, "")
-			wantError(t, loginFinish(t, srv, sidB, assert(a, &pk, goodRP, optsA), false), http.StatusUnauthorized, "")
+			testkit.WantError(t, loginFinish(t, srv, sidB, assert(a, &pk, goodRP, optsA), false), http.StatusUnauthorized, "")
 			// The session was spent by the failed attempt.
-			wantError(t, loginFinish(t, srv, sidB, assert(a, &pk, goodRP, optsA), false), http.StatusBadRequest, "expired")
+			testkit.WantError(t, loginFinish(t, srv, sidB, assert(a, &pk, goodRP, optsA), false), http.StatusBadRequest, "expired")
 		})
 
 		t.Run("assertion for another session's challenge with email", func(t *testing.T) {
 			_, optsA := loginBegin(t, srv, a.email)
 			sidB, _ := loginBegin(t, srv, a.email)
-			wantError(t, loginFinish(t, srv, sidB, assert(a, &pk, goodRP, optsA), false), http.StatusUnauthorized, "")
+			testkit.WantError(t, loginFinish(t, srv, sidB, assert(a, &pk, goodRP, optsA), false), http.StatusUnauthorized, "")
 		})
 
 		t.Run("wrong origin", func(t *testing.T) {
 			sid, opts := loginBegin(t, srv, a.email)
 			evil := virtualwebauthn.RelyingParty{ID: rpID, Name: "evil", Origin: "https://evil.test"}
-			wantError(t, loginFinish(t, srv, sid, assert(a, &pk, evil, opts), false), http.StatusUnauthorized, "")
+			testkit.WantError(t, loginFinish(t, srv, sid, assert(a, &pk, evil, opts), false), http.StatusUnauthorized, "")
 		})
 
 		t.Run("wrong origin scheme", func(t *testing.T) {
 			sid, opts := loginBegin(t, srv, "")
 			evil := virtualwebauthn.RelyingParty{ID: rpID, Name: "evil", Origin: "http://pvauth.test"}
-			wantError(t, loginFinish(t, srv, sid, assert(a, &pk, evil, opts), false), http.StatusUnauthorized, "")
+			testkit.WantError(t, loginFinish(t, srv, sid, assert(a, &pk, evil, opts), false), http.StatusUnauthorized, "")
 		})
 
 		t.Run("wrong RP id", func(t *testing.T) {
 			sid, opts := loginBegin(t, srv, a.email)
 			evil := virtualwebauthn.RelyingParty{ID: "evil.test", Name: "evil", Origin: rpOrigin}
-			wantError(t, loginFinish(t, srv, sid, assert(a, &pk, evil, opts), false), http.StatusUnauthorized, "")
+			testkit.WantError(t, loginFinish(t, srv, sid, assert(a, &pk, evil, opts), false), http.StatusUnauthorized, "")
 		})
 
 		t.Run("unknown credential", func(t *testing.T) {
 			stranger := passkey{cred: newCred()}
 			sid, opts := loginBegin(t, srv, "")
-			wantError(t, loginFinish(t, srv, sid, assert(a, &stranger, goodRP, opts), false), http.StatusUnauthorized, "")
+			testkit.WantError(t, loginFinish(t, srv, sid, assert(a, &stranger, goodRP, opts), false), http.StatusUnauthorized, "")
 			sid, opts = loginBegin(t, srv, a.email)
-			wantError(t, loginFinish(t, srv, sid, assert(a, &stranger, goodRP, opts), false), http.StatusUnauthorized, "")
+			testkit.WantError(t, loginFinish(t, srv, sid, assert(a, &stranger, goodRP, opts), false), http.StatusUnauthorized, "")
 		})
 
 		t.Run("credential id of a passkey with another key", func(t *testing.T) {
@@ -531,7 +454,7 @@ func TestPasskeyCeremonyRefusals(t *testing.T) {
 			forged.cred.ID = pk.cred.ID
 			forged.cred.Counter = pk.cred.Counter + 10
 			sid, opts := loginBegin(t, srv, a.email)
-			wantError(t, loginFinish(t, srv, sid, assert(a, &forged, goodRP, opts), false), http.StatusUnauthorized, "")
+			testkit.WantError(t, loginFinish(t, srv, sid, assert(a, &forged, goodRP, opts), false), http.StatusUnauthorized, "")
 		})
 
 		t.Run("user not verified", func(t *testing.T) {
@@ -540,7 +463,7 @@ func TestPasskeyCeremonyRefusals(t *testing.T) {
 			noUV.Options.UserNotVerified = true
 			pk.cred.Counter++
 			resp := json.RawMessage(virtualwebauthn.CreateAssertionResponse(goodRP, noUV, pk.cred, *opts))
-			wantError(t, loginFinish(t, srv, sid, resp, false), http.StatusUnauthorized, "")
+			testkit.WantError(t, loginFinish(t, srv, sid, resp, false), http.StatusUnauthorized, "")
 		})
 
 		t.Run("deleted credential", func(t *testing.T) {
@@ -549,16 +472,16 @@ func TestPasskeyCeremonyRefusals(t *testing.T) {
 				t.Fatalf("delete: %d %s", r.Status, r.Body)
 			}
 			sid, opts := loginBegin(t, srv, "")
-			wantError(t, loginFinish(t, srv, sid, assert(a, &spare, goodRP, opts), false), http.StatusUnauthorized, "")
+			testkit.WantError(t, loginFinish(t, srv, sid, assert(a, &spare, goodRP, opts), false), http.StatusUnauthorized, "")
 			sid, opts = loginBegin(t, srv, a.email)
-			wantError(t, loginFinish(t, srv, sid, assert(a, &spare, goodRP, opts), false), http.StatusUnauthorized, "")
+			testkit.WantError(t, loginFinish(t, srv, sid, assert(a, &spare, goodRP, opts), false), http.StatusUnauthorized, "")
 		})
 
 		t.Run("another user's passkey on a login for this email", func(t *testing.T) {
 			b := newAccount(t, srv)
 			bpk := register(t, srv, b, "B's key")
 			sid, opts := loginBegin(t, srv, a.email)
-			wantError(t, loginFinish(t, srv, sid, assert(b, &bpk, goodRP, opts), false), http.StatusUnauthorized, "")
+			testkit.WantError(t, loginFinish(t, srv, sid, assert(b, &bpk, goodRP, opts), false), http.StatusUnauthorized, "")
 			// B's passkey itself still works for B.
 			login(t, srv, b, &bpk, b.email, false)
 		})
@@ -566,13 +489,13 @@ func TestPasskeyCeremonyRefusals(t *testing.T) {
 		t.Run("unknown and malformed sessions", func(t *testing.T) {
 			_, opts := loginBegin(t, srv, "")
 			resp := assert(a, &pk, goodRP, opts)
-			wantError(t, loginFinish(t, srv, uuid.NewString(), resp, false), http.StatusBadRequest, "expired")
-			wantError(t, loginFinish(t, srv, "not-a-uuid", resp, false), http.StatusBadRequest, "expired")
-			wantError(t, srv.Public(t, http.MethodPost, "/api/v1/auth/passkeys/login/finish", "", map[string]any{"response": resp}),
+			testkit.WantError(t, loginFinish(t, srv, uuid.NewString(), resp, false), http.StatusBadRequest, "expired")
+			testkit.WantError(t, loginFinish(t, srv, "not-a-uuid", resp, false), http.StatusBadRequest, "expired")
+			testkit.WantError(t, srv.Public(t, http.MethodPost, "/api/v1/auth/passkeys/login/finish", "", map[string]any{"response": resp}),
 				http.StatusBadRequest, "sessionId")
 			// A registration ceremony is no login ceremony.
 			regSID, _ := registerBegin(t, srv, a, "x")
-			wantError(t, loginFinish(t, srv, regSID, resp, false), http.StatusBadRequest, "expired")
+			testkit.WantError(t, loginFinish(t, srv, regSID, resp, false), http.StatusBadRequest, "expired")
 		})
 
 		t.Run("malformed response", func(t *testing.T) {
@@ -589,14 +512,14 @@ func TestPasskeyCeremonyRefusals(t *testing.T) {
 			} {
 				sid, _ := loginBegin(t, srv, "")
 				r := srv.Public(t, http.MethodPost, "/api/v1/auth/passkeys/login/finish", "", fmt.Sprintf(body, sid))
-				wantError(t, r, http.StatusBadRequest, "")
+				testkit.WantError(t, r, http.StatusBadRequest, "")
 			}
 			// Not JSON at all.
-			wantError(t, srv.Public(t, http.MethodPost, "/api/v1/auth/passkeys/login/finish", "", "{"), http.StatusBadRequest, "")
-			wantError(t, srv.Public(t, http.MethodPost, "/api/v1/auth/passkeys/login/begin", "", "{"), http.StatusBadRequest, "")
+			testkit.WantError(t, srv.Public(t, http.MethodPost, "/api/v1/auth/passkeys/login/finish", "", "{"), http.StatusBadRequest, "")
+			testkit.WantError(t, srv.Public(t, http.MethodPost, "/api/v1/auth/passkeys/login/begin", "", "{"), http.StatusBadRequest, "")
 			// Registration too.
 			sid, _ := registerBegin(t, srv, a, "x")
-			wantError(t, srv.Public(t, http.MethodPost, "/api/v1/auth/passkeys/register/finish", a.token,
+			testkit.WantError(t, srv.Public(t, http.MethodPost, "/api/v1/auth/passkeys/register/finish", a.token,
 				fmt.Sprintf(`{"sessionId":"%s","response":{"id":"AAAA","rawId":"AAAA","type":"public-key","response":{"clientDataJSON":"e30","attestationObject":"AAAA"}}}`, sid)),
 				http.StatusBadRequest, "")
 		})
@@ -605,8 +528,8 @@ func TestPasskeyCeremonyRefusals(t *testing.T) {
 			c := newAccount(t, srv)
 			r1 := srv.Public(t, http.MethodPost, "/api/v1/auth/passkeys/login/begin", "", map[string]string{"email": c.email})
 			r2 := srv.Public(t, http.MethodPost, "/api/v1/auth/passkeys/login/begin", "", map[string]string{"email": "nobody-" + c.email})
-			e1 := wantError(t, r1, http.StatusBadRequest, "")
-			e2 := wantError(t, r2, http.StatusBadRequest, "")
+			e1 := testkit.WantError(t, r1, http.StatusBadRequest, "")
+			e2 := testkit.WantError(t, r2, http.StatusBadRequest, "")
 			if e1 != e2 {
 				t.Fatalf("login/begin tells an unknown email (%+v) from one without passkeys (%+v)", e2, e1)
 			}
@@ -618,7 +541,7 @@ func TestPasskeyCeremonyRefusals(t *testing.T) {
 			sid, opts := registerBegin(t, srv, a, "A's ceremony")
 			cred := newCred()
 			att := json.RawMessage(virtualwebauthn.CreateAttestationResponse(goodRP, b.auth, cred, *opts))
-			wantError(t, srv.Public(t, http.MethodPost, "/api/v1/auth/passkeys/register/finish", b.token,
+			testkit.WantError(t, srv.Public(t, http.MethodPost, "/api/v1/auth/passkeys/register/finish", b.token,
 				map[string]any{"sessionId": sid, "response": att}), http.StatusBadRequest, "expired")
 			// Wrong origin and wrong RP id at registration.
 			for _, rp := range []virtualwebauthn.RelyingParty{
@@ -627,7 +550,7 @@ func TestPasskeyCeremonyRefusals(t *testing.T) {
 			} {
 				sid, opts := registerBegin(t, srv, a, "evil")
 				att := json.RawMessage(virtualwebauthn.CreateAttestationResponse(rp, a.auth, cred, *opts))
-				wantError(t, srv.Public(t, http.MethodPost, "/api/v1/auth/passkeys/register/finish", a.token,
+				testkit.WantError(t, srv.Public(t, http.MethodPost, "/api/v1/auth/passkeys/register/finish", a.token,
 					map[string]any{"sessionId": sid, "response": att}), http.StatusUnauthorized, "")
 			}
 			// Replayed registration.
@@ -638,18 +561,18 @@ func TestPasskeyCeremonyRefusals(t *testing.T) {
 			if r := srv.Public(t, http.MethodPost, "/api/v1/auth/passkeys/register/finish", a.token, body); r.Status != http.StatusOK {
 				t.Fatalf("registration: %d %s", r.Status, r.Body)
 			}
-			wantError(t, srv.Public(t, http.MethodPost, "/api/v1/auth/passkeys/register/finish", a.token, body), http.StatusBadRequest, "expired")
+			testkit.WantError(t, srv.Public(t, http.MethodPost, "/api/v1/auth/passkeys/register/finish", a.token, body), http.StatusBadRequest, "expired")
 			// The same credential registered twice (a new ceremony) is a conflict.
 			sid, opts = registerBegin(t, srv, a, "Twice")
 			att = json.RawMessage(virtualwebauthn.CreateAttestationResponse(goodRP, a.auth, cred2, *opts))
-			wantError(t, srv.Public(t, http.MethodPost, "/api/v1/auth/passkeys/register/finish", a.token,
+			testkit.WantError(t, srv.Public(t, http.MethodPost, "/api/v1/auth/passkeys/register/finish", a.token,
 				map[string]any{"sessionId": sid, "response": att}), http.StatusConflict, "already registered")
 			// No token, a bad name.
-			wantError(t, srv.Public(t, http.MethodPost, "/api/v1/auth/passkeys/register/begin", "", map[string]string{"name": "x"}),
+			testkit.WantError(t, srv.Public(t, http.MethodPost, "/api/v1/auth/passkeys/register/begin", "", map[string]string{"name": "x"}),
 				http.StatusUnauthorized, "")
-			wantError(t, srv.Public(t, http.MethodPost, "/api/v1/auth/passkeys/register/begin", a.token, map[string]string{"name": " "}),
+			testkit.WantError(t, srv.Public(t, http.MethodPost, "/api/v1/auth/passkeys/register/begin", a.token, map[string]string{"name": " "}),
 				http.StatusBadRequest, "name")
-			wantError(t, srv.Public(t, http.MethodPost, "/api/v1/auth/passkeys/register/begin", a.token,
+			testkit.WantError(t, srv.Public(t, http.MethodPost, "/api/v1/auth/passkeys/register/begin", a.token,
 				map[string]string{"name": strings.Repeat("n", 256)}), http.StatusBadRequest, "name")
 		})
 
@@ -671,7 +594,7 @@ func TestPasskeyCeremonyRefusals(t *testing.T) {
 // TestPasskeyExpiredSession: a ceremony finished after ttl.webauthn_session is 400
 // "expired", for logins and registrations.
 func TestPasskeyExpiredSession(t *testing.T) {
-	forEachDB(t, map[string]any{"ttl.webauthn_session": "1s"}, func(t *testing.T, srv *testserver.Server) {
+	testkit.ForEachDB(t, rp(map[string]any{"ttl.webauthn_session": "1s"}), func(t *testing.T, srv *testserver.Server) {
 		a := newAccount(t, srv)
 		pk := register(t, srv, a, "Key")
 
@@ -680,10 +603,10 @@ func TestPasskeyExpiredSession(t *testing.T) {
 		sidReg, regOpts := registerBegin(t, srv, a, "Late")
 		time.Sleep(1200 * time.Millisecond)
 
-		wantError(t, loginFinish(t, srv, sidLogin, assert(a, &pk, goodRP, loginOpts), false), http.StatusBadRequest, "expired")
-		wantError(t, loginFinish(t, srv, sidDisc, assert(a, &pk, goodRP, discOpts), false), http.StatusBadRequest, "expired")
+		testkit.WantError(t, loginFinish(t, srv, sidLogin, assert(a, &pk, goodRP, loginOpts), false), http.StatusBadRequest, "expired")
+		testkit.WantError(t, loginFinish(t, srv, sidDisc, assert(a, &pk, goodRP, discOpts), false), http.StatusBadRequest, "expired")
 		att := json.RawMessage(virtualwebauthn.CreateAttestationResponse(goodRP, a.auth, newCred(), *regOpts))
-		wantError(t, srv.Public(t, http.MethodPost, "/api/v1/auth/passkeys/register/finish", a.token,
+		testkit.WantError(t, srv.Public(t, http.MethodPost, "/api/v1/auth/passkeys/register/finish", a.token,
 			map[string]any{"sessionId": sidReg, "response": att}), http.StatusBadRequest, "expired")
 
 		// A fresh ceremony within the lifetime works.
@@ -694,7 +617,7 @@ func TestPasskeyExpiredSession(t *testing.T) {
 // TestPasskeySignCountRegression: an assertion whose counter does not exceed the stored
 // one flags cloneWarning on the credential and writes an audit event.
 func TestPasskeySignCountRegression(t *testing.T) {
-	forEachDB(t, nil, func(t *testing.T, srv *testserver.Server) {
+	testkit.ForEachDB(t, rp(nil), func(t *testing.T, srv *testserver.Server) {
 		a := newAccount(t, srv)
 		pk := register(t, srv, a, "Cloned?")
 

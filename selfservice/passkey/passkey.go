@@ -1,5 +1,9 @@
 // Package passkey serves WebAuthn / FIDO2 passkeys: registration, login with an email or
 // username-less (discoverable), and credential management.
+//
+// handler.go maps each route to a Service method: service.go holds the relying party and
+// what the ceremonies share, register.go and login.go the two ceremonies, manage.go the
+// listing, renaming and removal (devicekey.Authenticators, shared with device keys).
 package passkey
 
 import (

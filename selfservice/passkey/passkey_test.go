@@ -12,6 +12,7 @@ import (
 	"github.com/descope/virtualwebauthn"
 	"github.com/google/uuid"
 
+	"github.com/pvpipe/pvauth/internal/testkit"
 	"github.com/pvpipe/pvauth/internal/testserver"
 )
 
@@ -65,7 +66,7 @@ func profilePrompt(t testing.TB, srv *testserver.Server, token string) string {
 // TestPasskeyManagement: the user's list, rename, delete and prompt status, and the
 // admin listing and deletion; another user's passkey is 404 on every route.
 func TestPasskeyManagement(t *testing.T) {
-	forEachDB(t, nil, func(t *testing.T, srv *testserver.Server) {
+	testkit.ForEachDB(t, rp(nil), func(t *testing.T, srv *testserver.Server) {
 		a := newAccount(t, srv)
 		b := newAccount(t, srv)
 
@@ -93,7 +94,7 @@ func TestPasskeyManagement(t *testing.T) {
 		if got := listOwn(t, srv, b.token); len(got) != 1 || got[0].ID != kb.id {
 			t.Fatalf("B's list: %+v", got)
 		}
-		wantError(t, srv.Public(t, http.MethodGet, "/api/v1/auth/passkeys", "", nil), http.StatusUnauthorized, "")
+		testkit.WantError(t, srv.Public(t, http.MethodGet, "/api/v1/auth/passkeys", "", nil), http.StatusUnauthorized, "")
 
 		t.Run("rename", func(t *testing.T) {
 			r := srv.Public(t, http.MethodPatch, "/api/v1/auth/passkeys/"+k1.id, a.token, map[string]string{"name": "  Work laptop  "})
@@ -112,17 +113,17 @@ func TestPasskeyManagement(t *testing.T) {
 					t.Fatalf("renamed to %q", c.Name)
 				}
 			}
-			wantError(t, srv.Public(t, http.MethodPatch, "/api/v1/auth/passkeys/"+k1.id, a.token, map[string]string{"name": ""}), http.StatusBadRequest, "name")
-			wantError(t, srv.Public(t, http.MethodPatch, "/api/v1/auth/passkeys/"+k1.id, a.token,
+			testkit.WantError(t, srv.Public(t, http.MethodPatch, "/api/v1/auth/passkeys/"+k1.id, a.token, map[string]string{"name": ""}), http.StatusBadRequest, "name")
+			testkit.WantError(t, srv.Public(t, http.MethodPatch, "/api/v1/auth/passkeys/"+k1.id, a.token,
 				map[string]string{"name": strings.Repeat("x", 256)}), http.StatusBadRequest, "name")
-			wantError(t, srv.Public(t, http.MethodPatch, "/api/v1/auth/passkeys/"+k1.id, "", map[string]string{"name": "x"}), http.StatusUnauthorized, "")
+			testkit.WantError(t, srv.Public(t, http.MethodPatch, "/api/v1/auth/passkeys/"+k1.id, "", map[string]string{"name": "x"}), http.StatusUnauthorized, "")
 		})
 
 		t.Run("another user's passkey is 404", func(t *testing.T) {
 			for _, id := range []string{kb.id, uuid.NewString(), "not-a-uuid"} {
-				wantError(t, srv.Public(t, http.MethodPatch, "/api/v1/auth/passkeys/"+id, a.token, map[string]string{"name": "mine now"}),
+				testkit.WantError(t, srv.Public(t, http.MethodPatch, "/api/v1/auth/passkeys/"+id, a.token, map[string]string{"name": "mine now"}),
 					http.StatusNotFound, "")
-				wantError(t, srv.Public(t, http.MethodDelete, "/api/v1/auth/passkeys/"+id, a.token, nil), http.StatusNotFound, "")
+				testkit.WantError(t, srv.Public(t, http.MethodDelete, "/api/v1/auth/passkeys/"+id, a.token, nil), http.StatusNotFound, "")
 			}
 			// B's passkey is untouched and still signs B in.
 			if got := listOwn(t, srv, b.token); len(got) != 1 || got[0].Name != "B's key" || !got[0].IsActive {
@@ -143,10 +144,10 @@ func TestPasskeyManagement(t *testing.T) {
 			if c := findCred(adminPasskeys(t, srv, a.id), k2.id); c == nil || c.IsActive {
 				t.Fatalf("admin view of the deleted passkey: %+v", c)
 			}
-			wantError(t, srv.Public(t, http.MethodDelete, "/api/v1/auth/passkeys/"+k2.id, a.token, nil), http.StatusNotFound, "")
-			wantError(t, srv.Public(t, http.MethodPatch, "/api/v1/auth/passkeys/"+k2.id, a.token, map[string]string{"name": "back"}), http.StatusNotFound, "")
+			testkit.WantError(t, srv.Public(t, http.MethodDelete, "/api/v1/auth/passkeys/"+k2.id, a.token, nil), http.StatusNotFound, "")
+			testkit.WantError(t, srv.Public(t, http.MethodPatch, "/api/v1/auth/passkeys/"+k2.id, a.token, map[string]string{"name": "back"}), http.StatusNotFound, "")
 			sid, opts := loginBegin(t, srv, "")
-			wantError(t, loginFinish(t, srv, sid, assert(a, &k2, goodRP, opts), false), http.StatusUnauthorized, "")
+			testkit.WantError(t, loginFinish(t, srv, sid, assert(a, &k2, goodRP, opts), false), http.StatusUnauthorized, "")
 		})
 
 		t.Run("prompt status", func(t *testing.T) {
@@ -171,9 +172,9 @@ func TestPasskeyManagement(t *testing.T) {
 					t.Fatalf("after PUT %s, /me says %q", st, got)
 				}
 			}
-			wantError(t, srv.Public(t, http.MethodPut, "/api/v1/auth/passkeys/prompt", c.token, map[string]string{"status": "maybe"}), http.StatusBadRequest, "status")
-			wantError(t, srv.Public(t, http.MethodPut, "/api/v1/auth/passkeys/prompt", c.token, map[string]string{}), http.StatusBadRequest, "status")
-			wantError(t, srv.Public(t, http.MethodPut, "/api/v1/auth/passkeys/prompt", "", map[string]string{"status": "accepted"}), http.StatusUnauthorized, "")
+			testkit.WantError(t, srv.Public(t, http.MethodPut, "/api/v1/auth/passkeys/prompt", c.token, map[string]string{"status": "maybe"}), http.StatusBadRequest, "status")
+			testkit.WantError(t, srv.Public(t, http.MethodPut, "/api/v1/auth/passkeys/prompt", c.token, map[string]string{}), http.StatusBadRequest, "status")
+			testkit.WantError(t, srv.Public(t, http.MethodPut, "/api/v1/auth/passkeys/prompt", "", map[string]string{"status": "accepted"}), http.StatusUnauthorized, "")
 			// Another user's status is not touched.
 			if got := profilePrompt(t, srv, a.token); got != "pending" {
 				t.Fatalf("A's status changed to %q", got)
@@ -193,10 +194,10 @@ func TestPasskeyManagement(t *testing.T) {
 			if r := srv.Admin(t, http.MethodGet, "/admin/identities/999999/passkeys", nil); r.Status != http.StatusNotFound {
 				t.Fatalf("unknown identity: %d %s", r.Status, r.Body)
 			}
-			wantError(t, srv.Admin(t, http.MethodGet, "/admin/identities/abc/passkeys", nil), http.StatusBadRequest, "id")
+			testkit.WantError(t, srv.Admin(t, http.MethodGet, "/admin/identities/abc/passkeys", nil), http.StatusBadRequest, "id")
 			// Deleting B's passkey under A's id is 404; under B's it works.
-			wantError(t, srv.Admin(t, http.MethodDelete, fmt.Sprintf("/admin/identities/%d/passkeys/%s", a.id, kb.id), nil), http.StatusNotFound, "")
-			wantError(t, srv.Admin(t, http.MethodDelete, fmt.Sprintf("/admin/identities/%d/passkeys/%s", a.id, "nope"), nil), http.StatusNotFound, "")
+			testkit.WantError(t, srv.Admin(t, http.MethodDelete, fmt.Sprintf("/admin/identities/%d/passkeys/%s", a.id, kb.id), nil), http.StatusNotFound, "")
+			testkit.WantError(t, srv.Admin(t, http.MethodDelete, fmt.Sprintf("/admin/identities/%d/passkeys/%s", a.id, "nope"), nil), http.StatusNotFound, "")
 			r := srv.Admin(t, http.MethodDelete, fmt.Sprintf("/admin/identities/%d/passkeys/%s", b.id, kb.id), nil)
 			if r.Status != http.StatusOK {
 				t.Fatalf("admin delete: %d %s", r.Status, r.Body)
@@ -205,8 +206,8 @@ func TestPasskeyManagement(t *testing.T) {
 				t.Fatalf("B still lists %+v", got)
 			}
 			sid, opts := loginBegin(t, srv, "")
-			wantError(t, loginFinish(t, srv, sid, assert(b, &kb, goodRP, opts), false), http.StatusUnauthorized, "")
-			wantError(t, srv.Admin(t, http.MethodDelete, fmt.Sprintf("/admin/identities/%d/passkeys/%s", b.id, kb.id), nil), http.StatusNotFound, "")
+			testkit.WantError(t, loginFinish(t, srv, sid, assert(b, &kb, goodRP, opts), false), http.StatusUnauthorized, "")
+			testkit.WantError(t, srv.Admin(t, http.MethodDelete, fmt.Sprintf("/admin/identities/%d/passkeys/%s", b.id, kb.id), nil), http.StatusNotFound, "")
 			deleted := 0
 			for _, e := range passkeyEvents(t, srv, b.id) {
 				if e.Metadata["event"] == "delete" && e.Metadata["by"] == "admin" {
@@ -223,7 +224,7 @@ func TestPasskeyManagement(t *testing.T) {
 // TestPasskeyCheck: check tells whether an email has active passkeys, and answers an
 // unknown email exactly as an email without passkeys.
 func TestPasskeyCheck(t *testing.T) {
-	forEachDB(t, nil, func(t *testing.T, srv *testserver.Server) {
+	testkit.ForEachDB(t, rp(nil), func(t *testing.T, srv *testserver.Server) {
 		with := newAccount(t, srv)
 		pk := register(t, srv, with, "Key")
 		without := newAccount(t, srv)
@@ -263,9 +264,9 @@ func TestPasskeyCheck(t *testing.T) {
 		}
 		// Nor does a disabled identity's passkey sign in.
 		sid, opts := loginBegin(t, srv, "")
-		wantError(t, loginFinish(t, srv, sid, assert(with, &pk, goodRP, opts), false), http.StatusUnauthorized, "")
-		wantError(t, srv.Public(t, http.MethodPost, "/api/v1/auth/passkeys/check", "", map[string]string{}), http.StatusBadRequest, "email")
-		wantError(t, srv.Public(t, http.MethodPost, "/api/v1/auth/passkeys/check", "", "not json"), http.StatusBadRequest, "")
+		testkit.WantError(t, loginFinish(t, srv, sid, assert(with, &pk, goodRP, opts), false), http.StatusUnauthorized, "")
+		testkit.WantError(t, srv.Public(t, http.MethodPost, "/api/v1/auth/passkeys/check", "", map[string]string{}), http.StatusBadRequest, "email")
+		testkit.WantError(t, srv.Public(t, http.MethodPost, "/api/v1/auth/passkeys/check", "", "not json"), http.StatusBadRequest, "")
 	})
 }
 
