@@ -178,6 +178,7 @@ func (r *Registry) registerRoutes(pw *password.Handler) error {
 	health.RegisterAdminRoutes(r.admin)
 	pw.RegisterPublicRoutes(r.public)
 	pw.RegisterAdminRoutes(r.admin)
+	session.NewAccountHandler(r).RegisterPublicRoutes(r.public)
 	sh := session.NewHandler(r)
 	sh.RegisterPublicRoutes(r.public)
 	sh.RegisterAdminRoutes(r.admin)
