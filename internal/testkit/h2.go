@@ -8,20 +8,16 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/pvpipe/pvauth/internal/testserver"
+	"github.com/pvpipe/pvauth/session"
 )
 
 // Tokens is the contract's TokenSet as a client reads it, plus the recovery codes a
 // TOTP enrolment adds.
 type Tokens struct {
-	AccessToken           string    `json:"accessToken"`
-	AccessTokenExpiresAt  time.Time `json:"accessTokenExpiresAt"`
-	RefreshToken          string    `json:"refreshToken"`
-	RefreshTokenExpiresAt time.Time `json:"refreshTokenExpiresAt"`
-	Signature             string    `json:"signature"`
-	RecoveryCodes         []string  `json:"recoveryCodes"`
+	session.TokenSet
+	RecoveryCodes []string `json:"recoveryCodes"`
 }
 
 // WantTokens decodes a 200 answer carrying a complete token set.

@@ -22,6 +22,13 @@ type SetupResult struct {
 	QRCodePNG  string `json:"qrCodePng"`
 }
 
+// Errors of the second factor.
+var (
+	ErrBadOTP      = x.ErrUnauthorized.Derive("Invalid one-time code.")
+	ErrOTPEnrolled = x.ErrConflict.Derive("TOTP is already enrolled for this account.")
+	ErrSetupFirst  = x.ErrBadRequest.Derive("TOTP is not set up yet: call GET /api/v1/auth/otp/setup first.")
+)
+
 // SetupOTP gives the pending login of an identity without TOTP a new secret, kept
 // (sealed) on the flow until the first code confirms it.
 func (s *Service) SetupOTP(ctx context.Context, pendingToken string) (*SetupResult, error) {
