@@ -92,15 +92,14 @@ func (s *Service) VerifyOTP(ctx context.Context, pendingToken, code string) (*Ve
 		return nil, ErrPendingInvalid
 	}
 	var recovery []string
-	method := "totp"
-	sid := uuid.NewString()
+	method, sid := "enroll", uuid.NewString()
 	if !id.MFAEnabled {
 		recovery, err = s.enroll(ctx, f, id, code, sid)
-		method = "enroll"
 	} else {
 		method, err = s.checkSecondFactor(ctx, id, code)
 	}
 	if err != nil {
+		// A wrong code (a 401) is a counted failure; a server error is none.
 		var xe *x.Error
 		if errors.As(err, &xe) && errors.Is(xe, x.ErrUnauthorized) {
 			s.d.AuditLogger().Log(ctx, audit.Event{Type: audit.TypeOTPVerify, UserID: audit.Int64(id.ID), Result: audit.ResultFailure,
