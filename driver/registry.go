@@ -185,6 +185,7 @@ func (r *Registry) registerRoutes(pw *password.Handler) error {
 	health.RegisterAdminRoutes(r.admin)
 	pw.RegisterPublicRoutes(r.public)
 	pw.RegisterAdminRoutes(r.admin)
+	session.NewAccountHandler(r).RegisterPublicRoutes(r.public)
 	session.NewHandler(r).RegisterAdminRoutes(r.admin)
 	identity.NewHandler(r).RegisterAdminRoutes(r.admin)
 	bio := biometric.NewHandler(r)

@@ -77,7 +77,7 @@ func ccLoginRacingDelete(t *testing.T, srv *testserver.Server) {
 			if i%2 == 1 {
 				hint = "refresh_token"
 			}
-			if got := testkit.Introspect(t, srv, tok, hint); got["active"] != false {
+			if got := testkit.IntrospectClaims(t, srv, tok, hint); got["active"] != false {
 				t.Fatalf("round %d: a token minted by a login racing the delete survived it: %v", round, got)
 			}
 		}
@@ -156,7 +156,7 @@ func ccDeleteDevice(t *testing.T, srv *testserver.Server) {
 	accessTokens := []string{e2eStr(first["accessToken"]), e2eStr(refreshed["accessToken"])}
 	refreshTokens := []string{e2eStr(first["refreshToken"]), e2eStr(refreshed["refreshToken"])}
 	for i, at := range accessTokens {
-		if got := testkit.Introspect(t, srv, at, ""); got["active"] != true || got["did"] != deviceID {
+		if got := testkit.IntrospectClaims(t, srv, at, ""); got["active"] != true || got["did"] != deviceID {
 			t.Fatalf("access token %d before delete: %v, want active with did %s", i, got, deviceID)
 		}
 	}
@@ -169,7 +169,7 @@ func ccDeleteDevice(t *testing.T, srv *testserver.Server) {
 			t.Errorf("message %q", msg)
 		}
 	}
-	if got := testkit.Introspect(t, srv, accessTokens[0], ""); got["active"] != true {
+	if got := testkit.IntrospectClaims(t, srv, accessTokens[0], ""); got["active"] != true {
 		t.Fatalf("another user's delete revoked the device's token: %v", got)
 	}
 
@@ -182,7 +182,7 @@ func ccDeleteDevice(t *testing.T, srv *testserver.Server) {
 	}
 
 	for i, at := range accessTokens {
-		if got := testkit.Introspect(t, srv, at, ""); got["active"] != false {
+		if got := testkit.IntrospectClaims(t, srv, at, ""); got["active"] != false {
 			t.Errorf("access token %d after delete introspects %v, want active false", i, got)
 		}
 		if r := srv.Public(t, http.MethodGet, e2eDevices, at, nil); r.Status != http.StatusUnauthorized {
@@ -219,7 +219,7 @@ func ccDeleteDevice(t *testing.T, srv *testserver.Server) {
 		t.Errorf("re-registration reused the deleted device id %s", deviceID)
 	}
 	tokens := e2eMobileLogin(t, srv, fp, newKey, false)
-	if got := testkit.Introspect(t, srv, e2eStr(tokens["accessToken"]), ""); got["active"] != true || got["did"] != newID {
+	if got := testkit.IntrospectClaims(t, srv, e2eStr(tokens["accessToken"]), ""); got["active"] != true || got["did"] != newID {
 		t.Errorf("login with the re-registered fingerprint: %v", got)
 	}
 	// The old key no longer opens the fingerprint's sessions.
@@ -291,7 +291,7 @@ func ccRefreshShapes(t *testing.T, srv *testserver.Server) {
 		// Reuse of the rotated refresh token: 401, and the family (the new tokens) dies.
 		r = srv.Public(t, http.MethodPost, e2eMobileRefresh, "", map[string]any{"refreshToken": tokens["refreshToken"]})
 		testkit.CheckStatus(t, name+": reused refresh token", r, 401)
-		if got := testkit.Introspect(t, srv, e2eStr(d["accessToken"]), ""); got["active"] != false {
+		if got := testkit.IntrospectClaims(t, srv, e2eStr(d["accessToken"]), ""); got["active"] != false {
 			t.Errorf("%s: after reuse the family's new access token is %v, want inactive", name, got)
 		}
 	}

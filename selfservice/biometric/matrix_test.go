@@ -209,7 +209,7 @@ type mxIntrospection struct {
 
 func mxIntrospect(t testing.TB, srv *testserver.Server, token string) mxIntrospection {
 	t.Helper()
-	raw, _ := json.Marshal(testkit.Introspect(t, srv, token, ""))
+	raw, _ := json.Marshal(testkit.IntrospectClaims(t, srv, token, ""))
 	var in mxIntrospection
 	if err := json.Unmarshal(raw, &in); err != nil {
 		t.Fatalf("introspect %s: %v", raw, err)

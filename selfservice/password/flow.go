@@ -1,5 +1,6 @@
-// Package password serves the password + TOTP self-service API: /login, /otp/setup,
-// /otp/verify, /me, /refresh and /logout.
+// Package password is the password + TOTP login: /login, /otp/setup, /otp/verify, and
+// the service-to-service /admin/otp/verify. The session it ends in is package session's
+// (/me, /refresh, /logout).
 package password
 
 import (

@@ -82,19 +82,21 @@ const (
 type recoveryHasher struct{ keys [][]byte }
 
 func newRecoveryHasher(secrets []string) *recoveryHasher {
-	h := &recoveryHasher{}
-	for _, s := range secrets {
-		m := hmac.New(sha256.New, []byte(s))
-		m.Write([]byte("pvauth recovery codes v2"))
-		h.keys = append(h.keys, m.Sum(nil))
+	keys := make([][]byte, len(secrets))
+	for i, s := range secrets {
+		keys[i] = hmacSHA256([]byte(s), "pvauth recovery codes v2")
 	}
-	return h
+	return &recoveryHasher{keys: keys}
+}
+
+func hmacSHA256(key []byte, msg string) []byte {
+	m := hmac.New(sha256.New, key)
+	m.Write([]byte(msg))
+	return m.Sum(nil)
 }
 
 func (h *recoveryHasher) hashWith(key []byte, identityID int64, code string) string {
-	m := hmac.New(sha256.New, key)
-	m.Write([]byte(strconv.FormatInt(identityID, 10) + ":" + normalizeRecoveryCode(code)))
-	return hex.EncodeToString(m.Sum(nil))
+	return hex.EncodeToString(hmacSHA256(key, strconv.FormatInt(identityID, 10)+":"+normalizeRecoveryCode(code)))
 }
 
 // hash is the stored form of a new code.
