@@ -12,11 +12,6 @@ import (
 	"github.com/pvpipe/pvauth/session"
 )
 
-var (
-	_ session.TokenPersister = (*Persister)(nil)
-	_ session.KeyPersister   = (*Persister)(nil)
-)
-
 // tokenTables maps token kinds to their tables; kinds are never taken from input.
 var tokenTables = map[string]string{
 	session.KindAccess:  "oauth2_access",
