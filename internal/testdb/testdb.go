@@ -31,6 +31,20 @@ func ForEach(t *testing.T, fn func(t *testing.T, dsn string)) {
 	t.Run("postgres", func(t *testing.T) { fn(t, Postgres(t)) })
 }
 
+// ForEachKind runs fn as a subtest once per database kind, like ForEach, handing it a
+// constructor of fresh, empty databases of that kind instead of one database: a storage
+// conformance suite gives each of its checks a store of its own.
+func ForEachKind(t *testing.T, fn func(t *testing.T, newDSN func(t testing.TB) string)) {
+	t.Helper()
+	t.Run("sqlite", func(t *testing.T) { fn(t, SQLiteFile) })
+	t.Run("postgres", func(t *testing.T) {
+		if os.Getenv(EnvPostgres) == "" {
+			Postgres(t) // skips here once (or fails under CI), not in every check
+		}
+		fn(t, Postgres)
+	})
+}
+
 // SQLiteFile returns the DSN of a new SQLite file in the test's temporary directory.
 func SQLiteFile(t testing.TB) string {
 	t.Helper()

@@ -1,0 +1,22 @@
+package sql_test
+
+import (
+	"testing"
+
+	"github.com/pvpipe/pvauth/internal/testdb"
+	"github.com/pvpipe/pvauth/persistence/conformance"
+	sqlp "github.com/pvpipe/pvauth/persistence/sql"
+)
+
+// TestConformance runs every persister interface's conformance suite on SQLite and
+// PostgreSQL, each check on a fresh database.
+func TestConformance(t *testing.T) {
+	testdb.ForEachKind(t, func(t *testing.T, newDSN func(t testing.TB) string) {
+		newStore := func(t *testing.T) *sqlp.Persister { return testdb.Persister(t, newDSN(t)) }
+		t.Run("identity.Persister", func(t *testing.T) { conformance.RunIdentity(t, newStore) })
+		t.Run("oauth2.Persister", func(t *testing.T) { conformance.RunOAuth2(t, newStore) })
+		t.Run("oauth2.LoginSessionPersister", func(t *testing.T) { conformance.RunLoginSessions(t, newStore) })
+		t.Run("oauth2.CIBAPersister", func(t *testing.T) { conformance.RunCIBA(t, newStore) })
+		t.Run("confirmation.Persister", func(t *testing.T) { conformance.RunConfirmations(t, newStore) })
+	})
+}
