@@ -18,5 +18,7 @@ func TestConformance(t *testing.T) {
 		t.Run("oauth2.LoginSessionPersister", func(t *testing.T) { conformance.RunLoginSessions(t, newStore) })
 		t.Run("oauth2.CIBAPersister", func(t *testing.T) { conformance.RunCIBA(t, newStore) })
 		t.Run("confirmation.Persister", func(t *testing.T) { conformance.RunConfirmations(t, newStore) })
+		t.Run("password.FlowPersister", func(t *testing.T) { conformance.RunLoginFlows(t, newStore) })
+		t.Run("passkey.Persister", func(t *testing.T) { conformance.RunPasskeys(t, newStore) })
 	})
 }
