@@ -83,4 +83,29 @@ func wantUTC(t *testing.T, what string, got, want time.Time) {
 	}
 }
 
+// wantOrdered fails unless rows hold exactly the ids, oldest first and by id within a
+// second (creation times are whole seconds).
+func wantOrdered[T any](t *testing.T, what string, rows []T, key func(T) (time.Time, string), ids ...string) {
+	t.Helper()
+	want := map[string]bool{}
+	for _, id := range ids {
+		want[id] = true
+	}
+	for i, r := range rows {
+		at, id := key(r)
+		if !want[id] {
+			t.Fatalf("%s: unexpected row %s", what, id)
+		}
+		if i > 0 {
+			prevAt, prevID := key(rows[i-1])
+			if at.Before(prevAt) || (at.Equal(prevAt) && id < prevID) {
+				t.Fatalf("%s: %s (%v) listed after %s (%v)", what, id, at, prevID, prevAt)
+			}
+		}
+	}
+	if len(rows) != len(ids) {
+		t.Fatalf("%s: %d rows, want %d", what, len(rows), len(ids))
+	}
+}
+
 func ptr[T any](v T) *T { return &v }

@@ -104,8 +104,9 @@ func passkeyCredentials[P PasskeyStore](t *testing.T, p P) {
 	must(t, err)
 	active, err := p.ListPasskeys(ctx, owner, true)
 	must(t, err)
-	if len(all) != 2 || all[0].ID != a.ID || all[0].Name != "mine" || len(active) != 1 || active[0].ID != a.ID {
-		t.Fatalf("lists: all %+v active %+v", all, active)
+	wantOrdered(t, "all passkeys", all, func(c passkey.Credential) (time.Time, string) { return c.CreatedAt, c.ID }, a.ID, b.ID)
+	if len(active) != 1 || active[0].ID != a.ID || active[0].Name != "mine" {
+		t.Fatalf("active passkeys: %+v", active)
 	}
 	if none, err := p.ListPasskeys(ctx, other, false); err != nil || none == nil || len(none) != 0 {
 		t.Fatalf("no passkeys is an empty list: %#v %v", none, err)

@@ -20,5 +20,7 @@ func TestConformance(t *testing.T) {
 		t.Run("confirmation.Persister", func(t *testing.T) { conformance.RunConfirmations(t, newStore) })
 		t.Run("password.FlowPersister", func(t *testing.T) { conformance.RunLoginFlows(t, newStore) })
 		t.Run("passkey.Persister", func(t *testing.T) { conformance.RunPasskeys(t, newStore) })
+		t.Run("devicekey.Persister", func(t *testing.T) { conformance.RunDevices(t, newStore) })
+		t.Run("biometric.Persister", func(t *testing.T) { conformance.RunDeviceChallenges(t, newStore) })
 	})
 }
