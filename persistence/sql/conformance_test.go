@@ -22,5 +22,8 @@ func TestConformance(t *testing.T) {
 		t.Run("passkey.Persister", func(t *testing.T) { conformance.RunPasskeys(t, newStore) })
 		t.Run("devicekey.Persister", func(t *testing.T) { conformance.RunDevices(t, newStore) })
 		t.Run("biometric.Persister", func(t *testing.T) { conformance.RunDeviceChallenges(t, newStore) })
+		t.Run("session.TokenPersister", func(t *testing.T) { conformance.RunTokens(t, newStore) })
+		t.Run("session.KeyPersister", func(t *testing.T) { conformance.RunKeys(t, newStore) })
+		t.Run("janitor.Persister", func(t *testing.T) { conformance.RunJanitor(t, newStore) })
 	})
 }

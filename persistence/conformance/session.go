@@ -1,0 +1,135 @@
+package conformance
+
+import (
+	"context"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/pvpipe/pvauth/identity"
+	"github.com/pvpipe/pvauth/session"
+)
+
+// TokenStore is session.TokenPersister with identities to be the subjects of tokens.
+type TokenStore interface {
+	session.TokenPersister
+	identity.Persister
+}
+
+// RunTokens checks session.TokenPersister: tokens of each kind read back as stored,
+// deactivation once, family and subject revocation (counting the sessions ended, only
+// of that subject or device), deletion, and the subject's gate.
+func RunTokens[P TokenStore](t *testing.T, newStore func(t *testing.T) P) {
+	run(t, newStore, []check[P]{
+		{"Rows", tokenRows[P]},
+		{"Revocation", tokenRevocation[P]},
+		{"SubjectActive", tokenSubjectActive[P]},
+	})
+}
+
+// RunKeys checks session.KeyPersister: keys listed newest first, and a retirement that
+// keeps the given key and any newer one active.
+func RunKeys[P session.KeyPersister](t *testing.T, newStore func(t *testing.T) P) {
+	run(t, newStore, []check[P]{{"Rotation", keyRotation[P]}})
+}
+
+func newToken(t *testing.T, p session.TokenPersister, kind, requestID, subject string, device *string) *session.TokenRow {
+	t.Helper()
+	exp := time.Now().Add(time.Hour)
+	r := &session.TokenRow{Signature: kind + "-" + uuid.NewString(), RequestID: requestID, RequestedAt: time.Now(), ClientID: "c",
+		Scope: "openid", GrantedScope: "openid", Form: "{}", SessionData: "{}", Subject: subject, DeviceID: device, Active: true, ExpiresAt: &exp}
+	must(t, p.InsertToken(context.Background(), kind, r))
+	return r
+}
+
+func tokenRows[P TokenStore](t *testing.T, p P) {
+	ctx := context.Background()
+	for _, kind := range []string{session.KindAccess, session.KindRefresh, session.KindCode} {
+		r := newToken(t, p, kind, "req", "1", ptr("dev"))
+		got, err := p.GetToken(ctx, kind, r.Signature)
+		must(t, err)
+		if got.RequestID != "req" || got.Subject != "1" || *got.DeviceID != "dev" || !got.Active || got.ExpiresAt == nil {
+			t.Fatalf("%s round trip: %+v", kind, got)
+		}
+		wantUTC(t, kind+" requested_at", got.RequestedAt, r.RequestedAt)
+		ok, err := p.DeactivateToken(ctx, kind, r.Signature)
+		wantOK(t, kind+" deactivate", ok, err, true)
+		ok, err = p.DeactivateToken(ctx, kind, r.Signature)
+		wantOK(t, kind+" deactivate again", ok, err, false)
+		must(t, p.DeleteToken(ctx, kind, r.Signature))
+		_, err = p.GetToken(ctx, kind, r.Signature)
+		wantErr(t, kind+" deleted", err, session.ErrTokenNotFound)
+	}
+	newToken(t, p, session.KindCode, "fam", "1", nil)
+	newToken(t, p, session.KindCode, "fam", "1", nil)
+	if n, err := p.DeactivateFamily(ctx, session.KindCode, "fam"); err != nil || n != 2 {
+		t.Fatalf("deactivate a family: %d %v", n, err)
+	}
+}
+
+func tokenRevocation[P TokenStore](t *testing.T, p P) {
+	ctx := context.Background()
+	sub, other := strconv.FormatInt(newIdentity(t, p), 10), strconv.FormatInt(newIdentity(t, p), 10)
+	famAccess, famRefresh := newToken(t, p, session.KindAccess, "f1", sub, nil), newToken(t, p, session.KindRefresh, "f1", sub, nil)
+	must(t, p.RevokeFamily(ctx, "f1"))
+	for kind, r := range map[string]*session.TokenRow{session.KindAccess: famAccess, session.KindRefresh: famRefresh} {
+		if got, _ := p.GetToken(ctx, kind, r.Signature); got.Active {
+			t.Fatalf("%s of a revoked family is active", kind)
+		}
+	}
+	onDevice := newToken(t, p, session.KindRefresh, "f2", sub, ptr("d1"))
+	newToken(t, p, session.KindRefresh, "f3", sub, ptr("d2"))
+	code := newToken(t, p, session.KindCode, "f4", sub, nil)
+	kept := newToken(t, p, session.KindRefresh, "f5", other, nil)
+	if n, err := p.RevokeDevice(ctx, sub, "d1"); err != nil || n != 1 {
+		t.Fatalf("revoke a device: %d sessions, %v", n, err)
+	}
+	if got, _ := p.GetToken(ctx, session.KindRefresh, onDevice.Signature); got.Active {
+		t.Fatal("the device's token is active")
+	}
+	if n, err := p.RevokeSubject(ctx, sub); err != nil || n != 1 {
+		t.Fatalf("revoke the subject: %d sessions, %v (want the one left)", n, err)
+	}
+	if got, _ := p.GetToken(ctx, session.KindCode, code.Signature); got.Active {
+		t.Fatal("the subject's unexchanged code is active")
+	}
+	if got, _ := p.GetToken(ctx, session.KindRefresh, kept.Signature); !got.Active {
+		t.Fatal("another subject's token was revoked")
+	}
+}
+
+func tokenSubjectActive[P TokenStore](t *testing.T, p P) {
+	ctx := context.Background()
+	id := newIdentity(t, p)
+	ok, err := p.SubjectActive(ctx, id)
+	wantOK(t, "an active identity", ok, err, true)
+	i, err := p.GetIdentity(ctx, id)
+	must(t, err)
+	i.State = identity.StateDisabled
+	must(t, p.UpdateIdentity(ctx, i))
+	ok, err = p.SubjectActive(ctx, id)
+	wantOK(t, "a disabled identity", ok, err, false)
+	ok, err = p.SubjectActive(ctx, id+1000)
+	wantOK(t, "no identity", ok, err, false)
+}
+
+func keyRotation[P session.KeyPersister](t *testing.T, p P) {
+	ctx := context.Background()
+	base := time.Now().UTC()
+	for i, kid := range []string{"k1", "k2", "k3"} {
+		must(t, p.InsertSigningKey(ctx, &session.StoredKey{KID: kid, Alg: "RS256", PrivateKey: "priv", PublicJWK: "{}",
+			State: session.KeyActive, CreatedAt: base.Add(time.Duration(i) * time.Second)}))
+	}
+	must(t, p.RetireSigningKeys(ctx, "k2", base.Add(time.Minute)))
+	ks, err := p.ListSigningKeys(ctx)
+	must(t, err)
+	if len(ks) != 3 || ks[0].KID != "k3" || ks[1].KID != "k2" || ks[2].KID != "k1" {
+		t.Fatalf("newest first: %+v", ks)
+	}
+	if ks[0].State != session.KeyActive || ks[1].State != session.KeyActive || ks[2].State != session.KeyRetired || ks[2].RetiredAt == nil {
+		t.Fatalf("k1 retired, k2 (kept) and k3 (newer) active: %+v", ks)
+	}
+	wantUTC(t, "retired_at", *ks[2].RetiredAt, base.Add(time.Minute))
+}
