@@ -25,5 +25,6 @@ func TestConformance(t *testing.T) {
 		t.Run("session.TokenPersister", func(t *testing.T) { conformance.RunTokens(t, newStore) })
 		t.Run("session.KeyPersister", func(t *testing.T) { conformance.RunKeys(t, newStore) })
 		t.Run("janitor.Persister", func(t *testing.T) { conformance.RunJanitor(t, newStore) })
+		t.Run("audit.Persister", func(t *testing.T) { conformance.RunAudit(t, newStore) })
 	})
 }
