@@ -43,11 +43,7 @@ var seq atomic.Int64
 // newIdentity creates an identity with a unique email and returns its id.
 func newIdentity(t *testing.T, p IdentityCreator) int64 {
 	t.Helper()
-	i := &identity.Identity{Email: fmt.Sprintf("conformance-%d-%s@example.com", seq.Add(1), uuid.NewString()[:8]), PasswordHash: "$argon2id$fake"}
-	if err := p.CreateIdentity(context.Background(), i); err != nil {
-		t.Fatalf("create identity: %v", err)
-	}
-	return i.ID
+	return NewIdentity(t, p, fmt.Sprintf("conformance-%d-%s@example.com", seq.Add(1), uuid.NewString()[:8])).ID
 }
 
 // must fails the test on err.

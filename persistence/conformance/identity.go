@@ -2,123 +2,164 @@ package conformance
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"testing"
+	"time"
 
 	"github.com/pvpipe/pvauth/identity"
 )
 
 // RunIdentity checks identity.Persister: create, read by id and by email (normalized),
-// unique emails, update, delete, pagination, single-use TOTP steps and recovery codes,
-// enrollment once, and transactions that roll back.
+// unique emails, update, delete, pagination, enrollment once, single-use TOTP steps and
+// recovery codes (also under concurrency), and transactions that roll back.
 func RunIdentity[P identity.Persister](t *testing.T, newStore func(t *testing.T) P) {
 	run(t, newStore, []check[P]{
-		{"CreateGetFind", identityCreateGetFind[P]},
-		{"UpdateDelete", identityUpdateDelete[P]},
+		{"CreateGet", identityCreateGet[P]},
+		{"Update", identityUpdate[P]},
+		{"Delete", identityDelete[P]},
 		{"List", identityList[P]},
-		{"TOTP", identityTOTP[P]},
+		{"ConsumeTOTPStepConcurrent", identityConsumeTOTPStepConcurrent[P]},
+		{"RecoveryCodesAndEnrollment", identityRecoveryCodesAndEnrollment[P]},
 		{"Transaction", identityTransaction[P]},
 	})
 }
 
-func identityCreateGetFind[P identity.Persister](t *testing.T, p P) {
+// NewIdentity creates an identity with this email and a fake password hash.
+func NewIdentity(t *testing.T, p IdentityCreator, email string) *identity.Identity {
+	t.Helper()
+	i := &identity.Identity{Email: email, PasswordHash: "$argon2id$fake"}
+	if err := p.CreateIdentity(context.Background(), i); err != nil {
+		t.Fatalf("create %s: %v", email, err)
+	}
+	return i
+}
+
+func identityCreateGet[P identity.Persister](t *testing.T, p P) {
 	ctx := context.Background()
-	a := &identity.Identity{Email: "Ann@Example.com", PasswordHash: "h", Permissions: []string{"p1"}}
+	before := time.Now().UTC().Add(-time.Second)
+	a := &identity.Identity{
+		Email:        "Alice@Example.com",
+		PasswordHash: "hash-a",
+		Traits:       json.RawMessage(`{"department":{"id":"d1","name":"Ops"}}`),
+		Permissions:  []string{"files.read", "files.write"},
+		IsSuperAdmin: true,
+	}
 	must(t, p.CreateIdentity(ctx, a))
-	if a.ID <= 0 || a.State != identity.StateActive {
-		t.Fatalf("created: %+v", a)
+	b := NewIdentity(t, p, "bob@example.com")
+	if a.ID <= 0 || b.ID <= a.ID {
+		t.Fatalf("ids not generated in order: a=%d b=%d", a.ID, b.ID)
+	}
+	if a.State != identity.StateActive || a.CreatedAt.Before(before) || a.CreatedAt.Nanosecond() != 0 {
+		t.Fatalf("defaults/timestamps wrong: %+v", a)
 	}
 	got, err := p.GetIdentity(ctx, a.ID)
 	must(t, err)
-	if got.Email != "Ann@Example.com" || got.PasswordHash != "h" || len(got.Permissions) != 1 || got.Permissions[0] != "p1" {
-		t.Fatalf("round trip: %+v", got)
+	if got.Email != "Alice@Example.com" || got.PasswordHash != "hash-a" || !got.IsSuperAdmin ||
+		got.State != identity.StateActive || got.PasskeyPromptStatus != identity.PromptPending ||
+		got.MFAEnabled || got.TOTPSecret != "" || got.TypedTraits().Department.Name != "Ops" ||
+		len(got.Permissions) != 2 || got.Permissions[1] != "files.write" {
+		t.Fatalf("round trip mismatch: %+v", got)
 	}
-	wantUTC(t, "created_at", got.CreatedAt, a.CreatedAt)
-	f, err := p.FindIdentityByEmail(ctx, " ann@EXAMPLE.com ")
+	if !got.CreatedAt.Equal(a.CreatedAt) || got.CreatedAt.Location() != time.UTC {
+		t.Fatalf("created_at %v (%v), want %v UTC", got.CreatedAt, got.CreatedAt.Location(), a.CreatedAt)
+	}
+	gb, err := p.GetIdentity(ctx, b.ID)
+	must(t, err)
+	if string(gb.Traits) != "{}" || gb.Permissions == nil || len(gb.Permissions) != 0 {
+		t.Fatalf("empty traits/permissions must read as {} and []: %s %#v", gb.Traits, gb.Permissions)
+	}
+	// Email lookups and uniqueness are case-insensitive.
+	f, err := p.FindIdentityByEmail(ctx, "  alice@EXAMPLE.com ")
 	if err != nil || f.ID != a.ID {
-		t.Fatalf("find by normalized email: %v %v", f, err)
+		t.Fatalf("find by email: %v %v", f, err)
 	}
-	wantErr(t, "duplicate email", p.CreateIdentity(ctx, &identity.Identity{Email: "ANN@example.com"}), identity.ErrDuplicateEmail)
-	_, err = p.GetIdentity(ctx, a.ID+1000)
+	wantErr(t, "duplicate email", p.CreateIdentity(ctx, &identity.Identity{Email: "ALICE@example.COM"}), identity.ErrDuplicateEmail)
+	_, err = p.GetIdentity(ctx, 999999)
 	wantErr(t, "get unknown", err, identity.ErrNotFound)
 	_, err = p.FindIdentityByEmail(ctx, "nobody@example.com")
 	wantErr(t, "find unknown", err, identity.ErrNotFound)
 }
 
-func identityUpdateDelete[P identity.Persister](t *testing.T, p P) {
+func identityUpdate[P identity.Persister](t *testing.T, p P) {
 	ctx := context.Background()
-	a, b := newIdentity(t, p), newIdentity(t, p)
-	i, err := p.GetIdentity(ctx, a)
+	a := &identity.Identity{Email: "Alice@Example.com", PasswordHash: "hash-a", Permissions: []string{"files.read"}, IsSuperAdmin: true}
+	must(t, p.CreateIdentity(ctx, a))
+	NewIdentity(t, p, "bob@example.com")
+	got, err := p.GetIdentity(ctx, a.ID)
 	must(t, err)
-	i.Email, i.State = "renamed@example.com", identity.StateDisabled
-	must(t, p.UpdateIdentity(ctx, i))
-	if u, _ := p.GetIdentity(ctx, a); u.Email != "renamed@example.com" || u.State != identity.StateDisabled {
-		t.Fatalf("update: %+v", u)
+	got.Email = "alice2@example.com"
+	got.Permissions = nil
+	got.Traits = json.RawMessage(`{"employee":{"id":"e1"}}`)
+	got.IsSuperAdmin = false
+	got.State = identity.StateDisabled
+	must(t, p.UpdateIdentity(ctx, got))
+	u, _ := p.GetIdentity(ctx, a.ID)
+	if u.Email != "alice2@example.com" || len(u.Permissions) != 0 || u.IsSuperAdmin || u.State != identity.StateDisabled ||
+		u.TypedTraits().Employee.ID != "e1" || u.PasswordHash != "hash-a" {
+		t.Fatalf("update mismatch: %+v", u)
 	}
-	bi, err := p.GetIdentity(ctx, b)
-	must(t, err)
-	bi.Email = "RENAMED@example.com"
-	wantErr(t, "update to a taken email", p.UpdateIdentity(ctx, bi), identity.ErrDuplicateEmail)
-	must(t, p.UpdatePasswordHash(ctx, a, "new"))
-	must(t, p.UpdatePasskeyPromptStatus(ctx, a, identity.PromptDeclined))
-	if u, _ := p.GetIdentity(ctx, a); u.PasswordHash != "new" || u.PasskeyPromptStatus != identity.PromptDeclined {
-		t.Fatalf("password/prompt: %+v", u)
+	u.Email = "BOB@example.com"
+	wantErr(t, "update to a taken email", p.UpdateIdentity(ctx, u), identity.ErrDuplicateEmail)
+	wantErr(t, "update unknown", p.UpdateIdentity(ctx, &identity.Identity{ID: 999999, Email: "x@example.com", State: "active"}), identity.ErrNotFound)
+
+	must(t, p.UpdatePasswordHash(ctx, a.ID, "hash-new"))
+	must(t, p.UpdatePasskeyPromptStatus(ctx, a.ID, identity.PromptDeclined))
+	u, _ = p.GetIdentity(ctx, a.ID)
+	if u.PasswordHash != "hash-new" || u.PasskeyPromptStatus != identity.PromptDeclined {
+		t.Fatalf("password/prompt not stored: %+v", u)
 	}
-	must(t, p.DeleteIdentity(ctx, a))
-	wantErr(t, "second delete", p.DeleteIdentity(ctx, a), identity.ErrNotFound)
-	wantErr(t, "update deleted", p.UpdateIdentity(ctx, i), identity.ErrNotFound)
-	wantErr(t, "password of deleted", p.UpdatePasswordHash(ctx, a, "x"), identity.ErrNotFound)
-	wantErr(t, "prompt of deleted", p.UpdatePasskeyPromptStatus(ctx, a, "x"), identity.ErrNotFound)
-	wantErr(t, "reset TOTP of deleted", p.ResetTOTP(ctx, a), identity.ErrNotFound)
+	wantErr(t, "password of unknown", p.UpdatePasswordHash(ctx, 999999, "x"), identity.ErrNotFound)
+	wantErr(t, "prompt of unknown", p.UpdatePasskeyPromptStatus(ctx, 999999, "x"), identity.ErrNotFound)
+}
+
+func identityDelete[P identity.Persister](t *testing.T, p P) {
+	ctx := context.Background()
+	b := NewIdentity(t, p, "bob@example.com")
+	must(t, p.EnrollTOTP(ctx, b.ID, "enc", 1, []string{"h1", "h2"}))
+	must(t, p.DeleteIdentity(ctx, b.ID))
+	wantErr(t, "second delete", p.DeleteIdentity(ctx, b.ID), identity.ErrNotFound)
+	if ok, err := p.ConsumeRecoveryCode(ctx, b.ID, "h1"); err != nil || ok {
+		t.Fatalf("a recovery code survived its identity: %v %v", ok, err)
+	}
+	// The freed email can be used again.
+	NewIdentity(t, p, "bob@example.com")
 }
 
 func identityList[P identity.Persister](t *testing.T, p P) {
 	ctx := context.Background()
 	var ids []int64
-	for range 5 {
-		ids = append(ids, newIdentity(t, p))
+	for k := 0; k < 7; k++ {
+		ids = append(ids, NewIdentity(t, p, fmt.Sprintf("user%d@example.com", k)).ID)
 	}
-	page, err := p.ListIdentities(ctx, identity.ListParams{PageSize: 2})
-	must(t, err)
-	if len(page) != 2 || page[0].ID != ids[0] || page[1].ID != ids[1] {
-		t.Fatalf("first page: %+v", page)
+	var seen []int64
+	after := int64(0)
+	for {
+		page, err := p.ListIdentities(ctx, identity.ListParams{PageSize: 3, AfterID: after})
+		must(t, err)
+		if len(page) == 0 {
+			break
+		}
+		if len(page) > 3 {
+			t.Fatalf("page of %d", len(page))
+		}
+		for _, i := range page {
+			seen = append(seen, i.ID)
+		}
+		after = page[len(page)-1].ID
 	}
-	page, err = p.ListIdentities(ctx, identity.ListParams{PageSize: 10, AfterID: ids[1]})
-	must(t, err)
-	if len(page) != 3 || page[0].ID != ids[2] || page[2].ID != ids[4] {
-		t.Fatalf("after %d: %+v", ids[1], page)
+	if fmt.Sprint(seen) != fmt.Sprint(ids) {
+		t.Fatalf("paged ids %v, want %v", seen, ids)
 	}
-	one, _ := p.GetIdentity(ctx, ids[3])
-	page, err = p.ListIdentities(ctx, identity.ListParams{Email: one.Email})
-	must(t, err)
-	if len(page) != 1 || page[0].ID != ids[3] {
-		t.Fatalf("by email: %+v", page)
+	page, err := p.ListIdentities(ctx, identity.ListParams{PageSize: 10, Email: "USER3@example.com"})
+	if err != nil || len(page) != 1 || page[0].ID != ids[3] {
+		t.Fatalf("email filter: %v %v", page, err)
 	}
-}
-
-func identityTOTP[P identity.Persister](t *testing.T, p P) {
-	ctx := context.Background()
-	id := newIdentity(t, p)
-	must(t, p.EnrollTOTP(ctx, id, "enc", 10, []string{"c1", "c2"}))
-	wantErr(t, "second enrollment", p.EnrollTOTP(ctx, id, "enc2", 11, nil), identity.ErrAlreadyEnrolled)
-	wantErr(t, "enroll unknown", p.EnrollTOTP(ctx, id+1000, "enc", 1, nil), identity.ErrNotFound)
-	if i, _ := p.GetIdentity(ctx, id); i.TOTPSecret != "enc" || !i.MFAEnabled {
-		t.Fatalf("enrolled: %+v", i)
+	page, err = p.ListIdentities(ctx, identity.ListParams{PageSize: 10, Email: "user3@example.com", AfterID: ids[3]})
+	if err != nil || len(page) != 0 {
+		t.Fatalf("email filter after the match: %v %v", page, err)
 	}
-	ok, err := p.ConsumeTOTPStep(ctx, id, 10)
-	wantOK(t, "the enrollment's own step", ok, err, false)
-	ok, err = p.ConsumeTOTPStep(ctx, id, 11)
-	wantOK(t, "a newer step", ok, err, true)
-	ok, err = p.ConsumeTOTPStep(ctx, id, 11)
-	wantOK(t, "the same step again", ok, err, false)
-	ok, err = p.ConsumeRecoveryCode(ctx, id, "c1")
-	wantOK(t, "a recovery code", ok, err, true)
-	ok, err = p.ConsumeRecoveryCode(ctx, id, "c1")
-	wantOK(t, "the used recovery code", ok, err, false)
-	must(t, p.ResetTOTP(ctx, id))
-	ok, err = p.ConsumeRecoveryCode(ctx, id, "c2")
-	wantOK(t, "a code after reset", ok, err, false)
-	must(t, p.EnrollTOTP(ctx, id, "enc3", 1, nil))
 }
 
 func identityTransaction[P identity.Persister](t *testing.T, p P) {
