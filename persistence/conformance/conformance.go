@@ -6,36 +6,30 @@
 package conformance
 
 import (
-	"context"
 	"errors"
 	"fmt"
+	"reflect"
+	"runtime"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/google/uuid"
-
-	"github.com/pvpipe/pvauth/identity"
 )
 
-// IdentityCreator is what a suite whose rows belong to an identity needs besides its own
-// interface: identities to own them (foreign keys).
-type IdentityCreator interface {
-	CreateIdentity(ctx context.Context, i *identity.Identity) error
-}
-
-// check is one named contract check of a suite.
-type check[P any] struct {
-	name string
-	run  func(t *testing.T, p P)
-}
-
-// run runs each check as a subtest on a fresh store.
-func run[P any](t *testing.T, newStore func(t *testing.T) P, checks []check[P]) {
+// run runs each check as a subtest named after its function, on a fresh store.
+func run[P any](t *testing.T, newStore func(t *testing.T) P, checks ...func(t *testing.T, p P)) {
 	t.Helper()
 	for _, c := range checks {
-		t.Run(c.name, func(t *testing.T) { c.run(t, newStore(t)) })
+		t.Run(checkName(c), func(t *testing.T) { c(t, newStore(t)) })
 	}
+}
+
+// checkName is a check function's name without its package ("identityList").
+func checkName(fn any) string {
+	name := runtime.FuncForPC(reflect.ValueOf(fn).Pointer()).Name()
+	return name[strings.LastIndex(name, ".")+1:]
 }
 
 var seq atomic.Int64

@@ -11,31 +11,18 @@ import (
 	"github.com/pvpipe/pvauth/selfservice/biometric"
 )
 
-// DeviceStore is biometric.Persister (devicekey.Persister and device challenges) with
-// identities to own the devices.
-type DeviceStore interface {
-	biometric.Persister
-	IdentityCreator
-}
-
 // RunDevices checks devicekey.Persister: one active device per fingerprint (free again
 // once deactivated), lookups, lists oldest first, changes only by the owner of an
 // active device.
-func RunDevices[P DeviceStore](t *testing.T, newStore func(t *testing.T) P) {
-	run(t, newStore, []check[P]{
-		{"Fingerprints", deviceFingerprints[P]},
-		{"Owner", deviceOwner[P]},
-	})
+func RunDevices(t *testing.T, newStore func(t *testing.T) DeviceStore) {
+	run(t, newStore, deviceFingerprints, deviceOwner)
 }
 
 // RunDeviceChallenges checks biometric.Persister's challenges: a login challenge only
 // for an active device, read with its device and owner, consumed once, not after expiry
 // nor once its device is gone.
-func RunDeviceChallenges[P DeviceStore](t *testing.T, newStore func(t *testing.T) P) {
-	run(t, newStore, []check[P]{
-		{"Register", challengeRegister[P]},
-		{"Login", challengeLogin[P]},
-	})
+func RunDeviceChallenges(t *testing.T, newStore func(t *testing.T) DeviceStore) {
+	run(t, newStore, challengeRegister, challengeLogin)
 }
 
 func newDevice(t *testing.T, p devicekey.Persister, owner int64, fingerprint string) *devicekey.Device {
@@ -46,7 +33,7 @@ func newDevice(t *testing.T, p devicekey.Persister, owner int64, fingerprint str
 	return d
 }
 
-func deviceFingerprints[P DeviceStore](t *testing.T, p P) {
+func deviceFingerprints(t *testing.T, p DeviceStore) {
 	ctx := context.Background()
 	owner := newIdentity(t, p)
 	d := newDevice(t, p, owner, "fp")
@@ -74,7 +61,7 @@ func deviceFingerprints[P DeviceStore](t *testing.T, p P) {
 	}
 }
 
-func deviceOwner[P DeviceStore](t *testing.T, p P) {
+func deviceOwner(t *testing.T, p DeviceStore) {
 	ctx := context.Background()
 	owner, other := newIdentity(t, p), newIdentity(t, p)
 	d := newDevice(t, p, owner, "fp-"+uuid.NewString())
@@ -102,7 +89,7 @@ func deviceOwner[P DeviceStore](t *testing.T, p P) {
 	wantOK(t, "token of an inactive device", ok, err, false)
 }
 
-func challengeRegister[P DeviceStore](t *testing.T, p P) {
+func challengeRegister(t *testing.T, p DeviceStore) {
 	ctx := context.Background()
 	now := time.Now()
 	c := &biometric.Challenge{ID: uuid.NewString(), Kind: biometric.ChallengeRegister, IdentityID: newIdentity(t, p),
@@ -122,7 +109,7 @@ func challengeRegister[P DeviceStore](t *testing.T, p P) {
 	wantOK(t, "consume again", ok, err, false)
 }
 
-func challengeLogin[P DeviceStore](t *testing.T, p P) {
+func challengeLogin(t *testing.T, p DeviceStore) {
 	ctx := context.Background()
 	now := time.Now()
 	owner := newIdentity(t, p)

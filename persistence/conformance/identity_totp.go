@@ -41,7 +41,7 @@ func concurrently(t *testing.T, n int, fn func() (bool, error)) int32 {
 	return wins.Load()
 }
 
-func identityConsumeTOTPStepConcurrent[P identity.Persister](t *testing.T, p P) {
+func identityConsumeTOTPStepConcurrent(t *testing.T, p identity.Persister) {
 	ctx := context.Background()
 	i := NewIdentity(t, p, "totp@example.com")
 	must(t, p.EnrollTOTP(ctx, i.ID, "enc-secret", 100, nil))
@@ -66,7 +66,7 @@ func identityConsumeTOTPStepConcurrent[P identity.Persister](t *testing.T, p P) 
 	}
 }
 
-func identityRecoveryCodesAndEnrollment[P identity.Persister](t *testing.T, p P) {
+func identityRecoveryCodesAndEnrollment(t *testing.T, p identity.Persister) {
 	ctx := context.Background()
 	i := NewIdentity(t, p, "codes@example.com")
 	other := NewIdentity(t, p, "other@example.com")

@@ -12,27 +12,17 @@ import (
 	"github.com/pvpipe/pvauth/session"
 )
 
-// TokenStore is session.TokenPersister with identities to be the subjects of tokens.
-type TokenStore interface {
-	session.TokenPersister
-	identity.Persister
-}
-
 // RunTokens checks session.TokenPersister: tokens of each kind read back as stored,
 // deactivation once, family and subject revocation (counting the sessions ended, only
 // of that subject or device), deletion, and the subject's gate.
-func RunTokens[P TokenStore](t *testing.T, newStore func(t *testing.T) P) {
-	run(t, newStore, []check[P]{
-		{"Rows", tokenRows[P]},
-		{"Revocation", tokenRevocation[P]},
-		{"SubjectActive", tokenSubjectActive[P]},
-	})
+func RunTokens(t *testing.T, newStore func(t *testing.T) TokenStore) {
+	run(t, newStore, tokenRows, tokenRevocation, tokenSubjectActive)
 }
 
 // RunKeys checks session.KeyPersister: keys listed newest first, and a retirement that
 // keeps the given key and any newer one active.
-func RunKeys[P session.KeyPersister](t *testing.T, newStore func(t *testing.T) P) {
-	run(t, newStore, []check[P]{{"Rotation", keyRotation[P]}})
+func RunKeys(t *testing.T, newStore func(t *testing.T) session.KeyPersister) {
+	run(t, newStore, keyRotation)
 }
 
 func newToken(t *testing.T, p session.TokenPersister, kind, requestID, subject string, device *string) *session.TokenRow {
@@ -44,7 +34,7 @@ func newToken(t *testing.T, p session.TokenPersister, kind, requestID, subject s
 	return r
 }
 
-func tokenRows[P TokenStore](t *testing.T, p P) {
+func tokenRows(t *testing.T, p TokenStore) {
 	ctx := context.Background()
 	for _, kind := range []string{session.KindAccess, session.KindRefresh, session.KindCode} {
 		r := newToken(t, p, kind, "req", "1", ptr("dev"))
@@ -69,7 +59,7 @@ func tokenRows[P TokenStore](t *testing.T, p P) {
 	}
 }
 
-func tokenRevocation[P TokenStore](t *testing.T, p P) {
+func tokenRevocation(t *testing.T, p TokenStore) {
 	ctx := context.Background()
 	sub, other := strconv.FormatInt(newIdentity(t, p), 10), strconv.FormatInt(newIdentity(t, p), 10)
 	famAccess, famRefresh := newToken(t, p, session.KindAccess, "f1", sub, nil), newToken(t, p, session.KindRefresh, "f1", sub, nil)
@@ -100,7 +90,7 @@ func tokenRevocation[P TokenStore](t *testing.T, p P) {
 	}
 }
 
-func tokenSubjectActive[P TokenStore](t *testing.T, p P) {
+func tokenSubjectActive(t *testing.T, p TokenStore) {
 	ctx := context.Background()
 	id := newIdentity(t, p)
 	ok, err := p.SubjectActive(ctx, id)
@@ -115,7 +105,7 @@ func tokenSubjectActive[P TokenStore](t *testing.T, p P) {
 	wantOK(t, "no identity", ok, err, false)
 }
 
-func keyRotation[P session.KeyPersister](t *testing.T, p P) {
+func keyRotation(t *testing.T, p session.KeyPersister) {
 	ctx := context.Background()
 	base := time.Now().UTC()
 	for i, kid := range []string{"k1", "k2", "k3"} {
