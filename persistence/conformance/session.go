@@ -25,11 +25,18 @@ func RunKeys(t *testing.T, newStore func(t *testing.T) session.KeyPersister) {
 	run(t, newStore, keyRotation)
 }
 
+// NewTokenRow is an active token row of the request (token family) requestID and
+// subject, expiring in an hour.
+func NewTokenRow(signature, requestID, subject string, device *string) *session.TokenRow {
+	exp := time.Now().Add(time.Hour)
+	return &session.TokenRow{Signature: signature, RequestID: requestID, RequestedAt: time.Now(), ClientID: "c",
+		Scope: "openid", GrantedScope: "openid", Form: "{}", SessionData: "{}", Subject: subject, DeviceID: device, Active: true, ExpiresAt: &exp}
+}
+
+// newToken stores a NewTokenRow of kind with a fresh signature.
 func newToken(t *testing.T, p session.TokenPersister, kind, requestID, subject string, device *string) *session.TokenRow {
 	t.Helper()
-	exp := time.Now().Add(time.Hour)
-	r := &session.TokenRow{Signature: kind + "-" + uuid.NewString(), RequestID: requestID, RequestedAt: time.Now(), ClientID: "c",
-		Scope: "openid", GrantedScope: "openid", Form: "{}", SessionData: "{}", Subject: subject, DeviceID: device, Active: true, ExpiresAt: &exp}
+	r := NewTokenRow(kind+"-"+uuid.NewString(), requestID, subject, device)
 	must(t, p.InsertToken(context.Background(), kind, r))
 	return r
 }

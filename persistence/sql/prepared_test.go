@@ -9,13 +9,13 @@ import (
 	"time"
 
 	"github.com/pvpipe/pvauth/internal/testdb"
+	"github.com/pvpipe/pvauth/persistence/conformance"
 	"github.com/pvpipe/pvauth/session"
 )
 
+// tokenRow is a token of its own family.
 func tokenRow(sig string) *session.TokenRow {
-	exp := time.Now().Add(time.Hour)
-	return &session.TokenRow{Signature: sig, RequestID: "family-" + sig, RequestedAt: time.Now(), ClientID: "c",
-		SessionData: "{}", Subject: "s", Active: true, ExpiresAt: &exp}
+	return conformance.NewTokenRow(sig, "family-"+sig, "s", nil)
 }
 
 // forEachSQLiteToo adds the single-connection in-memory database to testdb.ForEach.
