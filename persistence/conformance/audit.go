@@ -19,9 +19,9 @@ func RunAudit(t *testing.T, newStore func(t *testing.T) audit.Persister) {
 	run(t, newStore, auditListing, auditRoundTrip, auditBatches)
 }
 
-// auditFixture builds n events with increasing UUIDv7 ids and creation times one minute
+// AuditFixture builds n events with increasing UUIDv7 ids and creation times one minute
 // apart, starting at base. Users alternate 1, 2, 3; types cycle through three values.
-func auditFixture(t *testing.T, n int, base time.Time) []audit.Event {
+func AuditFixture(t *testing.T, n int, base time.Time) []audit.Event {
 	t.Helper()
 	types := []string{audit.TypeLogin, audit.TypeIdentityCreate, audit.TypeIdentityOTPReset}
 	out := make([]audit.Event, n)
@@ -43,8 +43,8 @@ func eventIDs(events []audit.Event) []string {
 	return out
 }
 
-// newestFirst returns the ids of events (given oldest first) that match keep, newest first.
-func newestFirst(events []audit.Event, keep func(audit.Event) bool) []string {
+// NewestFirst returns the ids of events (given oldest first) that match keep, newest first.
+func NewestFirst(events []audit.Event, keep func(audit.Event) bool) []string {
 	var out []string
 	for i := len(events) - 1; i >= 0; i-- {
 		if keep(events[i]) {

@@ -17,7 +17,7 @@ type auditCase struct {
 func auditListing(t *testing.T, p audit.Persister) {
 	ctx := context.Background()
 	base := time.Date(2025, 8, 20, 14, 30, 0, 0, time.UTC)
-	all := auditFixture(t, 12, base)
+	all := AuditFixture(t, 12, base)
 	if err := p.InsertAuditEvents(ctx, nil); err != nil {
 		t.Fatalf("empty batch: %v", err)
 	}
@@ -35,7 +35,7 @@ func auditListing(t *testing.T, p audit.Persister) {
 
 func auditNewestFirst(t *testing.T, p audit.Persister, all []audit.Event, _ time.Time) {
 	got := list(t, p, audit.Filter{Limit: 100})
-	equalIDs(t, "all", eventIDs(got), newestFirst(all, every))
+	equalIDs(t, "all", eventIDs(got), NewestFirst(all, every))
 	for i := 1; i < len(got); i++ {
 		if !got[i].CreatedAt.Before(got[i-1].CreatedAt) {
 			t.Fatalf("event %d at %s is not older than event %d at %s", i, got[i].CreatedAt, i-1, got[i-1].CreatedAt)
@@ -47,25 +47,25 @@ func auditLimits(t *testing.T, p audit.Persister, all []audit.Event, _ time.Time
 	if got := list(t, p, audit.Filter{}); len(got) != len(all) {
 		t.Fatalf("default limit: got %d events, want %d", len(got), len(all))
 	}
-	equalIDs(t, "limit 5", eventIDs(list(t, p, audit.Filter{Limit: 5})), newestFirst(all, every)[:5])
+	equalIDs(t, "limit 5", eventIDs(list(t, p, audit.Filter{Limit: 5})), NewestFirst(all, every)[:5])
 }
 
 func auditByUser(t *testing.T, p audit.Persister, all []audit.Event, _ time.Time) {
 	got := list(t, p, audit.Filter{UserID: audit.Int64(2), Limit: 100})
-	equalIDs(t, "user 2", eventIDs(got), newestFirst(all, func(e audit.Event) bool { return *e.UserID == 2 }))
+	equalIDs(t, "user 2", eventIDs(got), NewestFirst(all, func(e audit.Event) bool { return *e.UserID == 2 }))
 	wantNone(t, "unknown user", list(t, p, audit.Filter{UserID: audit.Int64(99), Limit: 100}))
 }
 
 func auditTypeExact(t *testing.T, p audit.Persister, all []audit.Event, _ time.Time) {
 	got := list(t, p, audit.Filter{Type: audit.TypeIdentityCreate, Limit: 100})
-	equalIDs(t, "type", eventIDs(got), newestFirst(all, func(e audit.Event) bool { return e.Type == audit.TypeIdentityCreate }))
+	equalIDs(t, "type", eventIDs(got), NewestFirst(all, func(e audit.Event) bool { return e.Type == audit.TypeIdentityCreate }))
 	// A prefix without ".*" is not a prefix match.
 	wantNone(t, "partial type", list(t, p, audit.Filter{Type: "admin.identity", Limit: 100}))
 }
 
 func auditTypePrefix(t *testing.T, p audit.Persister, all []audit.Event, _ time.Time) {
 	got := list(t, p, audit.Filter{Type: "admin.*", Limit: 100})
-	equalIDs(t, "admin.*", eventIDs(got), newestFirst(all, func(e audit.Event) bool { return e.Type != audit.TypeLogin }))
+	equalIDs(t, "admin.*", eventIDs(got), NewestFirst(all, func(e audit.Event) bool { return e.Type != audit.TypeLogin }))
 	// LIKE wildcards in the prefix match literally: "_" is not "any character".
 	wantNone(t, "admin_*", list(t, p, audit.Filter{Type: "admin_*", Limit: 100}))
 	wantNone(t, "% in prefix", list(t, p, audit.Filter{Type: "admin.identity.otp%.*", Limit: 100}))
@@ -74,7 +74,7 @@ func auditTypePrefix(t *testing.T, p audit.Persister, all []audit.Event, _ time.
 func auditSince(t *testing.T, p audit.Persister, all []audit.Event, base time.Time) {
 	since := base.Add(7 * time.Minute) // inclusive: events 7..11
 	got := list(t, p, audit.Filter{Since: &since, Limit: 100})
-	equalIDs(t, "since", eventIDs(got), newestFirst(all, func(e audit.Event) bool { return !e.CreatedAt.Before(since) }))
+	equalIDs(t, "since", eventIDs(got), NewestFirst(all, func(e audit.Event) bool { return !e.CreatedAt.Before(since) }))
 	if len(got) != 5 {
 		t.Fatalf("since: got %d events, want 5", len(got))
 	}
@@ -88,14 +88,14 @@ func auditSince(t *testing.T, p audit.Persister, all []audit.Event, base time.Ti
 func auditCombined(t *testing.T, p audit.Persister, all []audit.Event, base time.Time) {
 	since := base.Add(3 * time.Minute)
 	got := list(t, p, audit.Filter{UserID: audit.Int64(1), Type: audit.TypeLogin, Since: &since, Limit: 100})
-	equalIDs(t, "combined", eventIDs(got), newestFirst(all, func(e audit.Event) bool {
+	equalIDs(t, "combined", eventIDs(got), NewestFirst(all, func(e audit.Event) bool {
 		return *e.UserID == 1 && e.Type == audit.TypeLogin && !e.CreatedAt.Before(since)
 	}))
 }
 
 func auditPaging(t *testing.T, p audit.Persister, all []audit.Event, _ time.Time) {
-	equalIDs(t, "paged", listAll(t, p, audit.Filter{Limit: 5}), newestFirst(all, every))
+	equalIDs(t, "paged", listAll(t, p, audit.Filter{Limit: 5}), NewestFirst(all, every))
 	// Paging keeps the other filters.
 	equalIDs(t, "paged user 3", listAll(t, p, audit.Filter{UserID: audit.Int64(3), Limit: 2}),
-		newestFirst(all, func(e audit.Event) bool { return *e.UserID == 3 }))
+		NewestFirst(all, func(e audit.Event) bool { return *e.UserID == 3 }))
 }

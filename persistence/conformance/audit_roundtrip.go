@@ -98,12 +98,12 @@ func auditWantBare(t *testing.T, p audit.Persister, before, after time.Time) {
 func auditBatches(t *testing.T, p audit.Persister) {
 	ctx := context.Background()
 	// More rows than one INSERT statement carries.
-	big := auditFixture(t, 250, time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC))
+	big := AuditFixture(t, 250, time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC))
 	must(t, p.InsertAuditEvents(ctx, big))
-	equalIDs(t, "250 events", eventIDs(list(t, p, audit.Filter{Limit: 1000})), newestFirst(big, every))
+	equalIDs(t, "250 events", eventIDs(list(t, p, audit.Filter{Limit: 1000})), NewestFirst(big, every))
 
 	// One transaction: a batch with a bad row (duplicate id) stores nothing.
-	bad := auditFixture(t, 150, time.Date(2025, 2, 1, 0, 0, 0, 0, time.UTC))
+	bad := AuditFixture(t, 150, time.Date(2025, 2, 1, 0, 0, 0, 0, time.UTC))
 	bad[120].ID = big[0].ID
 	if err := p.InsertAuditEvents(ctx, bad); err == nil {
 		t.Fatal("batch with a duplicate id was accepted")
