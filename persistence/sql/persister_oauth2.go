@@ -129,13 +129,8 @@ func (p *Persister) GetFlowBy(ctx context.Context, column, hash string) (*oauth2
 }
 
 func (p *Persister) AdvanceFlow(ctx context.Context, f *oauth2.Flow, from string, at time.Time) (bool, error) {
-	var auth *time.Time
-	if f.AuthTime != nil {
-		t := dbTime(*f.AuthTime)
-		auth = &t
-	}
 	n, err := p.Connection(ctx).RawQuery("UPDATE oauth2_flows SET login_verifier = ?, consent_challenge = ?, consent_verifier = ?, identity_id = ?, amr = ?, auth_time = ?, granted_scope = ?, state = ?, remember = ?, login_session_id = ? WHERE id = ? AND state = ? AND expires_at > ?",
-		f.LoginVerifier, f.ConsentChallenge, f.ConsentVerifier, f.IdentityID, f.AMR, auth, f.GrantedScope, f.State, f.Remember, f.LoginSessionID, f.ID, from, dbTime(at)).ExecWithCount()
+		f.LoginVerifier, f.ConsentChallenge, f.ConsentVerifier, f.IdentityID, f.AMR, dbTimePtr(f.AuthTime), f.GrantedScope, f.State, f.Remember, f.LoginSessionID, f.ID, from, dbTime(at)).ExecWithCount()
 	return n == 1, err
 }
 

@@ -48,6 +48,15 @@ func listOwned[T any](c *pop.Connection, table, columns string, identityID int64
 	return rows, nil
 }
 
+// dbTimePtr is dbTime of a nullable time.
+func dbTimePtr(t *time.Time) *time.Time {
+	if t == nil {
+		return nil
+	}
+	u := dbTime(*t)
+	return &u
+}
+
 // utcPtr gives a nullable time read back from the database the UTC location.
 func utcPtr(t *time.Time) *time.Time {
 	if t == nil {
