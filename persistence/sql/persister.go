@@ -368,11 +368,10 @@ func (p *Persister) Rollback(ctx context.Context) error {
 		return errors.New("rollback: no transaction in context")
 	}
 	defer endTX(ctx)
-	err := tx.TX.Rollback()
-	if err != nil && strings.Contains(err.Error(), "already been committed or rolled back") {
-		return nil
+	if err := tx.TX.Rollback(); err != nil && !errors.Is(err, stdsql.ErrTxDone) {
+		return err
 	}
-	return err
+	return nil
 }
 
 func (p *Persister) migrationBox() (pop.MigrationBox, error) {
@@ -438,21 +437,6 @@ func now() time.Time { return time.Now().UTC().Truncate(time.Second) }
 
 // dbTime normalizes a time the same way before it is stored or compared.
 func dbTime(t time.Time) time.Time { return t.UTC().Truncate(time.Second) }
-
-// IsUniqueViolation reports a unique-constraint failure on any dialect.
-func IsUniqueViolation(err error) bool {
-	if err == nil {
-		return false
-	}
-	s := err.Error()
-	return strings.Contains(s, "UNIQUE constraint failed") || strings.Contains(s, "SQLSTATE 23505") ||
-		strings.Contains(s, "duplicate key value")
-}
-
-// IsNotFound reports "no rows".
-func IsNotFound(err error) bool {
-	return err != nil && (errors.Is(err, errSQLNoRows) || strings.Contains(err.Error(), "no rows in result set"))
-}
 
 // dbExpiry normalizes an expiry like dbTime but rounds up, so that a stored lifetime is
 // never shorter than the one configured.

@@ -14,12 +14,6 @@ import (
 	"github.com/pvpipe/pvauth/audit"
 )
 
-var (
-	_ audit.Persister  = (*Persister)(nil)
-	_ audit.Transactor = (*Persister)(nil)
-	_ audit.Pinger     = (*Persister)(nil)
-)
-
 const auditColumns = "id, type, user_id, device_id, ip, user_agent, result, reason, metadata, created_at"
 
 // auditInsertChunk bounds the rows of one INSERT statement: 10 placeholders per row keeps

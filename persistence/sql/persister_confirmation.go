@@ -8,8 +8,6 @@ import (
 	"github.com/pvpipe/pvauth/selfservice/confirmation"
 )
 
-var _ confirmation.Persister = (*Persister)(nil)
-
 const confirmationColumns = "id, identity_id, action_type, action_payload, action_hash, challenge_hash, match_code_hash, match_failures, status, device_id, reason, approved_at, consumed_at, expires_at, created_at, updated_at"
 
 func (p *Persister) CreateConfirmation(ctx context.Context, c *confirmation.Confirmation) error {
@@ -36,14 +34,6 @@ func (p *Persister) GetConfirmation(ctx context.Context, id string) (*confirmati
 	c.ExpiresAt, c.CreatedAt, c.UpdatedAt = c.ExpiresAt.UTC(), c.CreatedAt.UTC(), c.UpdatedAt.UTC()
 	c.ApprovedAt, c.ConsumedAt = utcPtr(c.ApprovedAt), utcPtr(c.ConsumedAt)
 	return &c, nil
-}
-
-func utcPtr(t *time.Time) *time.Time {
-	if t == nil {
-		return nil
-	}
-	u := t.UTC()
-	return &u
 }
 
 func (p *Persister) GetConfirmationVersions(ctx context.Context, ids []string) (map[string]confirmation.Version, error) {

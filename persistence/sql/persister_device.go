@@ -8,16 +8,10 @@ import (
 	"github.com/pvpipe/pvauth/selfservice/biometric"
 )
 
-var (
-	_ biometric.Persister = (*Persister)(nil)
-	_ devicekey.Persister = (*Persister)(nil)
-)
-
 const challengeColumns = "id, kind, identity_id, device_id, challenge_hash, device_name, device_type, device_fingerprint, key_algorithm, public_key, used_at, expires_at, created_at"
 
 func (p *Persister) CreateDeviceChallenge(ctx context.Context, c *biometric.Challenge) error {
-	c.CreatedAt = now()
-	c.ExpiresAt = dbExpiry(c.ExpiresAt)
+	c.CreatedAt, c.ExpiresAt = now(), dbExpiry(c.ExpiresAt)
 	return p.GroupTransaction(ctx, func(ctx context.Context) error {
 		_, err := p.execPrepared(ctx, "INSERT INTO device_challenges ("+challengeColumns+") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
 			c.ID, c.Kind, c.IdentityID, c.DeviceID, c.ChallengeHash, c.DeviceName, c.DeviceType, c.DeviceFingerprint,
@@ -40,16 +34,9 @@ SELECT ?, ?, d.identity_id, d.id, ?, ?, ? FROM devices d WHERE d.device_fingerpr
 }
 
 func (p *Persister) GetDeviceChallenge(ctx context.Context, id string) (*biometric.Challenge, error) {
-	var c biometric.Challenge
-	err := p.Connection(ctx).RawQuery("SELECT "+challengeColumns+" FROM device_challenges WHERE id = ?", id).First(&c)
-	if IsNotFound(err) {
-		return nil, biometric.ErrChallengeNotFound
-	}
-	if err != nil {
-		return nil, err
-	}
-	c.ExpiresAt, c.CreatedAt = c.ExpiresAt.UTC(), c.CreatedAt.UTC()
-	return &c, nil
+	return getRow(p.Connection(ctx), biometric.ErrChallengeNotFound, func(c *biometric.Challenge) {
+		c.ExpiresAt, c.CreatedAt = c.ExpiresAt.UTC(), c.CreatedAt.UTC()
+	}, "SELECT "+challengeColumns+" FROM device_challenges WHERE id = ?", id)
 }
 
 func (p *Persister) ConsumeDeviceChallenge(ctx context.Context, id string, at time.Time) (bool, error) {
@@ -75,9 +62,8 @@ const deviceColumns = "id, identity_id, device_name, device_type, device_fingerp
 func (p *Persister) CreateDevice(ctx context.Context, d *devicekey.Device) error {
 	d.CreatedAt, d.UpdatedAt = now(), now()
 	d.IsActive = true
-	err := p.Connection(ctx).RawQuery("INSERT INTO devices ("+deviceColumns+") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-		d.ID, d.UserID, d.DeviceName, d.DeviceType, d.DeviceFingerprint, d.KeyAlgorithm, d.PublicKey, d.FCMToken,
-		d.IsActive, d.LastUsedAt, d.CreatedAt, d.UpdatedAt).Exec()
+	err := p.insertRow(ctx, "devices", deviceColumns, d.ID, d.UserID, d.DeviceName, d.DeviceType, d.DeviceFingerprint, d.KeyAlgorithm, d.PublicKey, d.FCMToken,
+		d.IsActive, d.LastUsedAt, d.CreatedAt, d.UpdatedAt)
 	if IsUniqueViolation(err) {
 		return devicekey.ErrFingerprintTaken
 	}
@@ -104,11 +90,7 @@ func (p *Persister) getDevice(ctx context.Context, where string, args ...any) (*
 }
 
 func normalizeDevice(d *devicekey.Device) {
-	d.CreatedAt, d.UpdatedAt = d.CreatedAt.UTC(), d.UpdatedAt.UTC()
-	if d.LastUsedAt != nil {
-		t := d.LastUsedAt.UTC()
-		d.LastUsedAt = &t
-	}
+	d.CreatedAt, d.UpdatedAt, d.LastUsedAt = d.CreatedAt.UTC(), d.UpdatedAt.UTC(), utcPtr(d.LastUsedAt)
 }
 
 func (p *Persister) GetDevice(ctx context.Context, id string) (*devicekey.Device, error) {
@@ -121,20 +103,7 @@ func (p *Persister) FindActiveDeviceByFingerprint(ctx context.Context, fp string
 }
 
 func (p *Persister) ListDevices(ctx context.Context, identityID int64, activeOnly bool) ([]devicekey.Device, error) {
-	q := "SELECT " + deviceColumns + " FROM devices WHERE identity_id = ?"
-	args := []any{identityID}
-	if activeOnly {
-		q += " AND is_active = ?"
-		args = append(args, true)
-	}
-	ds := []devicekey.Device{}
-	if err := p.Connection(ctx).RawQuery(q+" ORDER BY created_at, id", args...).All(&ds); err != nil {
-		return nil, err
-	}
-	for i := range ds {
-		normalizeDevice(&ds[i])
-	}
-	return ds, nil
+	return listOwned(p.Connection(ctx), "devices", deviceColumns, identityID, activeOnly, normalizeDevice)
 }
 
 func (p *Persister) DeactivateDevice(ctx context.Context, identityID int64, id string) (bool, error) {

@@ -14,8 +14,6 @@ import (
 	"github.com/pvpipe/pvauth/identity"
 )
 
-var _ identity.Persister = (*Persister)(nil)
-
 // identityColumns is the column list every identity SELECT reads, in identityRow order.
 const identityColumns = `id, email, password_hash, traits, permissions, is_super_admin, state,
 	totp_secret, totp_last_step, passkey_prompt_status, created_at, updated_at`
@@ -222,9 +220,15 @@ func (p *Persister) UpdateIdentity(ctx context.Context, i *identity.Identity) er
 
 // DeleteIdentity deletes an identity; its credentials go with it (ON DELETE CASCADE).
 func (p *Persister) DeleteIdentity(ctx context.Context, id int64) error {
-	n, err := p.Connection(ctx).RawQuery("DELETE FROM identities WHERE id = ?", id).ExecWithCount()
+	return p.execOnIdentity(ctx, "delete identity", "DELETE FROM identities WHERE id = ?", id)
+}
+
+// execOnIdentity runs a statement that changes one identity's row; a statement that
+// changed no row is identity.ErrNotFound, a failing one is wrapped with what.
+func (p *Persister) execOnIdentity(ctx context.Context, what, q string, args ...any) error {
+	n, err := p.Connection(ctx).RawQuery(q, args...).ExecWithCount()
 	if err != nil {
-		return fmt.Errorf("delete identity: %w", err)
+		return fmt.Errorf("%s: %w", what, err)
 	}
 	if n == 0 {
 		return identity.ErrNotFound
@@ -234,28 +238,14 @@ func (p *Persister) DeleteIdentity(ctx context.Context, id int64) error {
 
 // UpdatePasswordHash replaces the password hash ("" removes password login).
 func (p *Persister) UpdatePasswordHash(ctx context.Context, id int64, hash string) error {
-	n, err := p.Connection(ctx).RawQuery("UPDATE identities SET password_hash = ?, updated_at = ? WHERE id = ?",
-		hash, now(), id).ExecWithCount()
-	if err != nil {
-		return fmt.Errorf("update password hash: %w", err)
-	}
-	if n == 0 {
-		return identity.ErrNotFound
-	}
-	return nil
+	return p.execOnIdentity(ctx, "update password hash", "UPDATE identities SET password_hash = ?, updated_at = ? WHERE id = ?",
+		hash, now(), id)
 }
 
 // UpdatePasskeyPromptStatus stores the user's answer to the passkey prompt.
 func (p *Persister) UpdatePasskeyPromptStatus(ctx context.Context, id int64, status string) error {
-	n, err := p.Connection(ctx).RawQuery("UPDATE identities SET passkey_prompt_status = ? WHERE id = ?",
-		status, id).ExecWithCount()
-	if err != nil {
-		return fmt.Errorf("update passkey prompt status: %w", err)
-	}
-	if n == 0 {
-		return identity.ErrNotFound
-	}
-	return nil
+	return p.execOnIdentity(ctx, "update passkey prompt status", "UPDATE identities SET passkey_prompt_status = ? WHERE id = ?",
+		status, id)
 }
 
 // identityExists tells ErrNotFound apart from a failed condition after a 0-row UPDATE.
@@ -321,13 +311,10 @@ func (p *Persister) EnrollTOTP(ctx context.Context, id int64, encSecret string, 
 // ResetTOTP clears the secret, the last accepted step and every recovery code.
 func (p *Persister) ResetTOTP(ctx context.Context, id int64) error {
 	return p.Transaction(ctx, func(ctx context.Context) error {
-		n, err := p.Connection(ctx).RawQuery(`UPDATE identities SET totp_secret = NULL, totp_last_step = 0, updated_at = ?
-			WHERE id = ?`, now(), id).ExecWithCount()
+		err := p.execOnIdentity(ctx, "reset TOTP", `UPDATE identities SET totp_secret = NULL, totp_last_step = 0, updated_at = ?
+			WHERE id = ?`, now(), id)
 		if err != nil {
-			return fmt.Errorf("reset TOTP: %w", err)
-		}
-		if n == 0 {
-			return identity.ErrNotFound
+			return err
 		}
 		if err := p.Connection(ctx).RawQuery("DELETE FROM recovery_codes WHERE identity_id = ?", id).Exec(); err != nil {
 			return fmt.Errorf("reset TOTP: delete recovery codes: %w", err)

@@ -4,11 +4,7 @@ import (
 	"context"
 	"fmt"
 	"time"
-
-	"github.com/pvpipe/pvauth/janitor"
 )
-
-var _ janitor.Persister = (*Persister)(nil)
 
 // expiringTables are the tables the janitor may clean, with their key column; the names
 // are never taken from input.

@@ -6,28 +6,17 @@ import (
 	"github.com/pvpipe/pvauth/selfservice/password"
 )
 
-var _ password.FlowPersister = (*Persister)(nil)
-
 const loginFlowColumns = "id, token_hash, identity_id, pending_totp_secret, failed_attempts, state, remember_me, expires_at, created_at"
 
 func (p *Persister) CreateLoginFlow(ctx context.Context, f *password.Flow) error {
-	f.CreatedAt = now()
-	f.ExpiresAt = dbExpiry(f.ExpiresAt)
-	return p.Connection(ctx).RawQuery("INSERT INTO login_flows ("+loginFlowColumns+") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-		f.ID, f.TokenHash, f.IdentityID, f.PendingTOTPSecret, f.FailedAttempts, f.State, f.RememberMe, f.ExpiresAt, f.CreatedAt).Exec()
+	f.CreatedAt, f.ExpiresAt = now(), dbExpiry(f.ExpiresAt)
+	return p.insertRow(ctx, "login_flows", loginFlowColumns, f.ID, f.TokenHash, f.IdentityID, f.PendingTOTPSecret, f.FailedAttempts, f.State, f.RememberMe, f.ExpiresAt, f.CreatedAt)
 }
 
 func (p *Persister) GetLoginFlowByTokenHash(ctx context.Context, tokenHash string) (*password.Flow, error) {
-	var f password.Flow
-	err := p.Connection(ctx).RawQuery("SELECT "+loginFlowColumns+" FROM login_flows WHERE token_hash = ?", tokenHash).First(&f)
-	if IsNotFound(err) {
-		return nil, password.ErrFlowNotFound
-	}
-	if err != nil {
-		return nil, err
-	}
-	f.ExpiresAt, f.CreatedAt = f.ExpiresAt.UTC(), f.CreatedAt.UTC()
-	return &f, nil
+	return getRow(p.Connection(ctx), password.ErrFlowNotFound, func(f *password.Flow) {
+		f.ExpiresAt, f.CreatedAt = f.ExpiresAt.UTC(), f.CreatedAt.UTC()
+	}, "SELECT "+loginFlowColumns+" FROM login_flows WHERE token_hash = ?", tokenHash)
 }
 
 func (p *Persister) SetLoginFlowTOTPSecret(ctx context.Context, id, encSecret string) error {

@@ -11,26 +11,18 @@ import (
 const loginSessionColumns = "id, token_hash, identity_id, amr, auth_time, expires_at, created_at"
 
 func (p *Persister) CreateLoginSession(ctx context.Context, s *oauth2.LoginSession) error {
-	s.CreatedAt = now()
-	s.AuthTime, s.ExpiresAt = dbTime(s.AuthTime), dbExpiry(s.ExpiresAt)
-	return p.Connection(ctx).RawQuery("INSERT INTO login_sessions ("+loginSessionColumns+") VALUES (?, ?, ?, ?, ?, ?, ?)",
-		s.ID, s.TokenHash, s.IdentityID, s.AMR, s.AuthTime, s.ExpiresAt, s.CreatedAt).Exec()
+	s.CreatedAt, s.AuthTime, s.ExpiresAt = now(), dbTime(s.AuthTime), dbExpiry(s.ExpiresAt)
+	return p.insertRow(ctx, "login_sessions", loginSessionColumns,
+		s.ID, s.TokenHash, s.IdentityID, s.AMR, s.AuthTime, s.ExpiresAt, s.CreatedAt)
 }
 
 func (p *Persister) GetLoginSession(ctx context.Context, column, value string) (*oauth2.LoginSession, error) {
 	if column != "id" && column != "token_hash" {
 		return nil, oauth2.ErrLoginSessionNotFound
 	}
-	var s oauth2.LoginSession
-	err := p.Connection(ctx).RawQuery("SELECT "+loginSessionColumns+" FROM login_sessions WHERE "+column+" = ?", value).First(&s)
-	if IsNotFound(err) {
-		return nil, oauth2.ErrLoginSessionNotFound
-	}
-	if err != nil {
-		return nil, err
-	}
-	s.AuthTime, s.ExpiresAt, s.CreatedAt = s.AuthTime.UTC(), s.ExpiresAt.UTC(), s.CreatedAt.UTC()
-	return &s, nil
+	return getRow(p.Connection(ctx), oauth2.ErrLoginSessionNotFound, func(s *oauth2.LoginSession) {
+		s.AuthTime, s.ExpiresAt, s.CreatedAt = s.AuthTime.UTC(), s.ExpiresAt.UTC(), s.CreatedAt.UTC()
+	}, "SELECT "+loginSessionColumns+" FROM login_sessions WHERE "+column+" = ?", value)
 }
 
 func (p *Persister) AddLoginSessionFamily(ctx context.Context, sessionID, requestID string) (bool, error) {

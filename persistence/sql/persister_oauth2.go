@@ -8,8 +8,6 @@ import (
 	"github.com/pvpipe/pvauth/oauth2"
 )
 
-var _ oauth2.Persister = (*Persister)(nil)
-
 type clientRow struct {
 	oauth2.Client
 	RedirectURIs  string `db:"redirect_uris"`
@@ -49,9 +47,8 @@ func (r *clientRow) client() *oauth2.Client {
 
 func (p *Persister) CreateClient(ctx context.Context, c *oauth2.Client) error {
 	c.CreatedAt, c.UpdatedAt = now(), now()
-	err := p.Connection(ctx).RawQuery("INSERT INTO oauth2_clients ("+clientColumns+") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-		c.ID, c.Name, c.SecretHash, jsonList(c.RedirectURIs), jsonList(c.GrantTypes), jsonList(c.ResponseTypes), c.Scope,
-		jsonList(c.Audience), c.TokenEndpointAuthMethod, c.SkipConsent, c.CreatedAt, c.UpdatedAt, c.BackchannelTokenDeliveryMode, jsonList(c.PostLogoutRedirectURIs)).Exec()
+	err := p.insertRow(ctx, "oauth2_clients", clientColumns, c.ID, c.Name, c.SecretHash, jsonList(c.RedirectURIs), jsonList(c.GrantTypes), jsonList(c.ResponseTypes), c.Scope,
+		jsonList(c.Audience), c.TokenEndpointAuthMethod, c.SkipConsent, c.CreatedAt, c.UpdatedAt, c.BackchannelTokenDeliveryMode, jsonList(c.PostLogoutRedirectURIs))
 	if IsUniqueViolation(err) {
 		return oauth2.ErrClientExists
 	}
@@ -59,11 +56,7 @@ func (p *Persister) CreateClient(ctx context.Context, c *oauth2.Client) error {
 }
 
 func (p *Persister) GetOAuth2Client(ctx context.Context, id string) (*oauth2.Client, error) {
-	var r clientRow
-	err := p.Connection(ctx).RawQuery("SELECT "+clientColumns+" FROM oauth2_clients WHERE id = ?", id).First(&r)
-	if IsNotFound(err) {
-		return nil, oauth2.ErrClientNotFound
-	}
+	r, err := getRow(p.Connection(ctx), oauth2.ErrClientNotFound, func(*clientRow) {}, "SELECT "+clientColumns+" FROM oauth2_clients WHERE id = ?", id)
 	if err != nil {
 		return nil, err
 	}
@@ -119,11 +112,9 @@ func (p *Persister) DeleteClient(ctx context.Context, id string) error {
 const flowColumns = "id, client_id, request_query, requested_scope, login_challenge, login_verifier, consent_challenge, consent_verifier, identity_id, amr, auth_time, granted_scope, state, expires_at, created_at, browser_hash, remember, login_session_id"
 
 func (p *Persister) CreateFlow(ctx context.Context, f *oauth2.Flow) error {
-	f.CreatedAt = now()
-	f.ExpiresAt = dbExpiry(f.ExpiresAt)
-	return p.Connection(ctx).RawQuery("INSERT INTO oauth2_flows ("+flowColumns+") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-		f.ID, f.ClientID, f.RequestQuery, f.RequestedScope, f.LoginChallenge, f.LoginVerifier, f.ConsentChallenge, f.ConsentVerifier,
-		f.IdentityID, f.AMR, f.AuthTime, f.GrantedScope, f.State, f.ExpiresAt, f.CreatedAt, f.BrowserHash, f.Remember, f.LoginSessionID).Exec()
+	f.CreatedAt, f.ExpiresAt = now(), dbExpiry(f.ExpiresAt)
+	return p.insertRow(ctx, "oauth2_flows", flowColumns, f.ID, f.ClientID, f.RequestQuery, f.RequestedScope, f.LoginChallenge, f.LoginVerifier, f.ConsentChallenge, f.ConsentVerifier,
+		f.IdentityID, f.AMR, f.AuthTime, f.GrantedScope, f.State, f.ExpiresAt, f.CreatedAt, f.BrowserHash, f.Remember, f.LoginSessionID)
 }
 
 var flowLookupColumns = map[string]bool{"login_challenge": true, "login_verifier": true, "consent_challenge": true, "consent_verifier": true}
@@ -132,30 +123,14 @@ func (p *Persister) GetFlowBy(ctx context.Context, column, hash string) (*oauth2
 	if !flowLookupColumns[column] {
 		return nil, oauth2.ErrFlowNotFound
 	}
-	var f oauth2.Flow
-	err := p.Connection(ctx).RawQuery("SELECT "+flowColumns+" FROM oauth2_flows WHERE "+column+" = ?", hash).First(&f)
-	if IsNotFound(err) {
-		return nil, oauth2.ErrFlowNotFound
-	}
-	if err != nil {
-		return nil, err
-	}
-	f.ExpiresAt, f.CreatedAt = f.ExpiresAt.UTC(), f.CreatedAt.UTC()
-	if f.AuthTime != nil {
-		t := f.AuthTime.UTC()
-		f.AuthTime = &t
-	}
-	return &f, nil
+	return getRow(p.Connection(ctx), oauth2.ErrFlowNotFound, func(f *oauth2.Flow) {
+		f.ExpiresAt, f.CreatedAt, f.AuthTime = f.ExpiresAt.UTC(), f.CreatedAt.UTC(), utcPtr(f.AuthTime)
+	}, "SELECT "+flowColumns+" FROM oauth2_flows WHERE "+column+" = ?", hash)
 }
 
 func (p *Persister) AdvanceFlow(ctx context.Context, f *oauth2.Flow, from string, at time.Time) (bool, error) {
-	var auth *time.Time
-	if f.AuthTime != nil {
-		t := dbTime(*f.AuthTime)
-		auth = &t
-	}
 	n, err := p.Connection(ctx).RawQuery("UPDATE oauth2_flows SET login_verifier = ?, consent_challenge = ?, consent_verifier = ?, identity_id = ?, amr = ?, auth_time = ?, granted_scope = ?, state = ?, remember = ?, login_session_id = ? WHERE id = ? AND state = ? AND expires_at > ?",
-		f.LoginVerifier, f.ConsentChallenge, f.ConsentVerifier, f.IdentityID, f.AMR, auth, f.GrantedScope, f.State, f.Remember, f.LoginSessionID, f.ID, from, dbTime(at)).ExecWithCount()
+		f.LoginVerifier, f.ConsentChallenge, f.ConsentVerifier, f.IdentityID, f.AMR, dbTimePtr(f.AuthTime), f.GrantedScope, f.State, f.Remember, f.LoginSessionID, f.ID, from, dbTime(at)).ExecWithCount()
 	return n == 1, err
 }
 
@@ -176,4 +151,27 @@ func (p *Persister) RememberConsent(ctx context.Context, identityID int64, clien
 		}
 		return c.RawQuery("INSERT INTO oauth2_consents (identity_id, client_id, granted_scope, created_at) VALUES (?, ?, ?, ?)", identityID, clientID, scope, now()).Exec()
 	})
+}
+
+// CIBA requests (oauth2.CIBAPersister).
+
+const cibaColumns = "id, confirmation_id, client_id, identity_id, scope, poll_interval, last_polled_at, expires_at, created_at"
+
+func (p *Persister) GetCIBARequest(ctx context.Context, id string) (*oauth2.CIBARequest, error) {
+	return getRow(p.Connection(ctx), oauth2.ErrCIBARequestNotFound, func(r *oauth2.CIBARequest) {
+		r.ExpiresAt, r.CreatedAt, r.LastPolledAt = r.ExpiresAt.UTC(), r.CreatedAt.UTC(), utcPtr(r.LastPolledAt)
+	}, "SELECT "+cibaColumns+" FROM oauth2_ciba_requests WHERE id = ?", id)
+}
+
+func (p *Persister) CreateCIBARequest(ctx context.Context, r *oauth2.CIBARequest) error {
+	r.CreatedAt, r.ExpiresAt = now(), dbExpiry(r.ExpiresAt)
+	return p.insertRow(ctx, "oauth2_ciba_requests", cibaColumns, r.ID, r.ConfirmationID, r.ClientID, r.IdentityID, r.Scope, r.Interval, r.LastPolledAt, r.ExpiresAt, r.CreatedAt)
+}
+
+func (p *Persister) MarkCIBAPolled(ctx context.Context, id string, at time.Time) (bool, error) {
+	t := dbTime(at)
+	// The interval is whole seconds; the previous poll must be at least that long ago.
+	n, err := p.Connection(ctx).RawQuery("UPDATE oauth2_ciba_requests SET last_polled_at = ? WHERE id = ? AND (last_polled_at IS NULL OR last_polled_at <= ?)",
+		t, id, t.Add(-oauth2.CIBAInterval)).ExecWithCount()
+	return n == 1, err
 }

@@ -8,8 +8,6 @@ import (
 	"github.com/pvpipe/pvauth/selfservice/passkey"
 )
 
-var _ passkey.Persister = (*Persister)(nil)
-
 func (p *Persister) UserHandle(ctx context.Context, identityID int64, create func() []byte) ([]byte, error) {
 	var out []byte
 	err := p.Transaction(ctx, func(ctx context.Context) error {
@@ -49,23 +47,15 @@ func (p *Persister) IdentityByUserHandle(ctx context.Context, handle []byte) (in
 const passkeySessionColumns = "id, kind, identity_id, name, session_data, used_at, expires_at, created_at"
 
 func (p *Persister) CreatePasskeySession(ctx context.Context, s *passkey.Session) error {
-	s.CreatedAt = now()
-	s.ExpiresAt = dbExpiry(s.ExpiresAt)
-	return p.Connection(ctx).RawQuery("INSERT INTO webauthn_sessions ("+passkeySessionColumns+") VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-		s.ID, s.Kind, s.IdentityID, s.Name, s.Data, s.UsedAt, s.ExpiresAt, s.CreatedAt).Exec()
+	s.CreatedAt, s.ExpiresAt = now(), dbExpiry(s.ExpiresAt)
+	return p.insertRow(ctx, "webauthn_sessions", passkeySessionColumns,
+		s.ID, s.Kind, s.IdentityID, s.Name, s.Data, s.UsedAt, s.ExpiresAt, s.CreatedAt)
 }
 
 func (p *Persister) GetPasskeySession(ctx context.Context, id string) (*passkey.Session, error) {
-	var s passkey.Session
-	err := p.Connection(ctx).RawQuery("SELECT "+passkeySessionColumns+" FROM webauthn_sessions WHERE id = ?", id).First(&s)
-	if IsNotFound(err) {
-		return nil, passkey.ErrSessionNotFound
-	}
-	if err != nil {
-		return nil, err
-	}
-	s.ExpiresAt, s.CreatedAt = s.ExpiresAt.UTC(), s.CreatedAt.UTC()
-	return &s, nil
+	return getRow(p.Connection(ctx), passkey.ErrSessionNotFound, func(s *passkey.Session) {
+		s.ExpiresAt, s.CreatedAt = s.ExpiresAt.UTC(), s.CreatedAt.UTC()
+	}, "SELECT "+passkeySessionColumns+" FROM webauthn_sessions WHERE id = ?", id)
 }
 
 func (p *Persister) ConsumePasskeySession(ctx context.Context, id string, at time.Time) (bool, error) {
@@ -78,9 +68,8 @@ const passkeyColumns = "id, identity_id, credential_id, name, credential_data, a
 
 func (p *Persister) CreatePasskey(ctx context.Context, c *passkey.Credential) error {
 	c.CreatedAt, c.UpdatedAt, c.IsActive = now(), now(), true
-	err := p.Connection(ctx).RawQuery("INSERT INTO webauthn_credentials ("+passkeyColumns+") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-		c.ID, c.IdentityID, c.CredentialID, c.Name, c.Data, c.AttestationType, c.AAGUID, c.SignCount, c.CloneWarning,
-		c.Transports, c.BackupEligible, c.BackupState, c.IsActive, c.LastUsedAt, c.CreatedAt, c.UpdatedAt).Exec()
+	err := p.insertRow(ctx, "webauthn_credentials", passkeyColumns, c.ID, c.IdentityID, c.CredentialID, c.Name, c.Data, c.AttestationType, c.AAGUID, c.SignCount, c.CloneWarning,
+		c.Transports, c.BackupEligible, c.BackupState, c.IsActive, c.LastUsedAt, c.CreatedAt, c.UpdatedAt)
 	if IsUniqueViolation(err) {
 		return passkey.ErrDuplicateCredential
 	}
@@ -88,41 +77,16 @@ func (p *Persister) CreatePasskey(ctx context.Context, c *passkey.Credential) er
 }
 
 func normalizePasskey(c *passkey.Credential) {
-	c.CreatedAt, c.UpdatedAt = c.CreatedAt.UTC(), c.UpdatedAt.UTC()
-	if c.LastUsedAt != nil {
-		t := c.LastUsedAt.UTC()
-		c.LastUsedAt = &t
-	}
+	c.CreatedAt, c.UpdatedAt, c.LastUsedAt = c.CreatedAt.UTC(), c.UpdatedAt.UTC(), utcPtr(c.LastUsedAt)
 }
 
 func (p *Persister) ListPasskeys(ctx context.Context, identityID int64, activeOnly bool) ([]passkey.Credential, error) {
-	q := "SELECT " + passkeyColumns + " FROM webauthn_credentials WHERE identity_id = ?"
-	args := []any{identityID}
-	if activeOnly {
-		q += " AND is_active = ?"
-		args = append(args, true)
-	}
-	cs := []passkey.Credential{}
-	if err := p.Connection(ctx).RawQuery(q+" ORDER BY created_at, id", args...).All(&cs); err != nil {
-		return nil, err
-	}
-	for i := range cs {
-		normalizePasskey(&cs[i])
-	}
-	return cs, nil
+	return listOwned(p.Connection(ctx), "webauthn_credentials", passkeyColumns, identityID, activeOnly, normalizePasskey)
 }
 
 func (p *Persister) GetPasskeyByCredentialID(ctx context.Context, credentialID string) (*passkey.Credential, error) {
-	var c passkey.Credential
-	err := p.Connection(ctx).RawQuery("SELECT "+passkeyColumns+" FROM webauthn_credentials WHERE credential_id = ?", credentialID).First(&c)
-	if IsNotFound(err) {
-		return nil, passkey.ErrNotFound
-	}
-	if err != nil {
-		return nil, err
-	}
-	normalizePasskey(&c)
-	return &c, nil
+	return getRow(p.Connection(ctx), passkey.ErrNotFound, normalizePasskey,
+		"SELECT "+passkeyColumns+" FROM webauthn_credentials WHERE credential_id = ?", credentialID)
 }
 
 func (p *Persister) UpdatePasskeyUse(ctx context.Context, id, data string, signCount int64, cloneWarning bool, at time.Time) error {

@@ -12,11 +12,6 @@ import (
 	"github.com/pvpipe/pvauth/selfservice/password"
 )
 
-var (
-	_ provider.TokenPersister = (*Persister)(nil)
-	_ provider.KeyPersister   = (*Persister)(nil)
-)
-
 // tokenTables maps token kinds to their tables; kinds are never taken from input.
 var tokenTables = map[string]string{
 	provider.KindAccess:  "oauth2_access",
@@ -37,13 +32,8 @@ func tokenTable(kind string) string {
 const tokenColumns = "signature, request_id, requested_at, client_id, scope, granted_scope, requested_audience, granted_audience, form_data, session_data, subject, device_id, active, expires_at"
 
 func (p *Persister) InsertToken(ctx context.Context, kind string, r *provider.TokenRow) error {
-	var exp *time.Time
-	if r.ExpiresAt != nil {
-		t := dbTime(*r.ExpiresAt)
-		exp = &t
-	}
 	args := []any{r.Signature, r.RequestID, dbTime(r.RequestedAt), r.ClientID, r.Scope, r.GrantedScope,
-		r.RequestedAudience, r.GrantedAudience, r.Form, r.SessionData, r.Subject, r.DeviceID, r.Active, exp}
+		r.RequestedAudience, r.GrantedAudience, r.Form, r.SessionData, r.Subject, r.DeviceID, r.Active, dbTimePtr(r.ExpiresAt)}
 	q := "INSERT INTO " + tokenTable(kind) + " (" + tokenColumns
 	const values = "?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?"
 	switch kind {
@@ -83,11 +73,7 @@ func (p *Persister) GetToken(ctx context.Context, kind, signature string) (*prov
 	if err != nil {
 		return nil, err
 	}
-	r.RequestedAt = r.RequestedAt.UTC()
-	if r.ExpiresAt != nil {
-		t := r.ExpiresAt.UTC()
-		r.ExpiresAt = &t
-	}
+	r.RequestedAt, r.ExpiresAt = r.RequestedAt.UTC(), utcPtr(r.ExpiresAt)
 	return &r, nil
 }
 
@@ -300,11 +286,7 @@ func (p *Persister) ListSigningKeys(ctx context.Context) ([]provider.StoredKey, 
 		return nil, err
 	}
 	for i := range ks {
-		ks[i].CreatedAt = ks[i].CreatedAt.UTC()
-		if ks[i].RetiredAt != nil {
-			t := ks[i].RetiredAt.UTC()
-			ks[i].RetiredAt = &t
-		}
+		ks[i].CreatedAt, ks[i].RetiredAt = ks[i].CreatedAt.UTC(), utcPtr(ks[i].RetiredAt)
 	}
 	return ks, nil
 }

@@ -168,7 +168,7 @@ func (p *Persister) execPrepared(ctx context.Context, q string, args ...any) (in
 	return res.RowsAffected()
 }
 
-// getPrepared scans the one row of a prepared query into dest; no row is errSQLNoRows.
+// getPrepared scans the one row of a prepared query into dest; no row is sql.ErrNoRows.
 // Outside a transaction it reads from the read pool, which sees every committed write.
 func (p *Persister) getPrepared(ctx context.Context, q string, args []any, dest ...any) error {
 	if p.closed.Load() {

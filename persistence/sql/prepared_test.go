@@ -10,12 +10,12 @@ import (
 
 	"github.com/pvpipe/pvauth/internal/testdb"
 	"github.com/pvpipe/pvauth/oauth2/provider"
+	"github.com/pvpipe/pvauth/persistence/conformance"
 )
 
+// tokenRow is a token of its own family.
 func tokenRow(sig string) *provider.TokenRow {
-	exp := time.Now().Add(time.Hour)
-	return &provider.TokenRow{Signature: sig, RequestID: "family-" + sig, RequestedAt: time.Now(), ClientID: "c",
-		SessionData: "{}", Subject: "s", Active: true, ExpiresAt: &exp}
+	return conformance.NewTokenRow(sig, "family-"+sig, "s", nil)
 }
 
 // forEachSQLiteToo adds the single-connection in-memory database to testdb.ForEach.

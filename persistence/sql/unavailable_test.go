@@ -4,7 +4,6 @@ import (
 	"context"
 	stdsql "database/sql"
 	"errors"
-	"net"
 	"net/http"
 	"strconv"
 	"sync"
@@ -14,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/pvpipe/pvauth/internal/testpg"
+	"github.com/pvpipe/pvauth/internal/testredis"
 	sqlp "github.com/pvpipe/pvauth/persistence/sql"
 	"github.com/pvpipe/pvauth/x"
 )
@@ -35,22 +35,11 @@ func wantUnavailable(t *testing.T, what string, err error) {
 	}
 }
 
-func closedPort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := l.Addr().(*net.TCPAddr).Port
-	l.Close()
-	return port
-}
-
 // Connection refused, and the dial backoff: while the server is away the pool sends a
 // handful of connection attempts, not one per call.
 func TestUnavailableRefusedAndBackoff(t *testing.T) {
 	ctx := t.Context()
-	p, err := sqlp.New(ctx, "postgres://postgres@127.0.0.1:"+strconv.Itoa(closedPort(t))+"/postgres?sslmode=disable")
+	p, err := sqlp.New(ctx, "postgres://postgres@127.0.0.1:"+strconv.Itoa(testredis.FreePort(t))+"/postgres?sslmode=disable")
 	if err != nil {
 		t.Fatal(err)
 	}

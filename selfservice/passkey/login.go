@@ -134,7 +134,7 @@ func (s *Service) assertionOwner(ctx context.Context, cer *Session, parsed *prot
 }
 
 // issue issues the tokens of a login with passkey stored. It runs under the identity's
-// lock (see session.TokenPersister): a deletion of the passkey that committed first
+// lock (see provider.TokenPersister): a deletion of the passkey that committed first
 // refuses the login; one that comes after ends it. The login's event commits with the
 // tokens.
 func (s *Service) issue(ctx context.Context, id *identity.Identity, stored *Credential, discoverable, rememberMe bool) (*session.TokenSet, error) {
