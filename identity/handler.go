@@ -1,6 +1,7 @@
 package identity
 
 import (
+	"context"
 	"encoding/json"
 	"net/http"
 
@@ -34,9 +35,9 @@ func (h *Handler) RegisterAdminRoutes(r *x.AdminRouter) {
 	r.GET(RouteAdminIdentities, x.Handle(h.list))
 	r.GET(RouteAdminIdentity, x.Handle(h.get))
 	r.PATCH(RouteAdminIdentity, x.Handle(h.patch))
-	r.DELETE(RouteAdminIdentity, x.Handle(h.delete))
+	r.DELETE(RouteAdminIdentity, x.Handle(onIdentity(h.svc.Delete)))
 	r.PUT(RouteAdminPassword, x.Handle(h.setPassword))
-	r.DELETE(RouteAdminIdentityOTP, x.Handle(h.resetOTP))
+	r.DELETE(RouteAdminIdentityOTP, x.Handle(onIdentity(h.svc.ResetOTP)))
 	r.DELETE(RouteAdminSessions, x.Handle(h.revokeSessions))
 }
 
@@ -156,18 +157,6 @@ func (h *Handler) patch(w http.ResponseWriter, r *http.Request, ps httprouter.Pa
 	return nil
 }
 
-func (h *Handler) delete(w http.ResponseWriter, r *http.Request, ps httprouter.Params) error {
-	id, err := x.IdentityIDParam(ps)
-	if err != nil {
-		return err
-	}
-	if err := h.svc.Delete(r.Context(), id); err != nil {
-		return err
-	}
-	x.WriteData(w, http.StatusOK, successResponse{Success: true})
-	return nil
-}
-
 func (h *Handler) setPassword(w http.ResponseWriter, r *http.Request, ps httprouter.Params) error {
 	id, err := x.IdentityIDParam(ps)
 	if err != nil {
@@ -184,16 +173,20 @@ func (h *Handler) setPassword(w http.ResponseWriter, r *http.Request, ps httprou
 	return nil
 }
 
-func (h *Handler) resetOTP(w http.ResponseWriter, r *http.Request, ps httprouter.Params) error {
-	id, err := x.IdentityIDParam(ps)
-	if err != nil {
-		return err
+// onIdentity is a handler of a bodiless change of identity :id that answers
+// {"success": true}.
+func onIdentity(change func(ctx context.Context, id int64) error) x.HandleFunc {
+	return func(w http.ResponseWriter, r *http.Request, ps httprouter.Params) error {
+		id, err := x.IdentityIDParam(ps)
+		if err != nil {
+			return err
+		}
+		if err := change(r.Context(), id); err != nil {
+			return err
+		}
+		x.WriteData(w, http.StatusOK, successResponse{Success: true})
+		return nil
 	}
-	if err := h.svc.ResetOTP(r.Context(), id); err != nil {
-		return err
-	}
-	x.WriteData(w, http.StatusOK, successResponse{Success: true})
-	return nil
 }
 
 func (h *Handler) revokeSessions(w http.ResponseWriter, r *http.Request, ps httprouter.Params) error {
