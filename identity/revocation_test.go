@@ -19,6 +19,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pvpipe/pvauth/internal/testkeys"
+
 	"github.com/descope/virtualwebauthn"
 	"github.com/pquerna/otp/totp"
 
@@ -157,20 +159,6 @@ type rvDevice struct {
 	id          string
 }
 
-func rvSign(t *testing.T, k *ecdsa.PrivateKey, challenge string) string {
-	t.Helper()
-	raw, err := base64.StdEncoding.DecodeString(challenge)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sum := sha256.Sum256(raw)
-	sig, err := ecdsa.SignASN1(rand.Reader, k, sum[:])
-	if err != nil {
-		t.Fatal(err)
-	}
-	return base64.StdEncoding.EncodeToString(sig)
-}
-
 func (e *rv) registerDevice(u *rvUser) *rvDevice {
 	t := e.t
 	t.Helper()
@@ -192,7 +180,7 @@ func (e *rv) registerDevice(u *rvUser) *rvDevice {
 		DeviceID string `json:"deviceId"`
 	}
 	e.data(e.srv.Public(t, http.MethodPost, "/api/v1/auth/devices/register/verify", u.Tokens.AccessToken, map[string]any{
-		"sessionId": ch.SessionID, "signedChallenge": rvSign(t, k, ch.Challenge)}), http.StatusOK, &reg)
+		"sessionId": ch.SessionID, "signedChallenge": testkeys.SignChallenge(t, k, ch.Challenge)}), http.StatusOK, &reg)
 	d.id = reg.DeviceID
 	return d
 }
@@ -207,7 +195,7 @@ func (e *rv) deviceLogin(d *rvDevice) *testserver.Response {
 	}
 	e.data(e.srv.Public(t, http.MethodPost, "/api/v1/auth/mobile/challenge", "", map[string]any{"deviceFingerprint": d.fingerprint}), http.StatusOK, &ch)
 	return e.srv.Public(t, http.MethodPost, "/api/v1/auth/mobile/biometric", "", map[string]any{
-		"sessionId": ch.SessionID, "signedChallenge": rvSign(t, d.key, ch.Challenge)})
+		"sessionId": ch.SessionID, "signedChallenge": testkeys.SignChallenge(t, d.key, ch.Challenge)})
 }
 
 func (e *rv) deviceTokens(d *rvDevice) rvTokens {

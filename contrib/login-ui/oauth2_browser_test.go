@@ -23,6 +23,7 @@ import (
 	"github.com/pquerna/otp/totp"
 
 	loginui "github.com/pvpipe/pvauth/contrib/login-ui"
+	"github.com/pvpipe/pvauth/internal/testkit"
 	"github.com/pvpipe/pvauth/internal/testserver"
 )
 
@@ -222,25 +223,6 @@ func exchange(t *testing.T, tokenURL, clientID, redirectURI, code, verifier stri
 	return tr
 }
 
-// jwtClaims decodes a JWT's claims without checking the signature (the OIDC tests of the
-// oauth2 package verify it against the JWKS; here the hand-off data is what matters).
-func jwtClaims(t *testing.T, token string) map[string]any {
-	t.Helper()
-	parts := strings.Split(token, ".")
-	if len(parts) != 3 {
-		t.Fatalf("not a JWT: %.40q", token)
-	}
-	raw, err := base64.RawURLEncoding.DecodeString(parts[1])
-	if err != nil {
-		t.Fatalf("JWT payload: %v", err)
-	}
-	var c map[string]any
-	if err := json.Unmarshal(raw, &c); err != nil {
-		t.Fatalf("JWT payload %s: %v", raw, err)
-	}
-	return c
-}
-
 func stringList(v any) []string {
 	switch x := v.(type) {
 	case string:
@@ -409,7 +391,7 @@ func TestOAuth2LoginAndConsentInBrowser(t *testing.T) {
 	if got := strings.Fields(tr.Scope); !slices.Equal(sorted(got), []string{"email", "offline_access", "openid"}) {
 		t.Errorf("granted scope = %q", tr.Scope)
 	}
-	idc := jwtClaims(t, tr.IDToken)
+	idc := testkit.JWTClaims(t, tr.IDToken)
 	if idc["iss"] != origin || !slices.Contains(stringList(idc["aud"]), client.ID) || idc["nonce"] != req1.nonce ||
 		idc["sub"] != strconv.FormatInt(ident.ID, 10) || idc["email"] != email {
 		t.Errorf("id_token claims %v: want iss %s, aud %s, the nonce, sub %d and the email", idc, origin, client.ID, ident.ID)
@@ -457,7 +439,7 @@ func TestOAuth2LoginAndConsentInBrowser(t *testing.T) {
 	if got := strings.Fields(tr.Scope); !slices.Equal(sorted(got), []string{"email", "openid"}) || tr.RefreshToken != "" || tr.IDToken == "" {
 		t.Errorf("after granting openid and email only: scope %q, refresh token %v, id_token %v", tr.Scope, tr.RefreshToken != "", tr.IDToken != "")
 	}
-	if c := jwtClaims(t, tr.IDToken); c["nonce"] != req3.nonce {
+	if c := testkit.JWTClaims(t, tr.IDToken); c["nonce"] != req3.nonce {
 		t.Errorf("id_token nonce %v, want the third request's", c["nonce"])
 	}
 

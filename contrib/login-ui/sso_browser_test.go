@@ -12,6 +12,7 @@ import (
 	"github.com/chromedp/chromedp"
 	"github.com/pquerna/otp/totp"
 
+	"github.com/pvpipe/pvauth/internal/testkit"
 	"github.com/pvpipe/pvauth/internal/testserver"
 )
 
@@ -86,7 +87,7 @@ func TestSSOAndLogoutInBrowser(t *testing.T) {
 		p.fatalf("wiki callback: %v", q)
 	}
 	wikiTokens := exchange(t, tokenURL, wiki, cb.URL, q.Get("code"), req.verifier)
-	authTime := jwtClaims(t, wikiTokens.IDToken)["auth_time"]
+	authTime := testkit.JWTClaims(t, wikiTokens.IDToken)["auth_time"]
 
 	// The page's own storage is not what signs the browser in: forget it.
 	p.waitNav("the callback page", fmt.Sprintf(`window.location.href.startsWith(%q)`, cb.URL))
@@ -107,7 +108,7 @@ func TestSSOAndLogoutInBrowser(t *testing.T) {
 			p.fatalf("single sign-on to mail (prompt=%q): %v", prompt, q)
 		}
 		tr := exchange(t, tokenURL, mail, cb.URL, q.Get("code"), req.verifier)
-		if c := jwtClaims(t, tr.IDToken); c["auth_time"] != authTime || c["email"] != email {
+		if c := testkit.JWTClaims(t, tr.IDToken); c["auth_time"] != authTime || c["email"] != email {
 			t.Errorf("mail id_token %v: want the wiki login's auth_time %v", c, authTime)
 		}
 	}
