@@ -20,9 +20,9 @@ import (
 	"time"
 
 	"github.com/pvpipe/pvauth/internal/testkeys"
+	"github.com/pvpipe/pvauth/internal/testkit"
 
 	"github.com/descope/virtualwebauthn"
-	"github.com/pquerna/otp/totp"
 
 	"github.com/pvpipe/pvauth/internal/testdb"
 	"github.com/pvpipe/pvauth/internal/testserver"
@@ -37,7 +37,6 @@ const (
 	rvOrigin   = "https://pvauth.test"
 	rvLoginUI  = "http://login-ui.test/login"
 	rvCallback = "https://rp.example.com/callback"
-	rvPassword = "correct horse battery staple"
 )
 
 var rvSeq atomic.Int64
@@ -110,28 +109,9 @@ func (e *rv) data(r *testserver.Response, want int, v any) {
 func (e *rv) newUser() *rvUser {
 	t := e.t
 	t.Helper()
-	u := &rvUser{Email: fmt.Sprintf("rv%d-%d@example.com", time.Now().UnixNano(), rvSeq.Add(1))}
-	var id struct {
-		ID int64 `json:"id"`
-	}
-	e.data(e.srv.Admin(t, http.MethodPost, "/admin/identities", map[string]any{"email": u.Email, "password": rvPassword}), http.StatusCreated, &id)
-	u.ID = id.ID
-	pending := e.pendingLogin(u)
-	var setup struct {
-		Secret string `json:"secret"`
-	}
-	e.data(e.srv.Public(t, http.MethodGet, "/api/v1/auth/otp/setup", pending, nil), http.StatusOK, &setup)
-	code, err := totp.GenerateCode(setup.Secret, time.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
-	var ts struct {
-		rvTokens
-		RecoveryCodes []string `json:"recoveryCodes"`
-	}
-	e.data(e.srv.Public(t, http.MethodPost, "/api/v1/auth/otp/verify", pending, map[string]string{"otp": code}), http.StatusOK, &ts)
-	u.Tokens, u.Recovery = ts.rvTokens, ts.RecoveryCodes
-	return u
+	id := testkit.CreateIdentity(t, e.srv, map[string]any{"email": testkit.UniqueEmail("rv")})
+	en := testkit.EnrolTOTP(t, e.srv, id)
+	return &rvUser{ID: id.ID, Email: id.Email, Recovery: en.RecoveryCodes, Tokens: rvTokens{AccessToken: en.AccessToken, RefreshToken: en.RefreshToken}}
 }
 
 // pendingLogin is POST /login: the pending token.
@@ -140,7 +120,7 @@ func (e *rv) pendingLogin(u *rvUser) string {
 	var lr struct {
 		Token string `json:"token"`
 	}
-	e.data(e.srv.Public(e.t, http.MethodPost, "/api/v1/auth/login", "", map[string]string{"email": u.Email, "password": rvPassword}), http.StatusOK, &lr)
+	e.data(e.srv.Public(e.t, http.MethodPost, "/api/v1/auth/login", "", map[string]string{"email": u.Email, "password": testkit.Password}), http.StatusOK, &lr)
 	return lr.Token
 }
 
@@ -480,7 +460,7 @@ func TestRevocationEndsEverything(t *testing.T) {
 				return e.srv.Admin(t, http.MethodPatch, fmt.Sprintf("/admin/identities/%d", u.ID), map[string]string{"state": "disabled"})
 			}},
 			{"password reset", func(u *rvUser) *testserver.Response {
-				return e.srv.Admin(t, http.MethodPut, fmt.Sprintf("/admin/identities/%d/password", u.ID), map[string]string{"password": rvPassword})
+				return e.srv.Admin(t, http.MethodPut, fmt.Sprintf("/admin/identities/%d/password", u.ID), map[string]string{"password": testkit.Password})
 			}},
 			{"sessions delete", func(u *rvUser) *testserver.Response {
 				return e.srv.Admin(t, http.MethodDelete, fmt.Sprintf("/admin/identities/%d/sessions", u.ID), nil)
@@ -529,7 +509,7 @@ func (e *rv) disabledLogins(u *rvUser, d *rvDevice, pk *rvPasskey) {
 		return fmt.Sprintf("%d %s", r.Status, b.Message)
 	}
 	wrong := e.srv.Public(t, http.MethodPost, "/api/v1/auth/login", "", map[string]string{"email": u.Email, "password": "wrong password!"})
-	if got := e.srv.Public(t, http.MethodPost, "/api/v1/auth/login", "", map[string]string{"email": u.Email, "password": rvPassword}); msg(got) != msg(wrong) || got.Status != http.StatusUnauthorized {
+	if got := e.srv.Public(t, http.MethodPost, "/api/v1/auth/login", "", map[string]string{"email": u.Email, "password": testkit.Password}); msg(got) != msg(wrong) || got.Status != http.StatusUnauthorized {
 		t.Errorf("password login of a disabled identity: %s, bad password: %s", msg(got), msg(wrong))
 	}
 	if got := e.deviceLogin(d); got.Status != http.StatusUnauthorized || !strings.Contains(msg(got), "Invalid signature: signature verification failed") {

@@ -8,7 +8,9 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/pquerna/otp/totp"
 	"github.com/pvpipe/pvauth/internal/testserver"
 )
 
@@ -62,4 +64,44 @@ func Introspect(t testing.TB, srv *testserver.Server, token string) map[string]a
 		t.Fatalf("introspect: %d %s", resp.StatusCode, raw)
 	}
 	return m
+}
+
+// Enrolment is the answer of a first login's TOTP verification.
+type Enrolment struct {
+	AccessToken   string   `json:"accessToken"`
+	RefreshToken  string   `json:"refreshToken"`
+	RecoveryCodes []string `json:"recoveryCodes"`
+}
+
+// EnrolTOTP logs id in for the first time through the real flows: password, TOTP
+// set-up, and the verification of a current code.
+func EnrolTOTP(t testing.TB, srv *testserver.Server, id *Identity) *Enrolment {
+	t.Helper()
+	r := srv.Public(t, http.MethodPost, "/api/v1/auth/login", "", map[string]any{"email": id.Email, "password": id.Password})
+	if r.Status != http.StatusOK {
+		t.Fatalf("login: %d %s", r.Status, r.Body)
+	}
+	var lr struct {
+		Token string `json:"token"`
+	}
+	r.Data(t, &lr)
+	r = srv.Public(t, http.MethodGet, "/api/v1/auth/otp/setup", lr.Token, nil)
+	if r.Status != http.StatusOK {
+		t.Fatalf("otp setup: %d %s", r.Status, r.Body)
+	}
+	var setup struct {
+		Secret string `json:"secret"`
+	}
+	r.Data(t, &setup)
+	code, err := totp.GenerateCode(setup.Secret, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	r = srv.Public(t, http.MethodPost, "/api/v1/auth/otp/verify", lr.Token, map[string]any{"otp": code})
+	if r.Status != http.StatusOK {
+		t.Fatalf("otp verify: %d %s", r.Status, r.Body)
+	}
+	var e Enrolment
+	r.Data(t, &e)
+	return &e
 }

@@ -26,8 +26,6 @@ import (
 	"github.com/pvpipe/pvauth/internal/testkeys"
 	"github.com/pvpipe/pvauth/internal/testkit"
 
-	"github.com/pquerna/otp/totp"
-
 	"github.com/pvpipe/pvauth/internal/testdb"
 	"github.com/pvpipe/pvauth/internal/testserver"
 	"github.com/pvpipe/pvauth/push"
@@ -116,26 +114,7 @@ type ctUser struct {
 func ctNewUser(t testing.TB, srv *testserver.Server) *ctUser {
 	t.Helper()
 	id := testkit.CreateIdentity(t, srv, map[string]any{"email": testkit.UniqueEmail("conf-")})
-	u := &ctUser{ID: id.ID, Email: id.Email}
-	r := srv.Public(t, http.MethodPost, "/api/v1/auth/login", "", map[string]any{"email": u.Email, "password": id.Password})
-	if r.Status != http.StatusOK {
-		t.Fatalf("login: %d %s", r.Status, r.Body)
-	}
-	pending := ctStr(ctData(t, r)["token"])
-	r = srv.Public(t, http.MethodGet, "/api/v1/auth/otp/setup", pending, nil)
-	if r.Status != http.StatusOK {
-		t.Fatalf("otp setup: %d %s", r.Status, r.Body)
-	}
-	code, err := totp.GenerateCode(ctStr(ctData(t, r)["secret"]), time.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
-	r = srv.Public(t, http.MethodPost, "/api/v1/auth/otp/verify", pending, map[string]any{"otp": code})
-	if r.Status != http.StatusOK {
-		t.Fatalf("otp verify: %d %s", r.Status, r.Body)
-	}
-	u.JWT = ctStr(ctData(t, r)["accessToken"])
-	return u
+	return &ctUser{ID: id.ID, Email: id.Email, JWT: testkit.EnrolTOTP(t, srv, id).AccessToken}
 }
 
 type ctDevice struct {
