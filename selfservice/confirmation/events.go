@@ -77,7 +77,7 @@ func (h *Handler) follow(ctx context.Context, st *eventStream, sub *Subscription
 		if err != nil {
 			// A failed read (database away) is retried at the next wake-up or tick of
 			// the expiry timer; a vanished confirmation ends the stream.
-			if x.AsError(err).Status == http.StatusNotFound {
+			if errors.Is(err, ErrConfirmationNotFound) {
 				return
 			}
 			continue
