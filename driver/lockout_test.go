@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"strconv"
 	"sync"
@@ -22,19 +21,8 @@ import (
 func loLogin(t *testing.T, srv *testserver.Server, xff, email, pw string) *testserver.Response {
 	t.Helper()
 	raw, _ := json.Marshal(map[string]string{"email": email, "password": pw})
-	req, err := http.NewRequest(http.MethodPost, srv.PublicURL+"/api/v1/auth/login", bytes.NewReader(raw))
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("X-Forwarded-For", xff)
-	resp, err := srv.Client.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	return &testserver.Response{Status: resp.StatusCode, Header: resp.Header, Body: body}
+	return send(t, srv, http.MethodPost, srv.PublicURL+"/api/v1/auth/login", bytes.NewReader(raw),
+		map[string]string{"Content-Type": "application/json", "X-Forwarded-For": xff})
 }
 
 func loFail(t *testing.T, srv *testserver.Server, xff, email string, n int) {
@@ -158,17 +146,7 @@ func TestIPRuleCountsClientNetwork(t *testing.T) {
 		"ratelimit.rules.ip.window":    "1m",
 		"serve.public.trusted_proxies": []any{"127.0.0.1"},
 	}, func(t *testing.T, srv *testserver.Server) {
-		get := func(xff string) *testserver.Response {
-			req, _ := http.NewRequest(http.MethodGet, srv.PublicURL+"/health/alive", nil)
-			req.Header.Set("X-Forwarded-For", xff)
-			resp, err := srv.Client.Do(req)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer resp.Body.Close()
-			body, _ := io.ReadAll(resp.Body)
-			return &testserver.Response{Status: resp.StatusCode, Header: resp.Header, Body: body}
-		}
+		get := func(xff string) *testserver.Response { return getFrom(t, srv, xff, "/health/alive") }
 		for i, a := range []string{"2001:db8:9:9::1", "2001:db8:9:9::2", "2001:db8:9:9:ffff::3"} {
 			if r := get(a); r.Status != http.StatusOK {
 				t.Fatalf("request %d from %s: %d", i+1, a, r.Status)

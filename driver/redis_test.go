@@ -44,17 +44,7 @@ func redisSet(url string, loginLimit, ipLimit int) map[string]any {
 // getFrom sends GET path to the public port as if from the client address xff.
 func getFrom(t *testing.T, srv *testserver.Server, xff, path string) *testserver.Response {
 	t.Helper()
-	req, err := http.NewRequest(http.MethodGet, srv.PublicURL+path, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("X-Forwarded-For", xff)
-	resp, err := srv.Client.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	return &testserver.Response{Status: resp.StatusCode, Header: resp.Header}
+	return send(t, srv, http.MethodGet, srv.PublicURL+path, nil, map[string]string{"X-Forwarded-For": xff})
 }
 
 var storeErrorsRe = regexp.MustCompile(`(?m)^pvauth_ratelimit_store_errors_total (\S+)$`)

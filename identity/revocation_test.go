@@ -8,7 +8,6 @@ import (
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
-	"encoding/pem"
 	"fmt"
 	"net"
 	"net/http"
@@ -140,29 +139,9 @@ type rvDevice struct {
 }
 
 func (e *rv) registerDevice(u *rvUser) *rvDevice {
-	t := e.t
-	t.Helper()
-	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	der, _ := x509.MarshalPKIXPublicKey(&k.PublicKey)
-	d := &rvDevice{key: k, fingerprint: fmt.Sprintf("fp-%d", rvSeq.Add(1))}
-	var ch struct {
-		SessionID string `json:"sessionId"`
-		Challenge string `json:"challenge"`
-	}
-	e.data(e.srv.Public(t, http.MethodPost, "/api/v1/auth/devices/register/challenge", u.Tokens.AccessToken, map[string]any{
-		"deviceName": "Phone", "deviceType": "mobile", "deviceFingerprint": d.fingerprint,
-		"publicKey": string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})), "keyAlgorithm": "ES256",
-	}), http.StatusOK, &ch)
-	var reg struct {
-		DeviceID string `json:"deviceId"`
-	}
-	e.data(e.srv.Public(t, http.MethodPost, "/api/v1/auth/devices/register/verify", u.Tokens.AccessToken, map[string]any{
-		"sessionId": ch.SessionID, "signedChallenge": testkeys.SignChallenge(t, k, ch.Challenge)}), http.StatusOK, &reg)
-	d.id = reg.DeviceID
-	return d
+	e.t.Helper()
+	td := testkit.RegisterDevice(e.t, e.srv, u.Tokens.AccessToken, nil, map[string]any{"deviceFingerprint": fmt.Sprintf("fp-%d", rvSeq.Add(1))})
+	return &rvDevice{key: td.Key, fingerprint: td.Fingerprint, id: td.ID}
 }
 
 // deviceLogin is /mobile/challenge + /mobile/biometric.

@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -249,20 +248,11 @@ func stringList(v any) []string {
 func TestOAuth2LoginAndConsentInBrowser(t *testing.T) {
 	exe := needChromium(t)
 
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	origin := fmt.Sprintf("http://localhost:%d", ln.Addr().(*net.TCPAddr).Port)
-	srv := testserver.StartWith(t, "memory", map[string]any{
-		"serve.public.base_url":    origin,
-		"urls.issuer":              origin,
-		"urls.login_ui":            origin + "/ui/login",
-		"urls.consent_ui":          origin + "/ui/consent",
-		"webauthn.rp.id":           "localhost",
-		"webauthn.rp.display_name": "pvauth sample",
-		"webauthn.rp.origins":      []any{origin},
-	}, testserver.Options{Dev: true, PublicListener: ln})
+	srv, origin := startOnLocalhost(t, func(origin string) map[string]any {
+		set := oauth2Pages(origin)
+		set["webauthn.rp.display_name"] = "pvauth sample"
+		return set
+	})
 	cb := newCallbackServer(t)
 
 	const clientName = "Acme Dashboard"
@@ -287,18 +277,11 @@ func TestOAuth2LoginAndConsentInBrowser(t *testing.T) {
 	}
 
 	email := fmt.Sprintf("grace.%d@example.com", time.Now().UnixNano()%1e6)
-	const password = "correct horse battery staple"
-	resp = srv.Admin(t, http.MethodPost, "/admin/identities", map[string]any{
-		"email": email, "password": password,
+	ident := testkit.CreateIdentity(t, srv, map[string]any{
+		"email":  email,
 		"traits": map[string]any{"employee": map[string]any{"id": "emp-7", "name": "Grace Hopper"}},
 	})
-	if resp.Status != http.StatusCreated {
-		t.Fatalf("create identity: %d %s", resp.Status, resp.Body)
-	}
-	var ident struct {
-		ID int64 `json:"id"`
-	}
-	resp.Data(t, &ident)
+	password := ident.Password
 
 	dir := screenshotDir(t)
 	ctx, console := startBrowser(t, exe, 3*time.Minute)

@@ -1,9 +1,15 @@
 package testkit
 
 import (
+	"cmp"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"net/url"
 	"strings"
@@ -11,6 +17,7 @@ import (
 	"time"
 
 	"github.com/pquerna/otp/totp"
+	"github.com/pvpipe/pvauth/internal/testkeys"
 	"github.com/pvpipe/pvauth/internal/testserver"
 )
 
@@ -104,4 +111,53 @@ func EnrolTOTP(t testing.TB, srv *testserver.Server, id *Identity) *Enrolment {
 	var e Enrolment
 	r.Data(t, &e)
 	return &e
+}
+
+// Device is a device key registered through the API.
+type Device struct {
+	ID          string
+	Fingerprint string
+	Key         *ecdsa.PrivateKey
+}
+
+// RegisterDevice registers the ES256 key k (a new one when nil) as a device of the
+// session of access: the register challenge, then its signed verification. fields
+// replace the challenge's defaults (deviceName "Phone", deviceType "mobile", a unique
+// deviceFingerprint, the PEM public key).
+func RegisterDevice(t testing.TB, srv *testserver.Server, access string, k *ecdsa.PrivateKey, fields map[string]any) *Device {
+	t.Helper()
+	if k == nil {
+		var err error
+		if k, err = ecdsa.GenerateKey(elliptic.P256(), rand.Reader); err != nil {
+			t.Fatal(err)
+		}
+	}
+	body := map[string]any{
+		"deviceName": "Phone", "deviceType": "mobile", "deviceFingerprint": fmt.Sprintf("fp-%d-%d", time.Now().UnixNano(), seq.Add(1)),
+		"publicKey": testkeys.PEM("PUBLIC KEY", testkeys.MustDER(t, &k.PublicKey)), "keyAlgorithm": "ES256",
+	}
+	maps.Copy(body, fields)
+	r := srv.Public(t, http.MethodPost, "/api/v1/auth/devices/register/challenge", access, body)
+	if r.Status != http.StatusOK {
+		t.Fatalf("device register challenge: %d %s", r.Status, r.Body)
+	}
+	var ch struct {
+		Challenge string `json:"challenge"`
+		SessionID string `json:"sessionId"`
+		DeviceID  string `json:"deviceId"`
+	}
+	r.Data(t, &ch)
+	r = srv.Public(t, http.MethodPost, "/api/v1/auth/devices/register/verify", access, map[string]any{
+		"sessionId": ch.SessionID, "signedChallenge": testkeys.SignChallenge(t, k, ch.Challenge),
+	})
+	if r.Status != http.StatusOK {
+		t.Fatalf("device register verify: %d %s", r.Status, r.Body)
+	}
+	var v struct {
+		DeviceID string `json:"deviceId"`
+	}
+	r.Data(t, &v)
+	d := &Device{ID: cmp.Or(v.DeviceID, ch.DeviceID), Key: k}
+	d.Fingerprint, _ = body["deviceFingerprint"].(string)
+	return d
 }

@@ -9,11 +9,9 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/sha256"
-	"crypto/x509"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
-	"encoding/pem"
 	"fmt"
 	"io"
 	"net/http"
@@ -80,14 +78,21 @@ func ctWantErr(t testing.TB, what string, r *testserver.Response, status int, pa
 	}
 }
 
-// ctDo is Server.Public for other goroutines than the test's (no t.Fatal).
-func ctDo(srv *testserver.Server, method, path, bearer string, body any) *testserver.Response {
-	raw, _ := json.Marshal(body)
-	req, err := http.NewRequest(method, srv.PublicURL+path, bytes.NewReader(raw))
+// ctPost posts body (JSON; none when nil) to url, for other goroutines than the test's
+// (no t.Fatal): a transport error becomes the body.
+func ctPost(srv *testserver.Server, url, bearer string, body any) *testserver.Response {
+	var rd io.Reader
+	if body != nil {
+		raw, _ := json.Marshal(body)
+		rd = bytes.NewReader(raw)
+	}
+	req, err := http.NewRequest(http.MethodPost, url, rd)
 	if err != nil {
 		return &testserver.Response{Body: []byte(err.Error())}
 	}
-	req.Header.Set("Content-Type", "application/json")
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
 	if bearer != "" {
 		req.Header.Set("Authorization", "Bearer "+bearer)
 	}
@@ -127,30 +132,12 @@ type ctDevice struct {
 // ctNewDevice registers a fresh ES256 device for u; with fcm it also sets an FCM token.
 func ctNewDevice(t testing.TB, srv *testserver.Server, u *ctUser, fcm bool) *ctDevice {
 	t.Helper()
-	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	der, _ := x509.MarshalPKIXPublicKey(&k.PublicKey)
-	d := &ctDevice{FP: "CONF-" + ctUnique(), Key: k}
-	r := srv.Public(t, http.MethodPost, ctDevices+"/register/challenge", u.JWT, map[string]any{
-		"deviceName": "Phone " + d.FP, "deviceType": "mobile", "deviceFingerprint": d.FP, "keyAlgorithm": "ES256",
-		"publicKey": string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})),
-	})
-	if r.Status != http.StatusOK {
-		t.Fatalf("register challenge: %d %s", r.Status, r.Body)
-	}
-	c := ctData(t, r)
-	r = srv.Public(t, http.MethodPost, ctDevices+"/register/verify", u.JWT, map[string]any{
-		"sessionId": c["sessionId"], "signedChallenge": testkeys.SignChallenge(t, k, ctStr(c["challenge"])),
-	})
-	if r.Status != http.StatusOK {
-		t.Fatalf("register verify: %d %s", r.Status, r.Body)
-	}
-	d.ID = ctStr(ctData(t, r)["deviceId"])
+	fp := "CONF-" + ctUnique()
+	td := testkit.RegisterDevice(t, srv, u.JWT, nil, map[string]any{"deviceName": "Phone " + fp, "deviceFingerprint": fp})
+	d := &ctDevice{ID: td.ID, FP: fp, Key: td.Key}
 	if fcm {
 		d.FCMToken = "fcm-" + ctUnique()
-		r = srv.Public(t, http.MethodPut, ctDevices+"/fcm-token", u.JWT, map[string]any{"deviceId": d.ID, "fcmToken": d.FCMToken})
+		r := srv.Public(t, http.MethodPut, ctDevices+"/fcm-token", u.JWT, map[string]any{"deviceId": d.ID, "fcmToken": d.FCMToken})
 		if r.Status != http.StatusOK {
 			t.Fatalf("fcm token: %d %s", r.Status, r.Body)
 		}
@@ -897,10 +884,10 @@ func TestConcurrentConfirmationVerify(t *testing.T) {
 					<-start
 					if i == n-1 && round == 2 {
 						// The last round races a rejection too.
-						results[i] = ctDo(srv, http.MethodPost, ctBase+"/"+id+"/reject", u.JWT, map[string]any{"reason": "race"})
+						results[i] = ctPost(srv, srv.PublicURL+ctBase+"/"+id+"/reject", u.JWT, map[string]any{"reason": "race"})
 						return
 					}
-					results[i] = ctDo(srv, http.MethodPost, ctBase+"/"+id+"/verify", u.JWT, bodies[i])
+					results[i] = ctPost(srv, srv.PublicURL+ctBase+"/"+id+"/verify", u.JWT, bodies[i])
 				}()
 			}
 			close(start)

@@ -8,7 +8,6 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"regexp"
 	"strconv"
@@ -238,7 +237,7 @@ func TestConfirmationNumberMatching(t *testing.T) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				statuses[i] = ctDo(srv, http.MethodPost, ctBase+"/"+id+"/verify", u.JWT,
+				statuses[i] = ctPost(srv, srv.PublicURL+ctBase+"/"+id+"/verify", u.JWT,
 					map[string]any{"deviceId": d.ID, "signedChallenge": sig, "matchCode": otherCode(code)}).Status
 			}()
 		}
@@ -370,14 +369,7 @@ func TestConfirmationReceipt(t *testing.T) {
 }
 
 func ctConsume(srv *testserver.Server, id string) *testserver.Response {
-	req, _ := http.NewRequest(http.MethodPost, srv.AdminURL+"/admin/confirmations/"+id+"/consume", nil)
-	resp, err := srv.Client.Do(req)
-	if err != nil {
-		return &testserver.Response{Body: []byte(err.Error())}
-	}
-	defer resp.Body.Close()
-	raw, _ := io.ReadAll(resp.Body)
-	return &testserver.Response{Status: resp.StatusCode, Header: resp.Header, Body: raw}
+	return ctPost(srv, srv.AdminURL+"/admin/confirmations/"+id+"/consume", "", nil)
 }
 
 // replicas returns a second registry on the same database for PostgreSQL (a replica),
