@@ -2,7 +2,6 @@ package driver_test
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -17,7 +16,6 @@ import (
 	"github.com/pvpipe/pvauth/internal/testdb"
 	"github.com/pvpipe/pvauth/internal/testkit"
 	"github.com/pvpipe/pvauth/internal/testserver"
-	"github.com/pvpipe/pvauth/session"
 )
 
 // The headers API.md §1 puts on every response.
@@ -401,9 +399,9 @@ func TestHealth(t *testing.T) {
 // TestMetricsCountLogins: a password login shows up in pvauth_logins_total.
 func TestMetricsCountLogins(t *testing.T) {
 	srv := testserver.Start(t, "memory", nil)
-	srv.Admin(t, http.MethodPost, "/admin/identities", map[string]any{"email": "m@example.com", "password": "correct horse battery"})
-	srv.Public(t, http.MethodPost, "/api/v1/auth/login", "", map[string]any{"email": "m@example.com", "password": "correct horse battery"})
-	srv.Public(t, http.MethodPost, "/api/v1/auth/login", "", map[string]any{"email": "m@example.com", "password": "wrong password!"})
+	u := testkit.CreateIdentity(t, srv, nil)
+	srv.Public(t, http.MethodPost, "/api/v1/auth/login", "", map[string]any{"email": u.Email, "password": u.Password})
+	srv.Public(t, http.MethodPost, "/api/v1/auth/login", "", map[string]any{"email": u.Email, "password": "wrong password!"})
 	body := string(srv.Admin(t, http.MethodGet, "/metrics", nil).Body)
 	for _, want := range []string{
 		`pvauth_logins_total{method="password",result="success"} 1`,
@@ -419,10 +417,7 @@ func TestMetricsCountLogins(t *testing.T) {
 // biometric-style token issue goes through the group commit.
 func TestMetricsDatabase(t *testing.T) {
 	srv := testserver.Start(t, testdb.SQLiteFile(t), nil)
-	srv.Admin(t, http.MethodPost, "/admin/identities", map[string]any{"email": "db@example.com", "password": "correct horse battery"})
-	if _, err := srv.Registry.Tokens().Issue(context.Background(), session.IssueRequest{IdentityID: 1, Email: "db@example.com", AMR: []string{"hwk"}}); err != nil {
-		t.Fatal(err)
-	}
+	testkit.IssueSession(t, srv, testkit.CreateIdentity(t, srv, nil), "hwk")
 	body := string(srv.Admin(t, http.MethodGet, "/metrics", nil).Body)
 	for _, want := range []string{
 		`pvauth_db_waits_total{pool="writer"}`,

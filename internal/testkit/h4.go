@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -160,4 +161,15 @@ func RegisterDevice(t testing.TB, srv *testserver.Server, access string, k *ecds
 	d := &Device{ID: cmp.Or(v.DeviceID, ch.DeviceID), Key: k}
 	d.Fingerprint, _ = body["deviceFingerprint"].(string)
 	return d
+}
+
+// FreePort returns a loopback port that was free a moment ago.
+func FreePort(t testing.TB) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
 }
