@@ -1,6 +1,7 @@
 package audit
 
 import (
+	"context"
 	"encoding/base64"
 	"net/http"
 	"strconv"
@@ -37,7 +38,7 @@ func NewHandler(d PersisterProvider) *Handler { return &Handler{d: d} }
 
 // RegisterAdminRoutes registers GET /admin/audit-events.
 func (h *Handler) RegisterAdminRoutes(r *x.AdminRouter) {
-	r.GET(RouteAdminEvents, h.list)
+	r.GET(RouteAdminEvents, x.Handle(h.list))
 }
 
 // ListResponse is the data of GET /admin/audit-events. NextPageToken is empty on the
@@ -48,18 +49,26 @@ type ListResponse struct {
 }
 
 // list: GET /admin/audit-events?userId=&type=&since=&page_token=&page_size=
-func (h *Handler) list(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
+func (h *Handler) list(w http.ResponseWriter, r *http.Request, _ httprouter.Params) error {
 	f, err := ParseListQuery(r)
 	if err != nil {
-		x.WriteError(w, r, err)
-		return
+		return err
 	}
+	page, err := ListPage(r.Context(), h.d.AuditPersister(), f)
+	if err != nil {
+		return err
+	}
+	x.WriteData(w, http.StatusOK, page)
+	return nil
+}
+
+// ListPage reads the page of up to f.Limit events that f selects.
+func ListPage(ctx context.Context, p Persister, f Filter) (ListResponse, error) {
 	pageSize := f.Limit
 	f.Limit = pageSize + 1 // one more tells whether another page follows
-	events, err := h.d.AuditPersister().ListAuditEvents(r.Context(), f)
+	events, err := p.ListAuditEvents(ctx, f)
 	if err != nil {
-		x.WriteError(w, r, err)
-		return
+		return ListResponse{}, err
 	}
 	resp := ListResponse{Events: events}
 	if len(events) > pageSize {
@@ -69,7 +78,7 @@ func (h *Handler) list(w http.ResponseWriter, r *http.Request, _ httprouter.Para
 	if resp.Events == nil {
 		resp.Events = []Event{}
 	}
-	x.WriteData(w, http.StatusOK, resp)
+	return resp, nil
 }
 
 // ParseListQuery reads the listing's query parameters into a Filter whose Limit is the

@@ -1,15 +1,12 @@
 package cmd
 
 import (
-	"bufio"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
-	"strconv"
 	"strings"
-	"text/tabwriter"
 
 	"github.com/spf13/cobra"
 )
@@ -55,13 +52,66 @@ func cleanList(in []string) []string {
 	return out
 }
 
+// clientCreateFlags are the flags of clients create.
+type clientCreateFlags struct {
+	id, name, scope, method             string
+	redirectURIs, grantTypes, respTypes []string
+	audience, postLogoutURIs            []string
+	skipConsent, public                 bool
+}
+
+func (cf *clientCreateFlags) register(c *cobra.Command) {
+	f := c.Flags()
+	f.StringVar(&cf.id, "id", "", "client_id (default: a random UUID chosen by the server)")
+	f.StringVar(&cf.name, "name", "", "client_name, shown on the login and consent pages")
+	f.StringSliceVar(&cf.redirectURIs, "redirect-uri", nil, "allowed redirect URI (repeatable or comma-separated; exact match)")
+	f.StringSliceVar(&cf.postLogoutURIs, "post-logout-redirect-uri", nil, "where RP-initiated logout may send the browser (repeatable or comma-separated; exact match)")
+	f.StringSliceVar(&cf.grantTypes, "grant-type", nil, "authorization_code, refresh_token, client_credentials or urn:openid:params:grant-type:ciba (repeatable or comma-separated)")
+	f.StringSliceVar(&cf.respTypes, "response-type", nil, "response type (only code is supported)")
+	f.StringVar(&cf.scope, "scope", "", `scopes the client may request, space- or comma-separated ("openid offline_access email")`)
+	f.StringSliceVar(&cf.audience, "audience", nil, "audience the client may request (repeatable or comma-separated)")
+	f.StringVar(&cf.method, "token-endpoint-auth-method", "", "client_secret_basic (server default), client_secret_post or none")
+	f.BoolVar(&cf.public, "public", false, "a public client without a secret (token endpoint auth method none, PKCE required)")
+	f.BoolVar(&cf.skipConsent, "skip-consent", false, "do not ask users for consent (first-party applications)")
+}
+
+// body is the admin API's request body of the flags that were given.
+func (cf *clientCreateFlags) body(cmd *cobra.Command) (map[string]any, error) {
+	body := map[string]any{}
+	if id := strings.TrimSpace(cf.id); id != "" {
+		body["client_id"] = id
+	}
+	if cf.name != "" {
+		body["client_name"] = cf.name
+	}
+	for key, l := range map[string][]string{
+		"redirect_uris": cf.redirectURIs, "post_logout_redirect_uris": cf.postLogoutURIs,
+		"grant_types": cf.grantTypes, "response_types": cf.respTypes, "audience": cf.audience,
+	} {
+		if l := cleanList(l); len(l) > 0 {
+			body[key] = l
+		}
+	}
+	if cf.scope != "" {
+		// Accept "a b" and "a,b" alike; the API wants a space-separated string.
+		body["scope"] = strings.Join(strings.Fields(strings.ReplaceAll(cf.scope, ",", " ")), " ")
+	}
+	switch {
+	case cf.public && cmd.Flags().Changed("token-endpoint-auth-method") && cf.method != "none":
+		return nil, errors.New("--public means --token-endpoint-auth-method none; give one or the other")
+	case cf.public:
+		body["token_endpoint_auth_method"] = "none"
+	case cf.method != "":
+		body["token_endpoint_auth_method"] = cf.method
+	}
+	if cf.skipConsent {
+		body["skip_consent"] = true
+	}
+	return body, nil
+}
+
 func newClientsCreateCmd(af *adminFlags) *cobra.Command {
-	var (
-		id, name, scope, method             string
-		redirectURIs, grantTypes, respTypes []string
-		audience, postLogoutURIs            []string
-		skipConsent, public                 bool
-	)
+	var cf clientCreateFlags
 	c := &cobra.Command{
 		Use:   "create [--id ID] [--name NAME] [--grant-type G]... [--redirect-uri URI]... [--post-logout-redirect-uri URI]... [--scope 'a b'] [--audience A]... [--token-endpoint-auth-method M | --public] [--skip-consent]",
 		Short: "Register an OAuth2 client and print it as JSON, with its secret (shown only this once)",
@@ -74,52 +124,16 @@ which need at least one --redirect-uri.`,
   pvauth clients create --name "Call centre" --grant-type urn:openid:params:grant-type:ciba --scope "openid email"`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			body := map[string]any{}
-			if id = strings.TrimSpace(id); id != "" {
-				body["client_id"] = id
-			}
-			if name != "" {
-				body["client_name"] = name
-			}
-			if l := cleanList(redirectURIs); len(l) > 0 {
-				body["redirect_uris"] = l
-			}
-			if l := cleanList(postLogoutURIs); len(l) > 0 {
-				body["post_logout_redirect_uris"] = l
-			}
-			if l := cleanList(grantTypes); len(l) > 0 {
-				body["grant_types"] = l
-			}
-			if l := cleanList(respTypes); len(l) > 0 {
-				body["response_types"] = l
-			}
-			if scope != "" {
-				// Accept "a b" and "a,b" alike; the API wants a space-separated string.
-				body["scope"] = strings.Join(strings.Fields(strings.ReplaceAll(scope, ",", " ")), " ")
-			}
-			if l := cleanList(audience); len(l) > 0 {
-				body["audience"] = l
-			}
-			switch {
-			case public && cmd.Flags().Changed("token-endpoint-auth-method") && method != "none":
-				return errors.New("--public means --token-endpoint-auth-method none; give one or the other")
-			case public:
-				body["token_endpoint_auth_method"] = "none"
-			case method != "":
-				body["token_endpoint_auth_method"] = method
-			}
-			if skipConsent {
-				body["skip_consent"] = true
+			body, err := cf.body(cmd)
+			if err != nil {
+				return err
 			}
 			ac, err := af.client(cmd)
 			if err != nil {
 				return err
 			}
-			var out json.RawMessage
-			if err := ac.do(cmd.Context(), http.MethodPost, adminClientsPath, nil, body, &out); err != nil {
-				return err
-			}
-			if err := printRawJSON(cmd.OutOrStdout(), out); err != nil {
+			out, err := sendAndPrint(cmd, ac, http.MethodPost, adminClientsPath, body)
+			if err != nil {
 				return err
 			}
 			var created struct {
@@ -132,82 +146,31 @@ which need at least one --redirect-uri.`,
 			return nil
 		},
 	}
-	f := c.Flags()
-	f.StringVar(&id, "id", "", "client_id (default: a random UUID chosen by the server)")
-	f.StringVar(&name, "name", "", "client_name, shown on the login and consent pages")
-	f.StringSliceVar(&redirectURIs, "redirect-uri", nil, "allowed redirect URI (repeatable or comma-separated; exact match)")
-	f.StringSliceVar(&postLogoutURIs, "post-logout-redirect-uri", nil, "where RP-initiated logout may send the browser (repeatable or comma-separated; exact match)")
-	f.StringSliceVar(&grantTypes, "grant-type", nil, "authorization_code, refresh_token, client_credentials or urn:openid:params:grant-type:ciba (repeatable or comma-separated)")
-	f.StringSliceVar(&respTypes, "response-type", nil, "response type (only code is supported)")
-	f.StringVar(&scope, "scope", "", `scopes the client may request, space- or comma-separated ("openid offline_access email")`)
-	f.StringSliceVar(&audience, "audience", nil, "audience the client may request (repeatable or comma-separated)")
-	f.StringVar(&method, "token-endpoint-auth-method", "", "client_secret_basic (server default), client_secret_post or none")
-	f.BoolVar(&public, "public", false, "a public client without a secret (token endpoint auth method none, PKCE required)")
-	f.BoolVar(&skipConsent, "skip-consent", false, "do not ask users for consent (first-party applications)")
+	cf.register(c)
 	return c
 }
 
 func newClientsListCmd(af *adminFlags) *cobra.Command {
-	var (
-		pageSize          int
-		pageToken, format string
-	)
+	var lf listFlags
 	c := &cobra.Command{
 		Use:   "list [--page-size N] [--page-token T] [--format table|json]",
 		Short: "List OAuth2 clients (one page) as a table or JSON",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if format != "table" && format != "json" {
-				return fmt.Errorf("--format must be table or json, not %q", format)
-			}
-			q := url.Values{}
-			if cmd.Flags().Changed("page-size") {
-				q.Set("page_size", strconv.Itoa(pageSize))
-			}
-			if pageToken != "" {
-				q.Set("page_token", pageToken)
-			}
-			ac, err := af.client(cmd)
-			if err != nil {
-				return err
-			}
-			var raw json.RawMessage
-			if err := ac.do(cmd.Context(), http.MethodGet, adminClientsPath, q, nil, &raw); err != nil {
-				return err
-			}
-			out := cmd.OutOrStdout()
-			if format == "json" {
-				return printRawJSON(out, raw)
-			}
-			var page struct {
-				Clients       []clientRow `json:"clients"`
-				NextPageToken string      `json:"nextPageToken"`
-			}
-			if err := json.Unmarshal(raw, &page); err != nil {
-				return fmt.Errorf("decoding the client list: %w", err)
-			}
-			tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
-			fmt.Fprintln(tw, "CLIENT ID\tNAME\tGRANT TYPES\tAUTH METHOD\tSKIP CONSENT")
-			for _, c := range page.Clients {
-				name := c.ClientName
-				if name == "" {
-					name = "-"
-				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%t\n", c.ClientID, name, strings.Join(c.GrantTypes, ","), c.TokenEndpointAuthMethod, c.SkipConsent)
-			}
-			if err := tw.Flush(); err != nil {
-				return err
-			}
-			if page.NextPageToken != "" {
-				fmt.Fprintf(cmd.ErrOrStderr(), "More clients: --page-token %s\n", page.NextPageToken)
-			}
-			return nil
+			return runList(cmd, af, &lf, adminClientsPath, url.Values{}, listTable[clientRow]{
+				key: "clients", singular: "client", plural: "clients",
+				header: "CLIENT ID\tNAME\tGRANT TYPES\tAUTH METHOD\tSKIP CONSENT",
+				row: func(c clientRow) string {
+					name := c.ClientName
+					if name == "" {
+						name = "-"
+					}
+					return fmt.Sprintf("%s\t%s\t%s\t%s\t%t", c.ClientID, name, strings.Join(c.GrantTypes, ","), c.TokenEndpointAuthMethod, c.SkipConsent)
+				},
+			})
 		},
 	}
-	f := c.Flags()
-	f.IntVar(&pageSize, "page-size", 100, "clients per page (1 to 500)")
-	f.StringVar(&pageToken, "page-token", "", "token of the page to show, from the previous page")
-	f.StringVarP(&format, "format", "o", "table", "output format: table or json")
+	lf.register(c, "clients")
 	return c
 }
 
@@ -218,36 +181,17 @@ func newClientsDeleteCmd(af *adminFlags) *cobra.Command {
 		Short: "Delete an OAuth2 client; every token issued to it stops working",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			path, err := clientPath(args[0])
+			ac, path, err := adminTarget(cmd, af, args[0], clientPath)
 			if err != nil {
 				return err
 			}
-			ac, err := af.client(cmd)
-			if err != nil {
-				return err
-			}
-			out := cmd.OutOrStdout()
-			if !yes {
-				// Show what the prompt is about; this also reports an unknown id before asking.
-				var c clientRow
-				if err := ac.do(cmd.Context(), http.MethodGet, path, nil, nil, &c); err != nil {
-					return err
-				}
+			return runDelete(cmd, ac, path, yes, func(c clientRow) string {
 				label := c.ClientID
 				if c.ClientName != "" {
 					label += " (" + c.ClientName + ")"
 				}
-				fmt.Fprintf(out, "Delete OAuth2 client %s and revoke all its tokens? [y/N] ", label)
-				line, _ := bufio.NewReader(cmd.InOrStdin()).ReadString('\n')
-				if a := strings.ToLower(strings.TrimSpace(line)); a != "y" && a != "yes" {
-					return errors.New("aborted")
-				}
-			}
-			if err := ac.do(cmd.Context(), http.MethodDelete, path, nil, nil, nil); err != nil {
-				return err
-			}
-			fmt.Fprintf(out, "Deleted OAuth2 client %s.\n", strings.TrimSpace(args[0]))
-			return nil
+				return "OAuth2 client " + label + " and revoke all its tokens"
+			}, fmt.Sprintf("Deleted OAuth2 client %s.", strings.TrimSpace(args[0])))
 		},
 	}
 	c.Flags().BoolVarP(&yes, "yes", "y", false, "do not ask for confirmation")

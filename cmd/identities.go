@@ -10,7 +10,6 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
-	"text/tabwriter"
 
 	"github.com/spf13/cobra"
 )
@@ -85,13 +84,7 @@ func newIdentitiesCreateCmd(af *adminFlags) *cobra.Command {
 				body["traits"] = json.RawMessage(traits)
 			}
 			if cmd.Flags().Changed("permissions") {
-				perms := make([]string, 0, len(permissions))
-				for _, p := range permissions {
-					if p = strings.TrimSpace(p); p != "" {
-						perms = append(perms, p)
-					}
-				}
-				body["permissions"] = perms
+				body["permissions"] = cleanList(permissions)
 			}
 			if super {
 				body["isSuperAdmin"] = true
@@ -100,11 +93,8 @@ func newIdentitiesCreateCmd(af *adminFlags) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			var out json.RawMessage
-			if err := ac.do(cmd.Context(), http.MethodPost, adminIdentitiesPath, nil, body, &out); err != nil {
-				return err
-			}
-			return printRawJSON(cmd.OutOrStdout(), out)
+			_, err = sendAndPrint(cmd, ac, http.MethodPost, adminIdentitiesPath, body)
+			return err
 		},
 	}
 	f := c.Flags()
@@ -119,67 +109,29 @@ func newIdentitiesCreateCmd(af *adminFlags) *cobra.Command {
 
 func newIdentitiesListCmd(af *adminFlags) *cobra.Command {
 	var (
-		pageSize         int
-		pageToken, email string
-		format           string
+		lf    listFlags
+		email string
 	)
 	c := &cobra.Command{
 		Use:   "list [--page-size N] [--page-token T] [--email EMAIL] [--format table|json]",
 		Short: "List identities (one page) as a table or JSON",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if format != "table" && format != "json" {
-				return fmt.Errorf("--format must be table or json, not %q", format)
-			}
 			q := url.Values{}
-			if cmd.Flags().Changed("page-size") {
-				q.Set("page_size", strconv.Itoa(pageSize))
-			}
-			if pageToken != "" {
-				q.Set("page_token", pageToken)
-			}
 			if email != "" {
 				q.Set("email", email)
 			}
-			ac, err := af.client(cmd)
-			if err != nil {
-				return err
-			}
-			var raw json.RawMessage
-			if err := ac.do(cmd.Context(), http.MethodGet, adminIdentitiesPath, q, nil, &raw); err != nil {
-				return err
-			}
-			out := cmd.OutOrStdout()
-			if format == "json" {
-				return printRawJSON(out, raw)
-			}
-			var page struct {
-				Identities    []identityRow `json:"identities"`
-				NextPageToken string        `json:"nextPageToken"`
-			}
-			if err := json.Unmarshal(raw, &page); err != nil {
-				return fmt.Errorf("decoding the identity list: %w", err)
-			}
-			tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
-			fmt.Fprintln(tw, "ID\tEMAIL\tSTATE\tMFA ENABLED")
-			for _, i := range page.Identities {
-				fmt.Fprintf(tw, "%d\t%s\t%s\t%t\n", i.ID, i.Email, i.State, i.MFAEnabled)
-			}
-			if err := tw.Flush(); err != nil {
-				return err
-			}
-			if page.NextPageToken != "" {
-				// On stderr, so the table on stdout stays easy to parse.
-				fmt.Fprintf(cmd.ErrOrStderr(), "More identities: --page-token %s\n", page.NextPageToken)
-			}
-			return nil
+			return runList(cmd, af, &lf, adminIdentitiesPath, q, listTable[identityRow]{
+				key: "identities", singular: "identity", plural: "identities",
+				header: "ID\tEMAIL\tSTATE\tMFA ENABLED",
+				row: func(i identityRow) string {
+					return fmt.Sprintf("%d\t%s\t%s\t%t", i.ID, i.Email, i.State, i.MFAEnabled)
+				},
+			})
 		},
 	}
-	f := c.Flags()
-	f.IntVar(&pageSize, "page-size", 100, "identities per page (1 to 500)")
-	f.StringVar(&pageToken, "page-token", "", "token of the page to show, from the previous page")
-	f.StringVar(&email, "email", "", "only the identity with this email")
-	f.StringVarP(&format, "format", "o", "table", "output format: table or json")
+	lf.register(c, "identities")
+	c.Flags().StringVar(&email, "email", "", "only the identity with this email")
 	return c
 }
 
@@ -189,19 +141,12 @@ func newIdentitiesGetCmd(af *adminFlags) *cobra.Command {
 		Short: "Print one identity as JSON",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			path, err := identityPath(args[0])
+			ac, path, err := adminTarget(cmd, af, args[0], identityPath)
 			if err != nil {
 				return err
 			}
-			ac, err := af.client(cmd)
-			if err != nil {
-				return err
-			}
-			var out json.RawMessage
-			if err := ac.do(cmd.Context(), http.MethodGet, path, nil, nil, &out); err != nil {
-				return err
-			}
-			return printRawJSON(cmd.OutOrStdout(), out)
+			_, err = sendAndPrint(cmd, ac, http.MethodGet, path, nil)
+			return err
 		},
 	}
 }
@@ -213,32 +158,13 @@ func newIdentitiesDeleteCmd(af *adminFlags) *cobra.Command {
 		Short: "Delete an identity and end all its sessions",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			path, err := identityPath(args[0])
+			ac, path, err := adminTarget(cmd, af, args[0], identityPath)
 			if err != nil {
 				return err
 			}
-			ac, err := af.client(cmd)
-			if err != nil {
-				return err
-			}
-			out := cmd.OutOrStdout()
-			if !yes {
-				// Show whom the prompt is about; this also reports an unknown id before asking.
-				var i identityRow
-				if err := ac.do(cmd.Context(), http.MethodGet, path, nil, nil, &i); err != nil {
-					return err
-				}
-				fmt.Fprintf(out, "Delete identity %d (%s) and end all its sessions? [y/N] ", i.ID, i.Email)
-				line, _ := bufio.NewReader(cmd.InOrStdin()).ReadString('\n')
-				if a := strings.ToLower(strings.TrimSpace(line)); a != "y" && a != "yes" {
-					return errors.New("aborted")
-				}
-			}
-			if err := ac.do(cmd.Context(), http.MethodDelete, path, nil, nil, nil); err != nil {
-				return err
-			}
-			fmt.Fprintf(out, "Deleted identity %s.\n", args[0])
-			return nil
+			return runDelete(cmd, ac, path, yes, func(i identityRow) string {
+				return fmt.Sprintf("identity %d (%s) and end all its sessions", i.ID, i.Email)
+			}, fmt.Sprintf("Deleted identity %s.", args[0]))
 		},
 	}
 	c.Flags().BoolVarP(&yes, "yes", "y", false, "do not ask for confirmation")

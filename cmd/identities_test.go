@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/pvpipe/pvauth/identity"
+
 	"github.com/pvpipe/pvauth/cmd"
 	"github.com/pvpipe/pvauth/internal/testserver"
 )
@@ -43,16 +45,6 @@ func unsetEnv(t *testing.T, keys ...string) {
 		t.Setenv(k, "") // registers the restore
 		os.Unsetenv(k)
 	}
-}
-
-type cliIdentity struct {
-	ID           int64           `json:"id"`
-	Email        string          `json:"email"`
-	Traits       json.RawMessage `json:"traits"`
-	Permissions  []string        `json:"permissions"`
-	IsSuperAdmin bool            `json:"isSuperAdmin"`
-	MFAEnabled   bool            `json:"mfaEnabled"`
-	State        string          `json:"state"`
 }
 
 func startAdminServer(t *testing.T) (*testserver.Server, []string) {
@@ -94,7 +86,7 @@ func TestIdentitiesCreateGetListDelete(t *testing.T) {
 		"--email", "Ada@Example.com", "--password-stdin",
 		"--traits", `{"department":{"id":"ops","name":"Operations"}}`,
 		"--permissions", "files.read, files.write", "--super-admin")...))
-	var ada cliIdentity
+	var ada identity.Identity
 	if err := json.Unmarshal([]byte(r.Stdout), &ada); err != nil {
 		t.Fatalf("create did not print an identity: %v\n%s", err, r.Stdout)
 	}
@@ -118,7 +110,7 @@ func TestIdentitiesCreateGetListDelete(t *testing.T) {
 
 	// create with --password, then a duplicate: the API's message, non-zero exit.
 	r = mustOK(t, runPVAuth(t, "", identitiesArgs(conn, "create", "--email", "bob@example.com", "--password", "another password")...))
-	var bob cliIdentity
+	var bob identity.Identity
 	if err := json.Unmarshal([]byte(r.Stdout), &bob); err != nil || bob.ID <= 0 || bob.IsSuperAdmin || len(bob.Permissions) != 0 {
 		t.Fatalf("create bob: %v %+v", err, bob)
 	}
@@ -129,7 +121,7 @@ func TestIdentitiesCreateGetListDelete(t *testing.T) {
 
 	// get
 	r = mustOK(t, runPVAuth(t, "", identitiesArgs(conn, "get", strconv.FormatInt(bob.ID, 10))...))
-	var got cliIdentity
+	var got identity.Identity
 	if err := json.Unmarshal([]byte(r.Stdout), &got); err != nil || got.ID != bob.ID || got.Email != "bob@example.com" {
 		t.Fatalf("get: %v %s", err, r.Stdout)
 	}
@@ -154,8 +146,8 @@ func TestIdentitiesCreateGetListDelete(t *testing.T) {
 	// list as JSON, filtered by email
 	r = mustOK(t, runPVAuth(t, "", identitiesArgs(conn, "list", "--format", "json", "--email", "BOB@example.com")...))
 	var page struct {
-		Identities    []cliIdentity `json:"identities"`
-		NextPageToken string        `json:"nextPageToken"`
+		Identities    []identity.Identity `json:"identities"`
+		NextPageToken string              `json:"nextPageToken"`
 	}
 	if err := json.Unmarshal([]byte(r.Stdout), &page); err != nil {
 		t.Fatalf("list json: %v\n%s", err, r.Stdout)

@@ -2,13 +2,14 @@ package cmd_test
 
 import (
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/pvpipe/pvauth/internal/testkit"
 )
 
 // serveEnv are the variables that would override the test's config file.
@@ -16,17 +17,6 @@ var serveEnv = []string{
 	"DSN", "SECRETS_DEFAULT", "SECRETS_CIPHER", "SECRETS_FILE_SIGNATURE",
 	"SERVE_PUBLIC_HOST", "SERVE_PUBLIC_PORT", "SERVE_ADMIN_HOST", "SERVE_ADMIN_PORT",
 	"SERVE_ADMIN_API_KEYS", "LOG_LEVEL", "LOG_FORMAT",
-}
-
-// freePort returns a loopback port that was free a moment ago.
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }
 
 const testSecretsYAML = `secrets:
@@ -40,9 +30,9 @@ func serveConfig(t *testing.T, extra string) (file string, publicPort, adminPort
 	t.Helper()
 	unsetEnv(t, serveEnv...)
 	dir := t.TempDir()
-	publicPort, adminPort = freePort(t), freePort(t)
+	publicPort, adminPort = testkit.FreePort(t), testkit.FreePort(t)
 	for adminPort == publicPort {
-		adminPort = freePort(t)
+		adminPort = testkit.FreePort(t)
 	}
 	yaml := fmt.Sprintf(`dsn: sqlite://%s?_fk=true
 log:

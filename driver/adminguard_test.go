@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/pvpipe/pvauth/internal/testdb"
+	"github.com/pvpipe/pvauth/internal/testkit"
 	"github.com/pvpipe/pvauth/internal/testserver"
 )
 
@@ -47,16 +48,16 @@ func TestAdminGuard(t *testing.T) {
 
 		for _, ct := range []string{"", "text/plain", "application/x-www-form-urlencoded"} {
 			r := agDo(t, srv, http.MethodPost, srv.AdminURL+"/admin/identities", "", ct, body, "")
-			wantError(t, "create identity with Content-Type "+ct, r, http.StatusUnsupportedMediaType)
+			testkit.WantErrorOf(t, "create identity with Content-Type "+ct, r, http.StatusUnsupportedMediaType, "")
 		}
 		r := agDo(t, srv, http.MethodPost, srv.PublicURL+"/api/v1/auth/login", "", "", `{"email": "a@example.com", "password": "x"}`, "")
-		wantError(t, "public login without Content-Type", r, http.StatusUnsupportedMediaType)
+		testkit.WantErrorOf(t, "public login without Content-Type", r, http.StatusUnsupportedMediaType, "")
 
 		for _, host := range []string{"evil.example", "evil.example:8081", "10.1.2.3:8081", "localhost.evil.example"} {
 			r := agDo(t, srv, http.MethodPost, srv.AdminURL+"/admin/identities", host, "application/json", body, "")
-			wantError(t, "Host "+host, r, http.StatusForbidden)
+			testkit.WantErrorOf(t, "Host "+host, r, http.StatusForbidden, "")
 			r = agDo(t, srv, http.MethodGet, srv.AdminURL+"/admin/identities", host, "", "", "")
-			wantError(t, "GET with Host "+host, r, http.StatusForbidden)
+			testkit.WantErrorOf(t, "GET with Host "+host, r, http.StatusForbidden, "")
 		}
 		if r := agDo(t, srv, http.MethodGet, srv.AdminURL+"/admin/identities?email=guard@example.com", "", "", "", ""); r.Status != http.StatusOK || strings.Contains(string(r.Body), "guard@example.com") {
 			t.Fatalf("no identity may have been created: %d %s", r.Status, r.Body)

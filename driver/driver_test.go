@@ -2,9 +2,7 @@ package driver_test
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
-	"fmt"
 	"io"
 	"net/http"
 	"regexp"
@@ -16,8 +14,8 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/pvpipe/pvauth/internal/testdb"
+	"github.com/pvpipe/pvauth/internal/testkit"
 	"github.com/pvpipe/pvauth/internal/testserver"
-	"github.com/pvpipe/pvauth/session"
 )
 
 // The headers API.md §1 puts on every response.
@@ -27,19 +25,6 @@ var securityHeaders = map[string]string{
 	"X-Frame-Options":           "DENY",
 	"X-Xss-Protection":          "1; mode=block",
 	"Content-Security-Policy":   "default-src 'self'",
-}
-
-type errorBody struct {
-	Message    string `json:"message"`
-	StatusCode int    `json:"statusCode"`
-	Error      string `json:"error"`
-}
-
-func forEachDB(t *testing.T, set map[string]any, fn func(t *testing.T, srv *testserver.Server)) {
-	t.Helper()
-	testdb.ForEach(t, func(t *testing.T, dsn string) {
-		fn(t, testserver.Start(t, dsn, set))
-	})
 }
 
 // checkHeaders fails unless resp has every security header and a request id.
@@ -53,22 +38,6 @@ func checkHeaders(t testing.TB, what string, resp *testserver.Response) {
 	if resp.Header.Get("X-Request-Id") == "" {
 		t.Errorf("%s (%d): no X-Request-Id", what, resp.Status)
 	}
-}
-
-// wantError checks the status and the contract's error body.
-func wantError(t testing.TB, what string, resp *testserver.Response, status int) errorBody {
-	t.Helper()
-	if resp.Status != status {
-		t.Fatalf("%s: want %d, got %d %s", what, status, resp.Status, resp.Body)
-	}
-	var e errorBody
-	if err := json.Unmarshal(resp.Body, &e); err != nil || e.StatusCode != status || e.Message == "" || e.Error == "" {
-		t.Fatalf("%s: bad error body %s", what, resp.Body)
-	}
-	if ct := resp.Header.Get("Content-Type"); !strings.HasPrefix(ct, "application/json") {
-		t.Errorf("%s: Content-Type %q", what, ct)
-	}
-	return e
 }
 
 // send is a request with full control over headers; body may be nil.
@@ -90,26 +59,12 @@ func send(t testing.TB, srv *testserver.Server, method, url string, body io.Read
 	return &testserver.Response{Status: resp.StatusCode, Header: resp.Header, Body: raw}
 }
 
-func createIdentity(t testing.TB, srv *testserver.Server) (int64, string, string) {
-	t.Helper()
-	email := fmt.Sprintf("driver-%s@example.com", uuid.NewString()[:8])
-	pw := "correct horse battery staple"
-	resp := srv.Admin(t, http.MethodPost, "/admin/identities", map[string]any{"email": email, "password": pw})
-	if resp.Status != http.StatusCreated {
-		t.Fatalf("create identity: %d %s", resp.Status, resp.Body)
-	}
-	var id struct {
-		ID int64 `json:"id"`
-	}
-	resp.Data(t, &id)
-	return id.ID, email, pw
-}
-
 // TestEveryResponseCarriesSecurityHeaders: successes, 4xx, unknown routes (404) and wrong
 // methods (405) on both ports carry the headers and the contract's error body.
 func TestEveryResponseCarriesSecurityHeaders(t *testing.T) {
-	forEachDB(t, nil, func(t *testing.T, srv *testserver.Server) {
-		_, email, pw := createIdentity(t, srv)
+	testkit.ForEachDB(t, nil, func(t *testing.T, srv *testserver.Server) {
+		acct := testkit.CreateIdentity(t, srv, nil)
+		email, pw := acct.Email, acct.Password
 		type tc struct {
 			name   string
 			method string
@@ -150,17 +105,17 @@ func TestEveryResponseCarriesSecurityHeaders(t *testing.T) {
 			}
 			checkHeaders(t, c.name, resp)
 			if c.status >= 400 {
-				wantError(t, c.name, resp, c.status)
+				testkit.WantErrorOf(t, c.name, resp, c.status, "")
 			}
 		}
 
 		// The 404 names the route; the 405 says which methods are allowed.
-		e := wantError(t, "404", srv.Public(t, http.MethodGet, "/no/such/route", "", nil), http.StatusNotFound)
+		e := testkit.WantErrorOf(t, "404", srv.Public(t, http.MethodGet, "/no/such/route", "", nil), http.StatusNotFound, "")
 		if !strings.Contains(e.Message, "/no/such/route") || e.Error != "not_found" {
 			t.Errorf("404 body %+v", e)
 		}
 		resp := srv.Public(t, http.MethodGet, "/api/v1/auth/login", "", nil)
-		if e := wantError(t, "405", resp, http.StatusMethodNotAllowed); e.Error != "method_not_allowed" {
+		if e := testkit.WantErrorOf(t, "405", resp, http.StatusMethodNotAllowed, ""); e.Error != "method_not_allowed" {
 			t.Errorf("405 body %+v", e)
 		}
 		if allow := resp.Header.Get("Allow"); !strings.Contains(allow, http.MethodPost) {
@@ -172,7 +127,7 @@ func TestEveryResponseCarriesSecurityHeaders(t *testing.T) {
 // TestRequestID: a safe X-Request-Id is echoed; an unsafe or missing one is replaced by
 // a fresh UUID, different for every request.
 func TestRequestID(t *testing.T) {
-	forEachDB(t, nil, func(t *testing.T, srv *testserver.Server) {
+	testkit.ForEachDB(t, nil, func(t *testing.T, srv *testserver.Server) {
 		for _, url := range []string{srv.PublicURL + "/health/alive", srv.AdminURL + "/health/alive", srv.PublicURL + "/nope"} {
 			got := send(t, srv, http.MethodGet, url, nil, map[string]string{"X-Request-Id": "trace-abc_123.4"})
 			if id := got.Header.Get("X-Request-Id"); id != "trace-abc_123.4" {
@@ -198,7 +153,7 @@ func TestRequestID(t *testing.T) {
 // the error body; every configured key works; the public port needs none.
 func TestAdminAPIKeys(t *testing.T) {
 	const key1, key2 = "admin-key-one-0123456789abcdef0123", "admin-key-two-0123456789abcdef0123"
-	forEachDB(t, map[string]any{"serve.admin.api_keys": []any{key1, key2}}, func(t *testing.T, srv *testserver.Server) {
+	testkit.ForEachDB(t, map[string]any{"serve.admin.api_keys": []any{key1, key2}}, func(t *testing.T, srv *testserver.Server) {
 		list := srv.AdminURL + "/admin/identities"
 		for name, auth := range map[string]string{
 			"no key":        "",
@@ -215,7 +170,7 @@ func TestAdminAPIKeys(t *testing.T) {
 				hdr["Authorization"] = auth
 			}
 			resp := send(t, srv, http.MethodGet, list, nil, hdr)
-			e := wantError(t, name, resp, http.StatusUnauthorized)
+			e := testkit.WantErrorOf(t, name, resp, http.StatusUnauthorized, "")
 			if e.Error != "unauthorized" {
 				t.Errorf("%s: error %q", name, e.Error)
 			}
@@ -223,7 +178,7 @@ func TestAdminAPIKeys(t *testing.T) {
 			// Mutating routes are refused the same way, before their body is read.
 			resp = send(t, srv, http.MethodPost, srv.AdminURL+"/admin/identities", strings.NewReader(`{"email":"x@example.com"}`),
 				map[string]string{"Authorization": auth, "Content-Type": "application/json"})
-			wantError(t, name+" (create)", resp, http.StatusUnauthorized)
+			testkit.WantErrorOf(t, name+" (create)", resp, http.StatusUnauthorized, "")
 		}
 		for _, k := range []string{key1, key2} {
 			for _, scheme := range []string{"Bearer ", "bearer "} {
@@ -264,7 +219,7 @@ func TestAdminAPIKeys(t *testing.T) {
 // error body and the standard headers.
 func checkRateLimited(t testing.TB, what string, resp *testserver.Response, window time.Duration) {
 	t.Helper()
-	e := wantError(t, what, resp, http.StatusTooManyRequests)
+	e := testkit.WantErrorOf(t, what, resp, http.StatusTooManyRequests, "")
 	if e.Error != "rate_limited" {
 		t.Errorf("%s: error %q", what, e.Error)
 	}
@@ -278,12 +233,13 @@ func checkRateLimited(t testing.TB, what string, resp *testserver.Response, wind
 // TestRateLimitOTPVerify: the otp_verify rule counts per user, on /otp/verify and on the
 // admin service check alike.
 func TestRateLimitOTPVerify(t *testing.T) {
-	forEachDB(t, map[string]any{
+	testkit.ForEachDB(t, map[string]any{
 		"ratelimit.enabled":                 true,
 		"ratelimit.rules.otp_verify.limit":  2,
 		"ratelimit.rules.otp_verify.window": "2m",
 	}, func(t *testing.T, srv *testserver.Server) {
-		id, email, pw := createIdentity(t, srv)
+		acct := testkit.CreateIdentity(t, srv, nil)
+		id, email, pw := acct.ID, acct.Email, acct.Password
 		resp := srv.Public(t, http.MethodPost, "/api/v1/auth/login", "", map[string]string{"email": email, "password": pw})
 		var lr struct {
 			Token string `json:"token"`
@@ -295,13 +251,13 @@ func TestRateLimitOTPVerify(t *testing.T) {
 		verify := func() *testserver.Response {
 			return srv.Public(t, http.MethodPost, "/api/v1/auth/otp/verify", lr.Token, map[string]string{"otp": "abcdefg"})
 		}
-		wantError(t, "1st wrong code", verify(), http.StatusUnauthorized)
-		wantError(t, "2nd wrong code", verify(), http.StatusUnauthorized)
+		testkit.WantErrorOf(t, "1st wrong code", verify(), http.StatusUnauthorized, "")
+		testkit.WantErrorOf(t, "2nd wrong code", verify(), http.StatusUnauthorized, "")
 		checkRateLimited(t, "3rd code", verify(), 2*time.Minute)
 		checkRateLimited(t, "admin check for the same user",
 			srv.Admin(t, http.MethodPost, "/admin/otp/verify", map[string]any{"userId": id, "otp": "123456"}), 2*time.Minute)
 		// Another user is not limited.
-		other, _, _ := createIdentity(t, srv)
+		other := testkit.CreateIdentity(t, srv, nil).ID
 		if r := srv.Admin(t, http.MethodPost, "/admin/otp/verify", map[string]any{"userId": other, "otp": "123456"}); r.Status != http.StatusOK {
 			t.Fatalf("other user: %d %s", r.Status, r.Body)
 		}
@@ -311,7 +267,7 @@ func TestRateLimitOTPVerify(t *testing.T) {
 // TestRateLimitPerIP: the ip rule covers every public endpoint, 404s included; the admin
 // port is not limited by it.
 func TestRateLimitPerIP(t *testing.T) {
-	forEachDB(t, map[string]any{
+	testkit.ForEachDB(t, map[string]any{
 		"ratelimit.enabled":         true,
 		"ratelimit.rules.ip.limit":  5,
 		"ratelimit.rules.ip.window": "30s",
@@ -334,21 +290,21 @@ func TestRateLimitPerIP(t *testing.T) {
 
 // TestBodyLimit: bodies over 1 MiB are 413, announced or streamed; just under is read.
 func TestBodyLimit(t *testing.T) {
-	forEachDB(t, nil, func(t *testing.T, srv *testserver.Server) {
+	testkit.ForEachDB(t, nil, func(t *testing.T, srv *testserver.Server) {
 		big := []byte(`{"email":"a@example.com","password":"` + strings.Repeat("x", 2<<20) + `"}`)
 		jsonCT := map[string]string{"Content-Type": "application/json"}
 		for _, url := range []string{srv.PublicURL + "/api/v1/auth/login", srv.PublicURL + "/api/v1/auth/refresh", srv.AdminURL + "/admin/identities", srv.AdminURL + "/admin/otp/verify"} {
 			// Announced length.
 			resp := send(t, srv, http.MethodPost, url, bytes.NewReader(big), jsonCT)
-			wantError(t, url+" (Content-Length)", resp, http.StatusRequestEntityTooLarge)
+			testkit.WantErrorOf(t, url+" (Content-Length)", resp, http.StatusRequestEntityTooLarge, "")
 			checkHeaders(t, url, resp)
 			// Streamed (chunked, no length): the reader hides its size.
 			resp = send(t, srv, http.MethodPost, url, io.MultiReader(bytes.NewReader(big)), jsonCT)
-			wantError(t, url+" (chunked)", resp, http.StatusRequestEntityTooLarge)
+			testkit.WantErrorOf(t, url+" (chunked)", resp, http.StatusRequestEntityTooLarge, "")
 		}
 		// A body just under the limit is decoded (and its too-long field named).
 		under := []byte(`{"email":"a@example.com","password":"` + strings.Repeat("x", 1<<20-100) + `"}`)
-		e := wantError(t, "under 1 MiB", send(t, srv, http.MethodPost, srv.PublicURL+"/api/v1/auth/login", bytes.NewReader(under), jsonCT), http.StatusBadRequest)
+		e := testkit.WantErrorOf(t, "under 1 MiB", send(t, srv, http.MethodPost, srv.PublicURL+"/api/v1/auth/login", bytes.NewReader(under), jsonCT), http.StatusBadRequest, "")
 		if !strings.Contains(e.Message, "password") {
 			t.Errorf("message %q", e.Message)
 		}
@@ -358,7 +314,7 @@ func TestBodyLimit(t *testing.T) {
 // TestMalformedAdminRequests: non-numeric ids and bad bodies on the admin port are 4xx
 // with the error body.
 func TestMalformedAdminRequests(t *testing.T) {
-	forEachDB(t, nil, func(t *testing.T, srv *testserver.Server) {
+	testkit.ForEachDB(t, nil, func(t *testing.T, srv *testserver.Server) {
 		for _, c := range []struct {
 			method, path string
 			body         any
@@ -381,7 +337,7 @@ func TestMalformedAdminRequests(t *testing.T) {
 		} {
 			name := c.method + " " + c.path
 			resp := srv.Admin(t, c.method, c.path, c.body)
-			e := wantError(t, name, resp, c.status)
+			e := testkit.WantErrorOf(t, name, resp, c.status, "")
 			if strings.Contains(c.path, "abc") && !strings.Contains(e.Message, "id") && !strings.Contains(e.Message, "userId") {
 				t.Errorf("%s: message %q does not name the parameter", name, e.Message)
 			}
@@ -393,7 +349,7 @@ func TestMalformedAdminRequests(t *testing.T) {
 // TestHealth: alive and ready on both ports; ready is 503 with the error body once the
 // database is gone, while alive stays 200.
 func TestHealth(t *testing.T) {
-	forEachDB(t, nil, func(t *testing.T, srv *testserver.Server) {
+	testkit.ForEachDB(t, nil, func(t *testing.T, srv *testserver.Server) {
 		for _, base := range []string{srv.PublicURL, srv.AdminURL} {
 			for _, p := range []string{"/health/alive", "/health/ready"} {
 				resp := srv.Do(t, http.MethodGet, base+p, "", nil)
@@ -416,7 +372,7 @@ func TestHealth(t *testing.T) {
 		}
 		for _, base := range []string{srv.PublicURL, srv.AdminURL} {
 			resp := srv.Do(t, http.MethodGet, base+"/health/ready", "", nil)
-			e := wantError(t, base+" ready without database", resp, http.StatusServiceUnavailable)
+			e := testkit.WantErrorOf(t, base+" ready without database", resp, http.StatusServiceUnavailable, "")
 			if e.Error != "service_unavailable" {
 				t.Errorf("ready 503 error %q", e.Error)
 			}
@@ -430,7 +386,7 @@ func TestHealth(t *testing.T) {
 		if resp.Status < 500 {
 			t.Errorf("login without database: %d %s", resp.Status, resp.Body)
 		}
-		var e errorBody
+		var e testkit.ErrorBody
 		if err := json.Unmarshal(resp.Body, &e); err != nil || e.StatusCode != resp.Status {
 			t.Errorf("login without database: body %s", resp.Body)
 		}
@@ -443,9 +399,9 @@ func TestHealth(t *testing.T) {
 // TestMetricsCountLogins: a password login shows up in pvauth_logins_total.
 func TestMetricsCountLogins(t *testing.T) {
 	srv := testserver.Start(t, "memory", nil)
-	srv.Admin(t, http.MethodPost, "/admin/identities", map[string]any{"email": "m@example.com", "password": "correct horse battery"})
-	srv.Public(t, http.MethodPost, "/api/v1/auth/login", "", map[string]any{"email": "m@example.com", "password": "correct horse battery"})
-	srv.Public(t, http.MethodPost, "/api/v1/auth/login", "", map[string]any{"email": "m@example.com", "password": "wrong password!"})
+	u := testkit.CreateIdentity(t, srv, nil)
+	srv.Public(t, http.MethodPost, "/api/v1/auth/login", "", map[string]any{"email": u.Email, "password": u.Password})
+	srv.Public(t, http.MethodPost, "/api/v1/auth/login", "", map[string]any{"email": u.Email, "password": "wrong password!"})
 	body := string(srv.Admin(t, http.MethodGet, "/metrics", nil).Body)
 	for _, want := range []string{
 		`pvauth_logins_total{method="password",result="success"} 1`,
@@ -461,10 +417,7 @@ func TestMetricsCountLogins(t *testing.T) {
 // biometric-style token issue goes through the group commit.
 func TestMetricsDatabase(t *testing.T) {
 	srv := testserver.Start(t, testdb.SQLiteFile(t), nil)
-	srv.Admin(t, http.MethodPost, "/admin/identities", map[string]any{"email": "db@example.com", "password": "correct horse battery"})
-	if _, err := srv.Registry.Tokens().Issue(context.Background(), session.IssueRequest{IdentityID: 1, Email: "db@example.com", AMR: []string{"hwk"}}); err != nil {
-		t.Fatal(err)
-	}
+	testkit.IssueSession(t, srv, testkit.CreateIdentity(t, srv, nil), "hwk")
 	body := string(srv.Admin(t, http.MethodGet, "/metrics", nil).Body)
 	for _, want := range []string{
 		`pvauth_db_waits_total{pool="writer"}`,

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/pvpipe/pvauth/internal/testdb"
+	"github.com/pvpipe/pvauth/internal/testkit"
 	"github.com/pvpipe/pvauth/internal/testserver"
 	"github.com/pvpipe/pvauth/session"
 )
@@ -76,7 +77,8 @@ func TestJanitorCleansAbandonedHandoffs(t *testing.T) {
 		}
 
 		// A live session is not the janitor's business.
-		uid, email, _ := createIdentity(t, srv)
+		acct := testkit.CreateIdentity(t, srv, nil)
+		uid, email := acct.ID, acct.Email
 		live, err := srv.Registry.Tokens().Issue(ctx, session.IssueRequest{IdentityID: uid, Email: email, AMR: []string{"pwd", "otp"}})
 		if err != nil {
 			t.Fatal(err)

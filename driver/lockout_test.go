@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"strconv"
 	"sync"
@@ -13,6 +12,7 @@ import (
 	"time"
 
 	"github.com/pvpipe/pvauth/internal/testdb"
+	"github.com/pvpipe/pvauth/internal/testkit"
 	"github.com/pvpipe/pvauth/internal/testserver"
 )
 
@@ -21,25 +21,14 @@ import (
 func loLogin(t *testing.T, srv *testserver.Server, xff, email, pw string) *testserver.Response {
 	t.Helper()
 	raw, _ := json.Marshal(map[string]string{"email": email, "password": pw})
-	req, err := http.NewRequest(http.MethodPost, srv.PublicURL+"/api/v1/auth/login", bytes.NewReader(raw))
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("X-Forwarded-For", xff)
-	resp, err := srv.Client.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	return &testserver.Response{Status: resp.StatusCode, Header: resp.Header, Body: body}
+	return send(t, srv, http.MethodPost, srv.PublicURL+"/api/v1/auth/login", bytes.NewReader(raw),
+		map[string]string{"Content-Type": "application/json", "X-Forwarded-For": xff})
 }
 
 func loFail(t *testing.T, srv *testserver.Server, xff, email string, n int) {
 	t.Helper()
 	for i := 0; i < n; i++ {
-		wantError(t, fmt.Sprintf("wrong password %d from %s", i+1, xff), loLogin(t, srv, xff, email, "wrong password"), http.StatusUnauthorized)
+		testkit.WantErrorOf(t, fmt.Sprintf("wrong password %d from %s", i+1, xff), loLogin(t, srv, xff, email, "wrong password"), http.StatusUnauthorized, "")
 	}
 }
 
@@ -55,7 +44,7 @@ func loOK(t *testing.T, srv *testserver.Server, xff, email, pw, what string) {
 // success clears the count; login_email stops a guesser spread over many networks; a
 // request refused by one rule is charged by no other.
 func TestLoginLockout(t *testing.T) {
-	forEachDB(t, map[string]any{
+	testkit.ForEachDB(t, map[string]any{
 		"ratelimit.enabled":                  true,
 		"ratelimit.rules.login.limit":        3,
 		"ratelimit.rules.login.window":       "1m",
@@ -64,7 +53,8 @@ func TestLoginLockout(t *testing.T) {
 		"serve.public.trusted_proxies":       []any{"127.0.0.1"},
 	}, func(t *testing.T, srv *testserver.Server) {
 		const attacker, home = "203.0.113.66", "198.51.100.7"
-		_, victim, pw := createIdentity(t, srv)
+		victimAcct := testkit.CreateIdentity(t, srv, nil)
+		victim, pw := victimAcct.Email, victimAcct.Password
 
 		// The attacker's network exhausts its failures for the victim's email…
 		loFail(t, srv, attacker, victim, 3)
@@ -74,11 +64,13 @@ func TestLoginLockout(t *testing.T) {
 		loOK(t, srv, home, victim, pw, "victim from another network")
 
 		// Two emails from one network each get their own count.
-		_, other, otherPW := createIdentity(t, srv)
+		otherAcct := testkit.CreateIdentity(t, srv, nil)
+		other, otherPW := otherAcct.Email, otherAcct.Password
 		loOK(t, srv, attacker, other, otherPW, "another email from the attacker's network")
 
 		// Successes are not counted, and a success clears its network's failures.
-		_, u, upw := createIdentity(t, srv)
+		uAcct := testkit.CreateIdentity(t, srv, nil)
+		u, upw := uAcct.Email, uAcct.Password
 		for i := 0; i < 5; i++ {
 			loOK(t, srv, home, u, upw, "repeated successful login")
 		}
@@ -88,21 +80,23 @@ func TestLoginLockout(t *testing.T) {
 		checkRateLimited(t, "after three new failures", loLogin(t, srv, home, u, "x"), time.Minute)
 
 		// An IPv6 client's /64 is one network; another /64 is another.
-		_, v6, v6pw := createIdentity(t, srv)
+		v6Acct := testkit.CreateIdentity(t, srv, nil)
+		v6, v6pw := v6Acct.Email, v6Acct.Password
 		loFail(t, srv, "2001:db8:1:2::1", v6, 2)
 		loFail(t, srv, "2001:db8:1:2:ffff:ffff:ffff:fffe", v6, 1)
 		checkRateLimited(t, "same /64, new address", loLogin(t, srv, "2001:db8:1:2::abcd", v6, "x"), time.Minute)
 		loOK(t, srv, "2001:db8:1:3::1", v6, v6pw, "another /64")
 
 		// An X-Forwarded-For entry with a port counts as its host.
-		_, hp, _ := createIdentity(t, srv)
+		hp := testkit.CreateIdentity(t, srv, nil).Email
 		loFail(t, srv, "192.0.2.9:1111", hp, 2)
 		loFail(t, srv, "192.0.2.9", hp, 1)
 		checkRateLimited(t, "host:port is its host", loLogin(t, srv, "192.0.2.9:2222", hp, "x"), time.Minute)
 
 		// login_email: a guesser spread over many networks is stopped at 8 failures,
 		// and the refused requests were not charged (the 8 come from 4 networks × 2).
-		_, spread, spreadPW := createIdentity(t, srv)
+		spreadAcct := testkit.CreateIdentity(t, srv, nil)
+		spread, spreadPW := spreadAcct.Email, spreadAcct.Password
 		for n := 0; n < 4; n++ {
 			loFail(t, srv, fmt.Sprintf("100.64.0.%d", n+1), spread, 2)
 		}
@@ -111,7 +105,8 @@ func TestLoginLockout(t *testing.T) {
 
 		// A request refused by the network rule is not charged to login_email: after the
 		// network is blocked, 20 more attempts from it leave login_email room for 5 more.
-		_, refusedOnce, rpw := createIdentity(t, srv)
+		refusedOnceAcct := testkit.CreateIdentity(t, srv, nil)
+		refusedOnce, rpw := refusedOnceAcct.Email, refusedOnceAcct.Password
 		loFail(t, srv, "100.65.0.1", refusedOnce, 3)
 		for i := 0; i < 20; i++ {
 			checkRateLimited(t, "blocked network", loLogin(t, srv, "100.65.0.1", refusedOnce, "x"), time.Minute)
@@ -121,7 +116,7 @@ func TestLoginLockout(t *testing.T) {
 		loOK(t, srv, "100.65.0.4", refusedOnce, rpw, "login_email not charged by refusals")
 
 		// Concurrent guesses cannot slip in under the limit: of 12 at once, 3 are tried.
-		_, conc, _ := createIdentity(t, srv)
+		conc := testkit.CreateIdentity(t, srv, nil).Email
 		var wg sync.WaitGroup
 		var mu sync.Mutex
 		statuses := map[int]int{}
@@ -145,23 +140,13 @@ func TestLoginLockout(t *testing.T) {
 // The ip rule counts by client network too (API.md §6): an IPv6 client cannot get a fresh
 // count by changing its address within its /64.
 func TestIPRuleCountsClientNetwork(t *testing.T) {
-	forEachDB(t, map[string]any{
+	testkit.ForEachDB(t, map[string]any{
 		"ratelimit.enabled":            true,
 		"ratelimit.rules.ip.limit":     3,
 		"ratelimit.rules.ip.window":    "1m",
 		"serve.public.trusted_proxies": []any{"127.0.0.1"},
 	}, func(t *testing.T, srv *testserver.Server) {
-		get := func(xff string) *testserver.Response {
-			req, _ := http.NewRequest(http.MethodGet, srv.PublicURL+"/health/alive", nil)
-			req.Header.Set("X-Forwarded-For", xff)
-			resp, err := srv.Client.Do(req)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer resp.Body.Close()
-			body, _ := io.ReadAll(resp.Body)
-			return &testserver.Response{Status: resp.StatusCode, Header: resp.Header, Body: body}
-		}
+		get := func(xff string) *testserver.Response { return getFrom(t, srv, xff, "/health/alive") }
 		for i, a := range []string{"2001:db8:9:9::1", "2001:db8:9:9::2", "2001:db8:9:9:ffff::3"} {
 			if r := get(a); r.Status != http.StatusOK {
 				t.Fatalf("request %d from %s: %d", i+1, a, r.Status)
@@ -189,7 +174,8 @@ func TestLoginRefusedWhenHashersBusy(t *testing.T) {
 		"ratelimit.enabled":             true,
 		"ratelimit.rules.login.limit":   8,
 	})
-	_, email, pw := createIdentity(t, srv)
+	acct := testkit.CreateIdentity(t, srv, nil)
+	email, pw := acct.Email, acct.Password
 	statuses := make([]int, 8)
 	var busy atomic.Int64
 	var wg sync.WaitGroup
@@ -203,7 +189,7 @@ func TestLoginRefusedWhenHashersBusy(t *testing.T) {
 				if ra, _ := strconv.Atoi(r.Header.Get("Retry-After")); ra < 1 {
 					t.Errorf("503 without Retry-After: %v", r.Header)
 				}
-				if e := wantError(t, "busy login", r, http.StatusServiceUnavailable); e.Error != "service_unavailable" {
+				if e := testkit.WantErrorOf(t, "busy login", r, http.StatusServiceUnavailable, ""); e.Error != "service_unavailable" {
 					t.Errorf("busy login error %q", e.Error)
 				}
 				busy.Add(1)

@@ -307,6 +307,11 @@ func (c *outageClient) do(method, path, bearer string, body any) *outageResp {
 	if bearer != "" {
 		req.Header.Set("Authorization", "Bearer "+bearer)
 	}
+	return c.roundTrip(req)
+}
+
+// roundTrip sends req and reads the whole answer, timed.
+func (c *outageClient) roundTrip(req *http.Request) *outageResp {
 	t0 := time.Now()
 	resp, err := c.http.Do(req)
 	if err != nil {
@@ -348,14 +353,7 @@ func (c *outageClient) form(path string, client [2]string, body string) *outageR
 	}
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	req.SetBasicAuth(client[0], client[1])
-	t0 := time.Now()
-	resp, err := c.http.Do(req)
-	if err != nil {
-		return &outageResp{err: err, took: time.Since(t0)}
-	}
-	defer resp.Body.Close()
-	raw, err := io.ReadAll(resp.Body)
-	return &outageResp{status: resp.StatusCode, header: resp.Header, body: raw, took: time.Since(t0), err: err}
+	return c.roundTrip(req)
 }
 
 type outageUser struct{ access, refresh string }

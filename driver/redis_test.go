@@ -14,6 +14,7 @@ import (
 	"github.com/pvpipe/pvauth/driver"
 	"github.com/pvpipe/pvauth/driver/config"
 	"github.com/pvpipe/pvauth/internal/testdb"
+	"github.com/pvpipe/pvauth/internal/testkit"
 	"github.com/pvpipe/pvauth/internal/testredis"
 	"github.com/pvpipe/pvauth/internal/testserver"
 )
@@ -43,17 +44,7 @@ func redisSet(url string, loginLimit, ipLimit int) map[string]any {
 // getFrom sends GET path to the public port as if from the client address xff.
 func getFrom(t *testing.T, srv *testserver.Server, xff, path string) *testserver.Response {
 	t.Helper()
-	req, err := http.NewRequest(http.MethodGet, srv.PublicURL+path, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("X-Forwarded-For", xff)
-	resp, err := srv.Client.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	return &testserver.Response{Status: resp.StatusCode, Header: resp.Header}
+	return send(t, srv, http.MethodGet, srv.PublicURL+path, nil, map[string]string{"X-Forwarded-For": xff})
 }
 
 var storeErrorsRe = regexp.MustCompile(`(?m)^pvauth_ratelimit_store_errors_total (\S+)$`)
@@ -81,7 +72,8 @@ func TestRateLimitsSharedOnRedis(t *testing.T) {
 	testdb.ForEach(t, func(t *testing.T, dsn string) {
 		set := redisSet(url, 3, 10)
 		a, b := testserver.Start(t, dsn, set), testserver.Start(t, dsn, set)
-		_, victim, pw := createIdentity(t, a)
+		victimAcct := testkit.CreateIdentity(t, a, nil)
+		victim, pw := victimAcct.Email, victimAcct.Password
 
 		// Failures spread over both replicas: 2 + 1, then both refuse.
 		attacker := randNet()
@@ -93,7 +85,8 @@ func TestRateLimitsSharedOnRedis(t *testing.T) {
 
 		// A success on b clears the failures counted on a.
 		home := randNet()
-		_, u, upw := createIdentity(t, b)
+		uAcct := testkit.CreateIdentity(t, b, nil)
+		u, upw := uAcct.Email, uAcct.Password
 		loFail(t, a, home, u, 2)
 		loOK(t, b, home, u, upw, "success after two failures on the other replica")
 		loFail(t, a, home, u, 1)
@@ -131,12 +124,13 @@ func TestRateLimitsSharedOnRedis(t *testing.T) {
 func TestRateLimitsFailOpenWithoutRedis(t *testing.T) {
 	url := "redis://:not-logged-pw@127.0.0.1:" + strconv.Itoa(testredis.FreePort(t)) + "/0"
 	srv := testserver.Start(t, testdb.SQLiteFile(t), redisSet(url, 1, 1))
-	_, email, pw := createIdentity(t, srv)
+	acct := testkit.CreateIdentity(t, srv, nil)
+	email, pw := acct.Email, acct.Password
 	before := storeErrors(t, srv)
 	n := randNet()
 	for i := 0; i < 5; i++ {
 		start := time.Now()
-		wantError(t, fmt.Sprintf("wrong password %d", i+1), loLogin(t, srv, n, email, "wrong"), http.StatusUnauthorized)
+		testkit.WantErrorOf(t, fmt.Sprintf("wrong password %d", i+1), loLogin(t, srv, n, email, "wrong"), http.StatusUnauthorized, "")
 		if r := getFrom(t, srv, n, "/health/alive"); r.Status != http.StatusOK {
 			t.Fatalf("request %d past the ip limit: %d", i+1, r.Status)
 		}
@@ -156,12 +150,12 @@ func TestRateLimitsFailOpenWithoutRedis(t *testing.T) {
 func TestRateLimitsRecoverWhenRedisReturns(t *testing.T) {
 	rs := testredis.NewServer(t)
 	srv := testserver.Start(t, testdb.SQLiteFile(t), redisSet(rs.URL(), 2, 1000))
-	_, email, _ := createIdentity(t, srv)
+	email := testkit.CreateIdentity(t, srv, nil).Email
 
 	limited := func(what string) bool { // two failures from a fresh network, then the third
 		n := randNet()
 		for i := 0; i < 2; i++ {
-			wantError(t, what, loLogin(t, srv, n, email, "wrong"), http.StatusUnauthorized)
+			testkit.WantErrorOf(t, what, loLogin(t, srv, n, email, "wrong"), http.StatusUnauthorized, "")
 		}
 		r := loLogin(t, srv, n, email, "wrong")
 		if r.Status != http.StatusTooManyRequests && r.Status != http.StatusUnauthorized {

@@ -6,8 +6,6 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/x509"
-	"encoding/base64"
-	"encoding/json"
 	"encoding/pem"
 	"fmt"
 	"net/http"
@@ -18,33 +16,15 @@ import (
 	"time"
 
 	"github.com/pvpipe/pvauth/internal/testkeys"
+	"github.com/pvpipe/pvauth/internal/testkit"
 	"github.com/pvpipe/pvauth/internal/testserver"
 	"github.com/pvpipe/pvauth/session"
 )
 
 var suSeq atomic.Int64
 
-type suUser struct {
-	ID    int64
-	Email string
-}
-
-func suNewUser(t *testing.T, srv *testserver.Server) suUser {
-	t.Helper()
-	email := fmt.Sprintf("stepup%d-%d@example.com", time.Now().UnixNano(), suSeq.Add(1))
-	resp := srv.Admin(t, http.MethodPost, "/admin/identities", map[string]any{"email": email, "password": "correct horse battery staple"})
-	if resp.Status != http.StatusCreated {
-		t.Fatalf("create identity: %d %s", resp.Status, resp.Body)
-	}
-	var id struct {
-		ID int64 `json:"id"`
-	}
-	resp.Data(t, &id)
-	return suUser{ID: id.ID, Email: email}
-}
-
 // suLogin issues a full session whose login happened at authTime (zero: now).
-func suLogin(t *testing.T, srv *testserver.Server, u suUser, authTime time.Time) *session.TokenSet {
+func suLogin(t *testing.T, srv *testserver.Server, u *testkit.Identity, authTime time.Time) *session.TokenSet {
 	t.Helper()
 	ts, err := srv.Registry.Tokens().Issue(context.Background(), session.IssueRequest{
 		IdentityID: u.ID, Email: u.Email, AMR: []string{"pwd", "otp"}, AuthTime: authTime})
@@ -52,23 +32,6 @@ func suLogin(t *testing.T, srv *testserver.Server, u suUser, authTime time.Time)
 		t.Fatal(err)
 	}
 	return ts
-}
-
-func suClaims(t *testing.T, token string) map[string]any {
-	t.Helper()
-	parts := strings.Split(token, ".")
-	if len(parts) != 3 {
-		t.Fatalf("not a JWT: %q", token)
-	}
-	raw, err := base64.RawURLEncoding.DecodeString(parts[1])
-	if err != nil {
-		t.Fatal(err)
-	}
-	var c map[string]any
-	if err := json.Unmarshal(raw, &c); err != nil {
-		t.Fatal(err)
-	}
-	return c
 }
 
 type suKey struct {
@@ -100,7 +63,7 @@ func suRegisterBody(fp string, k suKey) map[string]any {
 
 func wantStepUp(t *testing.T, what string, resp *testserver.Response) {
 	t.Helper()
-	e := wantError(t, what, resp, http.StatusForbidden)
+	e := testkit.WantErrorOf(t, what, resp, http.StatusForbidden, "")
 	if e.Error != "step_up_required" || !strings.Contains(e.Message, "recent login") {
 		t.Errorf("%s: error %q message %q, want step_up_required / 'recent login'", what, e.Error, e.Message)
 	}
@@ -111,14 +74,14 @@ func wantStepUp(t *testing.T, what string, resp *testserver.Response) {
 // generate one or add a passkey, also after a refresh (which keeps auth_time); a fresh
 // login of any kind can.
 func TestStepUpEnrolment(t *testing.T) {
-	forEachDB(t, map[string]any{"security.step_up.max_age": "10m"}, func(t *testing.T, srv *testserver.Server) {
-		u := suNewUser(t, srv)
+	testkit.ForEachDB(t, map[string]any{"security.step_up.max_age": "10m"}, func(t *testing.T, srv *testserver.Server) {
+		u := testkit.CreateIdentity(t, srv, map[string]any{"email": testkit.UniqueEmail("stepup")})
 		oldAuth := time.Now().Add(-11 * time.Minute).UTC().Truncate(time.Second)
 		old := suLogin(t, srv, u, oldAuth)
 		fresh := suLogin(t, srv, u, time.Time{})
 
 		// auth_time is in the access token and at introspection, and survives a refresh.
-		if got := suClaims(t, old.AccessToken)["auth_time"]; got != float64(oldAuth.Unix()) {
+		if got := testkit.JWTClaims(t, old.AccessToken)["auth_time"]; got != float64(oldAuth.Unix()) {
 			t.Fatalf("auth_time claim = %v, want %d", got, oldAuth.Unix())
 		}
 		resp := srv.Public(t, http.MethodPost, "/api/v1/auth/refresh", "", map[string]any{"refreshToken": old.RefreshToken})
@@ -127,10 +90,10 @@ func TestStepUpEnrolment(t *testing.T) {
 		}
 		var refreshed session.TokenSet
 		resp.Data(t, &refreshed)
-		if got := suClaims(t, refreshed.AccessToken)["auth_time"]; got != float64(oldAuth.Unix()) {
+		if got := testkit.JWTClaims(t, refreshed.AccessToken)["auth_time"]; got != float64(oldAuth.Unix()) {
 			t.Fatalf("auth_time after refresh = %v, want %d (a refresh must not renew it)", got, oldAuth.Unix())
 		}
-		intro := suIntrospect(t, srv, refreshed.AccessToken)
+		intro := testkit.Introspect(t, srv, refreshed.AccessToken)
 		if intro["active"] != true || intro["auth_time"] != float64(oldAuth.Unix()) {
 			t.Fatalf("introspection = %v, want active with auth_time %d", intro, oldAuth.Unix())
 		}
@@ -195,7 +158,7 @@ func TestStepUpEnrolment(t *testing.T) {
 			Tokens session.TokenSet `json:"tokens"`
 		}
 		resp.Data(t, &bio)
-		at, _ := suClaims(t, bio.Tokens.AccessToken)["auth_time"].(float64)
+		at, _ := testkit.JWTClaims(t, bio.Tokens.AccessToken)["auth_time"].(float64)
 		if d := time.Since(time.Unix(int64(at), 0)); d < -2*time.Second || d > 30*time.Second {
 			t.Fatalf("device-key login auth_time %v is not now", at)
 		}
@@ -221,23 +184,4 @@ func TestStepUpEnrolment(t *testing.T) {
 			time.Sleep(50 * time.Millisecond)
 		}
 	})
-}
-
-func suIntrospect(t *testing.T, srv *testserver.Server, token string) map[string]any {
-	t.Helper()
-	req, err := http.NewRequest(http.MethodPost, srv.AdminURL+"/admin/oauth2/introspect", strings.NewReader("token="+token))
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	resp, err := srv.Client.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	var m map[string]any
-	if err := json.NewDecoder(resp.Body).Decode(&m); err != nil {
-		t.Fatal(err)
-	}
-	return m
 }

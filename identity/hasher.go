@@ -1,6 +1,7 @@
 package identity
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"crypto/subtle"
@@ -82,21 +83,10 @@ type HasherProvider interface {
 // and MaxConcurrent 0 means runtime.NumCPU(). It computes the dummy hash used by
 // CompareDummy once, with these parameters.
 func NewHasher(c config.Argon2) (*Hasher, error) {
-	p := argonParams{memory: c.MemoryKiB, time: c.Iterations, threads: c.Parallelism, saltLen: c.SaltLength, keyLen: c.KeyLength}
-	if p.memory == 0 {
-		p.memory = DefaultArgon2MemoryKiB
-	}
-	if p.time == 0 {
-		p.time = DefaultArgon2Iterations
-	}
-	if p.threads == 0 {
-		p.threads = DefaultArgon2Parallelism
-	}
-	if p.saltLen == 0 {
-		p.saltLen = DefaultArgon2SaltLength
-	}
-	if p.keyLen == 0 {
-		p.keyLen = DefaultArgon2KeyLength
+	p := argonParams{
+		memory: cmp.Or(c.MemoryKiB, DefaultArgon2MemoryKiB), time: cmp.Or(c.Iterations, DefaultArgon2Iterations),
+		threads: cmp.Or(c.Parallelism, DefaultArgon2Parallelism), saltLen: cmp.Or(c.SaltLength, DefaultArgon2SaltLength),
+		keyLen: cmp.Or(c.KeyLength, DefaultArgon2KeyLength),
 	}
 	if p.memory > maxHashMemoryKiB || p.time > maxHashTime || p.saltLen < minHashSaltLen ||
 		p.saltLen > maxHashSaltLen || p.keyLen < minHashKeyLen || p.keyLen > maxHashKeyLen ||

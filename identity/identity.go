@@ -1,5 +1,5 @@
-// Package identity holds the Identity model, password hashing, trait validation and the
-// admin handlers that manage identities.
+// Package identity holds the Identity model, password hashing, trait validation, the
+// Manager and Admin services and the thin admin handlers over them.
 package identity
 
 import (

@@ -8,7 +8,6 @@ import (
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
-	"encoding/pem"
 	"fmt"
 	"net"
 	"net/http"
@@ -19,8 +18,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pvpipe/pvauth/internal/testkeys"
+	"github.com/pvpipe/pvauth/internal/testkit"
+
 	"github.com/descope/virtualwebauthn"
-	"github.com/pquerna/otp/totp"
 
 	"github.com/pvpipe/pvauth/internal/testdb"
 	"github.com/pvpipe/pvauth/internal/testserver"
@@ -35,7 +36,6 @@ const (
 	rvOrigin   = "https://pvauth.test"
 	rvLoginUI  = "http://login-ui.test/login"
 	rvCallback = "https://rp.example.com/callback"
-	rvPassword = "correct horse battery staple"
 )
 
 var rvSeq atomic.Int64
@@ -108,28 +108,9 @@ func (e *rv) data(r *testserver.Response, want int, v any) {
 func (e *rv) newUser() *rvUser {
 	t := e.t
 	t.Helper()
-	u := &rvUser{Email: fmt.Sprintf("rv%d-%d@example.com", time.Now().UnixNano(), rvSeq.Add(1))}
-	var id struct {
-		ID int64 `json:"id"`
-	}
-	e.data(e.srv.Admin(t, http.MethodPost, "/admin/identities", map[string]any{"email": u.Email, "password": rvPassword}), http.StatusCreated, &id)
-	u.ID = id.ID
-	pending := e.pendingLogin(u)
-	var setup struct {
-		Secret string `json:"secret"`
-	}
-	e.data(e.srv.Public(t, http.MethodGet, "/api/v1/auth/otp/setup", pending, nil), http.StatusOK, &setup)
-	code, err := totp.GenerateCode(setup.Secret, time.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
-	var ts struct {
-		rvTokens
-		RecoveryCodes []string `json:"recoveryCodes"`
-	}
-	e.data(e.srv.Public(t, http.MethodPost, "/api/v1/auth/otp/verify", pending, map[string]string{"otp": code}), http.StatusOK, &ts)
-	u.Tokens, u.Recovery = ts.rvTokens, ts.RecoveryCodes
-	return u
+	id := testkit.CreateIdentity(t, e.srv, map[string]any{"email": testkit.UniqueEmail("rv")})
+	en := testkit.EnrolTOTP(t, e.srv, id)
+	return &rvUser{ID: id.ID, Email: id.Email, Recovery: en.RecoveryCodes, Tokens: rvTokens{AccessToken: en.AccessToken, RefreshToken: en.RefreshToken}}
 }
 
 // pendingLogin is POST /login: the pending token.
@@ -138,7 +119,7 @@ func (e *rv) pendingLogin(u *rvUser) string {
 	var lr struct {
 		Token string `json:"token"`
 	}
-	e.data(e.srv.Public(e.t, http.MethodPost, "/api/v1/auth/login", "", map[string]string{"email": u.Email, "password": rvPassword}), http.StatusOK, &lr)
+	e.data(e.srv.Public(e.t, http.MethodPost, "/api/v1/auth/login", "", map[string]string{"email": u.Email, "password": testkit.Password}), http.StatusOK, &lr)
 	return lr.Token
 }
 
@@ -157,44 +138,10 @@ type rvDevice struct {
 	id          string
 }
 
-func rvSign(t *testing.T, k *ecdsa.PrivateKey, challenge string) string {
-	t.Helper()
-	raw, err := base64.StdEncoding.DecodeString(challenge)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sum := sha256.Sum256(raw)
-	sig, err := ecdsa.SignASN1(rand.Reader, k, sum[:])
-	if err != nil {
-		t.Fatal(err)
-	}
-	return base64.StdEncoding.EncodeToString(sig)
-}
-
 func (e *rv) registerDevice(u *rvUser) *rvDevice {
-	t := e.t
-	t.Helper()
-	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	der, _ := x509.MarshalPKIXPublicKey(&k.PublicKey)
-	d := &rvDevice{key: k, fingerprint: fmt.Sprintf("fp-%d", rvSeq.Add(1))}
-	var ch struct {
-		SessionID string `json:"sessionId"`
-		Challenge string `json:"challenge"`
-	}
-	e.data(e.srv.Public(t, http.MethodPost, "/api/v1/auth/devices/register/challenge", u.Tokens.AccessToken, map[string]any{
-		"deviceName": "Phone", "deviceType": "mobile", "deviceFingerprint": d.fingerprint,
-		"publicKey": string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})), "keyAlgorithm": "ES256",
-	}), http.StatusOK, &ch)
-	var reg struct {
-		DeviceID string `json:"deviceId"`
-	}
-	e.data(e.srv.Public(t, http.MethodPost, "/api/v1/auth/devices/register/verify", u.Tokens.AccessToken, map[string]any{
-		"sessionId": ch.SessionID, "signedChallenge": rvSign(t, k, ch.Challenge)}), http.StatusOK, &reg)
-	d.id = reg.DeviceID
-	return d
+	e.t.Helper()
+	td := testkit.RegisterDevice(e.t, e.srv, u.Tokens.AccessToken, nil, map[string]any{"deviceFingerprint": fmt.Sprintf("fp-%d", rvSeq.Add(1))})
+	return &rvDevice{key: td.Key, fingerprint: td.Fingerprint, id: td.ID}
 }
 
 // deviceLogin is /mobile/challenge + /mobile/biometric.
@@ -207,7 +154,7 @@ func (e *rv) deviceLogin(d *rvDevice) *testserver.Response {
 	}
 	e.data(e.srv.Public(t, http.MethodPost, "/api/v1/auth/mobile/challenge", "", map[string]any{"deviceFingerprint": d.fingerprint}), http.StatusOK, &ch)
 	return e.srv.Public(t, http.MethodPost, "/api/v1/auth/mobile/biometric", "", map[string]any{
-		"sessionId": ch.SessionID, "signedChallenge": rvSign(t, d.key, ch.Challenge)})
+		"sessionId": ch.SessionID, "signedChallenge": testkeys.SignChallenge(t, d.key, ch.Challenge)})
 }
 
 func (e *rv) deviceTokens(d *rvDevice) rvTokens {
@@ -492,7 +439,7 @@ func TestRevocationEndsEverything(t *testing.T) {
 				return e.srv.Admin(t, http.MethodPatch, fmt.Sprintf("/admin/identities/%d", u.ID), map[string]string{"state": "disabled"})
 			}},
 			{"password reset", func(u *rvUser) *testserver.Response {
-				return e.srv.Admin(t, http.MethodPut, fmt.Sprintf("/admin/identities/%d/password", u.ID), map[string]string{"password": rvPassword})
+				return e.srv.Admin(t, http.MethodPut, fmt.Sprintf("/admin/identities/%d/password", u.ID), map[string]string{"password": testkit.Password})
 			}},
 			{"sessions delete", func(u *rvUser) *testserver.Response {
 				return e.srv.Admin(t, http.MethodDelete, fmt.Sprintf("/admin/identities/%d/sessions", u.ID), nil)
@@ -541,7 +488,7 @@ func (e *rv) disabledLogins(u *rvUser, d *rvDevice, pk *rvPasskey) {
 		return fmt.Sprintf("%d %s", r.Status, b.Message)
 	}
 	wrong := e.srv.Public(t, http.MethodPost, "/api/v1/auth/login", "", map[string]string{"email": u.Email, "password": "wrong password!"})
-	if got := e.srv.Public(t, http.MethodPost, "/api/v1/auth/login", "", map[string]string{"email": u.Email, "password": rvPassword}); msg(got) != msg(wrong) || got.Status != http.StatusUnauthorized {
+	if got := e.srv.Public(t, http.MethodPost, "/api/v1/auth/login", "", map[string]string{"email": u.Email, "password": testkit.Password}); msg(got) != msg(wrong) || got.Status != http.StatusUnauthorized {
 		t.Errorf("password login of a disabled identity: %s, bad password: %s", msg(got), msg(wrong))
 	}
 	if got := e.deviceLogin(d); got.Status != http.StatusUnauthorized || !strings.Contains(msg(got), "Invalid signature: signature verification failed") {

@@ -1,6 +1,7 @@
 package ratelimit
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -60,18 +61,10 @@ func NewRedisStore(rawURL string) (*RedisStore, error) {
 		}
 		return nil, fmt.Errorf("ratelimit.redis.url: not a valid redis:// URL: %v", err)
 	}
-	if opt.DialTimeout == 0 {
-		opt.DialTimeout = RedisTimeout
-	}
-	if opt.ReadTimeout == 0 {
-		opt.ReadTimeout = RedisTimeout
-	}
-	if opt.WriteTimeout == 0 {
-		opt.WriteTimeout = RedisTimeout
-	}
-	if opt.PoolTimeout == 0 {
-		opt.PoolTimeout = RedisTimeout
-	}
+	opt.DialTimeout = cmp.Or(opt.DialTimeout, RedisTimeout)
+	opt.ReadTimeout = cmp.Or(opt.ReadTimeout, RedisTimeout)
+	opt.WriteTimeout = cmp.Or(opt.WriteTimeout, RedisTimeout)
+	opt.PoolTimeout = cmp.Or(opt.PoolTimeout, RedisTimeout)
 	opt.MaxRetries = -1   // no command retries: a failed count lets the request through
 	opt.DialerRetries = 1 // one dial per attempt, no backoff loop
 	opt.ContextTimeoutEnabled = true

@@ -33,8 +33,8 @@ if ! command -v go >/dev/null 2>&1; then
 	exit 2
 fi
 
-is_root=0
-[ "$(id -u)" -eq 0 ] && is_root=1
+# shellcheck source=scripts/as_pg.sh
+source scripts/as_pg.sh
 
 # The browser test of the sample login page (contrib/login-ui) drives Debian's Chromium.
 # Best effort: install it when it is missing and we are root; otherwise say how. Without
@@ -58,17 +58,6 @@ if [ "$wants_browser" -eq 1 ] && [ ! -x "${CHROMIUM_PATH:-/usr/bin/chromium}" ];
 		echo "  Install it:  sudo apt-get install -y --no-install-recommends chromium   (or set CHROMIUM_PATH)" >&2
 	fi
 fi
-
-# Runs a command line as the database owner: `postgres` when we are root, ourselves otherwise.
-as_pg() {
-	if [ "$is_root" -eq 1 ]; then
-		local cmd="cd / && LC_ALL=C && export LC_ALL &&" a
-		for a in "$@"; do cmd+=" $(printf '%q' "$a")"; done
-		su postgres -s /bin/sh -c "$cmd"
-	else
-		(cd / && LC_ALL=C "$@")
-	fi
-}
 
 # The directory must be traversable by `postgres` when we are root, and short enough for
 # a unix socket path (about 100 bytes).

@@ -87,13 +87,9 @@ func DecodeJSON(r *http.Request, v any) error {
 			return ErrUnsupportedMedia
 		}
 	}
-	raw, err := io.ReadAll(http.MaxBytesReader(nil, r.Body, MaxBodyBytes))
+	raw, err := readBody(r)
 	if err != nil {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			return ErrTooLarge
-		}
-		return ErrBadRequest.WithMessage("The request body could not be read.")
+		return err
 	}
 	// A body without a Content-Type is what a browser sends cross-site without a CORS
 	// preflight ("simple" request): refusing it keeps web pages from forging JSON calls.
@@ -126,6 +122,19 @@ func DecodeJSON(r *http.Request, v any) error {
 		}
 	}
 	return nil
+}
+
+// readBody reads at most MaxBodyBytes of r's body; more is ErrTooLarge.
+func readBody(r *http.Request) ([]byte, error) {
+	raw, err := io.ReadAll(http.MaxBytesReader(nil, r.Body, MaxBodyBytes))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return nil, ErrTooLarge
+		}
+		return nil, ErrBadRequest.WithMessage("The request body could not be read.")
+	}
+	return raw, nil
 }
 
 // nulField names the first decoded string field that holds a NUL character.
@@ -176,13 +185,9 @@ func DecodeJSONOptional(r *http.Request, v any) error {
 	if r.Body == nil || r.ContentLength == 0 {
 		return validateOnly(v)
 	}
-	raw, err := io.ReadAll(http.MaxBytesReader(nil, r.Body, MaxBodyBytes))
+	raw, err := readBody(r)
 	if err != nil {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			return ErrTooLarge
-		}
-		return ErrBadRequest.WithMessage("The request body could not be read.")
+		return err
 	}
 	if len(bytes.TrimSpace(raw)) == 0 {
 		return validateOnly(v)

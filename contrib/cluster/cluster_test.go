@@ -15,6 +15,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/pvpipe/pvauth/internal/testkit"
 )
 
 // TestClusterUpLoginDown runs `run.sh up` with three replicas, creates an identity through
@@ -175,17 +177,15 @@ func portsFree(base int) bool {
 	return true
 }
 
+// postJSON is testkit.PostJSON of v, failing the test on a transport error.
 func postJSON(t *testing.T, c *http.Client, url string, v any) (int, string) {
 	t.Helper()
 	b, _ := json.Marshal(v)
-	resp, err := c.Post(url, "application/json", bytes.NewReader(b))
+	status, raw, err := testkit.PostJSON(c, url, "", b)
 	if err != nil {
 		t.Fatalf("POST %s: %v", url, err)
 	}
-	defer resp.Body.Close()
-	var buf bytes.Buffer
-	_, _ = buf.ReadFrom(resp.Body)
-	return resp.StatusCode, buf.String()
+	return status, string(raw)
 }
 
 func replicaLogs(t *testing.T, dir string) string {

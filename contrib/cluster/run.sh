@@ -41,8 +41,8 @@ repo="$(cd "$here/../.." && pwd)"
 PG_BIN="${PG_BIN:-/usr/lib/postgresql/15/bin}"
 BASE="${CLUSTER_PORT_BASE:-18080}"
 DIR="${CLUSTER_DIR:-/tmp/pvauth-cluster-$(id -u)}"
-is_root=0
-[ "$(id -u)" -eq 0 ] && is_root=1
+# shellcheck source=scripts/as_pg.sh
+source "$repo/scripts/as_pg.sh"
 
 PUBLIC_PORT=$BASE
 ADMIN_PORT=$((BASE + 1))
@@ -88,17 +88,6 @@ http_status() { # port path
 	exec 3<&- 3>&-
 	line="${line#HTTP/* }"
 	echo "${line%% *}"
-}
-
-# Runs a command as the database owner: `postgres` when we are root, ourselves otherwise.
-as_pg() {
-	if [ "$is_root" -eq 1 ]; then
-		local cmd="cd / && LC_ALL=C && export LC_ALL &&" a
-		for a in "$@"; do cmd+=" $(printf '%q' "$a")"; done
-		su postgres -s /bin/sh -c "$cmd"
-	else
-		(cd / && LC_ALL=C "$@")
-	fi
 }
 
 find_haproxy() {

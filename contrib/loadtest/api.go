@@ -61,6 +61,11 @@ func (a *api) do(ctx context.Context, method, url, bearer, contentType string, b
 	if bearer != "" {
 		req.Header.Set("Authorization", "Bearer "+bearer)
 	}
+	return a.send(req)
+}
+
+// send sends req and reads the whole answer (so the connection is reused).
+func (a *api) send(req *http.Request) (int, []byte, error) {
 	resp, err := a.hc.Do(req)
 	if err != nil {
 		return 0, nil, err

@@ -129,22 +129,32 @@ func (r *runner) workerDevices(ctx context.Context) ([]*device, error) {
 // biometric: a full biometric login = POST /mobile/challenge + POST /mobile/biometric
 // with the challenge signed by the worker's device key. One row = one login.
 func (r *runner) biometric(ctx context.Context) (*result, error) {
-	ds, err := r.workerDevices(ctx)
+	res, err := r.perDevice(ctx, "biometric", "login",
+		"biometric: POST "+pathMobileChallenge+" + POST "+pathMobileBiometric+" (ES256, DER); %d devices, one per worker", r.biometricLogin)
 	if err != nil {
-		return nil, fmt.Errorf("biometric setup: %w", err)
+		return nil, err
 	}
-	// One login before the clock starts, to fail fast on a broken setup.
-	if l, _ := r.biometricLogin(ctx, ds[0]); l != "" {
-		return nil, fmt.Errorf("biometric setup: a first login failed (%s)%s", l, rateLimitHint(l))
-	}
-	r.logf("biometric: POST %s + POST %s (ES256, DER); %d devices, one per worker", pathMobileChallenge, pathMobileBiometric, len(ds))
-	res := runLoad(ctx, "biometric", r.opt.Concurrency, r.opt.Duration, func(ctx context.Context, w int) opResult {
-		l, lat := r.biometricLogin(ctx, ds[w])
-		return opResult{Latency: lat, Err: l}
-	})
 	res.Notes = append(res.Notes, fmt.Sprintf("biometric: %.1f logins/s over %d connections; a row is one login = 2 requests (%.1f HTTP requests/s); latency = both round trips, the client's signing not included",
 		float64(res.OK())/res.Elapsed.Seconds(), r.opt.Concurrency, 2*res.Rate()))
 	return res, nil
+}
+
+// perDevice runs op with each worker's device until the duration ends, after one op
+// before the clock starts to fail fast on a broken setup; what names one op in that
+// error, and logLine (with %d for the number of devices) is logged at the start.
+func (r *runner) perDevice(ctx context.Context, name, what, logLine string, op func(context.Context, *device) (string, time.Duration)) (*result, error) {
+	ds, err := r.workerDevices(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("%s setup: %w", name, err)
+	}
+	if l, _ := op(ctx, ds[0]); l != "" {
+		return nil, fmt.Errorf("%s setup: a first %s failed (%s)%s", name, what, l, rateLimitHint(l))
+	}
+	r.logf(logLine, len(ds))
+	return runLoad(ctx, name, r.opt.Concurrency, r.opt.Duration, func(ctx context.Context, w int) opResult {
+		l, lat := op(ctx, ds[w])
+		return opResult{Latency: lat, Err: l}
+	}), nil
 }
 
 // biometricLogin runs one login and returns its error label ("" on success) and the
@@ -184,18 +194,11 @@ func (r *runner) biometricLogin(ctx context.Context, d *device) (string, time.Du
 // (signed with the worker's device key) + GET /confirmation/{id}/status. One row = one
 // round trip.
 func (r *runner) confirmation(ctx context.Context) (*result, error) {
-	ds, err := r.workerDevices(ctx)
+	res, err := r.perDevice(ctx, "confirmation", "round trip",
+		"confirmation: POST "+pathConfirmationBase+"initiate + POST …/{id}/verify (ES256) + GET …/{id}/status; %d users, one device each", r.confirmRoundTrip)
 	if err != nil {
-		return nil, fmt.Errorf("confirmation setup: %w", err)
+		return nil, err
 	}
-	if l, _ := r.confirmRoundTrip(ctx, ds[0]); l != "" {
-		return nil, fmt.Errorf("confirmation setup: a first round trip failed (%s)%s", l, rateLimitHint(l))
-	}
-	r.logf("confirmation: POST %sinitiate + POST …/{id}/verify (ES256) + GET …/{id}/status; %d users, one device each", pathConfirmationBase, len(ds))
-	res := runLoad(ctx, "confirmation", r.opt.Concurrency, r.opt.Duration, func(ctx context.Context, w int) opResult {
-		l, lat := r.confirmRoundTrip(ctx, ds[w])
-		return opResult{Latency: lat, Err: l}
-	})
 	res.Notes = append(res.Notes, fmt.Sprintf("confirmation: %.1f round trips/s over %d connections; a row is one round trip = 3 requests (%.1f HTTP requests/s); latency = the three round trips, the client's signing not included",
 		float64(res.OK())/res.Elapsed.Seconds(), r.opt.Concurrency, 3*res.Rate()))
 	return res, nil

@@ -206,50 +206,14 @@ func (r *runner) streams(ctx context.Context) (*result, error) {
 	if n <= 0 {
 		return nil, errors.New("streams: -streams must be positive")
 	}
-	ds, err := r.workerDevices(ctx)
+	items, err := r.initiateStreams(ctx, n)
 	if err != nil {
 		return nil, fmt.Errorf("streams setup: %w", err)
 	}
-	type open struct {
-		d   *device
-		in  *initiated
-		s   *eventStream
-		got chan time.Time
-	}
-	items := make([]*open, n)
-	if err := forEach(ctx, n, r.opt.Concurrency, func(ctx context.Context, i int) error {
-		d := ds[i%len(ds)]
-		in, l := r.initiate(ctx, d)
-		if l != "" {
-			return fmt.Errorf("initiate %d: %s%s", i, l, rateLimitHint(l))
-		}
-		items[i] = &open{d: d, in: in, got: make(chan time.Time, 1)}
-		return nil
-	}); err != nil {
-		return nil, fmt.Errorf("streams setup: %w", err)
-	}
-	hc := streamClient()
 	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	t0 := time.Now()
-	if err := forEach(ctx, n, 64, func(ctx context.Context, i int) error {
-		it := items[i]
-		s, err := openEvents(sctx, hc, r.api.public+pathConfirmationBase+it.in.ConfirmationID+"/events", it.d.u.Tokens.AccessToken)
-		if err != nil {
-			return fmt.Errorf("stream %d: %w", i, err)
-		}
-		if st, err := s.nextStatus(); err != nil || st != "pending" {
-			s.close()
-			return fmt.Errorf("stream %d: first event not pending (%v)", i, err)
-		}
-		it.s = s
-		return nil
-	}); err != nil {
-		for _, it := range items {
-			if it != nil && it.s != nil {
-				it.s.close()
-			}
-		}
+	if err := r.openStreams(ctx, sctx, items); err != nil {
 		return nil, fmt.Errorf("streams setup: %w", err)
 	}
 	r.logf("streams: %d event streams open (%s to open them), one connection each", n, time.Since(t0).Round(time.Millisecond))
@@ -280,21 +244,7 @@ func (r *runner) streams(ctx context.Context) (*result, error) {
 		if l := r.approve(ctx, it.d, it.in); l != "" {
 			return opResult{Err: l}
 		}
-		select {
-		case at, ok := <-it.got:
-			if !ok {
-				return opResult{Err: "stream: no approved event"}
-			}
-			lat := at.Sub(sent)
-			if lat > time.Second {
-				return opResult{Latency: lat, Err: "stream: approved event later than 1 s"}
-			}
-			return opResult{Latency: lat}
-		case <-time.After(5 * time.Second):
-			return opResult{Latency: 5 * time.Second, Err: "stream: no approved event within 5 s"}
-		case <-ctx.Done():
-			return opResult{Err: "cancelled"}
-		}
+		return it.delivery(ctx, sent)
 	})
 	cancel()
 	wg.Wait()
@@ -308,4 +258,77 @@ func (r *runner) streams(ctx context.Context) (*result, error) {
 		}
 	}
 	return res, nil
+}
+
+// streamItem is one confirmation of the streams scenario and its event stream; got
+// receives when the stream saw the approval (closed without it otherwise).
+type streamItem struct {
+	d   *device
+	in  *initiated
+	s   *eventStream
+	got chan time.Time
+}
+
+// initiateStreams initiates n confirmations, spread over the worker devices.
+func (r *runner) initiateStreams(ctx context.Context, n int) ([]*streamItem, error) {
+	ds, err := r.workerDevices(ctx)
+	if err != nil {
+		return nil, err
+	}
+	items := make([]*streamItem, n)
+	return items, forEach(ctx, n, r.opt.Concurrency, func(ctx context.Context, i int) error {
+		d := ds[i%len(ds)]
+		in, l := r.initiate(ctx, d)
+		if l != "" {
+			return fmt.Errorf("initiate %d: %s%s", i, l, rateLimitHint(l))
+		}
+		items[i] = &streamItem{d: d, in: in, got: make(chan time.Time, 1)}
+		return nil
+	})
+}
+
+// openStreams opens the event stream of every item (living as long as sctx), each on
+// its own connection, and reads its first event; on failure every stream is closed.
+func (r *runner) openStreams(ctx, sctx context.Context, items []*streamItem) error {
+	hc := streamClient()
+	err := forEach(ctx, len(items), 64, func(ctx context.Context, i int) error {
+		it := items[i]
+		s, err := openEvents(sctx, hc, r.api.public+pathConfirmationBase+it.in.ConfirmationID+"/events", it.d.u.Tokens.AccessToken)
+		if err != nil {
+			return fmt.Errorf("stream %d: %w", i, err)
+		}
+		if st, err := s.nextStatus(); err != nil || st != "pending" {
+			s.close()
+			return fmt.Errorf("stream %d: first event not pending (%v)", i, err)
+		}
+		it.s = s
+		return nil
+	})
+	if err != nil {
+		for _, it := range items {
+			if it != nil && it.s != nil {
+				it.s.close()
+			}
+		}
+	}
+	return err
+}
+
+// delivery waits for the approval sent at sent to reach the item's stream.
+func (it *streamItem) delivery(ctx context.Context, sent time.Time) opResult {
+	select {
+	case at, ok := <-it.got:
+		if !ok {
+			return opResult{Err: "stream: no approved event"}
+		}
+		lat := at.Sub(sent)
+		if lat > time.Second {
+			return opResult{Latency: lat, Err: "stream: approved event later than 1 s"}
+		}
+		return opResult{Latency: lat}
+	case <-time.After(5 * time.Second):
+		return opResult{Latency: 5 * time.Second, Err: "stream: no approved event within 5 s"}
+	case <-ctx.Done():
+		return opResult{Err: "cancelled"}
+	}
 }

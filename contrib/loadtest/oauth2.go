@@ -5,7 +5,6 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"strings"
@@ -56,13 +55,7 @@ func (a *api) postForm(ctx context.Context, target string, c *oauthClient, form 
 	}
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	req.SetBasicAuth(url.QueryEscape(c.ID), url.QueryEscape(c.Secret))
-	resp, err := a.hc.Do(req)
-	if err != nil {
-		return 0, nil, err
-	}
-	defer resp.Body.Close()
-	raw, err := io.ReadAll(resp.Body)
-	return resp.StatusCode, raw, err
+	return a.send(req)
 }
 
 // clientCredentialsToken asks for a token; the label is "" when the answer carries a JWT.
@@ -149,19 +142,7 @@ func (r *runner) oauth2Introspect(ctx context.Context) (*result, error) {
 		return nil, fmt.Errorf("oauth2_introspect setup: token request failed (%s)", l)
 	}
 	form := url.Values{"token": {tok}}
-	check := func(status int, raw []byte, err error) string {
-		if l := statusLabel("", status, err); l != "" {
-			return l
-		}
-		var ir struct {
-			Active bool `json:"active"`
-		}
-		if json.Unmarshal(raw, &ir) != nil || !ir.Active {
-			return "inactive"
-		}
-		return ""
-	}
-	if l := check(r.api.postForm(ctx, r.api.public+pathOAuth2Introspect, c, form)); l != "" {
+	if l := activeLabel(r.api.postForm(ctx, r.api.public+pathOAuth2Introspect, c, form)); l != "" {
 		return nil, fmt.Errorf("oauth2_introspect setup: the client_credentials token does not introspect as active (%s)", l)
 	}
 	r.logf("oauth2_introspect: one client_credentials token, POST %s with client_secret_basic", pathOAuth2Introspect)
@@ -169,6 +150,6 @@ func (r *runner) oauth2Introspect(ctx context.Context) (*result, error) {
 		t0 := time.Now()
 		status, raw, err := r.api.postForm(ctx, r.api.public+pathOAuth2Introspect, c, form)
 		lat := time.Since(t0)
-		return opResult{Latency: lat, Err: check(status, raw, err)}
+		return opResult{Latency: lat, Err: activeLabel(status, raw, err)}
 	}), nil
 }

@@ -58,27 +58,30 @@ func rateLimitHint(label string) string {
 }
 
 func (r *runner) runScenario(ctx context.Context, name string) (*result, error) {
-	switch name {
-	case "introspect":
-		return r.introspect(ctx)
-	case "refresh":
-		return r.refresh(ctx)
-	case "login":
-		return r.login(ctx)
-	case "biometric":
-		return r.biometric(ctx)
-	case "confirmation":
-		return r.confirmation(ctx)
-	case "confirmation_events":
-		return r.confirmationEvents(ctx)
-	case "streams":
-		return r.streams(ctx)
-	case "client_credentials":
-		return r.clientCredentials(ctx)
-	case "oauth2_introspect":
-		return r.oauth2Introspect(ctx)
+	run, ok := map[string]func(context.Context) (*result, error){
+		"introspect": r.introspect, "refresh": r.refresh, "login": r.login, "biometric": r.biometric,
+		"confirmation": r.confirmation, "confirmation_events": r.confirmationEvents, "streams": r.streams,
+		"client_credentials": r.clientCredentials, "oauth2_introspect": r.oauth2Introspect,
+	}[name]
+	if !ok {
+		return nil, fmt.Errorf("unknown scenario %q", name)
 	}
-	return nil, fmt.Errorf("unknown scenario %q", name)
+	return run(ctx)
+}
+
+// activeLabel is the error label of an introspection answer: "" when it says
+// "active": true.
+func activeLabel(status int, raw []byte, err error) string {
+	if l := statusLabel("", status, err); l != "" {
+		return l
+	}
+	var ir struct {
+		Active bool `json:"active"`
+	}
+	if json.Unmarshal(raw, &ir) != nil || !ir.Active {
+		return "inactive"
+	}
+	return ""
 }
 
 // introspect: one valid access token, POST /admin/oauth2/introspect over and over;
@@ -89,19 +92,7 @@ func (r *runner) introspect(ctx context.Context) (*result, error) {
 		return nil, fmt.Errorf("introspect setup: %w", err)
 	}
 	tok := u.Tokens.AccessToken
-	check := func(status int, raw []byte, err error) string {
-		if l := statusLabel("", status, err); l != "" {
-			return l
-		}
-		var ir struct {
-			Active bool `json:"active"`
-		}
-		if json.Unmarshal(raw, &ir) != nil || !ir.Active {
-			return "inactive"
-		}
-		return ""
-	}
-	if l := check(r.api.introspect(ctx, tok)); l != "" {
+	if l := activeLabel(r.api.introspect(ctx, tok)); l != "" {
 		return nil, fmt.Errorf("introspect setup: the access token does not introspect as active (%s)", l)
 	}
 	r.logf("introspect: one access token of %s, POST %s", u.Email, pathIntrospect)
@@ -109,7 +100,7 @@ func (r *runner) introspect(ctx context.Context) (*result, error) {
 		t0 := time.Now()
 		status, raw, err := r.api.introspect(ctx, tok)
 		lat := time.Since(t0)
-		return opResult{Latency: lat, Err: check(status, raw, err)}
+		return opResult{Latency: lat, Err: activeLabel(status, raw, err)}
 	}), nil
 }
 
@@ -231,19 +222,7 @@ func (r *runner) login(ctx context.Context) (*result, error) {
 		}
 		users = append(users, more...)
 	}
-	pool := &codePool{}
-	for k := 0; ; k++ { // round robin: consecutive logins use different identities
-		added := false
-		for _, u := range users {
-			if k < len(u.Recovery) {
-				pool.items = append(pool.items, credential{u: u, code: u.Recovery[k]})
-				added = true
-			}
-		}
-		if !added {
-			break
-		}
-	}
+	pool := recoveryPool(users)
 	r.logf("login: POST %s + POST %s with a recovery code; %d identities, %d unused codes", pathLogin, pathOTPVerify, len(users), len(pool.items))
 
 	res := runLoad(ctx, "login", r.opt.Concurrency, r.opt.Duration, func(ctx context.Context, _ int) opResult {
@@ -251,27 +230,7 @@ func (r *runner) login(ctx context.Context) (*result, error) {
 		if !ok {
 			return opResult{Stop: true}
 		}
-		t0 := time.Now()
-		status, raw, err := r.api.postJSON(ctx, r.api.public+pathLogin, "", map[string]string{"email": c.u.Email, "password": c.u.Password})
-		if l := statusLabel("login", status, err); l != "" {
-			return opResult{Latency: time.Since(t0), Err: l}
-		}
-		var lr struct {
-			Token string `json:"token"`
-		}
-		if decodeData(raw, &lr) != nil || lr.Token == "" {
-			return opResult{Latency: time.Since(t0), Err: "login: no pending token"}
-		}
-		status, raw, err = r.api.postJSON(ctx, r.api.public+pathOTPVerify, lr.Token, map[string]string{"otp": c.code})
-		lat := time.Since(t0)
-		if l := statusLabel("otp/verify", status, err); l != "" {
-			return opResult{Latency: lat, Err: l}
-		}
-		var ts tokenSet
-		if decodeData(raw, &ts) != nil || ts.AccessToken == "" {
-			return opResult{Latency: lat, Err: "otp/verify: no tokens"}
-		}
-		return opResult{Latency: lat}
+		return r.loginOnce(ctx, c)
 	})
 	early := ""
 	if res.StoppedEarly {
@@ -284,6 +243,49 @@ func (r *runner) login(ctx context.Context) (*result, error) {
 			float64(res.OK())/res.Elapsed.Seconds(), r.opt.Concurrency, hashRate, hashSamples, pathLogin, fmtDur(serial/hashSamples)),
 	)
 	return res, nil
+}
+
+// recoveryPool holds the recovery codes of users, round robin: consecutive logins
+// use different identities.
+func recoveryPool(users []*user) *codePool {
+	pool := &codePool{}
+	for k := 0; ; k++ {
+		added := false
+		for _, u := range users {
+			if k < len(u.Recovery) {
+				pool.items = append(pool.items, credential{u: u, code: u.Recovery[k]})
+				added = true
+			}
+		}
+		if !added {
+			return pool
+		}
+	}
+}
+
+// loginOnce is one full login with c: password, then the recovery code.
+func (r *runner) loginOnce(ctx context.Context, c credential) opResult {
+	t0 := time.Now()
+	status, raw, err := r.api.postJSON(ctx, r.api.public+pathLogin, "", map[string]string{"email": c.u.Email, "password": c.u.Password})
+	if l := statusLabel("login", status, err); l != "" {
+		return opResult{Latency: time.Since(t0), Err: l}
+	}
+	var lr struct {
+		Token string `json:"token"`
+	}
+	if decodeData(raw, &lr) != nil || lr.Token == "" {
+		return opResult{Latency: time.Since(t0), Err: "login: no pending token"}
+	}
+	status, raw, err = r.api.postJSON(ctx, r.api.public+pathOTPVerify, lr.Token, map[string]string{"otp": c.code})
+	lat := time.Since(t0)
+	if l := statusLabel("otp/verify", status, err); l != "" {
+		return opResult{Latency: lat, Err: l}
+	}
+	var ts tokenSet
+	if decodeData(raw, &ts) != nil || ts.AccessToken == "" {
+		return opResult{Latency: lat, Err: "otp/verify: no tokens"}
+	}
+	return opResult{Latency: lat}
 }
 
 // enrolMany enrols n identities with up to par at a time.

@@ -5,10 +5,9 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
-	"crypto/sha256"
-	"crypto/x509"
 	"encoding/base64"
 	"fmt"
+	"maps"
 	"net"
 	"net/http"
 	"os"
@@ -22,6 +21,8 @@ import (
 	"github.com/chromedp/chromedp"
 	"github.com/pquerna/otp/totp"
 
+	"github.com/pvpipe/pvauth/internal/testkeys"
+	"github.com/pvpipe/pvauth/internal/testkit"
 	"github.com/pvpipe/pvauth/internal/testserver"
 )
 
@@ -157,6 +158,32 @@ func (p *browserPage) logout() {
 	}
 }
 
+// startOnLocalhost starts a development server (in-memory database) browsed at
+// http://localhost:PORT, a secure context whose RP id is "localhost": the port is chosen
+// before the server starts. extra(origin) is the rest of the configuration.
+func startOnLocalhost(t *testing.T, extra func(origin string) map[string]any) (*testserver.Server, string) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	origin := fmt.Sprintf("http://localhost:%d", ln.Addr().(*net.TCPAddr).Port)
+	set := map[string]any{"webauthn.rp.id": "localhost", "webauthn.rp.origins": []any{origin}}
+	maps.Copy(set, extra(origin))
+	return testserver.StartWith(t, "memory", set, testserver.Options{Dev: true, PublicListener: ln}), origin
+}
+
+// oauth2Pages is the configuration of a server at origin whose login and consent pages
+// are the sample's.
+func oauth2Pages(origin string) map[string]any {
+	return map[string]any{
+		"serve.public.base_url": origin,
+		"urls.issuer":           origin,
+		"urls.login_ui":         origin + "/ui/login",
+		"urls.consent_ui":       origin + "/ui/consent",
+	}
+}
+
 // TestLoginUIInBrowser drives the sample page in headless Chromium with a virtual
 // WebAuthn authenticator: password login with TOTP enrolment, passkey registration, log
 // out, passkey login with the email, log out, passkey login without it (discoverable),
@@ -165,37 +192,23 @@ func (p *browserPage) logout() {
 func TestLoginUIInBrowser(t *testing.T) {
 	exe := needChromium(t)
 
-	// The page must be browsed at http://localhost:PORT (a secure context, and the RP id
-	// "localhost"), so the port is chosen before the server starts.
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	origin := fmt.Sprintf("http://localhost:%d", ln.Addr().(*net.TCPAddr).Port)
-	srv := testserver.StartWith(t, "memory", map[string]any{
-		"webauthn.rp.id":           "localhost",
-		"webauthn.rp.display_name": "pvauth sample",
-		"webauthn.rp.origins":      []any{origin},
-		// The page shows the number to match, and the device must send it.
-		"confirmation.number_matching": true,
-	}, testserver.Options{Dev: true, PublicListener: ln})
+	srv, origin := startOnLocalhost(t, func(string) map[string]any {
+		return map[string]any{
+			"webauthn.rp.display_name": "pvauth sample",
+			// The page shows the number to match, and the device must send it.
+			"confirmation.number_matching": true,
+		}
+	})
 
 	email := fmt.Sprintf("ada.%d@example.com", time.Now().UnixNano()%1e6)
-	const password = "correct horse battery staple"
-	resp := srv.Admin(t, http.MethodPost, "/admin/identities", map[string]any{
-		"email": email, "password": password,
+	ident := testkit.CreateIdentity(t, srv, map[string]any{
+		"email": email,
 		"traits": map[string]any{
 			"department": map[string]any{"id": "dep-7", "name": "Engineering"},
 			"employee":   map[string]any{"id": "emp-42", "name": "Ada Lovelace"},
 		},
 	})
-	if resp.Status != http.StatusCreated {
-		t.Fatalf("create identity: %d %s", resp.Status, resp.Body)
-	}
-	var ident struct {
-		ID int64 `json:"id"`
-	}
-	resp.Data(t, &ident)
+	password := ident.Password
 
 	dir := screenshotDir(t)
 	ctx, console := startBrowser(t, exe, 3*time.Minute)
@@ -511,16 +524,7 @@ type device struct {
 
 func (d *device) sign(t *testing.T, challengeB64 string) string {
 	t.Helper()
-	raw, err := base64.StdEncoding.DecodeString(challengeB64)
-	if err != nil {
-		t.Fatalf("challenge %q: %v", challengeB64, err)
-	}
-	sum := sha256.Sum256(raw)
-	sig, err := ecdsa.SignASN1(rand.Reader, d.key, sum[:])
-	if err != nil {
-		t.Fatal(err)
-	}
-	return base64.StdEncoding.EncodeToString(sig)
+	return testkeys.SignChallenge(t, d.key, challengeB64)
 }
 
 func registerDevice(t *testing.T, srv *testserver.Server, access string) *device {
@@ -529,36 +533,9 @@ func registerDevice(t *testing.T, srv *testserver.Server, access string) *device
 	if err != nil {
 		t.Fatal(err)
 	}
-	der, err := x509.MarshalPKIXPublicKey(&key.PublicKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp := srv.Public(t, http.MethodPost, "/api/v1/auth/devices/register/challenge", access, map[string]string{
-		"deviceName": "Pixel 9", "deviceType": "mobile", "deviceFingerprint": fmt.Sprintf("fp-%d", time.Now().UnixNano()),
-		"publicKey": base64.StdEncoding.EncodeToString(der), "keyAlgorithm": "ES256",
+	td := testkit.RegisterDevice(t, srv, access, key, map[string]any{
+		"deviceName": "Pixel 9", "deviceFingerprint": fmt.Sprintf("fp-%d", time.Now().UnixNano()),
+		"publicKey": base64.StdEncoding.EncodeToString(testkeys.MustDER(t, &key.PublicKey)),
 	})
-	if resp.Status != http.StatusOK {
-		t.Fatalf("device challenge: %d %s", resp.Status, resp.Body)
-	}
-	var ch struct {
-		Challenge string `json:"challenge"`
-		SessionID string `json:"sessionId"`
-		DeviceID  string `json:"deviceId"`
-	}
-	resp.Data(t, &ch)
-	d := &device{id: ch.DeviceID, key: key}
-	resp = srv.Public(t, http.MethodPost, "/api/v1/auth/devices/register/verify", access, map[string]string{
-		"sessionId": ch.SessionID, "signedChallenge": d.sign(t, ch.Challenge),
-	})
-	if resp.Status != http.StatusOK {
-		t.Fatalf("device verify: %d %s", resp.Status, resp.Body)
-	}
-	var v struct {
-		DeviceID string `json:"deviceId"`
-	}
-	resp.Data(t, &v)
-	if v.DeviceID != "" {
-		d.id = v.DeviceID
-	}
-	return d
+	return &device{id: td.ID, key: key}
 }

@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -23,6 +22,7 @@ import (
 	"github.com/pquerna/otp/totp"
 
 	loginui "github.com/pvpipe/pvauth/contrib/login-ui"
+	"github.com/pvpipe/pvauth/internal/testkit"
 	"github.com/pvpipe/pvauth/internal/testserver"
 )
 
@@ -222,25 +222,6 @@ func exchange(t *testing.T, tokenURL, clientID, redirectURI, code, verifier stri
 	return tr
 }
 
-// jwtClaims decodes a JWT's claims without checking the signature (the OIDC tests of the
-// oauth2 package verify it against the JWKS; here the hand-off data is what matters).
-func jwtClaims(t *testing.T, token string) map[string]any {
-	t.Helper()
-	parts := strings.Split(token, ".")
-	if len(parts) != 3 {
-		t.Fatalf("not a JWT: %.40q", token)
-	}
-	raw, err := base64.RawURLEncoding.DecodeString(parts[1])
-	if err != nil {
-		t.Fatalf("JWT payload: %v", err)
-	}
-	var c map[string]any
-	if err := json.Unmarshal(raw, &c); err != nil {
-		t.Fatalf("JWT payload %s: %v", raw, err)
-	}
-	return c
-}
-
 func stringList(v any) []string {
 	switch x := v.(type) {
 	case string:
@@ -267,20 +248,11 @@ func stringList(v any) []string {
 func TestOAuth2LoginAndConsentInBrowser(t *testing.T) {
 	exe := needChromium(t)
 
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	origin := fmt.Sprintf("http://localhost:%d", ln.Addr().(*net.TCPAddr).Port)
-	srv := testserver.StartWith(t, "memory", map[string]any{
-		"serve.public.base_url":    origin,
-		"urls.issuer":              origin,
-		"urls.login_ui":            origin + "/ui/login",
-		"urls.consent_ui":          origin + "/ui/consent",
-		"webauthn.rp.id":           "localhost",
-		"webauthn.rp.display_name": "pvauth sample",
-		"webauthn.rp.origins":      []any{origin},
-	}, testserver.Options{Dev: true, PublicListener: ln})
+	srv, origin := startOnLocalhost(t, func(origin string) map[string]any {
+		set := oauth2Pages(origin)
+		set["webauthn.rp.display_name"] = "pvauth sample"
+		return set
+	})
 	cb := newCallbackServer(t)
 
 	const clientName = "Acme Dashboard"
@@ -305,18 +277,11 @@ func TestOAuth2LoginAndConsentInBrowser(t *testing.T) {
 	}
 
 	email := fmt.Sprintf("grace.%d@example.com", time.Now().UnixNano()%1e6)
-	const password = "correct horse battery staple"
-	resp = srv.Admin(t, http.MethodPost, "/admin/identities", map[string]any{
-		"email": email, "password": password,
+	ident := testkit.CreateIdentity(t, srv, map[string]any{
+		"email":  email,
 		"traits": map[string]any{"employee": map[string]any{"id": "emp-7", "name": "Grace Hopper"}},
 	})
-	if resp.Status != http.StatusCreated {
-		t.Fatalf("create identity: %d %s", resp.Status, resp.Body)
-	}
-	var ident struct {
-		ID int64 `json:"id"`
-	}
-	resp.Data(t, &ident)
+	password := ident.Password
 
 	dir := screenshotDir(t)
 	ctx, console := startBrowser(t, exe, 3*time.Minute)
@@ -409,7 +374,7 @@ func TestOAuth2LoginAndConsentInBrowser(t *testing.T) {
 	if got := strings.Fields(tr.Scope); !slices.Equal(sorted(got), []string{"email", "offline_access", "openid"}) {
 		t.Errorf("granted scope = %q", tr.Scope)
 	}
-	idc := jwtClaims(t, tr.IDToken)
+	idc := testkit.JWTClaims(t, tr.IDToken)
 	if idc["iss"] != origin || !slices.Contains(stringList(idc["aud"]), client.ID) || idc["nonce"] != req1.nonce ||
 		idc["sub"] != strconv.FormatInt(ident.ID, 10) || idc["email"] != email {
 		t.Errorf("id_token claims %v: want iss %s, aud %s, the nonce, sub %d and the email", idc, origin, client.ID, ident.ID)
@@ -457,7 +422,7 @@ func TestOAuth2LoginAndConsentInBrowser(t *testing.T) {
 	if got := strings.Fields(tr.Scope); !slices.Equal(sorted(got), []string{"email", "openid"}) || tr.RefreshToken != "" || tr.IDToken == "" {
 		t.Errorf("after granting openid and email only: scope %q, refresh token %v, id_token %v", tr.Scope, tr.RefreshToken != "", tr.IDToken != "")
 	}
-	if c := jwtClaims(t, tr.IDToken); c["nonce"] != req3.nonce {
+	if c := testkit.JWTClaims(t, tr.IDToken); c["nonce"] != req3.nonce {
 		t.Errorf("id_token nonce %v, want the third request's", c["nonce"])
 	}
 

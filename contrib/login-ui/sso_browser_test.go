@@ -2,7 +2,6 @@ package loginui_test
 
 import (
 	"fmt"
-	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -12,7 +11,7 @@ import (
 	"github.com/chromedp/chromedp"
 	"github.com/pquerna/otp/totp"
 
-	"github.com/pvpipe/pvauth/internal/testserver"
+	"github.com/pvpipe/pvauth/internal/testkit"
 )
 
 // TestSSOAndLogoutInBrowser signs in to one application with "remember me" on the login
@@ -22,19 +21,7 @@ import (
 // login page shows the signed-out page.
 func TestSSOAndLogoutInBrowser(t *testing.T) {
 	exe := needChromium(t)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	origin := fmt.Sprintf("http://localhost:%d", ln.Addr().(*net.TCPAddr).Port)
-	srv := testserver.StartWith(t, "memory", map[string]any{
-		"serve.public.base_url": origin,
-		"urls.issuer":           origin,
-		"urls.login_ui":         origin + "/ui/login",
-		"urls.consent_ui":       origin + "/ui/consent",
-		"webauthn.rp.id":        "localhost",
-		"webauthn.rp.origins":   []any{origin},
-	}, testserver.Options{Dev: true, PublicListener: ln})
+	srv, origin := startOnLocalhost(t, oauth2Pages)
 	cb := newCallbackServer(t)
 	newClient := func(name string) string {
 		r := srv.Admin(t, http.MethodPost, "/admin/clients", map[string]any{
@@ -53,10 +40,7 @@ func TestSSOAndLogoutInBrowser(t *testing.T) {
 	}
 	wiki, mail := newClient("Team Wiki"), newClient("Team Mail")
 	email := fmt.Sprintf("ada.%d@example.com", time.Now().UnixNano()%1e6)
-	const password = "correct horse battery staple"
-	if r := srv.Admin(t, http.MethodPost, "/admin/identities", map[string]any{"email": email, "password": password}); r.Status != http.StatusCreated {
-		t.Fatalf("create identity: %d %s", r.Status, r.Body)
-	}
+	password := testkit.CreateIdentity(t, srv, map[string]any{"email": email}).Password
 
 	ctx, console := startBrowser(t, exe, 3*time.Minute)
 	p := &browserPage{t: t, ctx: ctx, dir: screenshotDir(t), shots: map[string]string{}, origin: origin}
@@ -86,7 +70,7 @@ func TestSSOAndLogoutInBrowser(t *testing.T) {
 		p.fatalf("wiki callback: %v", q)
 	}
 	wikiTokens := exchange(t, tokenURL, wiki, cb.URL, q.Get("code"), req.verifier)
-	authTime := jwtClaims(t, wikiTokens.IDToken)["auth_time"]
+	authTime := testkit.JWTClaims(t, wikiTokens.IDToken)["auth_time"]
 
 	// The page's own storage is not what signs the browser in: forget it.
 	p.waitNav("the callback page", fmt.Sprintf(`window.location.href.startsWith(%q)`, cb.URL))
@@ -107,7 +91,7 @@ func TestSSOAndLogoutInBrowser(t *testing.T) {
 			p.fatalf("single sign-on to mail (prompt=%q): %v", prompt, q)
 		}
 		tr := exchange(t, tokenURL, mail, cb.URL, q.Get("code"), req.verifier)
-		if c := jwtClaims(t, tr.IDToken); c["auth_time"] != authTime || c["email"] != email {
+		if c := testkit.JWTClaims(t, tr.IDToken); c["auth_time"] != authTime || c["email"] != email {
 			t.Errorf("mail id_token %v: want the wiki login's auth_time %v", c, authTime)
 		}
 	}

@@ -205,17 +205,34 @@ func (s *Server) WaitFor(timeout time.Duration, cond func([]Message) bool) ([]Me
 
 const fcmErrorType = "type.googleapis.com/google.firebase.fcm.v1.FcmError"
 
-// writeError answers in the Google API error format with an FcmError detail, as FCM v1
-// does; status is the canonical status name, fcmCode the FcmError errorCode ("" for none).
-func writeError(w http.ResponseWriter, code int, status, message, fcmCode string) {
-	body := map[string]any{"code": code, "message": message, "status": status}
-	if fcmCode != "" {
-		body["details"] = []any{map[string]any{"@type": fcmErrorType, "errorCode": fcmCode}}
+// fcmError is one error answer in the Google API error format with an FcmError detail,
+// as FCM v1 does: HTTP code, canonical status name, message and the FcmError errorCode
+// ("" for none).
+type fcmError struct {
+	code            int
+	status, message string
+	fcmCode         string
+}
+
+func (e *fcmError) write(w http.ResponseWriter) {
+	body := map[string]any{"code": e.code, "message": e.message, "status": e.status}
+	if e.fcmCode != "" {
+		body["details"] = []any{map[string]any{"@type": fcmErrorType, "errorCode": e.fcmCode}}
 	}
 	w.Header().Set("Content-Type", "application/json; charset=UTF-8")
-	w.WriteHeader(code)
+	w.WriteHeader(e.code)
 	_ = json.NewEncoder(w).Encode(map[string]any{"error": body})
 }
+
+// failures are the answers of the failing kinds that answer.
+var failures = map[FailKind]*fcmError{
+	Unregistered:    {http.StatusNotFound, "NOT_FOUND", "Requested entity was not found.", "UNREGISTERED"},
+	Internal:        {http.StatusInternalServerError, "INTERNAL", "Internal error encountered.", "INTERNAL"},
+	Unavailable:     {http.StatusServiceUnavailable, "UNAVAILABLE", "The service is currently unavailable.", "UNAVAILABLE"},
+	InvalidArgument: {http.StatusBadRequest, "INVALID_ARGUMENT", "The registration token is not a valid FCM registration token", "INVALID_ARGUMENT"},
+}
+
+var errNoTarget = &fcmError{http.StatusBadRequest, "INVALID_ARGUMENT", "Exactly one of token, topic or condition must be specified.", "INVALID_ARGUMENT"}
 
 type sendRequest struct {
 	ValidateOnly bool `json:"validate_only"`
@@ -232,32 +249,10 @@ type sendRequest struct {
 }
 
 func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
-	// Only POST /v1/projects/{project}/messages:send exists.
-	rest, ok := strings.CutPrefix(r.URL.Path, "/v1/projects/")
-	project, tail, _ := strings.Cut(rest, "/")
-	if !ok || project == "" || tail != "messages:send" {
-		writeError(w, http.StatusNotFound, "NOT_FOUND", "The requested URL "+r.URL.Path+" was not found on this server.", "")
+	m, fail := readSend(r)
+	if fail != nil {
+		fail.write(w)
 		return
-	}
-	if r.Method != http.MethodPost {
-		writeError(w, http.StatusMethodNotAllowed, "INVALID_ARGUMENT", "Only POST is supported.", "")
-		return
-	}
-	raw, err := io.ReadAll(io.LimitReader(r.Body, 1<<20))
-	if err != nil {
-		writeError(w, http.StatusBadRequest, "INVALID_ARGUMENT", "Unreadable body.", "INVALID_ARGUMENT")
-		return
-	}
-	var req sendRequest
-	if err := json.Unmarshal(raw, &req); err != nil || req.Message == nil {
-		writeError(w, http.StatusBadRequest, "INVALID_ARGUMENT", "Invalid JSON payload received: expected {\"message\": {...}}.", "INVALID_ARGUMENT")
-		return
-	}
-	m := &Message{
-		Project: project, Token: req.Message.Token, Topic: req.Message.Topic, Condition: req.Message.Condition,
-		Data: req.Message.Data, Notification: req.Message.Notification, Android: req.Message.Android,
-		APNS: req.Message.APNS, Webpush: req.Message.Webpush, ValidateOnly: req.ValidateOnly,
-		Raw: json.RawMessage(raw), Header: r.Header.Clone(), At: time.Now(),
 	}
 	s.mu.Lock()
 	s.msgs = append(s.msgs, m)
@@ -269,46 +264,61 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	seq := s.seq
 	s.mu.Unlock()
 
-	setStatus := func(code int) {
-		s.mu.Lock()
-		m.Status = code
-		s.mu.Unlock()
-	}
 	targets := 0
 	for _, v := range []string{m.Token, m.Topic, m.Condition} {
 		if v != "" {
 			targets++
 		}
 	}
-	if targets != 1 {
-		setStatus(http.StatusBadRequest)
-		writeError(w, http.StatusBadRequest, "INVALID_ARGUMENT", "Exactly one of token, topic or condition must be specified.", "INVALID_ARGUMENT")
-		return
+	if fail = failures[kind]; targets != 1 {
+		fail = errNoTarget
 	}
-	switch kind {
-	case Unregistered:
-		setStatus(http.StatusNotFound)
-		writeError(w, http.StatusNotFound, "NOT_FOUND", "Requested entity was not found.", "UNREGISTERED")
-	case Internal:
-		setStatus(http.StatusInternalServerError)
-		writeError(w, http.StatusInternalServerError, "INTERNAL", "Internal error encountered.", "INTERNAL")
-	case Unavailable:
-		setStatus(http.StatusServiceUnavailable)
-		writeError(w, http.StatusServiceUnavailable, "UNAVAILABLE", "The service is currently unavailable.", "UNAVAILABLE")
-	case InvalidArgument:
-		setStatus(http.StatusBadRequest)
-		writeError(w, http.StatusBadRequest, "INVALID_ARGUMENT", "The registration token is not a valid FCM registration token", "INVALID_ARGUMENT")
-	case Hang:
+	status, name := http.StatusOK, fmt.Sprintf("projects/%s/messages/%d", m.Project, 1000000+seq)
+	switch {
+	case fail != nil:
+		status, name = fail.code, ""
+	case kind == Hang:
 		select {
 		case <-r.Context().Done():
 		case <-s.stop:
 		}
-	default:
-		name := fmt.Sprintf("projects/%s/messages/%d", project, 1000000+seq)
-		s.mu.Lock()
-		m.Status, m.Name = http.StatusOK, name
-		s.mu.Unlock()
-		w.Header().Set("Content-Type", "application/json; charset=UTF-8")
-		_ = json.NewEncoder(w).Encode(map[string]string{"name": name})
+		return
 	}
+	s.mu.Lock()
+	m.Status, m.Name = status, name
+	s.mu.Unlock()
+	if fail != nil {
+		fail.write(w)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json; charset=UTF-8")
+	_ = json.NewEncoder(w).Encode(map[string]string{"name": name})
+}
+
+// readSend reads a send request into a Message; a request that is not one is the
+// error to answer.
+func readSend(r *http.Request) (*Message, *fcmError) {
+	// Only POST /v1/projects/{project}/messages:send exists.
+	rest, ok := strings.CutPrefix(r.URL.Path, "/v1/projects/")
+	project, tail, _ := strings.Cut(rest, "/")
+	if !ok || project == "" || tail != "messages:send" {
+		return nil, &fcmError{http.StatusNotFound, "NOT_FOUND", "The requested URL " + r.URL.Path + " was not found on this server.", ""}
+	}
+	if r.Method != http.MethodPost {
+		return nil, &fcmError{http.StatusMethodNotAllowed, "INVALID_ARGUMENT", "Only POST is supported.", ""}
+	}
+	raw, err := io.ReadAll(io.LimitReader(r.Body, 1<<20))
+	if err != nil {
+		return nil, &fcmError{http.StatusBadRequest, "INVALID_ARGUMENT", "Unreadable body.", "INVALID_ARGUMENT"}
+	}
+	var req sendRequest
+	if err := json.Unmarshal(raw, &req); err != nil || req.Message == nil {
+		return nil, &fcmError{http.StatusBadRequest, "INVALID_ARGUMENT", "Invalid JSON payload received: expected {\"message\": {...}}.", "INVALID_ARGUMENT"}
+	}
+	return &Message{
+		Project: project, Token: req.Message.Token, Topic: req.Message.Topic, Condition: req.Message.Condition,
+		Data: req.Message.Data, Notification: req.Message.Notification, Android: req.Message.Android,
+		APNS: req.Message.APNS, Webpush: req.Message.Webpush, ValidateOnly: req.ValidateOnly,
+		Raw: json.RawMessage(raw), Header: r.Header.Clone(), At: time.Now(),
+	}, nil
 }

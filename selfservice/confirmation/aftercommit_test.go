@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pvpipe/pvauth/internal/testkeys"
+
 	"github.com/pvpipe/pvauth/driver"
 	"github.com/pvpipe/pvauth/internal/testdb"
 	"github.com/pvpipe/pvauth/internal/testserver"
@@ -55,7 +57,7 @@ func TestConsumeAnsweredOnceCommitted(t *testing.T) {
 	d := ctNewDevice(t, srv, u, false)
 	c := ctInit(t, srv, u, "payment.approve", map[string]any{"amount": 10})
 	id := ctStr(c["confirmationId"])
-	if r := ctVerify(t, srv, u, id, d, ctSign(t, d.Key, ctStr(c["challenge"]))); r.Status != http.StatusOK {
+	if r := ctVerify(t, srv, u, id, d, testkeys.SignChallenge(t, d.Key, ctStr(c["challenge"]))); r.Status != http.StatusOK {
 		t.Fatalf("verify: %d %s", r.Status, r.Body)
 	}
 	gone := &goneAfterConsume{Persister: srv.Registry.ConfirmationPersister()}

@@ -9,22 +9,20 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/sha256"
-	"crypto/x509"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
-	"encoding/pem"
 	"fmt"
 	"io"
 	"net/http"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/pquerna/otp/totp"
+	"github.com/pvpipe/pvauth/internal/testkeys"
+	"github.com/pvpipe/pvauth/internal/testkit"
 
 	"github.com/pvpipe/pvauth/internal/testdb"
 	"github.com/pvpipe/pvauth/internal/testserver"
@@ -68,32 +66,33 @@ func ctWant(t testing.TB, what string, r *testserver.Response, want int) bool {
 	return true
 }
 
-// ctWantErr checks an error answer: status, and a message containing every part.
+// ctWantErr checks an error answer (testkit.WantErrorOf) and a message containing every
+// part, case and all.
 func ctWantErr(t testing.TB, what string, r *testserver.Response, status int, parts ...string) {
 	t.Helper()
-	if !ctWant(t, what, r, status) {
-		return
-	}
-	m := ctJSON(t, r)
-	msg := ctStr(m["message"])
-	if sc, _ := m["statusCode"].(float64); int(sc) != status {
-		t.Errorf("%s: statusCode %v in %s", what, m["statusCode"], r.Body)
-	}
+	e := testkit.WantErrorOf(t, what, r, status, "")
 	for _, p := range parts {
-		if !strings.Contains(msg, p) {
-			t.Errorf("%s: message %q, want it to contain %q", what, msg, p)
+		if !strings.Contains(e.Message, p) {
+			t.Errorf("%s: message %q, want it to contain %q", what, e.Message, p)
 		}
 	}
 }
 
-// ctDo is Server.Public for other goroutines than the test's (no t.Fatal).
-func ctDo(srv *testserver.Server, method, path, bearer string, body any) *testserver.Response {
-	raw, _ := json.Marshal(body)
-	req, err := http.NewRequest(method, srv.PublicURL+path, bytes.NewReader(raw))
+// ctPost posts body (JSON; none when nil) to url, for other goroutines than the test's
+// (no t.Fatal): a transport error becomes the body.
+func ctPost(srv *testserver.Server, url, bearer string, body any) *testserver.Response {
+	var rd io.Reader
+	if body != nil {
+		raw, _ := json.Marshal(body)
+		rd = bytes.NewReader(raw)
+	}
+	req, err := http.NewRequest(http.MethodPost, url, rd)
 	if err != nil {
 		return &testserver.Response{Body: []byte(err.Error())}
 	}
-	req.Header.Set("Content-Type", "application/json")
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
 	if bearer != "" {
 		req.Header.Set("Authorization", "Bearer "+bearer)
 	}
@@ -119,32 +118,8 @@ type ctUser struct {
 // ctNewUser creates an identity and logs it in through the real password + TOTP flow.
 func ctNewUser(t testing.TB, srv *testserver.Server) *ctUser {
 	t.Helper()
-	u := &ctUser{Email: "conf-" + ctUnique() + "@example.com"}
-	const password = "correct horse battery staple"
-	r := srv.Admin(t, http.MethodPost, "/admin/identities", map[string]any{"email": u.Email, "password": password})
-	if r.Status != http.StatusCreated {
-		t.Fatalf("create identity: %d %s", r.Status, r.Body)
-	}
-	u.ID = int64(ctData(t, r)["id"].(float64))
-	r = srv.Public(t, http.MethodPost, "/api/v1/auth/login", "", map[string]any{"email": u.Email, "password": password})
-	if r.Status != http.StatusOK {
-		t.Fatalf("login: %d %s", r.Status, r.Body)
-	}
-	pending := ctStr(ctData(t, r)["token"])
-	r = srv.Public(t, http.MethodGet, "/api/v1/auth/otp/setup", pending, nil)
-	if r.Status != http.StatusOK {
-		t.Fatalf("otp setup: %d %s", r.Status, r.Body)
-	}
-	code, err := totp.GenerateCode(ctStr(ctData(t, r)["secret"]), time.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
-	r = srv.Public(t, http.MethodPost, "/api/v1/auth/otp/verify", pending, map[string]any{"otp": code})
-	if r.Status != http.StatusOK {
-		t.Fatalf("otp verify: %d %s", r.Status, r.Body)
-	}
-	u.JWT = ctStr(ctData(t, r)["accessToken"])
-	return u
+	id := testkit.CreateIdentity(t, srv, map[string]any{"email": testkit.UniqueEmail("conf-")})
+	return &ctUser{ID: id.ID, Email: id.Email, JWT: testkit.EnrolTOTP(t, srv, id).AccessToken}
 }
 
 type ctDevice struct {
@@ -154,49 +129,15 @@ type ctDevice struct {
 	FCMToken string
 }
 
-// ctSign signs a base64 challenge like a device: ECDSA P-256 over SHA-256 of the raw
-// challenge bytes, DER, standard base64.
-func ctSign(t testing.TB, k *ecdsa.PrivateKey, challenge string) string {
-	t.Helper()
-	raw, err := base64.StdEncoding.DecodeString(challenge)
-	if err != nil {
-		t.Fatalf("challenge %q: %v", challenge, err)
-	}
-	sum := sha256.Sum256(raw)
-	sig, err := ecdsa.SignASN1(rand.Reader, k, sum[:])
-	if err != nil {
-		t.Fatal(err)
-	}
-	return base64.StdEncoding.EncodeToString(sig)
-}
-
 // ctNewDevice registers a fresh ES256 device for u; with fcm it also sets an FCM token.
 func ctNewDevice(t testing.TB, srv *testserver.Server, u *ctUser, fcm bool) *ctDevice {
 	t.Helper()
-	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	der, _ := x509.MarshalPKIXPublicKey(&k.PublicKey)
-	d := &ctDevice{FP: "CONF-" + ctUnique(), Key: k}
-	r := srv.Public(t, http.MethodPost, ctDevices+"/register/challenge", u.JWT, map[string]any{
-		"deviceName": "Phone " + d.FP, "deviceType": "mobile", "deviceFingerprint": d.FP, "keyAlgorithm": "ES256",
-		"publicKey": string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})),
-	})
-	if r.Status != http.StatusOK {
-		t.Fatalf("register challenge: %d %s", r.Status, r.Body)
-	}
-	c := ctData(t, r)
-	r = srv.Public(t, http.MethodPost, ctDevices+"/register/verify", u.JWT, map[string]any{
-		"sessionId": c["sessionId"], "signedChallenge": ctSign(t, k, ctStr(c["challenge"])),
-	})
-	if r.Status != http.StatusOK {
-		t.Fatalf("register verify: %d %s", r.Status, r.Body)
-	}
-	d.ID = ctStr(ctData(t, r)["deviceId"])
+	fp := "CONF-" + ctUnique()
+	td := testkit.RegisterDevice(t, srv, u.JWT, nil, map[string]any{"deviceName": "Phone " + fp, "deviceFingerprint": fp})
+	d := &ctDevice{ID: td.ID, FP: fp, Key: td.Key}
 	if fcm {
 		d.FCMToken = "fcm-" + ctUnique()
-		r = srv.Public(t, http.MethodPut, ctDevices+"/fcm-token", u.JWT, map[string]any{"deviceId": d.ID, "fcmToken": d.FCMToken})
+		r := srv.Public(t, http.MethodPut, ctDevices+"/fcm-token", u.JWT, map[string]any{"deviceId": d.ID, "fcmToken": d.FCMToken})
 		if r.Status != http.StatusOK {
 			t.Fatalf("fcm token: %d %s", r.Status, r.Body)
 		}
@@ -241,23 +182,18 @@ func ctReject(t testing.TB, srv *testserver.Server, u *ctUser, id string, body a
 	return srv.Public(t, http.MethodPost, ctBase+"/"+id+"/reject", u.JWT, body)
 }
 
-// ctAudit flushes the audit log and returns the user's events, raw and decoded.
+// ctAudit is testkit.AuditEvents as JSON (to search for secrets) and decoded loosely.
 func ctAudit(t testing.TB, srv *testserver.Server, uid int64) (string, []map[string]any) {
 	t.Helper()
-	srv.Registry.AuditLogger().Flush()
-	r := srv.Admin(t, http.MethodGet, "/admin/audit-events?page_size=500&userId="+strconv.FormatInt(uid, 10), nil)
-	if r.Status != http.StatusOK {
-		t.Fatalf("audit events: %d %s", r.Status, r.Body)
-	}
-	var out struct {
-		Data struct {
-			Events []map[string]any `json:"events"`
-		} `json:"data"`
-	}
-	if err := json.Unmarshal(r.Body, &out); err != nil {
+	raw, err := json.Marshal(testkit.AuditEvents(t, srv, uid))
+	if err != nil {
 		t.Fatal(err)
 	}
-	return string(r.Body), out.Data.Events
+	var events []map[string]any
+	if err := json.Unmarshal(raw, &events); err != nil {
+		t.Fatal(err)
+	}
+	return string(raw), events
 }
 
 // ctPushServer starts the FCM double and a server whose real FCM sender points at it.
@@ -352,7 +288,7 @@ func ctInitiateStatusVerify(t *testing.T, srv *testserver.Server, _ *fcmtest.Ser
 		}
 	}
 
-	r = ctVerify(t, srv, u, id, d, ctSign(t, d.Key, ctStr(c["challenge"])))
+	r = ctVerify(t, srv, u, id, d, testkeys.SignChallenge(t, d.Key, ctStr(c["challenge"])))
 	if ctWant(t, "verify", r, 200) {
 		v := ctData(t, r)
 		if v["success"] != true || v["confirmationId"] != id || v["status"] != "approved" {
@@ -363,7 +299,7 @@ func ctInitiateStatusVerify(t *testing.T, srv *testserver.Server, _ *fcmtest.Ser
 		t.Errorf("status after verify: %s", s)
 	}
 	// Exactly once: a second approval and a late rejection are conflicts.
-	ctWantErr(t, "verify again", ctVerify(t, srv, u, id, d, ctSign(t, d.Key, ctStr(c["challenge"]))), 409)
+	ctWantErr(t, "verify again", ctVerify(t, srv, u, id, d, testkeys.SignChallenge(t, d.Key, ctStr(c["challenge"]))), 409)
 	ctWantErr(t, "reject after approve", ctReject(t, srv, u, id, map[string]any{"reason": "too late"}), 409)
 	if s := ctStatus(t, srv, u, id); s != "approved" {
 		t.Errorf("status after the late calls: %s", s)
@@ -395,7 +331,7 @@ func ctRejectFlow(t *testing.T, srv *testserver.Server, _ *fcmtest.Server) {
 		t.Errorf("status after reject: %s", s)
 	}
 	// Approve after reject: 409, even with a good signature.
-	ctWantErr(t, "approve after reject", ctVerify(t, srv, u, id, d, ctSign(t, d.Key, ctStr(c["challenge"]))), 409)
+	ctWantErr(t, "approve after reject", ctVerify(t, srv, u, id, d, testkeys.SignChallenge(t, d.Key, ctStr(c["challenge"]))), 409)
 	ctWantErr(t, "reject again", ctReject(t, srv, u, id, nil), 409)
 	if s := ctStatus(t, srv, u, id); s != "rejected" {
 		t.Errorf("status after the late calls: %s", s)
@@ -484,7 +420,7 @@ func ctOtherUsers(t *testing.T, srv *testserver.Server, _ *fcmtest.Server) {
 	c := ctInit(t, srv, a, "transfer_money", map[string]any{"amount": 1})
 	id := ctStr(c["confirmationId"])
 	ctWantErr(t, "status by another user", srv.Public(t, http.MethodGet, ctBase+"/"+id+"/status", b.JWT, nil), 404, "Confirmation not found")
-	ctWantErr(t, "verify by another user", ctVerify(t, srv, b, id, bd, ctSign(t, bd.Key, ctStr(c["challenge"]))), 404, "Confirmation not found")
+	ctWantErr(t, "verify by another user", ctVerify(t, srv, b, id, bd, testkeys.SignChallenge(t, bd.Key, ctStr(c["challenge"]))), 404, "Confirmation not found")
 	ctWantErr(t, "reject by another user", ctReject(t, srv, b, id, map[string]any{"reason": "mine now"}), 404, "Confirmation not found")
 	if s := ctStatus(t, srv, a, id); s != "pending" {
 		t.Errorf("status after another user's attempts: %s", s)
@@ -500,10 +436,10 @@ func ctDeviceChecks(t *testing.T, srv *testserver.Server, _ *fcmtest.Server) {
 	id, chal := ctStr(c["confirmationId"]), ctStr(c["challenge"])
 
 	// A's confirmation, B's device (signed with B's key): the device is not A's.
-	ctWantErr(t, "verify with another user's device", ctVerify(t, srv, a, id, bd, ctSign(t, bd.Key, chal)), 404, "Device not found or inactive")
+	ctWantErr(t, "verify with another user's device", ctVerify(t, srv, a, id, bd, testkeys.SignChallenge(t, bd.Key, chal)), 404, "Device not found or inactive")
 	// An unknown device id, and one that is not a UUID.
-	ctWantErr(t, "verify with an unknown device", ctVerify(t, srv, a, id, &ctDevice{ID: "6f1c1a60-1f3e-4c36-9b1d-1b0d3f0e0a11"}, ctSign(t, ad.Key, chal)), 404, "Device not found or inactive")
-	ctWantErr(t, "verify with a non-UUID device", ctVerify(t, srv, a, id, &ctDevice{ID: "not-a-uuid"}, ctSign(t, ad.Key, chal)), 404, "Device not found or inactive")
+	ctWantErr(t, "verify with an unknown device", ctVerify(t, srv, a, id, &ctDevice{ID: "6f1c1a60-1f3e-4c36-9b1d-1b0d3f0e0a11"}, testkeys.SignChallenge(t, ad.Key, chal)), 404, "Device not found or inactive")
+	ctWantErr(t, "verify with a non-UUID device", ctVerify(t, srv, a, id, &ctDevice{ID: "not-a-uuid"}, testkeys.SignChallenge(t, ad.Key, chal)), 404, "Device not found or inactive")
 	if s := ctStatus(t, srv, a, id); s != "pending" {
 		t.Fatalf("status after refused verifies: %s", s)
 	}
@@ -513,13 +449,13 @@ func ctDeviceChecks(t *testing.T, srv *testserver.Server, _ *fcmtest.Server) {
 	if !ctWant(t, "delete device", r, 200) {
 		t.FailNow()
 	}
-	ctWantErr(t, "verify with a deleted device", ctVerify(t, srv, a, id, ad, ctSign(t, ad.Key, chal)), 404, "Device not found or inactive")
+	ctWantErr(t, "verify with a deleted device", ctVerify(t, srv, a, id, ad, testkeys.SignChallenge(t, ad.Key, chal)), 404, "Device not found or inactive")
 	if s := ctStatus(t, srv, a, id); s != "pending" {
 		t.Errorf("status after refused verifies: %s", s)
 	}
 	// A's new device approves.
 	nd := ctNewDevice(t, srv, a, false)
-	ctWant(t, "verify with the new device", ctVerify(t, srv, a, id, nd, ctSign(t, nd.Key, chal)), 200)
+	ctWant(t, "verify with the new device", ctVerify(t, srv, a, id, nd, testkeys.SignChallenge(t, nd.Key, chal)), 200)
 }
 
 func ctBadSignature(t *testing.T, srv *testserver.Server, _ *fcmtest.Server) {
@@ -528,7 +464,7 @@ func ctBadSignature(t *testing.T, srv *testserver.Server, _ *fcmtest.Server) {
 	c := ctInit(t, srv, u, "transfer_money", nil)
 	id, chal := ctStr(c["confirmationId"]), ctStr(c["challenge"])
 	other, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	good := ctSign(t, d.Key, chal)
+	good := testkeys.SignChallenge(t, d.Key, chal)
 	rawGood, _ := base64.StdEncoding.DecodeString(good)
 	flipped := append([]byte(nil), rawGood...)
 	flipped[len(flipped)-1] ^= 1
@@ -538,9 +474,9 @@ func ctBadSignature(t *testing.T, srv *testserver.Server, _ *fcmtest.Server) {
 		"garbage base64":         base64.StdEncoding.EncodeToString([]byte("garbage")),
 		"bit flipped":            base64.StdEncoding.EncodeToString(flipped),
 		"truncated":              base64.StdEncoding.EncodeToString(rawGood[:len(rawGood)-4]),
-		"another key":            ctSign(t, other, chal),
-		"another challenge":      ctSign(t, d.Key, otherChallenge),
-		"signature of challenge": ctSign(t, d.Key, base64.StdEncoding.EncodeToString([]byte(chal))),
+		"another key":            testkeys.SignChallenge(t, other, chal),
+		"another challenge":      testkeys.SignChallenge(t, d.Key, otherChallenge),
+		"signature of challenge": testkeys.SignChallenge(t, d.Key, base64.StdEncoding.EncodeToString([]byte(chal))),
 	} {
 		ctWantErr(t, "verify with a bad signature ("+name+")", ctVerify(t, srv, u, id, d, sig), 401, "Invalid signature: signature verification failed")
 	}
@@ -662,7 +598,7 @@ func ctPushFailure(t *testing.T, srv *testserver.Server, fcm *fcmtest.Server) {
 		}
 	}
 	// The confirmation works without the push.
-	ctWant(t, "verify", ctVerify(t, srv, u, id, good, ctSign(t, good.Key, ctStr(c["challenge"]))), 200)
+	ctWant(t, "verify", ctVerify(t, srv, u, id, good, testkeys.SignChallenge(t, good.Key, ctStr(c["challenge"]))), 200)
 }
 
 // UNREGISTERED clears the device's FCM token; later confirmations skip it.
@@ -780,7 +716,7 @@ func ctAdmin(t *testing.T, srv *testserver.Server, _ *fcmtest.Server) {
 			t.Errorf("admin actionPayload: %v", v["actionPayload"])
 		}
 	}
-	ctWant(t, "verify", ctVerify(t, srv, u, id, d, ctSign(t, d.Key, ctStr(c["challenge"]))), 200)
+	ctWant(t, "verify", ctVerify(t, srv, u, id, d, testkeys.SignChallenge(t, d.Key, ctStr(c["challenge"]))), 200)
 	r = srv.Admin(t, http.MethodGet, "/admin/confirmations/"+id, nil)
 	if ctWant(t, "admin get after approve", r, 200) {
 		v := ctData(t, r)
@@ -799,9 +735,9 @@ func ctAuditHashes(t *testing.T, srv *testserver.Server, _ *fcmtest.Server) {
 
 	approved := ctInit(t, srv, u, "transfer_money", map[string]any{"amount": 1})
 	rejected := ctInit(t, srv, u, "delete_user", nil)
-	badSig := ctSign(t, d.Key, base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{1}, 32)))
+	badSig := testkeys.SignChallenge(t, d.Key, base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{1}, 32)))
 	ctWantErr(t, "bad signature", ctVerify(t, srv, u, ctStr(approved["confirmationId"]), d, badSig), 401)
-	sig := ctSign(t, d.Key, ctStr(approved["challenge"]))
+	sig := testkeys.SignChallenge(t, d.Key, ctStr(approved["challenge"]))
 	ctWant(t, "verify", ctVerify(t, srv, u, ctStr(approved["confirmationId"]), d, sig), 200)
 	ctWant(t, "reject", ctReject(t, srv, u, ctStr(rejected["confirmationId"]), map[string]any{"reason": "no"}), 200)
 
@@ -908,7 +844,7 @@ func TestConfirmationExpiry(t *testing.T) {
 				t.Errorf("status after the ttl: %s, want expired", s)
 			}
 		}
-		ctWantErr(t, "verify an expired confirmation", ctVerify(t, srv, u, ctStr(a["confirmationId"]), d, ctSign(t, d.Key, ctStr(a["challenge"]))), 400, "expired")
+		ctWantErr(t, "verify an expired confirmation", ctVerify(t, srv, u, ctStr(a["confirmationId"]), d, testkeys.SignChallenge(t, d.Key, ctStr(a["challenge"]))), 400, "expired")
 		ctWantErr(t, "reject an expired confirmation", ctReject(t, srv, u, ctStr(b["confirmationId"]), map[string]any{"reason": "late"}), 400)
 		for _, c := range []map[string]any{a, b} {
 			if s := ctStatus(t, srv, u, ctStr(c["confirmationId"])); s != "expired" {
@@ -937,7 +873,7 @@ func TestConcurrentConfirmationVerify(t *testing.T) {
 			bodies := make([]map[string]any, n)
 			for i := range bodies {
 				d := devices[i%len(devices)]
-				bodies[i] = map[string]any{"deviceId": d.ID, "signedChallenge": ctSign(t, d.Key, ctStr(c["challenge"]))}
+				bodies[i] = map[string]any{"deviceId": d.ID, "signedChallenge": testkeys.SignChallenge(t, d.Key, ctStr(c["challenge"]))}
 			}
 			var wg sync.WaitGroup
 			start := make(chan struct{})
@@ -948,10 +884,10 @@ func TestConcurrentConfirmationVerify(t *testing.T) {
 					<-start
 					if i == n-1 && round == 2 {
 						// The last round races a rejection too.
-						results[i] = ctDo(srv, http.MethodPost, ctBase+"/"+id+"/reject", u.JWT, map[string]any{"reason": "race"})
+						results[i] = ctPost(srv, srv.PublicURL+ctBase+"/"+id+"/reject", u.JWT, map[string]any{"reason": "race"})
 						return
 					}
-					results[i] = ctDo(srv, http.MethodPost, ctBase+"/"+id+"/verify", u.JWT, bodies[i])
+					results[i] = ctPost(srv, srv.PublicURL+ctBase+"/"+id+"/verify", u.JWT, bodies[i])
 				}()
 			}
 			close(start)

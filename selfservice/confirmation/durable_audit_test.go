@@ -6,6 +6,8 @@ import (
 	"strconv"
 	"testing"
 
+	"github.com/pvpipe/pvauth/internal/testkeys"
+
 	"github.com/pvpipe/pvauth/audit"
 	"github.com/pvpipe/pvauth/internal/testdb"
 	"github.com/pvpipe/pvauth/internal/testserver"
@@ -56,7 +58,7 @@ func TestStateChangeEventsCommitWithTheChange(t *testing.T) {
 		}
 		c := ctData(t, r)
 		r = srv.Public(t, http.MethodPost, "/api/v1/auth/mobile/biometric", "", map[string]any{
-			"sessionId": c["sessionId"], "signedChallenge": ctSign(t, d.Key, ctStr(c["challenge"])),
+			"sessionId": c["sessionId"], "signedChallenge": testkeys.SignChallenge(t, d.Key, ctStr(c["challenge"])),
 		})
 		if r.Status != http.StatusOK {
 			t.Fatalf("mobile biometric: %d %s", r.Status, r.Body)
@@ -86,7 +88,7 @@ func TestStateChangeEventsCommitWithTheChange(t *testing.T) {
 		// Confirmation initiate and verify.
 		init := ctInit(t, srv, u, "system_config", nil)
 		id := ctStr(init["confirmationId"])
-		if r := ctVerify(t, srv, u, id, d, ctSign(t, d.Key, ctStr(init["challenge"]))); r.Status != http.StatusOK {
+		if r := ctVerify(t, srv, u, id, d, testkeys.SignChallenge(t, d.Key, ctStr(init["challenge"]))); r.Status != http.StatusOK {
 			t.Fatalf("verify: %d %s", r.Status, r.Body)
 		}
 		stored(t, "confirmation verify", audit.Filter{UserID: uid, Type: audit.TypeConfirmation}, func(e audit.Event) bool {

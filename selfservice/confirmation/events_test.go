@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pvpipe/pvauth/internal/testkeys"
+
 	"github.com/pvpipe/pvauth/driver"
 	"github.com/pvpipe/pvauth/internal/testdb"
 	"github.com/pvpipe/pvauth/internal/testserver"
@@ -116,13 +118,13 @@ func TestConfirmationEvents(t *testing.T) {
 			apply func(c map[string]any, via *testserver.Server) *testserver.Response
 		}{
 			{"approved via the other replica", other, "approved", func(c map[string]any, via *testserver.Server) *testserver.Response {
-				return ctVerify(t, via, u, ctStr(c["confirmationId"]), d, ctSign(t, d.Key, ctStr(c["challenge"])))
+				return ctVerify(t, via, u, ctStr(c["confirmationId"]), d, testkeys.SignChallenge(t, d.Key, ctStr(c["challenge"])))
 			}},
 			{"rejected via the other replica", other, "rejected", func(c map[string]any, via *testserver.Server) *testserver.Response {
 				return ctReject(t, via, u, ctStr(c["confirmationId"]), map[string]any{"reason": "no"})
 			}},
 			{"approved via this replica", srv, "approved", func(c map[string]any, via *testserver.Server) *testserver.Response {
-				return ctVerify(t, via, u, ctStr(c["confirmationId"]), d, ctSign(t, d.Key, ctStr(c["challenge"])))
+				return ctVerify(t, via, u, ctStr(c["confirmationId"]), d, testkeys.SignChallenge(t, d.Key, ctStr(c["challenge"])))
 			}},
 		} {
 			t.Run(tc.name, func(t *testing.T) {
@@ -315,7 +317,7 @@ wait:
 	if comments < 5 {
 		t.Errorf("%d heartbeats in 2.5 s at 300 ms", comments)
 	}
-	ctWant(t, "verify", ctVerify(t, srv, u, ctStr(c["confirmationId"]), d, ctSign(t, d.Key, ctStr(c["challenge"]))), 200)
+	ctWant(t, "verify", ctVerify(t, srv, u, ctStr(c["confirmationId"]), d, testkeys.SignChallenge(t, d.Key, ctStr(c["challenge"]))), 200)
 	if ev := s.next(t, time.Second); ev.Data["status"] != "approved" {
 		t.Errorf("after 2.5 s: %+v, want approved", ev)
 	}
@@ -345,7 +347,7 @@ func TestConfirmationServiceWait(t *testing.T) {
 	}()
 	time.Sleep(100 * time.Millisecond)
 	start := time.Now()
-	ctWant(t, "verify", ctVerify(t, srv, u, in.ID, d, ctSign(t, d.Key, in.Challenge)), 200)
+	ctWant(t, "verify", ctVerify(t, srv, u, in.ID, d, testkeys.SignChallenge(t, d.Key, in.Challenge)), 200)
 	select {
 	case s := <-got:
 		if s != "approved" {

@@ -15,14 +15,14 @@ import (
 
 // Routes.
 const (
-	RoutePrefix       = "/api/v1/auth/confirmation"
-	RouteInitiate     = "/api/v1/auth/confirmation/initiate"
-	RouteStatus       = "/api/v1/auth/confirmation/:id/status"
-	RouteEvents       = "/api/v1/auth/confirmation/:id/events"
-	RouteVerify       = "/api/v1/auth/confirmation/:id/verify"
-	RouteReject       = "/api/v1/auth/confirmation/:id/reject"
-	RouteAdminStatus  = "/admin/confirmations/:id"
-	RouteAdminConsume = "/admin/confirmations/:id/consume"
+	RoutePrefix            = "/api/v1/auth/confirmation"
+	RouteInitiate          = "/api/v1/auth/confirmation/initiate"
+	RouteStatus            = "/api/v1/auth/confirmation/:id/status"
+	RouteEvents            = "/api/v1/auth/confirmation/:id/events"
+	RouteVerify            = "/api/v1/auth/confirmation/:id/verify"
+	RouteReject            = "/api/v1/auth/confirmation/:id/reject"
+	RouteAdminConfirmation = "/admin/confirmations/:id"
+	RouteAdminConsume      = "/admin/confirmations/:id/consume"
 )
 
 type handlerDeps interface {
@@ -50,17 +50,17 @@ func (h *Handler) RegisterPublicRoutes(r *x.PublicRouter) {
 	t := h.d.Tokens()
 	// httprouter cannot hold "initiate" beside ":id" in one tree; Group dispatches.
 	r.Group(http.MethodPost, RoutePrefix, map[string]httprouter.Handle{
-		"initiate":   t.RequireUser(h.initiate),
-		":id/verify": t.RequireUser(h.verify),
-		":id/reject": t.RequireUser(h.reject),
+		"initiate":   t.RequireUser(x.Handle(h.initiate)),
+		":id/verify": t.RequireUser(x.Handle(h.verify)),
+		":id/reject": t.RequireUser(x.Handle(h.reject)),
 	})
-	r.GET(RouteStatus, t.RequireUser(h.status))
-	r.GET(RouteEvents, t.RequireUser(h.events))
+	r.GET(RouteStatus, t.RequireUser(x.Handle(h.status)))
+	r.GET(RouteEvents, t.RequireUser(x.Handle(h.events)))
 }
 
 func (h *Handler) RegisterAdminRoutes(r *x.AdminRouter) {
-	r.GET(RouteAdminStatus, h.adminGet)
-	r.POST(RouteAdminConsume, h.adminConsume)
+	r.GET(RouteAdminConfirmation, x.Handle(h.adminGet))
+	r.POST(RouteAdminConsume, x.Handle(h.adminConsume))
 }
 
 type initiateBody struct {
@@ -93,95 +93,51 @@ type initiateResult struct {
 	MatchCode      string    `json:"matchCode,omitempty"`
 }
 
-func (h *Handler) initiate(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
+func (h *Handler) initiate(w http.ResponseWriter, r *http.Request, _ httprouter.Params) error {
 	ctx := r.Context()
 	uid, err := session.UserID(r)
 	if err != nil {
-		x.WriteError(w, r, err)
-		return
+		return err
 	}
 	var b initiateBody
 	if err := x.DecodeJSON(r, &b); err != nil {
-		x.WriteError(w, r, err)
-		return
+		return err
 	}
 	if err := h.d.RateLimiter().Allow(ctx, ratelimit.RuleConfirmationInitiate, "user:"+strconv.FormatInt(uid, 10)); err != nil {
-		x.WriteError(w, r, err)
-		return
+		return err
 	}
 	in, err := h.svc.Initiate(ctx, uid, b.ActionType, b.ActionPayload)
 	if err != nil {
-		x.WriteError(w, r, err)
-		return
+		return err
 	}
 	x.WriteData(w, http.StatusOK, initiateResult{
 		ConfirmationID: in.ID, Challenge: in.Challenge, ExpiresAt: in.ExpiresAt, Status: StatusPending,
 		ActionType: in.ActionType, ActionHash: in.Hash(), MatchCode: in.MatchCode,
 	})
+	return nil
 }
 
-// StatusView is the status of a confirmation (status, events, admin get).
-type StatusView struct {
-	ConfirmationID string          `json:"confirmationId"`
-	UserID         *int64          `json:"userId,omitempty"`
-	Status         string          `json:"status"`
-	ActionType     string          `json:"actionType"`
-	ActionPayload  json.RawMessage `json:"actionPayload"`
-	ActionHash     string          `json:"actionHash"`
-	CreatedAt      time.Time       `json:"createdAt"`
-	ExpiresAt      time.Time       `json:"expiresAt"`
-	UpdatedAt      time.Time       `json:"updatedAt"`
-	ApprovedAt     *time.Time      `json:"approvedAt"`
-	DeviceID       *string         `json:"deviceId"`
-	ConsumedAt     *time.Time      `json:"consumedAt"`
-	Receipt        string          `json:"receipt,omitempty"`
-}
-
-// View is what status, events and the admin port show of c; the receipt is there while
-// c is approved.
-func (s *Service) View(c *Confirmation, now time.Time) (StatusView, error) {
-	v := StatusView{
-		ConfirmationID: c.ID, Status: c.EffectiveStatus(now), ActionType: c.ActionType, ActionPayload: c.Payload(),
-		ActionHash: c.Hash(), CreatedAt: c.CreatedAt, ExpiresAt: c.ExpiresAt, UpdatedAt: c.UpdatedAt,
-		ApprovedAt: c.ApprovedAt, DeviceID: c.DeviceID, ConsumedAt: c.ConsumedAt,
-	}
-	var err error
-	v.Receipt, err = s.Receipt(c)
-	return v, err
-}
-
-func (h *Handler) status(w http.ResponseWriter, r *http.Request, ps httprouter.Params) {
+func (h *Handler) status(w http.ResponseWriter, r *http.Request, ps httprouter.Params) error {
 	uid, err := session.UserID(r)
 	if err != nil {
-		x.WriteError(w, r, err)
-		return
+		return err
 	}
-	c, err := h.svc.Get(r.Context(), uid, ps.ByName("id"))
+	_, v, err := h.svc.GetView(r.Context(), uid, ps.ByName("id"))
 	if err != nil {
-		x.WriteError(w, r, err)
-		return
-	}
-	v, err := h.svc.View(c, time.Now())
-	if err != nil {
-		x.WriteError(w, r, err)
-		return
+		return err
 	}
 	x.WriteData(w, http.StatusOK, v)
+	return nil
 }
 
-func (h *Handler) adminGet(w http.ResponseWriter, r *http.Request, ps httprouter.Params) {
-	c, err := h.svc.Get(r.Context(), 0, ps.ByName("id"))
+func (h *Handler) adminGet(w http.ResponseWriter, r *http.Request, ps httprouter.Params) error {
+	c, v, err := h.svc.GetView(r.Context(), 0, ps.ByName("id"))
 	if err != nil {
-		x.WriteError(w, r, err)
-		return
-	}
-	v, err := h.svc.View(c, time.Now())
-	if err != nil {
-		x.WriteError(w, r, err)
-		return
+		return err
 	}
 	v.UserID = &c.IdentityID
 	x.WriteData(w, http.StatusOK, v)
+	return nil
 }
 
 type consumeResult struct {
@@ -195,16 +151,16 @@ type consumeResult struct {
 	ConsumedAt     *time.Time      `json:"consumedAt"`
 }
 
-func (h *Handler) adminConsume(w http.ResponseWriter, r *http.Request, ps httprouter.Params) {
+func (h *Handler) adminConsume(w http.ResponseWriter, r *http.Request, ps httprouter.Params) error {
 	c, err := h.svc.Consume(r.Context(), ps.ByName("id"))
 	if err != nil {
-		x.WriteError(w, r, err)
-		return
+		return err
 	}
 	x.WriteData(w, http.StatusOK, consumeResult{
 		ConfirmationID: c.ID, UserID: c.IdentityID, ActionType: c.ActionType, ActionPayload: c.Payload(),
 		ActionHash: c.Hash(), ApprovedAt: c.ApprovedAt, DeviceID: c.DeviceID, ConsumedAt: c.ConsumedAt,
 	})
+	return nil
 }
 
 type verifyBody struct {
@@ -228,23 +184,21 @@ type decisionResult struct {
 	Receipt        string `json:"receipt,omitempty"`
 }
 
-func (h *Handler) verify(w http.ResponseWriter, r *http.Request, ps httprouter.Params) {
+func (h *Handler) verify(w http.ResponseWriter, r *http.Request, ps httprouter.Params) error {
 	uid, err := session.UserID(r)
 	if err != nil {
-		x.WriteError(w, r, err)
-		return
+		return err
 	}
 	var b verifyBody
 	if err := x.DecodeJSON(r, &b); err != nil {
-		x.WriteError(w, r, err)
-		return
+		return err
 	}
 	c, receipt, err := h.svc.Verify(r.Context(), uid, ps.ByName("id"), b.DeviceID, b.SignedChallenge, b.MatchCode)
 	if err != nil {
-		x.WriteError(w, r, err)
-		return
+		return err
 	}
 	x.WriteData(w, http.StatusOK, decisionResult{Success: true, ConfirmationID: c.ID, Status: StatusApproved, Receipt: receipt})
+	return nil
 }
 
 type rejectBody struct {
@@ -253,23 +207,21 @@ type rejectBody struct {
 
 func (b *rejectBody) Validate() error { return x.MaxLen("reason", b.Reason, 500) }
 
-func (h *Handler) reject(w http.ResponseWriter, r *http.Request, ps httprouter.Params) {
+func (h *Handler) reject(w http.ResponseWriter, r *http.Request, ps httprouter.Params) error {
 	uid, err := session.UserID(r)
 	if err != nil {
-		x.WriteError(w, r, err)
-		return
+		return err
 	}
 	var b rejectBody
 	if r.ContentLength != 0 {
 		if err := x.DecodeJSON(r, &b); err != nil {
-			x.WriteError(w, r, err)
-			return
+			return err
 		}
 	}
 	c, err := h.svc.Reject(r.Context(), uid, ps.ByName("id"), b.Reason)
 	if err != nil {
-		x.WriteError(w, r, err)
-		return
+		return err
 	}
 	x.WriteData(w, http.StatusOK, decisionResult{Success: true, ConfirmationID: c.ID, Status: StatusRejected})
+	return nil
 }

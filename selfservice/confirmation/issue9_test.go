@@ -8,9 +8,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
-	"net/url"
 	"regexp"
 	"strconv"
 	"strings"
@@ -18,9 +16,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pvpipe/pvauth/internal/testkeys"
+
 	"github.com/go-jose/go-jose/v3"
 
 	"github.com/pvpipe/pvauth/internal/testdb"
+	"github.com/pvpipe/pvauth/internal/testkit"
 	"github.com/pvpipe/pvauth/internal/testserver"
 	"github.com/pvpipe/pvauth/selfservice/confirmation"
 )
@@ -152,13 +153,13 @@ func TestConfirmationChallengeNamesTheAction(t *testing.T) {
 		// user and device.
 		a := ctInit(t, srv, u, "transfer_money", map[string]any{"amount": 1})
 		b := ctInit(t, srv, u, "transfer_money", map[string]any{"amount": 1})
-		sigA := ctSign(t, d.Key, ctStr(a["challenge"]))
+		sigA := testkeys.SignChallenge(t, d.Key, ctStr(a["challenge"]))
 		ctWantErr(t, "A's signature on B", ctVerify(t, srv, u, ctStr(b["confirmationId"]), d, sigA), 401, "Invalid signature")
 		if s := ctStatus(t, srv, u, ctStr(b["confirmationId"])); s != "pending" {
 			t.Errorf("B after A's signature: %s", s)
 		}
 		ctWant(t, "A's signature on A", ctVerify(t, srv, u, ctStr(a["confirmationId"]), d, sigA), 200)
-		ctWant(t, "B's signature on B", ctVerify(t, srv, u, ctStr(b["confirmationId"]), d, ctSign(t, d.Key, ctStr(b["challenge"]))), 200)
+		ctWant(t, "B's signature on B", ctVerify(t, srv, u, ctStr(b["confirmationId"]), d, testkeys.SignChallenge(t, d.Key, ctStr(b["challenge"]))), 200)
 	})
 }
 
@@ -205,7 +206,7 @@ func TestConfirmationNumberMatching(t *testing.T) {
 		if len(ctPushesFor(fcm, id)) != 1 {
 			t.Errorf("pushes: %d, want 1", len(ctPushesFor(fcm, id)))
 		}
-		sig := ctSign(t, d.Key, ctStr(c["challenge"]))
+		sig := testkeys.SignChallenge(t, d.Key, ctStr(c["challenge"]))
 		ctWantMismatch(t, "missing code", ctVerifyCode(t, srv, u, id, d, sig, nil))
 		ctWantMismatch(t, "wrong code", ctVerifyCode(t, srv, u, id, d, sig, otherCode(code)))
 		if s := ctStatus(t, srv, u, id); s != "pending" {
@@ -216,7 +217,7 @@ func TestConfirmationNumberMatching(t *testing.T) {
 		// The third wrong code rejects; the right one is too late then.
 		c = ctInit(t, srv, u, "transfer_money", map[string]any{"amount": 6})
 		id, code = ctStr(c["confirmationId"]), ctStr(c["matchCode"])
-		sig = ctSign(t, d.Key, ctStr(c["challenge"]))
+		sig = testkeys.SignChallenge(t, d.Key, ctStr(c["challenge"]))
 		for i := 0; i < 3; i++ {
 			ctWantMismatch(t, fmt.Sprintf("wrong code %d", i+1), ctVerifyCode(t, srv, u, id, d, sig, otherCode(code)))
 		}
@@ -229,14 +230,14 @@ func TestConfirmationNumberMatching(t *testing.T) {
 		// everything is 409.
 		c = ctInit(t, srv, u, "transfer_money", map[string]any{"amount": 7})
 		id, code = ctStr(c["confirmationId"]), ctStr(c["matchCode"])
-		sig = ctSign(t, d.Key, ctStr(c["challenge"]))
+		sig = testkeys.SignChallenge(t, d.Key, ctStr(c["challenge"]))
 		var wg sync.WaitGroup
 		statuses := make([]int, 8)
 		for i := range statuses {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				statuses[i] = ctDo(srv, http.MethodPost, ctBase+"/"+id+"/verify", u.JWT,
+				statuses[i] = ctPost(srv, srv.PublicURL+ctBase+"/"+id+"/verify", u.JWT,
 					map[string]any{"deviceId": d.ID, "signedChallenge": sig, "matchCode": otherCode(code)}).Status
 			}()
 		}
@@ -277,24 +278,7 @@ func TestConfirmationNumberMatching(t *testing.T) {
 	if _, ok := c["matchCode"]; ok {
 		t.Errorf("matchCode without number matching: %v", c)
 	}
-	ctWant(t, "verify without number matching", ctVerify(t, srv, u, ctStr(c["confirmationId"]), d, ctSign(t, d.Key, ctStr(c["challenge"]))), 200)
-}
-
-// ctIntrospect asks the admin port about a token (a form body, a bare RFC 7662 answer).
-func ctIntrospect(t testing.TB, srv *testserver.Server, token string) map[string]any {
-	t.Helper()
-	resp, err := http.Post(srv.AdminURL+"/admin/oauth2/introspect", "application/x-www-form-urlencoded",
-		strings.NewReader(url.Values{"token": {token}}.Encode()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	raw, _ := io.ReadAll(resp.Body)
-	var m map[string]any
-	if resp.StatusCode != 200 || json.Unmarshal(raw, &m) != nil {
-		t.Fatalf("introspect: %d %s", resp.StatusCode, raw)
-	}
-	return m
+	ctWant(t, "verify without number matching", ctVerify(t, srv, u, ctStr(c["confirmationId"]), d, testkeys.SignChallenge(t, d.Key, ctStr(c["challenge"]))), 200)
 }
 
 func TestConfirmationReceipt(t *testing.T) {
@@ -317,7 +301,7 @@ func TestConfirmationReceipt(t *testing.T) {
 				}
 			}
 		}
-		r = ctVerify(t, srv, u, id, d, ctSign(t, d.Key, ctStr(c["challenge"])))
+		r = ctVerify(t, srv, u, id, d, testkeys.SignChallenge(t, d.Key, ctStr(c["challenge"])))
 		if !ctWant(t, "verify", r, 200) {
 			t.FailNow()
 		}
@@ -375,24 +359,17 @@ func TestConfirmationReceipt(t *testing.T) {
 		// Never an access token.
 		ctWantErr(t, "receipt as a bearer token on /me", srv.Public(t, http.MethodGet, "/api/v1/auth/me", receipt, nil), 401)
 		ctWantErr(t, "receipt as a bearer token on status", srv.Public(t, http.MethodGet, ctBase+"/"+id+"/status", receipt, nil), 401)
-		if in := ctIntrospect(t, srv, receipt); in["active"] != false {
+		if in := testkit.Introspect(t, srv, receipt); in["active"] != false {
 			t.Errorf("introspection of a receipt: %v, want inactive", in)
 		}
-		if in := ctIntrospect(t, srv, u.JWT); in["active"] != true {
+		if in := testkit.Introspect(t, srv, u.JWT); in["active"] != true {
 			t.Errorf("introspection of the access token: %v, want active (the check above means something)", in)
 		}
 	})
 }
 
 func ctConsume(srv *testserver.Server, id string) *testserver.Response {
-	req, _ := http.NewRequest(http.MethodPost, srv.AdminURL+"/admin/confirmations/"+id+"/consume", nil)
-	resp, err := srv.Client.Do(req)
-	if err != nil {
-		return &testserver.Response{Body: []byte(err.Error())}
-	}
-	defer resp.Body.Close()
-	raw, _ := io.ReadAll(resp.Body)
-	return &testserver.Response{Status: resp.StatusCode, Header: resp.Header, Body: raw}
+	return ctPost(srv, srv.AdminURL+"/admin/confirmations/"+id+"/consume", "", nil)
 }
 
 // replicas returns a second registry on the same database for PostgreSQL (a replica),
@@ -424,7 +401,7 @@ func TestConfirmationConsume(t *testing.T) {
 
 		c := ctInit(t, srv, u, "transfer_money", map[string]any{"amount": 9})
 		id := ctStr(c["confirmationId"])
-		ctWant(t, "verify", ctVerify(t, srv, u, id, d, ctSign(t, d.Key, ctStr(c["challenge"]))), 200)
+		ctWant(t, "verify", ctVerify(t, srv, u, id, d, testkeys.SignChallenge(t, d.Key, ctStr(c["challenge"]))), 200)
 		const n = 20
 		results := make([]*testserver.Response, n)
 		var wg sync.WaitGroup
