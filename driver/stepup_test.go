@@ -93,7 +93,7 @@ func TestStepUpEnrolment(t *testing.T) {
 		if got := testkit.JWTClaims(t, refreshed.AccessToken)["auth_time"]; got != float64(oldAuth.Unix()) {
 			t.Fatalf("auth_time after refresh = %v, want %d (a refresh must not renew it)", got, oldAuth.Unix())
 		}
-		intro := testkit.Introspect(t, srv, refreshed.AccessToken)
+		intro := testkit.IntrospectClaims(t, srv, refreshed.AccessToken, "")
 		if intro["active"] != true || intro["auth_time"] != float64(oldAuth.Unix()) {
 			t.Fatalf("introspection = %v, want active with auth_time %d", intro, oldAuth.Unix())
 		}

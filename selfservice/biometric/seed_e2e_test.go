@@ -133,7 +133,7 @@ type e2eUser struct {
 func e2eNewUser(t testing.TB, srv *testserver.Server) *e2eUser {
 	t.Helper()
 	id := testkit.CreateIdentity(t, srv, map[string]any{"email": "bio-" + e2eUnique() + "@example.com"})
-	return &e2eUser{ID: id.ID, Email: id.Email, JWT: testkit.LoginTOTP(t, srv, id)}
+	return &e2eUser{ID: id.ID, Email: id.Email, JWT: testkit.EnrolTOTP(t, srv, id).AccessToken}
 }
 
 // e2eRegister registers key under fingerprint for the bearer's user; it returns the

@@ -359,10 +359,10 @@ func TestConfirmationReceipt(t *testing.T) {
 		// Never an access token.
 		ctWantErr(t, "receipt as a bearer token on /me", srv.Public(t, http.MethodGet, "/api/v1/auth/me", receipt, nil), 401)
 		ctWantErr(t, "receipt as a bearer token on status", srv.Public(t, http.MethodGet, ctBase+"/"+id+"/status", receipt, nil), 401)
-		if in := testkit.Introspect(t, srv, receipt); in["active"] != false {
+		if in := testkit.IntrospectClaims(t, srv, receipt, ""); in["active"] != false {
 			t.Errorf("introspection of a receipt: %v, want inactive", in)
 		}
-		if in := testkit.Introspect(t, srv, u.JWT); in["active"] != true {
+		if in := testkit.IntrospectClaims(t, srv, u.JWT, ""); in["active"] != true {
 			t.Errorf("introspection of the access token: %v, want active (the check above means something)", in)
 		}
 	})
