@@ -273,6 +273,7 @@
     store.del('pending');
     store.del('method');
     recoveryCodes = null;
+    clearAccount();
     showLogin();
     if (msg) showNotice(msg);
   }
@@ -389,6 +390,20 @@
     $('profile-expires').textContent = fmtTime(tokens.refreshTokenExpiresAt);
     promptStatus = me.passkeyPromptStatus;
     renderPrompt();
+  }
+
+  // clearAccount forgets what the account view showed of the last session, so the next
+  // sign-in (maybe of another user) never shows it, even before its /me has answered.
+  function clearAccount() {
+    for (const id of ['email', 'id', 'name', 'department', 'mfa', 'amr', 'prompt', 'expires']) $('profile-' + id).textContent = '';
+    $('login-method').textContent = '';
+    $('passkey-list').replaceChildren();
+    $('device-list').replaceChildren();
+    passkeyCount = 0;
+    promptStatus = '';
+    renderPrompt();
+    confirmationId = null;
+    $('confirm-panel').hidden = true;
   }
 
   function renderPrompt() {

@@ -156,6 +156,21 @@ func (p *browserPage) logout() {
 	if tok := p.eval(`sessionStorage.getItem('pvauth.tokens') || ''`); tok != "" {
 		p.fatalf("tokens left in sessionStorage after logout: %s", tok)
 	}
+	// The page forgets the account view: the next sign-in's profile shows only once its
+	// own /me has answered, which is what waitForProfile relies on.
+	if left := p.eval(`['profile-email', 'profile-amr', 'login-method', 'passkey-list', 'device-list']
+		.filter(id => document.getElementById(id).textContent !== '').join(' ')`); left != "" {
+		p.fatalf("the account view keeps the last session's %s after logout", left)
+	}
+}
+
+// waitForProfile waits for the account view showing the profile of email. The profile
+// fields are empty until /me answers (logout clears them), so the profile read after
+// this is the new session's.
+func (p *browserPage) waitForProfile(what, email string) {
+	p.t.Helper()
+	p.waitFor(what, fmt.Sprintf(`document.body.dataset.view === 'account'
+		&& document.getElementById('profile-email').textContent === %q`, email))
 }
 
 // startOnLocalhost starts a development server (in-memory database) browsed at
@@ -278,8 +293,7 @@ func TestLoginUIInBrowser(t *testing.T) {
 	p.do("enter the TOTP code",
 		chromedp.SendKeys(chromedp.ID("otp-code"), code),
 		chromedp.Click(chromedp.ID("otp-verify-btn")))
-	p.waitFor("the profile after TOTP", fmt.Sprintf(`document.body.dataset.view === 'account'
-		&& document.getElementById('profile-email').textContent === %q`, email))
+	p.waitForProfile("the profile after TOTP", email)
 	if n := p.eval(`String(document.querySelectorAll('#recovery-codes li').length)`); n != "10" {
 		p.fatalf("recovery codes shown: %s, want 10", n)
 	}
@@ -341,8 +355,7 @@ func TestLoginUIInBrowser(t *testing.T) {
 	p.do("passkey login with email",
 		chromedp.SetValue(chromedp.ID("email"), email),
 		chromedp.Click(chromedp.ID("passkey-login-btn")))
-	p.waitFor("the profile after the passkey login with email", fmt.Sprintf(`document.body.dataset.view === 'account'
-		&& document.getElementById('profile-email').textContent === %q`, email))
+	p.waitForProfile("the profile after the passkey login with email", email)
 	if amr := p.text("profile-amr"); amr != "webauthn" {
 		p.fatalf("amr after a passkey login = %q, want webauthn", amr)
 	}
@@ -357,8 +370,7 @@ func TestLoginUIInBrowser(t *testing.T) {
 	p.do("discoverable passkey login",
 		chromedp.Evaluate[chromedp.Void](`document.getElementById('email').value = ''`),
 		chromedp.Click(chromedp.ID("passkey-login-btn")))
-	p.waitFor("the profile after the discoverable login", fmt.Sprintf(`document.body.dataset.view === 'account'
-		&& document.getElementById('profile-email').textContent === %q`, email))
+	p.waitForProfile("the profile after the discoverable login", email)
 	if amr := p.text("profile-amr"); amr != "webauthn" {
 		p.fatalf("amr after a discoverable passkey login = %q, want webauthn", amr)
 	}
