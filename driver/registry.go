@@ -393,18 +393,18 @@ type healthHandler struct {
 }
 
 const (
-	RouteAlive = "/health/alive"
-	RouteReady = "/health/ready"
+	RouteHealthAlive = "/health/alive"
+	RouteHealthReady = "/health/ready"
 )
 
 func (h *healthHandler) RegisterPublicRoutes(r *x.PublicRouter) {
-	r.Handler(http.MethodGet, RouteAlive, http.HandlerFunc(h.alive))
-	r.Handler(http.MethodGet, RouteReady, http.HandlerFunc(h.ready))
+	r.Handler(http.MethodGet, RouteHealthAlive, http.HandlerFunc(h.alive))
+	r.Handler(http.MethodGet, RouteHealthReady, http.HandlerFunc(h.ready))
 }
 
 func (h *healthHandler) RegisterAdminRoutes(r *x.AdminRouter) {
-	r.Handler(http.MethodGet, RouteAlive, http.HandlerFunc(h.alive))
-	r.Handler(http.MethodGet, RouteReady, http.HandlerFunc(h.ready))
+	r.Handler(http.MethodGet, RouteHealthAlive, http.HandlerFunc(h.alive))
+	r.Handler(http.MethodGet, RouteHealthReady, http.HandlerFunc(h.ready))
 }
 
 func (h *healthHandler) alive(w http.ResponseWriter, _ *http.Request) {

@@ -21,8 +21,8 @@ const (
 	RouteMobileBiometric          = "/api/v1/auth/mobile/biometric"
 	RouteMobileRefresh            = "/api/v1/auth/mobile/refresh"
 	RouteMobileKeygen             = "/api/v1/auth/mobile/keygen"
-	RouteAdminDevices             = "/admin/identities/:id/devices"
-	RouteAdminDevice              = "/admin/identities/:id/devices/:deviceId"
+	RouteAdminIdentityDevices     = "/admin/identities/:id/devices"
+	RouteAdminIdentityDevice      = "/admin/identities/:id/devices/:deviceId"
 )
 
 // Handler serves device keys and mobile login over HTTP; the work is the Service's.
@@ -48,9 +48,9 @@ func (h *Handler) RegisterPublicRoutes(r *x.PublicRouter) {
 }
 
 func (h *Handler) RegisterAdminRoutes(r *x.AdminRouter) {
-	r.GET(RouteAdminDevices, x.Handle(admin(h.adminListDevices)))
-	r.DELETE(RouteAdminDevice, x.Handle(admin(h.adminDeleteDevice)))
-	r.DELETE(RouteAdminDevices, x.Handle(admin(h.adminDeleteDevices)))
+	r.GET(RouteAdminIdentityDevices, x.Handle(admin(h.adminListDevices)))
+	r.DELETE(RouteAdminIdentityDevice, x.Handle(admin(h.adminDeleteDevice)))
+	r.DELETE(RouteAdminIdentityDevices, x.Handle(admin(h.adminDeleteDevices)))
 }
 
 // body is a request body type B whose pointer validates itself.

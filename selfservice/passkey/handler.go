@@ -13,16 +13,16 @@ import (
 
 // Routes.
 const (
-	RouteCheck          = "/api/v1/auth/passkeys/check"
-	RouteLoginBegin     = "/api/v1/auth/passkeys/login/begin"
-	RouteLoginFinish    = "/api/v1/auth/passkeys/login/finish"
-	RoutePasskeys       = "/api/v1/auth/passkeys"
-	RoutePrompt         = "/api/v1/auth/passkeys/prompt"
-	RouteRegisterBegin  = "/api/v1/auth/passkeys/register/begin"
-	RouteRegisterFinish = "/api/v1/auth/passkeys/register/finish"
-	RoutePasskey        = "/api/v1/auth/passkeys/:id"
-	RouteAdminPasskeys  = "/admin/identities/:id/passkeys"
-	RouteAdminPasskey   = "/admin/identities/:id/passkeys/:pid"
+	RoutePasskeysCheck          = "/api/v1/auth/passkeys/check"
+	RoutePasskeysLoginBegin     = "/api/v1/auth/passkeys/login/begin"
+	RoutePasskeysLoginFinish    = "/api/v1/auth/passkeys/login/finish"
+	RoutePasskeys               = "/api/v1/auth/passkeys"
+	RoutePasskeysPrompt         = "/api/v1/auth/passkeys/prompt"
+	RoutePasskeysRegisterBegin  = "/api/v1/auth/passkeys/register/begin"
+	RoutePasskeysRegisterFinish = "/api/v1/auth/passkeys/register/finish"
+	RoutePasskey                = "/api/v1/auth/passkeys/:id"
+	RouteAdminIdentityPasskeys  = "/admin/identities/:id/passkeys"
+	RouteAdminIdentityPasskey   = "/admin/identities/:id/passkeys/:pid"
 )
 
 // Handler serves passkeys over HTTP; the work is the Service's.
@@ -42,21 +42,21 @@ func NewHandler(d serviceDeps) (*Handler, error) {
 
 func (h *Handler) RegisterPublicRoutes(r *x.PublicRouter) {
 	t := h.d.Tokens()
-	r.POST(RouteCheck, x.Handle(h.check))
-	r.POST(RouteLoginBegin, x.Handle(h.loginBegin))
-	r.POST(RouteLoginFinish, x.Handle(h.loginFinish))
+	r.POST(RoutePasskeysCheck, x.Handle(h.check))
+	r.POST(RoutePasskeysLoginBegin, x.Handle(h.loginBegin))
+	r.POST(RoutePasskeysLoginFinish, x.Handle(h.loginFinish))
 	r.GET(RoutePasskeys, t.RequireUser(x.Handle(h.list)))
-	r.PUT(RoutePrompt, t.RequireUser(x.Handle(h.prompt)))
-	r.POST(RouteRegisterBegin, t.RequireRecentLogin(x.Handle(h.registerBegin)))
-	r.POST(RouteRegisterFinish, t.RequireRecentLogin(x.Handle(h.registerFinish)))
+	r.PUT(RoutePasskeysPrompt, t.RequireUser(x.Handle(h.prompt)))
+	r.POST(RoutePasskeysRegisterBegin, t.RequireRecentLogin(x.Handle(h.registerBegin)))
+	r.POST(RoutePasskeysRegisterFinish, t.RequireRecentLogin(x.Handle(h.registerFinish)))
 	r.PATCH(RoutePasskey, t.RequireUser(x.Handle(h.rename)))
 	r.DELETE(RoutePasskey, t.RequireUser(x.Handle(h.remove)))
 }
 
 func (h *Handler) RegisterAdminRoutes(r *x.AdminRouter) {
-	r.GET(RouteAdminPasskeys, x.Handle(h.adminList))
-	r.DELETE(RouteAdminPasskey, x.Handle(h.adminRemove))
-	r.DELETE(RouteAdminPasskeys, x.Handle(h.adminRemoveAll))
+	r.GET(RouteAdminIdentityPasskeys, x.Handle(h.adminList))
+	r.DELETE(RouteAdminIdentityPasskey, x.Handle(h.adminRemove))
+	r.DELETE(RouteAdminIdentityPasskeys, x.Handle(h.adminRemoveAll))
 }
 
 // ok writes v as the data of a 200 unless err, which it returns for x.Handle to write.
