@@ -42,7 +42,7 @@ type refreshBody struct {
 }
 
 func (b *refreshBody) Validate() error {
-	return x.FirstError(x.Required("refreshToken", b.RefreshToken), x.MaxLen("refreshToken", b.RefreshToken, 512))
+	return x.RequiredMaxLen("refreshToken", b.RefreshToken, 512)
 }
 
 func (h *AccountHandler) refresh(w http.ResponseWriter, r *http.Request, _ httprouter.Params) error {

@@ -264,6 +264,11 @@ func MaxLen(field, s string, n int) error {
 	return nil
 }
 
+// RequiredMaxLen fails when s is empty or longer than n characters.
+func RequiredMaxLen(field, s string, n int) error {
+	return FirstError(Required(field, s), MaxLen(field, s, n))
+}
+
 // OneOf fails when s is not one of the allowed values.
 func OneOf(field, s string, allowed ...string) error {
 	for _, a := range allowed {

@@ -138,7 +138,7 @@ type refreshBody struct {
 }
 
 func (b *refreshBody) Validate() error {
-	return x.FirstError(x.Required("refreshToken", b.RefreshToken), x.MaxLen("refreshToken", b.RefreshToken, 512))
+	return x.RequiredMaxLen("refreshToken", b.RefreshToken, 512)
 }
 
 // mobileRefreshResult carries the token set nested (OpenAPI seed) and flat (biometric

@@ -171,8 +171,8 @@ type verifyBody struct {
 
 func (b *verifyBody) Validate() error {
 	return x.FirstError(
-		x.Required("deviceId", b.DeviceID), x.MaxLen("deviceId", b.DeviceID, 64),
-		x.Required("signedChallenge", b.SignedChallenge), x.MaxLen("signedChallenge", b.SignedChallenge, 4096),
+		x.RequiredMaxLen("deviceId", b.DeviceID, 64),
+		x.RequiredMaxLen("signedChallenge", b.SignedChallenge, 4096),
 		x.MaxLen("matchCode", b.MatchCode, 16),
 	)
 }
