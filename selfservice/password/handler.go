@@ -56,20 +56,12 @@ func (h *Handler) login(w http.ResponseWriter, r *http.Request, _ httprouter.Par
 		return err
 	}
 	res, err := h.s.Login(r.Context(), b.Email, b.Password, b.RememberMe)
-	if err != nil {
-		return err
-	}
-	x.WriteData(w, http.StatusOK, res)
-	return nil
+	return x.Reply(w, http.StatusOK, res, err)
 }
 
 func (h *Handler) otpSetup(w http.ResponseWriter, r *http.Request, _ httprouter.Params) error {
 	res, err := h.s.SetupOTP(r.Context(), session.BearerToken(r))
-	if err != nil {
-		return err
-	}
-	x.WriteData(w, http.StatusOK, res)
-	return nil
+	return x.Reply(w, http.StatusOK, res, err)
 }
 
 type otpBody struct {
@@ -87,11 +79,7 @@ func (h *Handler) otpVerify(w http.ResponseWriter, r *http.Request, _ httprouter
 		return err
 	}
 	res, err := h.s.VerifyOTP(r.Context(), session.BearerToken(r), b.OTP)
-	if err != nil {
-		return err
-	}
-	x.WriteData(w, http.StatusOK, res)
-	return nil
+	return x.Reply(w, http.StatusOK, res, err)
 }
 
 type adminOTPBody struct {
