@@ -456,11 +456,13 @@ func registerDBMetrics(reg *prometheus.Registry, p *sqlp.Persister) {
 			Help: "Commits of SQLite's group commit (transactions per commit = the ratio of the two)."},
 			func() float64 { _, commits := p.GroupStats(); return float64(commits) }),
 		// PostgreSQL's dial backoff: held-back attempts rising means the database is away.
-		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "pvauth_db_dials_total", ConstLabels: prometheus.Labels{"result": "sent"},
-			Help: "PostgreSQL connection attempts: sent, or held back by the backoff after a failed one."},
-			func() float64 { sent, _ := p.DialStats(); return float64(sent) }),
-		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "pvauth_db_dials_total", ConstLabels: prometheus.Labels{"result": "held_back"},
-			Help: "PostgreSQL connection attempts: sent, or held back by the backoff after a failed one."},
-			func() float64 { _, held := p.DialStats(); return float64(held) }),
+		dials("sent", func() float64 { sent, _ := p.DialStats(); return float64(sent) }),
+		dials("held_back", func() float64 { _, held := p.DialStats(); return float64(held) }),
 	)
+}
+
+// dials is pvauth_db_dials_total of one result.
+func dials(result string, count func() float64) prometheus.CounterFunc {
+	return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "pvauth_db_dials_total", ConstLabels: prometheus.Labels{"result": result},
+		Help: "PostgreSQL connection attempts: sent, or held back by the backoff after a failed one."}, count)
 }
