@@ -55,11 +55,7 @@ func (h *Handler) list(w http.ResponseWriter, r *http.Request, _ httprouter.Para
 		return err
 	}
 	page, err := ListPage(r.Context(), h.d.AuditPersister(), f)
-	if err != nil {
-		return err
-	}
-	x.WriteData(w, http.StatusOK, page)
-	return nil
+	return x.Reply(w, http.StatusOK, page, err)
 }
 
 // ListPage reads the page of up to f.Limit events that f selects.

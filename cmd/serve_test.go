@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pvpipe/pvauth/internal/testkit"
+	"github.com/pvpipe/pvauth/internal/testredis"
 )
 
 // serveEnv are the variables that would override the test's config file.
@@ -30,9 +30,9 @@ func serveConfig(t *testing.T, extra string) (file string, publicPort, adminPort
 	t.Helper()
 	unsetEnv(t, serveEnv...)
 	dir := t.TempDir()
-	publicPort, adminPort = testkit.FreePort(t), testkit.FreePort(t)
+	publicPort, adminPort = testredis.FreePort(t), testredis.FreePort(t)
 	for adminPort == publicPort {
-		adminPort = testkit.FreePort(t)
+		adminPort = testredis.FreePort(t)
 	}
 	yaml := fmt.Sprintf(`dsn: sqlite://%s?_fk=true
 log:

@@ -80,103 +80,161 @@ func New(ctx context.Context, cfg *config.Config, o Options) (*Registry, error) 
 	if r.logger == nil {
 		r.logger = NewLogger(cfg)
 	}
-	p, err := sqlp.New(ctx, resolveDSN(cfg))
+	p, err := openDatabase(ctx, cfg, o.Migrate || cfg.DSN == "memory")
 	if err != nil {
 		return nil, err
 	}
 	r.persister = p
-	if o.Migrate || cfg.DSN == "memory" {
-		if err := p.MigrateUp(ctx); err != nil {
-			p.Close()
-			return nil, fmt.Errorf("migrating the database: %w", err)
-		}
-	} else {
-		n, err := p.PendingMigrations(ctx)
-		if err != nil {
-			p.Close()
-			return nil, fmt.Errorf("checking migrations: %w", err)
-		}
-		if n > 0 {
-			p.Close()
-			return nil, fmt.Errorf("the database is not migrated (%d pending migrations): run `pvauth migrate sql -e --yes` first, or start with --dev", n)
-		}
-	}
-	if r.box, err = secretbox.New(cfg.Secrets.Cipher); err != nil {
-		p.Close()
-		return nil, fmt.Errorf("secrets.cipher: %w", err)
-	}
-	if r.hasher, err = identity.NewHasher(cfg.Hashers.Argon2); err != nil {
-		p.Close()
-		return nil, fmt.Errorf("hashers.argon2: %w", err)
-	}
-	traits, err := schema.IdentityTraits()
-	if err != nil {
+	if err := r.build(ctx, o); err != nil {
 		p.Close()
 		return nil, err
 	}
-	r.identities = identity.NewManager(p, r.hasher, traits)
+	return r, nil
+}
 
+// build composes everything on the open database, in dependency order.
+func (r *Registry) build(ctx context.Context, o Options) error {
+	if err := r.buildCrypto(); err != nil {
+		return err
+	}
+	pw, err := r.buildTokens(ctx)
+	if err != nil {
+		return err
+	}
+	if err := r.buildRateLimiting(ctx, o.RateLimitStore); err != nil {
+		return err
+	}
+	if err := r.buildPush(ctx, o.PushSender); err != nil {
+		return err
+	}
+	r.public, r.admin = x.NewPublicRouter(), x.NewAdminRouter()
+	if err := r.registerRoutes(pw); err != nil {
+		return fmt.Errorf("webauthn: %w", err)
+	}
+	return nil
+}
+
+// openDatabase opens the database and migrates it (migrate) or checks that it is
+// migrated. The persister is closed when it fails.
+func openDatabase(ctx context.Context, cfg *config.Config, migrate bool) (*sqlp.Persister, error) {
+	p, err := sqlp.New(ctx, resolveDSN(cfg))
+	if err != nil {
+		return nil, err
+	}
+	if err := checkMigrations(ctx, p, migrate); err != nil {
+		p.Close()
+		return nil, err
+	}
+	return p, nil
+}
+
+func checkMigrations(ctx context.Context, p *sqlp.Persister, migrate bool) error {
+	if migrate {
+		if err := p.MigrateUp(ctx); err != nil {
+			return fmt.Errorf("migrating the database: %w", err)
+		}
+		return nil
+	}
+	n, err := p.PendingMigrations(ctx)
+	if err != nil {
+		return fmt.Errorf("checking migrations: %w", err)
+	}
+	if n > 0 {
+		return fmt.Errorf("the database is not migrated (%d pending migrations): run `pvauth migrate sql -e --yes` first, or start with --dev", n)
+	}
+	return nil
+}
+
+// buildCrypto builds the secrets cipher, the password hasher and the identity manager.
+func (r *Registry) buildCrypto() error {
+	var err error
+	if r.box, err = secretbox.New(r.cfg.Secrets.Cipher); err != nil {
+		return fmt.Errorf("secrets.cipher: %w", err)
+	}
+	if r.hasher, err = identity.NewHasher(r.cfg.Hashers.Argon2); err != nil {
+		return fmt.Errorf("hashers.argon2: %w", err)
+	}
+	traits, err := schema.IdentityTraits()
+	if err != nil {
+		return err
+	}
+	r.identities = identity.NewManager(r.persister, r.hasher, traits)
+	return nil
+}
+
+// buildTokens loads the signing keys and builds the OAuth2 provider, the audit log and
+// the token service; it returns the password handler, whose pending check Tokens uses.
+func (r *Registry) buildTokens(ctx context.Context) (*password.Handler, error) {
+	cfg, p := r.cfg, r.persister
 	// A retired key verifies as long as anything it signed may live: access and ID tokens,
 	// and confirmation receipts (a replica re-signs a receipt only when it has none).
 	keys := provider.NewKeyManager(p, r.box, cfg.Tokens.Algorithm, func() time.Duration {
 		return max(cfg.TTL.AccessToken, cfg.TTL.ConfirmationReceipt)
 	})
 	if err := keys.Init(ctx); err != nil {
-		p.Close()
 		return nil, err
 	}
 	r.clients = oauth2.NewClientStore(p)
 	r.provider = provider.New(cfg, provider.Deps{Persister: p, Keys: keys, Clients: r.clients,
 		SecretHasher: oauth2.NewSecretHasher(cfg.Secrets.Default), Grants: []compose.Factory{oauth2.CIBAGrantFactory(r)}})
-	r.tokens = session.NewTokens(cfg, r.provider, p)
-	r.tokens.SubjectCheck = r.subjectCheck
-
 	r.audit = audit.NewLogger(p)
-	r.tokens.OnStepUpRefused = func(ctx context.Context, pr *session.Principal, path string) {
-		ev := audit.Event{Type: audit.TypeStepUpRequired, UserID: audit.Int64(pr.IdentityID), Result: audit.ResultFailure,
-			Reason: "login older than security.step_up.max_age", Metadata: map[string]any{"path": path, "sessionId": pr.SessionID}}
-		if pr.DeviceID != "" {
-			did := pr.DeviceID
-			ev.DeviceID = &did
-		}
-		r.audit.Log(ctx, ev)
+	pw := password.NewHandler(r)
+	r.tokens = session.NewTokens(cfg, r.provider, p, session.TokenHooks{
+		SubjectCheck:    r.subjectCheck,
+		PendingCheck:    pw.PendingCheck,
+		OnStepUpRefused: r.auditStepUpRefused,
+	})
+	return pw, nil
+}
+
+// auditStepUpRefused logs an enrolment call refused for an old login.
+func (r *Registry) auditStepUpRefused(ctx context.Context, pr *session.Principal, path string) {
+	ev := audit.Event{Type: audit.TypeStepUpRequired, UserID: audit.Int64(pr.IdentityID), Result: audit.ResultFailure,
+		Reason: "login older than security.step_up.max_age", Metadata: map[string]any{"path": path, "sessionId": pr.SessionID}}
+	if pr.DeviceID != "" {
+		did := pr.DeviceID
+		ev.DeviceID = &did
 	}
-	store := o.RateLimitStore
+	r.audit.Log(ctx, ev)
+}
+
+// buildRateLimiting builds the limiter on store (nil: the one ratelimit.store names),
+// the metrics and the janitor, and hooks the audit log to the metrics.
+func (r *Registry) buildRateLimiting(ctx context.Context, store ratelimit.Store) error {
 	if store == nil {
+		var err error
 		if store, err = r.rateLimitStore(ctx); err != nil {
-			p.Close()
-			return nil, err
+			return err
 		}
 	}
 	rules := map[string]ratelimit.Rule{}
-	for name, rule := range cfg.RateLimit.Rules {
+	for name, rule := range r.cfg.RateLimit.Rules {
 		rules[name] = ratelimit.Rule{Limit: rule.Limit, Window: rule.Window}
 	}
-	r.limiter = ratelimit.New(cfg.RateLimit.Enabled, rules, store)
+	r.limiter = ratelimit.New(r.cfg.RateLimit.Enabled, rules, store)
 	r.metrics = metrics.New()
 	r.limiter.OnStoreError(r.metrics.RateLimitStoreError)
-	r.janitor = janitor.New(p, cfg.Janitor.Interval, r.logger, r.metrics.Registry())
-	registerDBMetrics(r.metrics.Registry(), p)
+	r.janitor = janitor.New(r.persister, r.cfg.Janitor.Interval, r.logger, r.metrics.Registry())
+	registerDBMetrics(r.metrics.Registry(), r.persister)
 	r.audit.OnDrop(r.metrics.AuditDropped)
 	r.audit.OnLog(r.observeEvent)
-	if o.PushSender != nil {
-		r.push = o.PushSender
-	} else if r.push, err = push.New(ctx, cfg.Push.FCM); err != nil {
-		p.Close()
-		return nil, err
-	}
+	return nil
+}
 
-	r.notifier = devicekey.NewNotifier(p, r.box, r.push, r.audit)
+// buildPush builds the push sender (sender, or the one push.fcm configures), the device
+// notifier and the confirmation service.
+func (r *Registry) buildPush(ctx context.Context, sender push.Sender) error {
+	if sender != nil {
+		r.push = sender
+	} else {
+		var err error
+		if r.push, err = push.New(ctx, r.cfg.Push.FCM); err != nil {
+			return err
+		}
+	}
+	r.notifier = devicekey.NewNotifier(r.persister, r.box, r.push, r.audit)
 	r.confirm = confirmation.NewService(r)
-
-	pw := password.NewHandler(r)
-	r.tokens.PendingCheck = pw.PendingCheck
-	r.public, r.admin = x.NewPublicRouter(), x.NewAdminRouter()
-	if err := r.registerRoutes(pw); err != nil {
-		p.Close()
-		return nil, fmt.Errorf("webauthn: %w", err)
-	}
-	return r, nil
+	return nil
 }
 
 func (r *Registry) registerRoutes(pw *password.Handler) error {
@@ -335,18 +393,18 @@ type healthHandler struct {
 }
 
 const (
-	RouteAlive = "/health/alive"
-	RouteReady = "/health/ready"
+	RouteHealthAlive = "/health/alive"
+	RouteHealthReady = "/health/ready"
 )
 
 func (h *healthHandler) RegisterPublicRoutes(r *x.PublicRouter) {
-	r.Handler(http.MethodGet, RouteAlive, http.HandlerFunc(h.alive))
-	r.Handler(http.MethodGet, RouteReady, http.HandlerFunc(h.ready))
+	r.Handler(http.MethodGet, RouteHealthAlive, http.HandlerFunc(h.alive))
+	r.Handler(http.MethodGet, RouteHealthReady, http.HandlerFunc(h.ready))
 }
 
 func (h *healthHandler) RegisterAdminRoutes(r *x.AdminRouter) {
-	r.Handler(http.MethodGet, RouteAlive, http.HandlerFunc(h.alive))
-	r.Handler(http.MethodGet, RouteReady, http.HandlerFunc(h.ready))
+	r.Handler(http.MethodGet, RouteHealthAlive, http.HandlerFunc(h.alive))
+	r.Handler(http.MethodGet, RouteHealthReady, http.HandlerFunc(h.ready))
 }
 
 func (h *healthHandler) alive(w http.ResponseWriter, _ *http.Request) {
@@ -398,11 +456,13 @@ func registerDBMetrics(reg *prometheus.Registry, p *sqlp.Persister) {
 			Help: "Commits of SQLite's group commit (transactions per commit = the ratio of the two)."},
 			func() float64 { _, commits := p.GroupStats(); return float64(commits) }),
 		// PostgreSQL's dial backoff: held-back attempts rising means the database is away.
-		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "pvauth_db_dials_total", ConstLabels: prometheus.Labels{"result": "sent"},
-			Help: "PostgreSQL connection attempts: sent, or held back by the backoff after a failed one."},
-			func() float64 { sent, _ := p.DialStats(); return float64(sent) }),
-		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "pvauth_db_dials_total", ConstLabels: prometheus.Labels{"result": "held_back"},
-			Help: "PostgreSQL connection attempts: sent, or held back by the backoff after a failed one."},
-			func() float64 { _, held := p.DialStats(); return float64(held) }),
+		dials("sent", func() float64 { sent, _ := p.DialStats(); return float64(sent) }),
+		dials("held_back", func() float64 { _, held := p.DialStats(); return float64(held) }),
 	)
+}
+
+// dials is pvauth_db_dials_total of one result.
+func dials(result string, count func() float64) prometheus.CounterFunc {
+	return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "pvauth_db_dials_total", ConstLabels: prometheus.Labels{"result": result},
+		Help: "PostgreSQL connection attempts: sent, or held back by the backoff after a failed one."}, count)
 }

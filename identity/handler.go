@@ -13,11 +13,11 @@ import (
 // Admin routes. Every route under /admin/identities/ names the identity ":id", which
 // httprouter requires of all routes sharing the prefix (devices, passkeys too).
 const (
-	RouteAdminIdentities  = "/admin/identities"
-	RouteAdminIdentity    = "/admin/identities/:id"
-	RouteAdminPassword    = "/admin/identities/:id/password"
-	RouteAdminIdentityOTP = "/admin/identities/:id/otp"
-	RouteAdminSessions    = "/admin/identities/:id/sessions"
+	RouteAdminIdentities       = "/admin/identities"
+	RouteAdminIdentity         = "/admin/identities/:id"
+	RouteAdminIdentityPassword = "/admin/identities/:id/password"
+	RouteAdminIdentityOTP      = "/admin/identities/:id/otp"
+	RouteAdminIdentitySessions = "/admin/identities/:id/sessions"
 )
 
 // Handler serves the admin identity API: it decodes, calls the Admin service and
@@ -36,9 +36,9 @@ func (h *Handler) RegisterAdminRoutes(r *x.AdminRouter) {
 	r.GET(RouteAdminIdentity, x.Handle(h.get))
 	r.PATCH(RouteAdminIdentity, x.Handle(h.patch))
 	r.DELETE(RouteAdminIdentity, x.Handle(onIdentity(h.svc.Delete)))
-	r.PUT(RouteAdminPassword, x.Handle(h.setPassword))
+	r.PUT(RouteAdminIdentityPassword, x.Handle(h.setPassword))
 	r.DELETE(RouteAdminIdentityOTP, x.Handle(onIdentity(h.svc.ResetOTP)))
-	r.DELETE(RouteAdminSessions, x.Handle(h.revokeSessions))
+	r.DELETE(RouteAdminIdentitySessions, x.Handle(h.revokeSessions))
 }
 
 // toJSON is the contract's Identity: traits {} and permissions [] when empty, times in

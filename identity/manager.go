@@ -109,12 +109,17 @@ func (m *Manager) Create(ctx context.Context, cp CreateParams) (*Identity, error
 		}
 	}
 	// The password was hashed above, outside the transaction.
-	err = m.p.Transaction(ctx, func(ctx context.Context) error {
-		if err := m.p.CreateIdentity(ctx, i); err != nil {
+	return m.write(ctx, i, m.p.CreateIdentity, cp.InTx)
+}
+
+// write stores i with store and runs inTx (when set) in the same transaction.
+func (m *Manager) write(ctx context.Context, i *Identity, store, inTx func(context.Context, *Identity) error) (*Identity, error) {
+	err := m.p.Transaction(ctx, func(ctx context.Context) error {
+		if err := store(ctx, i); err != nil {
 			return err
 		}
-		if cp.InTx != nil {
-			return cp.InTx(ctx, i)
+		if inTx != nil {
+			return inTx(ctx, i)
 		}
 		return nil
 	})
@@ -185,19 +190,7 @@ func (m *Manager) Update(ctx context.Context, id int64, pp PatchParams) (*Identi
 	if pp.State != nil {
 		i.State = *pp.State
 	}
-	err = m.p.Transaction(ctx, func(ctx context.Context) error {
-		if err := m.p.UpdateIdentity(ctx, i); err != nil {
-			return err
-		}
-		if pp.InTx != nil {
-			return pp.InTx(ctx, i)
-		}
-		return nil
-	})
-	if err != nil {
-		return nil, mapPersisterError(err)
-	}
-	return i, nil
+	return m.write(ctx, i, m.p.UpdateIdentity, pp.InTx)
 }
 
 // SetPassword validates and hashes password and replaces the identity's password; inTx,

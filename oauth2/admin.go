@@ -44,11 +44,7 @@ func (h *Handler) listClients(w http.ResponseWriter, r *http.Request, _ httprout
 
 func (h *Handler) getClient(w http.ResponseWriter, r *http.Request, ps httprouter.Params) error {
 	c, err := h.clients.Get(r.Context(), ps.ByName("id"))
-	if err != nil {
-		return err
-	}
-	x.WriteData(w, http.StatusOK, c)
-	return nil
+	return x.Reply(w, http.StatusOK, c, err)
 }
 
 func (h *Handler) updateClient(w http.ResponseWriter, r *http.Request, ps httprouter.Params) error {

@@ -37,11 +37,7 @@ func redirectTo(w http.ResponseWriter, to string, err error) error {
 
 func (h *Handler) getLogin(w http.ResponseWriter, r *http.Request, _ httprouter.Params) error {
 	req, err := h.handoff.Login(r.Context(), r.URL.Query().Get("login_challenge"))
-	if err != nil {
-		return err
-	}
-	x.WriteData(w, http.StatusOK, req)
-	return nil
+	return x.Reply(w, http.StatusOK, req, err)
 }
 
 func (h *Handler) acceptLogin(w http.ResponseWriter, r *http.Request, _ httprouter.Params) error {
@@ -55,11 +51,7 @@ func (h *Handler) acceptLogin(w http.ResponseWriter, r *http.Request, _ httprout
 
 func (h *Handler) getConsent(w http.ResponseWriter, r *http.Request, _ httprouter.Params) error {
 	req, err := h.handoff.Consent(r.Context(), session.PrincipalFrom(r.Context()), r.URL.Query().Get("consent_challenge"))
-	if err != nil {
-		return err
-	}
-	x.WriteData(w, http.StatusOK, req)
-	return nil
+	return x.Reply(w, http.StatusOK, req, err)
 }
 
 func (h *Handler) acceptConsent(w http.ResponseWriter, r *http.Request, _ httprouter.Params) error {

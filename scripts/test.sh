@@ -104,6 +104,13 @@ trap 'on_signal TERM 143' TERM
 # A port is taken when something accepts a connection on it.
 port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
+# give_up LOG MESSAGE: a server did not come up; show its log and end the run.
+give_up() {
+	cat "$1" >&2 || true
+	echo "scripts/test.sh: $2" >&2
+	exit 2
+}
+
 pick_port() {
 	local p i
 	for i in $(seq 1 50); do
@@ -147,20 +154,12 @@ for attempt in 1 2 3 4 5; do
 	# The port may have been taken between the check and the start; try another one.
 	echo "    start on port $port failed (attempt $attempt), retrying" >&2
 done
-if [ -z "$PG_PORT" ]; then
-	cat "$PG_LOG" >&2 || true
-	echo "scripts/test.sh: PostgreSQL did not start" >&2
-	exit 2
-fi
+[ -n "$PG_PORT" ] || give_up "$PG_LOG" "PostgreSQL did not start"
 for i in $(seq 1 100); do
 	if "$PG_BIN/pg_isready" -q -h 127.0.0.1 -p "$PG_PORT" -U postgres; then
 		break
 	fi
-	if [ "$i" -eq 100 ]; then
-		cat "$PG_LOG" >&2 || true
-		echo "scripts/test.sh: PostgreSQL is not ready after 10s" >&2
-		exit 2
-	fi
+	[ "$i" -lt 100 ] || give_up "$PG_LOG" "PostgreSQL is not ready after 10s"
 	sleep 0.1
 done
 echo "==> PostgreSQL ready on 127.0.0.1:$PG_PORT after $(($(date +%s) - t0))s"
@@ -190,11 +189,7 @@ if command -v redis-server >/dev/null 2>&1; then
 		REDIS_PID=""
 		echo "    Redis start on port $port failed (attempt $attempt), retrying" >&2
 	done
-	if [ -z "$REDIS_PORT" ]; then
-		cat "$PG_TMP/redis.log" >&2 || true
-		echo "scripts/test.sh: Redis did not start" >&2
-		exit 2
-	fi
+	[ -n "$REDIS_PORT" ] || give_up "$PG_TMP/redis.log" "Redis did not start"
 	echo "==> Redis ready on 127.0.0.1:$REDIS_PORT"
 	export TEST_REDIS_URL="redis://127.0.0.1:$REDIS_PORT/0"
 else

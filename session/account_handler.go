@@ -30,11 +30,7 @@ func (h *AccountHandler) RegisterPublicRoutes(r *x.PublicRouter) {
 
 func (h *AccountHandler) me(w http.ResponseWriter, r *http.Request, _ httprouter.Params) error {
 	prof, err := h.a.Profile(r.Context(), PrincipalFrom(r.Context()))
-	if err != nil {
-		return err
-	}
-	x.WriteData(w, http.StatusOK, prof)
-	return nil
+	return x.Reply(w, http.StatusOK, prof, err)
 }
 
 type refreshBody struct {
@@ -42,7 +38,7 @@ type refreshBody struct {
 }
 
 func (b *refreshBody) Validate() error {
-	return x.FirstError(x.Required("refreshToken", b.RefreshToken), x.MaxLen("refreshToken", b.RefreshToken, 512))
+	return x.RequiredMaxLen("refreshToken", b.RefreshToken, 512)
 }
 
 func (h *AccountHandler) refresh(w http.ResponseWriter, r *http.Request, _ httprouter.Params) error {
@@ -51,11 +47,7 @@ func (h *AccountHandler) refresh(w http.ResponseWriter, r *http.Request, _ httpr
 		return err
 	}
 	ts, err := h.a.Refresh(r.Context(), b.RefreshToken)
-	if err != nil {
-		return err
-	}
-	x.WriteData(w, http.StatusOK, ts)
-	return nil
+	return x.Reply(w, http.StatusOK, ts, err)
 }
 
 type logoutBody struct {

@@ -109,8 +109,8 @@ func (t *Tokens) RequireRecentLogin(next httprouter.Handle) httprouter.Handle {
 	return t.RequireUser(func(w http.ResponseWriter, r *http.Request, ps httprouter.Params) {
 		p := PrincipalFrom(r.Context())
 		if !t.RecentLogin(p, time.Now()) {
-			if t.OnStepUpRefused != nil {
-				t.OnStepUpRefused(r.Context(), p, r.URL.Path)
+			if t.hooks.OnStepUpRefused != nil {
+				t.hooks.OnStepUpRefused(r.Context(), p, r.URL.Path)
 			}
 			x.WriteError(w, r, ErrStepUpRequired)
 			return
@@ -137,7 +137,7 @@ func (t *Tokens) RequireToken(next httprouter.Handle) httprouter.Handle {
 func (t *Tokens) requireToken(next httprouter.Handle, selfService bool) httprouter.Handle {
 	return func(w http.ResponseWriter, r *http.Request, ps httprouter.Params) {
 		tok := BearerToken(r)
-		if strings.HasPrefix(tok, PendingTokenPrefix) && t.PendingCheck != nil && t.PendingCheck(r.Context(), tok) {
+		if strings.HasPrefix(tok, PendingTokenPrefix) && t.hooks.PendingCheck != nil && t.hooks.PendingCheck(r.Context(), tok) {
 			x.WriteError(w, r, ErrMFAPending)
 			return
 		}

@@ -85,11 +85,16 @@ type Tokens struct {
 	p        provider.TokenPersister
 	files    *FileSigner
 	cfg      *config.Config
-	// SubjectCheck, when set, refuses refreshes for identities that no longer may log in.
+	hooks    TokenHooks
+}
+
+// TokenHooks are what Tokens asks of other services; each may be nil.
+type TokenHooks struct {
+	// SubjectCheck refuses refreshes for identities that no longer may log in.
 	SubjectCheck func(ctx context.Context, identityID int64) error
-	// PendingCheck, when set, reports whether a token is a live pending (MFA) token.
+	// PendingCheck reports whether a token is a live pending (MFA) token.
 	PendingCheck func(ctx context.Context, token string) bool
-	// OnStepUpRefused, when set, is told of an enrolment call refused for an old login
+	// OnStepUpRefused is told of an enrolment call refused for an old login
 	// (the audit log).
 	OnStepUpRefused func(ctx context.Context, p *Principal, path string)
 }
@@ -100,8 +105,8 @@ type TokensProvider interface {
 }
 
 // NewTokens builds the token service on the provider prov, whose tokens p stores.
-func NewTokens(cfg *config.Config, prov *provider.Provider, p provider.TokenPersister) *Tokens {
-	return &Tokens{provider: prov, p: p, files: NewFileSigner(cfg.Secrets.FileSignature), cfg: cfg}
+func NewTokens(cfg *config.Config, prov *provider.Provider, p provider.TokenPersister, h TokenHooks) *Tokens {
+	return &Tokens{provider: prov, p: p, files: NewFileSigner(cfg.Secrets.FileSignature), cfg: cfg, hooks: h}
 }
 
 // Keys exposes the signing keys.
@@ -204,9 +209,9 @@ func (t *Tokens) Refresh(ctx context.Context, refreshToken string, inTx func(ctx
 	if !provider.IsFirstPartyClient(row.ClientID) {
 		return nil, owner, ErrRefreshInvalid
 	}
-	if t.SubjectCheck != nil {
+	if t.hooks.SubjectCheck != nil {
 		if id, err := strconv.ParseInt(row.Subject, 10, 64); err == nil {
-			if err := t.SubjectCheck(ctx, id); err != nil {
+			if err := t.hooks.SubjectCheck(ctx, id); err != nil {
 				return nil, owner, ErrRefreshInvalid.WithCause(err)
 			}
 		}

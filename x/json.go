@@ -38,6 +38,15 @@ func WriteData(w http.ResponseWriter, status int, v any) {
 	WriteJSON(w, status, envelope{Data: v})
 }
 
+// Reply is the end of an x.Handle handler: it writes {"data": v} with status when err is
+// nil, and returns err (which x.Handle writes) otherwise.
+func Reply(w http.ResponseWriter, status int, v any, err error) error {
+	if err == nil {
+		WriteData(w, status, v)
+	}
+	return err
+}
+
 // WriteJSON writes v as JSON without the envelope (OAuth2 shapes, health).
 func WriteJSON(w http.ResponseWriter, status int, v any) {
 	b, err := json.Marshal(v)
@@ -262,6 +271,11 @@ func MaxLen(field, s string, n int) error {
 		return ErrBadRequest.WithMessagef("Field '%s' must be at most %d characters.", field, n)
 	}
 	return nil
+}
+
+// RequiredMaxLen fails when s is empty or longer than n characters.
+func RequiredMaxLen(field, s string, n int) error {
+	return FirstError(Required(field, s), MaxLen(field, s, n))
 }
 
 // OneOf fails when s is not one of the allowed values.

@@ -130,6 +130,14 @@ func expect(what string, want, status int, raw []byte, err error) error {
 	return nil
 }
 
+// expectData is expect, then decodeData of the answer into v.
+func expectData(what string, want, status int, raw []byte, err error, v any) error {
+	if err := expect(what, want, status, raw, err); err != nil {
+		return err
+	}
+	return decodeData(raw, v)
+}
+
 // user is an identity enrolled with TOTP, with its current session and unused
 // recovery codes.
 type user struct {
@@ -155,13 +163,10 @@ func (a *api) createIdentity(ctx context.Context, n int) (*user, error) {
 		Password: "lt-" + randomHex(12),
 	}
 	status, raw, err := a.postJSON(ctx, a.admin+pathIdentities, a.adminKey, map[string]any{"email": u.Email, "password": u.Password})
-	if err := expect("POST "+pathIdentities, http.StatusCreated, status, raw, err); err != nil {
-		return nil, err
-	}
 	var id struct {
 		ID int64 `json:"id"`
 	}
-	if err := decodeData(raw, &id); err != nil {
+	if err := expectData("POST "+pathIdentities, http.StatusCreated, status, raw, err, &id); err != nil {
 		return nil, err
 	}
 	u.ID = id.ID
@@ -171,14 +176,11 @@ func (a *api) createIdentity(ctx context.Context, n int) (*user, error) {
 // passwordStep is POST /login; it returns the pending token.
 func (a *api) passwordStep(ctx context.Context, u *user) (string, bool, error) {
 	status, raw, err := a.postJSON(ctx, a.public+pathLogin, "", map[string]any{"email": u.Email, "password": u.Password})
-	if err := expect("POST "+pathLogin, http.StatusOK, status, raw, err); err != nil {
-		return "", false, err
-	}
 	var lr struct {
 		RegisterOTP bool   `json:"registerOtp"`
 		Token       string `json:"token"`
 	}
-	if err := decodeData(raw, &lr); err != nil {
+	if err := expectData("POST "+pathLogin, http.StatusOK, status, raw, err, &lr); err != nil {
 		return "", false, err
 	}
 	return lr.Token, lr.RegisterOTP, nil
@@ -199,13 +201,10 @@ func (a *api) enrol(ctx context.Context, n int) (*user, error) {
 		return nil, fmt.Errorf("a fresh identity %s does not need TOTP enrolment", u.Email)
 	}
 	status, raw, err := a.do(ctx, http.MethodGet, a.public+pathOTPSetup, pending, "", nil)
-	if err := expect("GET "+pathOTPSetup, http.StatusOK, status, raw, err); err != nil {
-		return nil, err
-	}
 	var setup struct {
 		Secret string `json:"secret"`
 	}
-	if err := decodeData(raw, &setup); err != nil {
+	if err := expectData("GET "+pathOTPSetup, http.StatusOK, status, raw, err, &setup); err != nil {
 		return nil, err
 	}
 	u.Secret = setup.Secret
@@ -214,10 +213,7 @@ func (a *api) enrol(ctx context.Context, n int) (*user, error) {
 		return nil, err
 	}
 	status, raw, err = a.postJSON(ctx, a.public+pathOTPVerify, pending, map[string]string{"otp": code})
-	if err := expect("POST "+pathOTPVerify+" (enrolment)", http.StatusOK, status, raw, err); err != nil {
-		return nil, err
-	}
-	if err := decodeData(raw, &u.Tokens); err != nil {
+	if err := expectData("POST "+pathOTPVerify+" (enrolment)", http.StatusOK, status, raw, err, &u.Tokens); err != nil {
 		return nil, err
 	}
 	if u.Tokens.AccessToken == "" || u.Tokens.RefreshToken == "" || len(u.Tokens.RecoveryCodes) == 0 {
@@ -239,10 +235,7 @@ func (a *api) recoveryLogin(ctx context.Context, u *user) error {
 	code := u.Recovery[0]
 	u.Recovery = u.Recovery[1:]
 	status, raw, err := a.postJSON(ctx, a.public+pathOTPVerify, pending, map[string]string{"otp": code})
-	if err := expect("POST "+pathOTPVerify+" (recovery code)", http.StatusOK, status, raw, err); err != nil {
-		return err
-	}
-	return decodeData(raw, &u.Tokens)
+	return expectData("POST "+pathOTPVerify+" (recovery code)", http.StatusOK, status, raw, err, &u.Tokens)
 }
 
 // introspect posts the form body of RFC 7662 to the admin port.

@@ -70,11 +70,8 @@ func (a *api) registerDevice(ctx context.Context, u *user, n int) (*device, erro
 		"deviceName": fmt.Sprintf("loadtest device %d", n), "deviceType": "mobile",
 		"deviceFingerprint": d.Fingerprint, "publicKey": base64.StdEncoding.EncodeToString(spki), "keyAlgorithm": "ES256",
 	})
-	if err := expect("POST "+pathDeviceChallenge, http.StatusOK, status, raw, err); err != nil {
-		return nil, err
-	}
 	var ch challengeAnswer
-	if err := decodeData(raw, &ch); err != nil {
+	if err := expectData("POST "+pathDeviceChallenge, http.StatusOK, status, raw, err, &ch); err != nil {
 		return nil, err
 	}
 	sig, err := d.signChallenge(ch.Challenge)
@@ -82,14 +79,11 @@ func (a *api) registerDevice(ctx context.Context, u *user, n int) (*device, erro
 		return nil, err
 	}
 	status, raw, err = a.postJSON(ctx, a.public+pathDeviceVerify, u.Tokens.AccessToken, map[string]string{"sessionId": ch.SessionID, "signedChallenge": sig})
-	if err := expect("POST "+pathDeviceVerify, http.StatusOK, status, raw, err); err != nil {
-		return nil, err
-	}
 	var reg struct {
 		Success  bool   `json:"success"`
 		DeviceID string `json:"deviceId"`
 	}
-	if err := decodeData(raw, &reg); err != nil {
+	if err := expectData("POST "+pathDeviceVerify, http.StatusOK, status, raw, err, &reg); err != nil {
 		return nil, err
 	}
 	if !reg.Success || reg.DeviceID == "" {

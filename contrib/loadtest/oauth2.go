@@ -30,14 +30,11 @@ func (a *api) createClient(ctx context.Context) (*oauthClient, error) {
 	status, raw, err := a.postJSON(ctx, a.admin+pathClients, a.adminKey, map[string]any{
 		"client_name": "loadtest " + runID, "grant_types": []string{"client_credentials"}, "scope": loadScope,
 	})
-	if err := expect("POST "+pathClients, http.StatusCreated, status, raw, err); err != nil {
-		return nil, err
-	}
 	var c struct {
 		ID     string `json:"client_id"`
 		Secret string `json:"client_secret"`
 	}
-	if err := decodeData(raw, &c); err != nil {
+	if err := expectData("POST "+pathClients, http.StatusCreated, status, raw, err, &c); err != nil {
 		return nil, err
 	}
 	if c.ID == "" || c.Secret == "" {

@@ -37,7 +37,8 @@ func URL(t testing.TB) string {
 	return u
 }
 
-// FreePort returns a loopback port nothing listens on (at the time of the call).
+// FreePort returns a loopback port nothing listens on (at the time of the call); every
+// test that needs a free port takes it from here.
 func FreePort(t testing.TB) int {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")

@@ -21,8 +21,8 @@ const (
 	RouteMobileBiometric          = "/api/v1/auth/mobile/biometric"
 	RouteMobileRefresh            = "/api/v1/auth/mobile/refresh"
 	RouteMobileKeygen             = "/api/v1/auth/mobile/keygen"
-	RouteAdminDevices             = "/admin/identities/:id/devices"
-	RouteAdminDevice              = "/admin/identities/:id/devices/:deviceId"
+	RouteAdminIdentityDevices     = "/admin/identities/:id/devices"
+	RouteAdminIdentityDevice      = "/admin/identities/:id/devices/:deviceId"
 )
 
 // Handler serves device keys and mobile login over HTTP; the work is the Service's.
@@ -48,9 +48,9 @@ func (h *Handler) RegisterPublicRoutes(r *x.PublicRouter) {
 }
 
 func (h *Handler) RegisterAdminRoutes(r *x.AdminRouter) {
-	r.GET(RouteAdminDevices, x.Handle(admin(h.adminListDevices)))
-	r.DELETE(RouteAdminDevice, x.Handle(admin(h.adminDeleteDevice)))
-	r.DELETE(RouteAdminDevices, x.Handle(admin(h.adminDeleteDevices)))
+	r.GET(RouteAdminIdentityDevices, x.Handle(admin(h.adminListDevices)))
+	r.DELETE(RouteAdminIdentityDevice, x.Handle(admin(h.adminDeleteDevice)))
+	r.DELETE(RouteAdminIdentityDevices, x.Handle(admin(h.adminDeleteDevices)))
 }
 
 // body is a request body type B whose pointer validates itself.
@@ -67,7 +67,7 @@ func publicJSON[B any, P body[B], R any](fn func(context.Context, P) (R, error))
 			return err
 		}
 		res, err := fn(r.Context(), b)
-		return answer(w, res, err)
+		return x.Reply(w, http.StatusOK, res, err)
 	}
 }
 
@@ -84,7 +84,7 @@ func userJSON[B any, P body[B], R any](fn func(context.Context, int64, P) (R, er
 			return err
 		}
 		res, err := fn(r.Context(), uid, b)
-		return answer(w, res, err)
+		return x.Reply(w, http.StatusOK, res, err)
 	}
 }
 
@@ -97,17 +97,8 @@ func admin[R any](fn func(ctx context.Context, uid int64, ps httprouter.Params) 
 			return err
 		}
 		res, err := fn(r.Context(), uid, ps)
-		return answer(w, res, err)
+		return x.Reply(w, http.StatusOK, res, err)
 	}
-}
-
-// answer writes v as the data of a 200 unless err, which it returns for x.Handle.
-func answer(w http.ResponseWriter, v any, err error) error {
-	if err != nil {
-		return err
-	}
-	x.WriteData(w, http.StatusOK, v)
-	return nil
 }
 
 func (h *Handler) listDevices(w http.ResponseWriter, r *http.Request, _ httprouter.Params) error {
@@ -116,7 +107,7 @@ func (h *Handler) listDevices(w http.ResponseWriter, r *http.Request, _ httprout
 		return err
 	}
 	ds, err := h.s.Devices(r.Context(), uid)
-	return answer(w, map[string]any{"devices": ds}, err)
+	return x.Reply(w, http.StatusOK, map[string]any{"devices": ds}, err)
 }
 
 var deviceDeleted = map[string]any{"success": true, "message": "Device deleted successfully"}
@@ -126,7 +117,7 @@ func (h *Handler) deleteDevice(w http.ResponseWriter, r *http.Request, ps httpro
 	if err != nil {
 		return err
 	}
-	return answer(w, deviceDeleted, h.s.RemoveDevice(r.Context(), uid, ps.ByName("deviceId"), "user"))
+	return x.Reply(w, http.StatusOK, deviceDeleted, h.s.RemoveDevice(r.Context(), uid, ps.ByName("deviceId"), "user"))
 }
 
 func (h *Handler) updateFCMToken(ctx context.Context, uid int64, b *FCMTokenRequest) (map[string]any, error) {
@@ -138,7 +129,7 @@ type refreshBody struct {
 }
 
 func (b *refreshBody) Validate() error {
-	return x.FirstError(x.Required("refreshToken", b.RefreshToken), x.MaxLen("refreshToken", b.RefreshToken, 512))
+	return x.RequiredMaxLen("refreshToken", b.RefreshToken, 512)
 }
 
 // mobileRefreshResult carries the token set nested (OpenAPI seed) and flat (biometric
@@ -168,7 +159,7 @@ func (h *Handler) keygen(w http.ResponseWriter, r *http.Request, _ httprouter.Pa
 		return err
 	}
 	res, err := h.s.Keygen(r.Context(), uid, &b)
-	return answer(w, res, err)
+	return x.Reply(w, http.StatusOK, res, err)
 }
 
 func (h *Handler) adminListDevices(ctx context.Context, uid int64, _ httprouter.Params) (map[string]any, error) {

@@ -21,7 +21,7 @@ type LoginChallengeRequest struct {
 }
 
 func (b *LoginChallengeRequest) Validate() error {
-	return x.FirstError(x.Required("deviceFingerprint", b.DeviceFingerprint), x.MaxLen("deviceFingerprint", b.DeviceFingerprint, 255),
+	return x.FirstError(x.RequiredMaxLen("deviceFingerprint", b.DeviceFingerprint, 255),
 		noNUL("deviceFingerprint", b.DeviceFingerprint))
 }
 

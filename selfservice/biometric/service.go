@@ -76,9 +76,9 @@ type RegisterChallengeRequest struct {
 
 func (b *RegisterChallengeRequest) Validate() error {
 	return x.FirstError(
-		x.Required("deviceName", b.DeviceName), x.MaxLen("deviceName", b.DeviceName, 255), noNUL("deviceName", b.DeviceName),
+		x.RequiredMaxLen("deviceName", b.DeviceName, 255), noNUL("deviceName", b.DeviceName),
 		x.Required("deviceType", b.DeviceType), x.OneOf("deviceType", b.DeviceType, devicekey.TypeMobile, devicekey.TypeDesktop, devicekey.TypeTablet),
-		x.Required("deviceFingerprint", b.DeviceFingerprint), x.MaxLen("deviceFingerprint", b.DeviceFingerprint, 255),
+		x.RequiredMaxLen("deviceFingerprint", b.DeviceFingerprint, 255),
 		noNUL("deviceFingerprint", b.DeviceFingerprint),
 		x.Required("publicKey", b.PublicKey),
 		x.Required("keyAlgorithm", b.KeyAlgorithm), x.OneOf("keyAlgorithm", b.KeyAlgorithm, devicekey.AlgES256, devicekey.AlgRS256, devicekey.AlgPS256),
@@ -148,10 +148,7 @@ type SignedRequest struct {
 }
 
 func (b *SignedRequest) Validate() error {
-	return x.FirstError(
-		x.Required("sessionId", b.SessionID), x.MaxLen("sessionId", b.SessionID, 64),
-		x.Required("signedChallenge", b.SignedChallenge), x.MaxLen("signedChallenge", b.SignedChallenge, 4096),
-	)
+	return x.FirstError(x.RequiredMaxLen("sessionId", b.SessionID, 64), x.RequiredMaxLen("signedChallenge", b.SignedChallenge, 4096))
 }
 
 // challenge loads a challenge of kind; unknown ids are "expired or not found".
@@ -286,10 +283,7 @@ type FCMTokenRequest struct {
 }
 
 func (b *FCMTokenRequest) Validate() error {
-	return x.FirstError(
-		x.Required("deviceId", b.DeviceID), x.MaxLen("deviceId", b.DeviceID, 64),
-		x.Required("fcmToken", b.FCMToken), x.MaxLen("fcmToken", b.FCMToken, 255),
-	)
+	return x.FirstError(x.RequiredMaxLen("deviceId", b.DeviceID, 64), x.RequiredMaxLen("fcmToken", b.FCMToken, 255))
 }
 
 // UpdateFCMToken stores b's token, sealed, on uid's active device.

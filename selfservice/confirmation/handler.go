@@ -15,14 +15,14 @@ import (
 
 // Routes.
 const (
-	RoutePrefix            = "/api/v1/auth/confirmation"
-	RouteInitiate          = "/api/v1/auth/confirmation/initiate"
-	RouteStatus            = "/api/v1/auth/confirmation/:id/status"
-	RouteEvents            = "/api/v1/auth/confirmation/:id/events"
-	RouteVerify            = "/api/v1/auth/confirmation/:id/verify"
-	RouteReject            = "/api/v1/auth/confirmation/:id/reject"
-	RouteAdminConfirmation = "/admin/confirmations/:id"
-	RouteAdminConsume      = "/admin/confirmations/:id/consume"
+	RouteConfirmationPrefix       = "/api/v1/auth/confirmation"
+	RouteConfirmationInitiate     = "/api/v1/auth/confirmation/initiate"
+	RouteConfirmationStatus       = "/api/v1/auth/confirmation/:id/status"
+	RouteConfirmationEvents       = "/api/v1/auth/confirmation/:id/events"
+	RouteConfirmationVerify       = "/api/v1/auth/confirmation/:id/verify"
+	RouteConfirmationReject       = "/api/v1/auth/confirmation/:id/reject"
+	RouteAdminConfirmation        = "/admin/confirmations/:id"
+	RouteAdminConfirmationConsume = "/admin/confirmations/:id/consume"
 )
 
 type handlerDeps interface {
@@ -49,18 +49,18 @@ func NewHandler(d handlerDeps) *Handler { return &Handler{d: d, svc: d.Confirmat
 func (h *Handler) RegisterPublicRoutes(r *x.PublicRouter) {
 	t := h.d.Tokens()
 	// httprouter cannot hold "initiate" beside ":id" in one tree; Group dispatches.
-	r.Group(http.MethodPost, RoutePrefix, map[string]httprouter.Handle{
+	r.Group(http.MethodPost, RouteConfirmationPrefix, map[string]httprouter.Handle{
 		"initiate":   t.RequireUser(x.Handle(h.initiate)),
 		":id/verify": t.RequireUser(x.Handle(h.verify)),
 		":id/reject": t.RequireUser(x.Handle(h.reject)),
 	})
-	r.GET(RouteStatus, t.RequireUser(x.Handle(h.status)))
-	r.GET(RouteEvents, t.RequireUser(x.Handle(h.events)))
+	r.GET(RouteConfirmationStatus, t.RequireUser(x.Handle(h.status)))
+	r.GET(RouteConfirmationEvents, t.RequireUser(x.Handle(h.events)))
 }
 
 func (h *Handler) RegisterAdminRoutes(r *x.AdminRouter) {
 	r.GET(RouteAdminConfirmation, x.Handle(h.adminGet))
-	r.POST(RouteAdminConsume, x.Handle(h.adminConsume))
+	r.POST(RouteAdminConfirmationConsume, x.Handle(h.adminConsume))
 }
 
 type initiateBody struct {
@@ -171,8 +171,8 @@ type verifyBody struct {
 
 func (b *verifyBody) Validate() error {
 	return x.FirstError(
-		x.Required("deviceId", b.DeviceID), x.MaxLen("deviceId", b.DeviceID, 64),
-		x.Required("signedChallenge", b.SignedChallenge), x.MaxLen("signedChallenge", b.SignedChallenge, 4096),
+		x.RequiredMaxLen("deviceId", b.DeviceID, 64),
+		x.RequiredMaxLen("signedChallenge", b.SignedChallenge, 4096),
 		x.MaxLen("matchCode", b.MatchCode, 16),
 	)
 }

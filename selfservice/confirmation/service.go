@@ -90,7 +90,7 @@ type Initiated struct {
 // NormalizeActionType trims and checks an action type.
 func NormalizeActionType(s string) (string, error) {
 	s = strings.TrimSpace(s)
-	if err := x.FirstError(x.Required("actionType", s), x.MaxLen("actionType", s, 100)); err != nil {
+	if err := x.RequiredMaxLen("actionType", s, 100); err != nil {
 		return "", err
 	}
 	// The action type is a line of the challenge text.

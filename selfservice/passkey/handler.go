@@ -13,16 +13,16 @@ import (
 
 // Routes.
 const (
-	RouteCheck          = "/api/v1/auth/passkeys/check"
-	RouteLoginBegin     = "/api/v1/auth/passkeys/login/begin"
-	RouteLoginFinish    = "/api/v1/auth/passkeys/login/finish"
-	RoutePasskeys       = "/api/v1/auth/passkeys"
-	RoutePrompt         = "/api/v1/auth/passkeys/prompt"
-	RouteRegisterBegin  = "/api/v1/auth/passkeys/register/begin"
-	RouteRegisterFinish = "/api/v1/auth/passkeys/register/finish"
-	RoutePasskey        = "/api/v1/auth/passkeys/:id"
-	RouteAdminPasskeys  = "/admin/identities/:id/passkeys"
-	RouteAdminPasskey   = "/admin/identities/:id/passkeys/:pid"
+	RoutePasskeysCheck          = "/api/v1/auth/passkeys/check"
+	RoutePasskeysLoginBegin     = "/api/v1/auth/passkeys/login/begin"
+	RoutePasskeysLoginFinish    = "/api/v1/auth/passkeys/login/finish"
+	RoutePasskeys               = "/api/v1/auth/passkeys"
+	RoutePasskeysPrompt         = "/api/v1/auth/passkeys/prompt"
+	RoutePasskeysRegisterBegin  = "/api/v1/auth/passkeys/register/begin"
+	RoutePasskeysRegisterFinish = "/api/v1/auth/passkeys/register/finish"
+	RoutePasskey                = "/api/v1/auth/passkeys/:id"
+	RouteAdminIdentityPasskeys  = "/admin/identities/:id/passkeys"
+	RouteAdminIdentityPasskey   = "/admin/identities/:id/passkeys/:pid"
 )
 
 // Handler serves passkeys over HTTP; the work is the Service's.
@@ -42,29 +42,21 @@ func NewHandler(d serviceDeps) (*Handler, error) {
 
 func (h *Handler) RegisterPublicRoutes(r *x.PublicRouter) {
 	t := h.d.Tokens()
-	r.POST(RouteCheck, x.Handle(h.check))
-	r.POST(RouteLoginBegin, x.Handle(h.loginBegin))
-	r.POST(RouteLoginFinish, x.Handle(h.loginFinish))
+	r.POST(RoutePasskeysCheck, x.Handle(h.check))
+	r.POST(RoutePasskeysLoginBegin, x.Handle(h.loginBegin))
+	r.POST(RoutePasskeysLoginFinish, x.Handle(h.loginFinish))
 	r.GET(RoutePasskeys, t.RequireUser(x.Handle(h.list)))
-	r.PUT(RoutePrompt, t.RequireUser(x.Handle(h.prompt)))
-	r.POST(RouteRegisterBegin, t.RequireRecentLogin(x.Handle(h.registerBegin)))
-	r.POST(RouteRegisterFinish, t.RequireRecentLogin(x.Handle(h.registerFinish)))
+	r.PUT(RoutePasskeysPrompt, t.RequireUser(x.Handle(h.prompt)))
+	r.POST(RoutePasskeysRegisterBegin, t.RequireRecentLogin(x.Handle(h.registerBegin)))
+	r.POST(RoutePasskeysRegisterFinish, t.RequireRecentLogin(x.Handle(h.registerFinish)))
 	r.PATCH(RoutePasskey, t.RequireUser(x.Handle(h.rename)))
 	r.DELETE(RoutePasskey, t.RequireUser(x.Handle(h.remove)))
 }
 
 func (h *Handler) RegisterAdminRoutes(r *x.AdminRouter) {
-	r.GET(RouteAdminPasskeys, x.Handle(h.adminList))
-	r.DELETE(RouteAdminPasskey, x.Handle(h.adminRemove))
-	r.DELETE(RouteAdminPasskeys, x.Handle(h.adminRemoveAll))
-}
-
-// ok writes v as the data of a 200 unless err, which it returns for x.Handle to write.
-func ok(w http.ResponseWriter, v any, err error) error {
-	if err == nil {
-		x.WriteData(w, http.StatusOK, v)
-	}
-	return err
+	r.GET(RouteAdminIdentityPasskeys, x.Handle(h.adminList))
+	r.DELETE(RouteAdminIdentityPasskey, x.Handle(h.adminRemove))
+	r.DELETE(RouteAdminIdentityPasskeys, x.Handle(h.adminRemoveAll))
 }
 
 // userBody reads the caller's user id and then the request body into b.
@@ -91,7 +83,7 @@ func (h *Handler) check(w http.ResponseWriter, r *http.Request, _ httprouter.Par
 		return err
 	}
 	has, err := h.s.HasPasskeys(r.Context(), b.Email)
-	return ok(w, map[string]bool{"hasPasskeys": has}, err)
+	return x.Reply(w, http.StatusOK, map[string]bool{"hasPasskeys": has}, err)
 }
 
 // loginBegin accepts no body at all: a discoverable login.
@@ -103,7 +95,7 @@ func (h *Handler) loginBegin(w http.ResponseWriter, r *http.Request, _ httproute
 		}
 	}
 	res, err := h.s.LoginBegin(r.Context(), b.Email)
-	return ok(w, res, err)
+	return x.Reply(w, http.StatusOK, res, err)
 }
 
 func (h *Handler) loginFinish(w http.ResponseWriter, r *http.Request, _ httprouter.Params) error {
@@ -112,7 +104,7 @@ func (h *Handler) loginFinish(w http.ResponseWriter, r *http.Request, _ httprout
 		return err
 	}
 	res, err := h.s.LoginFinish(r.Context(), &b)
-	return ok(w, res, err)
+	return x.Reply(w, http.StatusOK, res, err)
 }
 
 // caller loads the signed-in identity before it reads the body into b.
@@ -135,7 +127,7 @@ func (h *Handler) registerBegin(w http.ResponseWriter, r *http.Request, _ httpro
 		return err
 	}
 	res, err := h.s.RegisterBegin(r.Context(), id, b.Name)
-	return ok(w, res, err)
+	return x.Reply(w, http.StatusOK, res, err)
 }
 
 func (h *Handler) registerFinish(w http.ResponseWriter, r *http.Request, _ httprouter.Params) error {
@@ -148,7 +140,7 @@ func (h *Handler) registerFinish(w http.ResponseWriter, r *http.Request, _ httpr
 	if err != nil {
 		return err
 	}
-	return ok(w, map[string]any{"success": true, "credentialId": c.CredentialID, "credential": NewView(c)}, nil)
+	return x.Reply(w, http.StatusOK, map[string]any{"success": true, "credentialId": c.CredentialID, "credential": NewView(c)}, nil)
 }
 
 type listItem struct {
@@ -174,7 +166,7 @@ func (h *Handler) list(w http.ResponseWriter, r *http.Request, _ httprouter.Para
 		out = append(out, listItem{ID: v.ID, Name: v.Name, CreatedAt: v.CreatedAt, LastUsedAt: v.LastUsedAt, IsActive: v.IsActive,
 			TransportFlags: v.TransportFlags, CloneWarning: v.CloneWarning, BackupEligible: v.BackupEligible, BackupState: v.BackupState})
 	}
-	return ok(w, map[string]any{"credentials": out}, err)
+	return x.Reply(w, http.StatusOK, map[string]any{"credentials": out}, err)
 }
 
 func (h *Handler) prompt(w http.ResponseWriter, r *http.Request, _ httprouter.Params) error {
@@ -183,7 +175,7 @@ func (h *Handler) prompt(w http.ResponseWriter, r *http.Request, _ httprouter.Pa
 	if err != nil {
 		return err
 	}
-	return ok(w, map[string]any{"success": true, "message": "Passkey prompt status updated"}, h.s.SetPrompt(r.Context(), uid, b.Status))
+	return x.Reply(w, http.StatusOK, map[string]any{"success": true, "message": "Passkey prompt status updated"}, h.s.SetPrompt(r.Context(), uid, b.Status))
 }
 
 var success = map[string]bool{"success": true}
@@ -194,7 +186,7 @@ func (h *Handler) rename(w http.ResponseWriter, r *http.Request, ps httprouter.P
 	if err != nil {
 		return err
 	}
-	return ok(w, success, h.s.Rename(r.Context(), uid, ps.ByName("id"), b.Name))
+	return x.Reply(w, http.StatusOK, success, h.s.Rename(r.Context(), uid, ps.ByName("id"), b.Name))
 }
 
 func (h *Handler) remove(w http.ResponseWriter, r *http.Request, ps httprouter.Params) error {
@@ -202,7 +194,7 @@ func (h *Handler) remove(w http.ResponseWriter, r *http.Request, ps httprouter.P
 	if err != nil {
 		return err
 	}
-	return ok(w, success, h.s.Remove(r.Context(), uid, ps.ByName("id"), "user"))
+	return x.Reply(w, http.StatusOK, success, h.s.Remove(r.Context(), uid, ps.ByName("id"), "user"))
 }
 
 func (h *Handler) adminList(w http.ResponseWriter, r *http.Request, ps httprouter.Params) error {
@@ -211,7 +203,7 @@ func (h *Handler) adminList(w http.ResponseWriter, r *http.Request, ps httproute
 		return err
 	}
 	vs, err := h.s.AdminPasskeys(r.Context(), uid)
-	return ok(w, map[string]any{"credentials": vs}, err)
+	return x.Reply(w, http.StatusOK, map[string]any{"credentials": vs}, err)
 }
 
 func (h *Handler) adminRemove(w http.ResponseWriter, r *http.Request, ps httprouter.Params) error {
@@ -219,7 +211,7 @@ func (h *Handler) adminRemove(w http.ResponseWriter, r *http.Request, ps httprou
 	if err != nil {
 		return err
 	}
-	return ok(w, success, h.s.Remove(r.Context(), uid, ps.ByName("pid"), "admin"))
+	return x.Reply(w, http.StatusOK, success, h.s.Remove(r.Context(), uid, ps.ByName("pid"), "admin"))
 }
 
 func (h *Handler) adminRemoveAll(w http.ResponseWriter, r *http.Request, ps httprouter.Params) error {
@@ -228,5 +220,5 @@ func (h *Handler) adminRemoveAll(w http.ResponseWriter, r *http.Request, ps http
 		return err
 	}
 	n, err := h.s.RemoveAll(r.Context(), uid)
-	return ok(w, map[string]int{"deleted": n}, err)
+	return x.Reply(w, http.StatusOK, map[string]int{"deleted": n}, err)
 }

@@ -23,7 +23,7 @@ type NameRequest struct {
 
 func (b *NameRequest) Validate() error {
 	b.Name = strings.TrimSpace(b.Name)
-	return x.FirstError(x.Required("name", b.Name), x.MaxLen("name", b.Name, 255))
+	return x.RequiredMaxLen("name", b.Name, 255)
 }
 
 // RegisterBegin starts the registration of a passkey named name for id (the Caller),

@@ -204,7 +204,7 @@ type FinishRequest struct {
 }
 
 func (b *FinishRequest) Validate() error {
-	if err := x.FirstError(x.Required("sessionId", b.SessionID), x.MaxLen("sessionId", b.SessionID, 64)); err != nil {
+	if err := x.RequiredMaxLen("sessionId", b.SessionID, 64); err != nil {
 		return err
 	}
 	if len(b.Response) == 0 || string(b.Response) == "null" || !strings.HasPrefix(strings.TrimSpace(string(b.Response)), "{") {

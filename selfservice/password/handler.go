@@ -40,11 +40,6 @@ func (h *Handler) PendingCheck(ctx context.Context, tok string) bool {
 	return h.s.PendingCheck(ctx, tok)
 }
 
-// requiredText is a required field of at most n bytes.
-func requiredText(field, s string, n int) error {
-	return x.FirstError(x.Required(field, s), x.MaxLen(field, s, n))
-}
-
 type loginBody struct {
 	Email      string `json:"email"`
 	Password   string `json:"password"`
@@ -52,7 +47,7 @@ type loginBody struct {
 }
 
 func (b *loginBody) Validate() error {
-	return x.FirstError(requiredText("email", b.Email, 320), requiredText("password", b.Password, 1024))
+	return x.FirstError(x.RequiredMaxLen("email", b.Email, 320), x.RequiredMaxLen("password", b.Password, 1024))
 }
 
 func (h *Handler) login(w http.ResponseWriter, r *http.Request, _ httprouter.Params) error {
@@ -61,20 +56,12 @@ func (h *Handler) login(w http.ResponseWriter, r *http.Request, _ httprouter.Par
 		return err
 	}
 	res, err := h.s.Login(r.Context(), b.Email, b.Password, b.RememberMe)
-	if err != nil {
-		return err
-	}
-	x.WriteData(w, http.StatusOK, res)
-	return nil
+	return x.Reply(w, http.StatusOK, res, err)
 }
 
 func (h *Handler) otpSetup(w http.ResponseWriter, r *http.Request, _ httprouter.Params) error {
 	res, err := h.s.SetupOTP(r.Context(), session.BearerToken(r))
-	if err != nil {
-		return err
-	}
-	x.WriteData(w, http.StatusOK, res)
-	return nil
+	return x.Reply(w, http.StatusOK, res, err)
 }
 
 type otpBody struct {
@@ -83,7 +70,7 @@ type otpBody struct {
 
 func (b *otpBody) Validate() error {
 	b.OTP = strings.TrimSpace(b.OTP)
-	return requiredText("otp", b.OTP, 64)
+	return x.RequiredMaxLen("otp", b.OTP, 64)
 }
 
 func (h *Handler) otpVerify(w http.ResponseWriter, r *http.Request, _ httprouter.Params) error {
@@ -92,11 +79,7 @@ func (h *Handler) otpVerify(w http.ResponseWriter, r *http.Request, _ httprouter
 		return err
 	}
 	res, err := h.s.VerifyOTP(r.Context(), session.BearerToken(r), b.OTP)
-	if err != nil {
-		return err
-	}
-	x.WriteData(w, http.StatusOK, res)
-	return nil
+	return x.Reply(w, http.StatusOK, res, err)
 }
 
 type adminOTPBody struct {
@@ -112,7 +95,7 @@ func (b *adminOTPBody) Validate() error {
 		return x.ErrBadRequest.WithMessage("Field 'userId' must be a positive integer.")
 	}
 	b.OTP = strings.TrimSpace(b.OTP)
-	return requiredText("otp", b.OTP, 64)
+	return x.RequiredMaxLen("otp", b.OTP, 64)
 }
 
 // adminOTPVerify is Service.CheckOTP for other PVPipe services: it answers valid:false
