@@ -20,10 +20,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pvpipe/pvauth/internal/testkit/testnet"
+
 	_ "github.com/jackc/pgx/v5/stdlib"
 
 	"github.com/pvpipe/pvauth/internal/testdb"
-	"github.com/pvpipe/pvauth/internal/testredis"
 	"github.com/pvpipe/pvauth/internal/testserver"
 )
 
@@ -73,7 +74,7 @@ func processEnv(dir string, extra ...string) []string {
 // startServe starts `pvauth serve --config file` on free ports (waitReady waits for it).
 func startServe(t *testing.T, bin, dir, file string) *proc {
 	t.Helper()
-	pp, ap := testredis.FreePort(t), testredis.FreePort(t)
+	pp, ap := testnet.FreePort(t), testnet.FreePort(t)
 	p := &proc{public: fmt.Sprintf("http://127.0.0.1:%d", pp), admin: fmt.Sprintf("http://127.0.0.1:%d", ap), stderr: &lockedBuffer{}}
 	p.cmd = exec.Command(bin, "serve", "--config", file)
 	p.cmd.Env = processEnv(dir, fmt.Sprintf("SERVE_PUBLIC_PORT=%d", pp), fmt.Sprintf("SERVE_ADMIN_PORT=%d", ap))

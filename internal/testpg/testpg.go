@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/pvpipe/pvauth/internal/testkit/testnet"
 )
 
 // EnvBin names the variable that overrides the directory of initdb and pg_ctl.
@@ -78,7 +79,7 @@ func New(t testing.TB, extraConf ...string) *Server {
 	if out, err := s.run("initdb", "-D", s.data, "-U", "postgres", "--auth=trust", "--no-sync", "--locale=C", "--encoding=UTF8"); err != nil {
 		t.Fatalf("testpg: initdb: %v\n%s", err, out)
 	}
-	s.Port = freePort(t)
+	s.Port = testnet.FreePort(t)
 	conf := append([]string{
 		"listen_addresses = '127.0.0.1'",
 		"port = " + strconv.Itoa(s.Port),
@@ -187,13 +188,3 @@ func (s *Server) run(name string, args ...string) ([]byte, error) {
 }
 
 func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
-
-func freePort(t testing.TB) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
