@@ -8,7 +8,6 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/x509"
-	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
@@ -346,22 +345,6 @@ func introspect(t *testing.T, srv *testserver.Server, token string) bool {
 		t.Fatal(err)
 	}
 	return res.Active
-}
-
-// kidOf is the kid in a JWT's header.
-func kidOf(t *testing.T, token string) string {
-	t.Helper()
-	raw, err := base64.RawURLEncoding.DecodeString(strings.Split(token, ".")[0])
-	if err != nil {
-		t.Fatal(err)
-	}
-	var h struct {
-		KID string `json:"kid"`
-	}
-	if err := json.Unmarshal(raw, &h); err != nil {
-		t.Fatal(err)
-	}
-	return h.KID
 }
 
 // jwksHas reports whether srv's JWKS lists kid.

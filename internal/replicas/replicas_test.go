@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pvpipe/pvauth/internal/testkit"
+
 	"github.com/go-jose/go-jose/v3"
 
 	"github.com/pvpipe/pvauth/internal/testserver"
@@ -117,7 +119,7 @@ func TestReplicas(t *testing.T) {
 			want(t, "rotate on A", r, http.StatusOK)
 			kid := str(data(t, r)["active"].(map[string]any)["kid"])
 			ts := issue(t, A, u)
-			if got := kidOf(t, ts.AccessToken); got != kid {
+			if got := testkit.JWTKID(t, ts.AccessToken); got != kid {
 				t.Fatalf("round %d: A signs with %s after rotating to %s", round, got, kid)
 			}
 			for i, srv := range []*testserver.Server{B, C} {
@@ -144,7 +146,7 @@ func TestReplicas(t *testing.T) {
 			map[string]any{"deviceId": d.ID, "signedChallenge": d.sign(t, str(ci["challenge"]))})
 		want(t, "approve on A", r, http.StatusOK)
 		receipt := str(data(t, r)["receipt"])
-		if got := kidOf(t, receipt); got != kid {
+		if got := testkit.JWTKID(t, receipt); got != kid {
 			t.Fatalf("receipt signed with %s, want the new key %s", got, kid)
 		}
 		verifyWithJWKS(t, B, receipt)
@@ -155,7 +157,7 @@ func TestReplicas(t *testing.T) {
 		kid = str(data(t, r)["active"].(map[string]any)["kid"])
 		for i, srv := range []*testserver.Server{B, C} {
 			within(t, "replica "+repName(i+1)+" signs with the key rotated on A", 3*time.Second, func() bool {
-				return kidOf(t, issue(t, srv, u).AccessToken) == kid
+				return testkit.JWTKID(t, issue(t, srv, u).AccessToken) == kid
 			})
 		}
 	})
