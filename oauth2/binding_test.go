@@ -1,11 +1,12 @@
 package oauth2_test
 
 import (
-	"encoding/base64"
 	"net/http"
 	"net/url"
 	"strings"
 	"testing"
+
+	"github.com/pvpipe/pvauth/internal/testkit"
 
 	"golang.org/x/oauth2"
 
@@ -79,23 +80,10 @@ func TestHandoffBoundToBrowser(t *testing.T) {
 			t.Fatalf("the code with the original request's PKCE verifier: %v", err)
 		}
 		// The ID token carries the original nonce.
-		if raw, _ := tok.Extra("id_token").(string); !strings.Contains(string(decodeSegment(t, raw, 1)), a.Nonce) {
+		if raw, _ := tok.Extra("id_token").(string); !strings.Contains(string(testkit.JWTPart(t, raw, 1)), a.Nonce) {
 			t.Fatalf("the ID token lacks the original nonce")
 		}
 	})
-}
-
-func decodeSegment(t *testing.T, jwt string, i int) []byte {
-	t.Helper()
-	parts := strings.Split(jwt, ".")
-	if len(parts) != 3 {
-		t.Fatalf("not a JWT: %q", jwt)
-	}
-	b, err := base64.RawURLEncoding.DecodeString(parts[i])
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
 }
 
 // The binding cookie is Secure when the issuer is https (API.md §4).

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"database/sql"
-	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -19,6 +18,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/pvpipe/pvauth/internal/testkit"
 
 	"github.com/pvpipe/pvauth/internal/testkit/testnet"
 
@@ -135,21 +136,6 @@ func refreshSig(token string) string {
 	return hex.EncodeToString(sum[:])
 }
 
-func sidOf(t *testing.T, access string) string {
-	t.Helper()
-	raw, err := base64.RawURLEncoding.DecodeString(strings.Split(access, ".")[1])
-	if err != nil {
-		t.Fatal(err)
-	}
-	var c struct {
-		SID string `json:"sid"`
-	}
-	if err := json.Unmarshal(raw, &c); err != nil {
-		t.Fatal(err)
-	}
-	return c.SID
-}
-
 // TestReplicaKilledMidRefresh: API.md §9, "a process killed at any moment leaves no
 // half-written state". Three `pvauth serve` processes (migrated once before, by
 // `pvauth migrate sql`, as a cluster's one-off job does) on one PostgreSQL database; eight
@@ -229,12 +215,12 @@ secrets:
 	if err := json.Unmarshal(r.Body, &first); err != nil || len(first.Data.RecoveryCodes) < 7 {
 		t.Fatalf("enrolment answer: %v %s", err, r.Body)
 	}
-	fams := []*family{{sid: sidOf(t, first.Data.AccessToken), acked: first.Data.RefreshToken}}
+	fams := []*family{{sid: str(testkit.JWTClaims(t, first.Data.AccessToken)["sid"]), acked: first.Data.RefreshToken}}
 	for i := 0; i < 7; i++ {
 		r := do(c.rep(i), false, http.MethodPost, api+"/otp/verify", pending(t, c.rep(i+1), u), map[string]string{"otp": first.Data.RecoveryCodes[i]})
 		want(t, "login with a recovery code", r, http.StatusOK)
 		ts := tokenSet(t, r)
-		fams = append(fams, &family{sid: sidOf(t, ts.AccessToken), acked: ts.RefreshToken})
+		fams = append(fams, &family{sid: str(testkit.JWTClaims(t, ts.AccessToken)["sid"]), acked: ts.RefreshToken})
 	}
 
 	// Refresh loops, each family on the replicas in turn; the victim (C) is killed while

@@ -99,8 +99,8 @@ func JWTKID(t testing.TB, token string) string {
 	return h.KID
 }
 
-// jwtPart decodes part i (0 the header, 1 the payload) of a JWT into v.
-func jwtPart(t testing.TB, token string, i int, v any) {
+// JWTPart is part i (0 the header, 1 the payload) of a JWT, base64url-decoded.
+func JWTPart(t testing.TB, token string, i int) []byte {
 	t.Helper()
 	parts := strings.Split(token, ".")
 	if len(parts) != 3 {
@@ -110,6 +110,13 @@ func jwtPart(t testing.TB, token string, i int, v any) {
 	if err != nil {
 		t.Fatalf("JWT part %d: %v", i, err)
 	}
+	return raw
+}
+
+// jwtPart decodes part i of a JWT into v.
+func jwtPart(t testing.TB, token string, i int, v any) {
+	t.Helper()
+	raw := JWTPart(t, token, i)
 	if err := json.Unmarshal(raw, v); err != nil {
 		t.Fatalf("JWT part %d: %v: %s", i, err, raw)
 	}
