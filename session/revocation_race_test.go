@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/url"
 	"slices"
 	"strings"
 	"sync"
@@ -70,37 +69,14 @@ func raceDo(c *http.Client, method, rawURL, bearer string, body any) (int, []byt
 	return resp.StatusCode, raw, err
 }
 
-// introspectActive asks the admin port whether token is active.
-func introspectActive(t *testing.T, srv *testserver.Server, token string) bool {
-	t.Helper()
-	req, err := http.NewRequest(http.MethodPost, srv.AdminURL+"/admin/oauth2/introspect",
-		strings.NewReader(url.Values{"token": {token}}.Encode()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	resp, err := srv.Client.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	var in struct {
-		Active bool `json:"active"`
-	}
-	if err := json.NewDecoder(resp.Body).Decode(&in); err != nil {
-		t.Fatalf("introspect: %d: %v", resp.StatusCode, err)
-	}
-	return in.Active
-}
-
 // alive lists what still works of ts: "" when it is all dead.
 func alive(t *testing.T, srv *testserver.Server, ts raceTokens) string {
 	t.Helper()
 	var out []string
-	if introspectActive(t, srv, ts.AccessToken) {
+	if testkit.IsActive(t, srv, ts.AccessToken) {
 		out = append(out, "access token introspects active")
 	}
-	if introspectActive(t, srv, ts.RefreshToken) {
+	if testkit.IsActive(t, srv, ts.RefreshToken) {
 		out = append(out, "refresh token introspects active")
 	}
 	if r := srv.Public(t, http.MethodGet, "/api/v1/auth/me", ts.AccessToken, nil); r.Status != http.StatusUnauthorized {

@@ -333,20 +333,6 @@ func exactlyOne(t *testing.T, what string, rs []*testserver.Response, losers ...
 	return win
 }
 
-// introspect asks srv's admin introspection whether token is active.
-func introspect(t *testing.T, srv *testserver.Server, token string) bool {
-	t.Helper()
-	r := form(srv, true, "/admin/oauth2/introspect", url.Values{"token": {token}})
-	want(t, "introspect", r, http.StatusOK)
-	var res struct {
-		Active bool `json:"active"`
-	}
-	if err := json.Unmarshal(r.Body, &res); err != nil {
-		t.Fatal(err)
-	}
-	return res.Active
-}
-
 // jwksHas reports whether srv's JWKS lists kid.
 func jwksHas(t *testing.T, srv *testserver.Server, kid string) bool {
 	t.Helper()

@@ -51,7 +51,7 @@ func TestReplicas(t *testing.T) {
 			for i, srv := range []*testserver.Server{B, C} {
 				name := how + " on A, replica " + repName(i+1)
 				want(t, name+": bearer", do(srv, false, http.MethodGet, api+"/me", ts.AccessToken, nil), http.StatusUnauthorized)
-				if introspect(t, srv, ts.AccessToken) {
+				if testkit.IsActive(t, srv, ts.AccessToken) {
 					t.Fatalf("%s: the access token introspects active", name)
 				}
 			}
@@ -125,7 +125,7 @@ func TestReplicas(t *testing.T) {
 			for i, srv := range []*testserver.Server{B, C} {
 				name := "round " + itoa(int64(round)) + ", replica " + repName(i+1)
 				want(t, name+": bearer of the new key", do(srv, false, http.MethodGet, api+"/me", ts.AccessToken, nil), http.StatusOK)
-				if !introspect(t, srv, ts.AccessToken) {
+				if !testkit.IsActive(t, srv, ts.AccessToken) {
 					t.Fatalf("%s: token of the new key introspects inactive", name)
 				}
 				if !jwksHas(t, srv, kid) {
@@ -255,7 +255,7 @@ func TestReplicas(t *testing.T) {
 			// the winner's new tokens included, on every replica.
 			nt := tokenSet(t, win)
 			for i, srv := range c.reps {
-				if introspect(t, srv, nt.AccessToken) {
+				if testkit.IsActive(t, srv, nt.AccessToken) {
 					t.Fatalf("replica %s: the winner's access token is active after reuse of its parent", repName(i))
 				}
 			}
