@@ -283,7 +283,7 @@ func TestConcurrentRefreshOneWinner(t *testing.T) {
 			_, ts := signedIn(t, srv, nil)
 			body, _ := json.Marshal(map[string]string{"refreshToken": ts.RefreshToken})
 			outs := testkit.Race(concurrency, func(int) (int, []byte, error) {
-				return testkit.PostJSON(srv.Client, srv.PublicURL+session.RouteRefresh, "", body)
+				return testkit.Do(srv.Client, http.MethodPost, srv.PublicURL+session.RouteRefresh, "", body)
 			})
 			if n := testkit.Tally(t, fmt.Sprintf("round %d refresh", round), outs, http.StatusUnauthorized); n != 1 {
 				t.Fatalf("round %d: %d of %d concurrent refreshes with one token succeeded, want exactly 1", round, n, concurrency)
@@ -305,7 +305,7 @@ func TestConcurrentRefreshDistinctFamilies(t *testing.T) {
 		}
 		outs := testkit.Race(families, func(i int) (int, []byte, error) {
 			body, _ := json.Marshal(map[string]string{"refreshToken": sets[i].RefreshToken})
-			return testkit.PostJSON(srv.Client, srv.PublicURL+session.RouteRefresh, "", body)
+			return testkit.Do(srv.Client, http.MethodPost, srv.PublicURL+session.RouteRefresh, "", body)
 		})
 		if n := testkit.Tally(t, "distinct families", outs); n != families {
 			t.Fatalf("%d of %d refreshes of distinct families succeeded", n, families)

@@ -27,6 +27,7 @@ import (
 
 	"github.com/pvpipe/pvauth/internal/testdb"
 	"github.com/pvpipe/pvauth/internal/testkeys"
+	"github.com/pvpipe/pvauth/internal/testkit"
 	"github.com/pvpipe/pvauth/internal/testredis"
 	"github.com/pvpipe/pvauth/internal/testserver"
 	"github.com/pvpipe/pvauth/session"
@@ -95,32 +96,7 @@ func do(srv *testserver.Server, admin bool, method, path, bearer string, body an
 	if admin {
 		base = srv.AdminURL
 	}
-	var rd io.Reader
-	if body != nil {
-		raw, _ := json.Marshal(body)
-		rd = bytes.NewReader(raw)
-	}
-	req, err := http.NewRequest(method, base+path, rd)
-	if err != nil {
-		return &testserver.Response{Body: []byte(err.Error())}
-	}
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	if bearer != "" {
-		req.Header.Set("Authorization", "Bearer "+bearer)
-	}
-	return send(srv.Client, req)
-}
-
-func send(c *http.Client, req *http.Request) *testserver.Response {
-	resp, err := c.Do(req)
-	if err != nil {
-		return &testserver.Response{Body: []byte(err.Error())}
-	}
-	defer resp.Body.Close()
-	raw, _ := io.ReadAll(resp.Body)
-	return &testserver.Response{Status: resp.StatusCode, Header: resp.Header, Body: raw}
+	return testkit.Send(srv.Client, method, base+path, bearer, body)
 }
 
 // form posts an x-www-form-urlencoded body to the public (or admin) port.
@@ -134,7 +110,7 @@ func form(srv *testserver.Server, admin bool, path string, v url.Values) *testse
 		return &testserver.Response{Body: []byte(err.Error())}
 	}
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	return send(srv.Client, req)
+	return testkit.SendRequest(srv.Client, req)
 }
 
 func want(t testing.TB, what string, r *testserver.Response, status int) {
@@ -430,7 +406,7 @@ func publicFrom(srv *testserver.Server, xff, method, path string, body any) *tes
 		req.Header.Set("Content-Type", "application/json")
 	}
 	req.Header.Set("X-Forwarded-For", xff)
-	return send(srv.Client, req)
+	return testkit.SendRequest(srv.Client, req)
 }
 
 // within polls cond every 20 ms until it holds or limit passes; it returns the time it

@@ -29,25 +29,81 @@ func WantErrorOf(t testing.TB, what string, resp *testserver.Response, status in
 // testing.T and returns a failure to send as a response with status 0 and the error as
 // its body.
 func PublicRequest(srv *testserver.Server, method, path, bearer string, body any) *testserver.Response {
-	raw, err := json.Marshal(body)
+	return Send(srv.Client, method, srv.PublicURL+path, bearer, body)
+}
+
+// Send sends a request from any goroutine (it takes no testing.T): a nil body sends none,
+// a []byte is sent as it is, anything else as JSON. A failure to send comes back as a
+// response with status 0 and the error as its body.
+func Send(c *http.Client, method, url, bearer string, body any) *testserver.Response {
+	req, err := newRequest(method, url, bearer, body)
 	if err != nil {
 		return &testserver.Response{Body: []byte(err.Error())}
 	}
-	req, err := http.NewRequest(method, srv.PublicURL+path, bytes.NewReader(raw))
-	if err != nil {
+	return SendRequest(c, req)
+}
+
+// SendRequest sends req from any goroutine; a failure to send comes back as a response
+// with status 0 and the error as its body.
+func SendRequest(c *http.Client, req *http.Request) *testserver.Response {
+	r, err := roundTrip(c, req)
+	if r == nil {
 		return &testserver.Response{Body: []byte(err.Error())}
 	}
-	req.Header.Set("Content-Type", "application/json")
+	return r
+}
+
+// Do is Send for Race: the status and body, and a failure to send or to read the answer
+// as the error.
+func Do(c *http.Client, method, url, bearer string, body any) (int, []byte, error) {
+	req, err := newRequest(method, url, bearer, body)
+	if err != nil {
+		return 0, nil, err
+	}
+	r, err := roundTrip(c, req)
+	if r == nil {
+		return 0, nil, err
+	}
+	return r.Status, r.Body, err
+}
+
+// newRequest is the request of Send: JSON with its Content-Type when there is a body,
+// the bearer token when there is one.
+func newRequest(method, url, bearer string, body any) (*http.Request, error) {
+	var rd io.Reader
+	switch b := body.(type) {
+	case nil:
+	case []byte:
+		rd = bytes.NewReader(b)
+	default:
+		raw, err := json.Marshal(b)
+		if err != nil {
+			return nil, err
+		}
+		rd = bytes.NewReader(raw)
+	}
+	req, err := http.NewRequest(method, url, rd)
+	if err != nil {
+		return nil, err
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
 	if bearer != "" {
 		req.Header.Set("Authorization", "Bearer "+bearer)
 	}
-	resp, err := srv.Client.Do(req)
+	return req, nil
+}
+
+// roundTrip sends req and reads the whole answer; the response is nil when sending failed.
+func roundTrip(c *http.Client, req *http.Request) (*testserver.Response, error) {
+	resp, err := c.Do(req)
 	if err != nil {
-		return &testserver.Response{Body: []byte(err.Error())}
+		return nil, err
 	}
 	defer resp.Body.Close()
-	out, _ := io.ReadAll(resp.Body)
-	return &testserver.Response{Status: resp.StatusCode, Header: resp.Header, Body: out}
+	raw, err := io.ReadAll(resp.Body)
+	return &testserver.Response{Status: resp.StatusCode, Header: resp.Header, Body: raw}, err
 }
 
 // JSONObject decodes r's body as a JSON object, numbers as json.Number (ids stay exact).

@@ -4,10 +4,8 @@
 package testkit
 
 import (
-	"bytes"
 	"context"
 	"fmt"
-	"io"
 	"net/http"
 	"strings"
 	"sync/atomic"
@@ -110,25 +108,6 @@ func IssueSession(t testing.TB, srv *testserver.Server, id *Identity, amr ...str
 		t.Fatalf("issue tokens: %v", err)
 	}
 	return ts
-}
-
-// PostJSON posts body and reports failures instead of failing the test, for goroutines.
-func PostJSON(client *http.Client, url, bearer string, body []byte) (int, []byte, error) {
-	req, err := http.NewRequest(http.MethodPost, url, bytes.NewReader(body))
-	if err != nil {
-		return 0, nil, err
-	}
-	req.Header.Set("Content-Type", "application/json")
-	if bearer != "" {
-		req.Header.Set("Authorization", "Bearer "+bearer)
-	}
-	resp, err := client.Do(req)
-	if err != nil {
-		return 0, nil, err
-	}
-	defer resp.Body.Close()
-	raw, err := io.ReadAll(resp.Body)
-	return resp.StatusCode, raw, err
 }
 
 // AuditEvents flushes the audit queue and lists the events of a user (newest first).

@@ -13,7 +13,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"strings"
 	"sync"
@@ -76,33 +75,6 @@ func ctWantErr(t testing.TB, what string, r *testserver.Response, status int, pa
 			t.Errorf("%s: message %q, want it to contain %q", what, e.Message, p)
 		}
 	}
-}
-
-// ctPost posts body (JSON; none when nil) to url, for other goroutines than the test's
-// (no t.Fatal): a transport error becomes the body.
-func ctPost(srv *testserver.Server, url, bearer string, body any) *testserver.Response {
-	var rd io.Reader
-	if body != nil {
-		raw, _ := json.Marshal(body)
-		rd = bytes.NewReader(raw)
-	}
-	req, err := http.NewRequest(http.MethodPost, url, rd)
-	if err != nil {
-		return &testserver.Response{Body: []byte(err.Error())}
-	}
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	if bearer != "" {
-		req.Header.Set("Authorization", "Bearer "+bearer)
-	}
-	resp, err := srv.Client.Do(req)
-	if err != nil {
-		return &testserver.Response{Body: []byte(err.Error())}
-	}
-	defer resp.Body.Close()
-	out, _ := io.ReadAll(resp.Body)
-	return &testserver.Response{Status: resp.StatusCode, Header: resp.Header, Body: out}
 }
 
 var ctSeq atomic.Int64
@@ -884,10 +856,10 @@ func TestConcurrentConfirmationVerify(t *testing.T) {
 					<-start
 					if i == n-1 && round == 2 {
 						// The last round races a rejection too.
-						results[i] = ctPost(srv, srv.PublicURL+ctBase+"/"+id+"/reject", u.JWT, map[string]any{"reason": "race"})
+						results[i] = testkit.Send(srv.Client, http.MethodPost, srv.PublicURL+ctBase+"/"+id+"/reject", u.JWT, map[string]any{"reason": "race"})
 						return
 					}
-					results[i] = ctPost(srv, srv.PublicURL+ctBase+"/"+id+"/verify", u.JWT, bodies[i])
+					results[i] = testkit.Send(srv.Client, http.MethodPost, srv.PublicURL+ctBase+"/"+id+"/verify", u.JWT, bodies[i])
 				}()
 			}
 			close(start)

@@ -237,7 +237,7 @@ func TestConfirmationNumberMatching(t *testing.T) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				statuses[i] = ctPost(srv, srv.PublicURL+ctBase+"/"+id+"/verify", u.JWT,
+				statuses[i] = testkit.Send(srv.Client, http.MethodPost, srv.PublicURL+ctBase+"/"+id+"/verify", u.JWT,
 					map[string]any{"deviceId": d.ID, "signedChallenge": sig, "matchCode": otherCode(code)}).Status
 			}()
 		}
@@ -369,7 +369,7 @@ func TestConfirmationReceipt(t *testing.T) {
 }
 
 func ctConsume(srv *testserver.Server, id string) *testserver.Response {
-	return ctPost(srv, srv.AdminURL+"/admin/confirmations/"+id+"/consume", "", nil)
+	return testkit.Send(srv.Client, http.MethodPost, srv.AdminURL+"/admin/confirmations/"+id+"/consume", "", nil)
 }
 
 // replicas returns a second registry on the same database for PostgreSQL (a replica),
