@@ -131,8 +131,6 @@ func data(t testing.TB, r *testserver.Response) map[string]any {
 	return env.Data
 }
 
-func str(v any) string { s, _ := v.(string); return s }
-
 var seq atomic.Int64
 
 func unique() string { return fmt.Sprintf("%d-%d", time.Now().UnixNano(), seq.Add(1)) }
@@ -171,7 +169,7 @@ func pending(t *testing.T, srv *testserver.Server, u *user) string {
 	t.Helper()
 	r := do(srv, false, http.MethodPost, api+"/login", "", map[string]any{"email": u.Email, "password": password})
 	want(t, "login", r, http.StatusOK)
-	return str(data(t, r)["token"])
+	return testkit.Str(data(t, r)["token"])
 }
 
 func code(t testing.TB, secret string, step int64) string {
@@ -203,7 +201,7 @@ func (c *cluster) enroll(t *testing.T, u *user) *session.TokenSet {
 	p := pending(t, c.rep(0), u)
 	r := do(c.rep(1), false, http.MethodGet, api+"/otp/setup", p, nil)
 	want(t, "otp setup", r, http.StatusOK)
-	u.Secret = str(data(t, r)["secret"])
+	u.Secret = testkit.Str(data(t, r)["secret"])
 	r = do(c.rep(2), false, http.MethodPost, api+"/otp/verify", p, map[string]string{"otp": code(t, u.Secret, u.nextStep())})
 	want(t, "otp verify (enrolment)", r, http.StatusOK)
 	return tokenSet(t, r)
@@ -246,9 +244,9 @@ func (c *cluster) register(t *testing.T, access string) *device {
 	want(t, "register challenge", r, http.StatusOK)
 	ch := data(t, r)
 	r = do(c.next(), false, http.MethodPost, api+"/devices/register/verify", access, map[string]any{
-		"sessionId": ch["sessionId"], "signedChallenge": d.sign(t, str(ch["challenge"]))})
+		"sessionId": ch["sessionId"], "signedChallenge": d.sign(t, testkit.Str(ch["challenge"]))})
 	want(t, "register verify", r, http.StatusOK)
-	d.ID = str(data(t, r)["deviceId"])
+	d.ID = testkit.Str(data(t, r)["deviceId"])
 	return d
 }
 

@@ -202,7 +202,7 @@ secrets:
 	p := pending(t, c.rep(0), u)
 	r := do(c.rep(1), false, http.MethodGet, api+"/otp/setup", p, nil)
 	want(t, "otp setup", r, http.StatusOK)
-	u.Secret = str(data(t, r)["secret"])
+	u.Secret = testkit.Str(data(t, r)["secret"])
 	r = do(c.rep(2), false, http.MethodPost, api+"/otp/verify", p, map[string]string{"otp": code(t, u.Secret, u.nextStep())})
 	want(t, "enrolment", r, http.StatusOK)
 	var first struct {
@@ -215,12 +215,12 @@ secrets:
 	if err := json.Unmarshal(r.Body, &first); err != nil || len(first.Data.RecoveryCodes) < 7 {
 		t.Fatalf("enrolment answer: %v %s", err, r.Body)
 	}
-	fams := []*family{{sid: str(testkit.JWTClaims(t, first.Data.AccessToken)["sid"]), acked: first.Data.RefreshToken}}
+	fams := []*family{{sid: testkit.Str(testkit.JWTClaims(t, first.Data.AccessToken)["sid"]), acked: first.Data.RefreshToken}}
 	for i := 0; i < 7; i++ {
 		r := do(c.rep(i), false, http.MethodPost, api+"/otp/verify", pending(t, c.rep(i+1), u), map[string]string{"otp": first.Data.RecoveryCodes[i]})
 		want(t, "login with a recovery code", r, http.StatusOK)
 		ts := tokenSet(t, r)
-		fams = append(fams, &family{sid: str(testkit.JWTClaims(t, ts.AccessToken)["sid"]), acked: ts.RefreshToken})
+		fams = append(fams, &family{sid: testkit.Str(testkit.JWTClaims(t, ts.AccessToken)["sid"]), acked: ts.RefreshToken})
 	}
 
 	// Refresh loops, each family on the replicas in turn; the victim (C) is killed while

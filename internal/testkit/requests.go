@@ -118,6 +118,17 @@ func JSONObject(t testing.TB, r *testserver.Response) map[string]any {
 	return m
 }
 
+// DataObject is the {"data": …} object of r's JSON body, numbers as json.Number; nil
+// when there is none (as a JavaScript client reads it).
+func DataObject(t testing.TB, r *testserver.Response) map[string]any {
+	t.Helper()
+	d, _ := JSONObject(t, r)["data"].(map[string]any)
+	return d
+}
+
+// Str is v as a string ("" when it is not one).
+func Str(v any) string { s, _ := v.(string); return s }
+
 // CheckStatus reports whether r has status want; when not, it marks the test failed
 // (and goes on) with the body.
 func CheckStatus(t testing.TB, what string, r *testserver.Response, want int) bool {

@@ -47,13 +47,6 @@ const (
 	e2eConfirmation      = "/api/v1/auth/confirmation"
 )
 
-// e2eData is the {"data": …} of a success body (nil when there is none, like JS).
-func e2eData(t testing.TB, r *testserver.Response) map[string]any {
-	t.Helper()
-	d, _ := testkit.JSONObject(t, r)["data"].(map[string]any)
-	return d
-}
-
 // e2eGet follows a path of object keys (like JS's a.b.c), nil when any step is missing.
 func e2eGet(v any, path ...string) any {
 	for _, k := range path {
@@ -78,9 +71,6 @@ func e2eExists(t testing.TB, what string, v any) {
 		t.Errorf("assert.exists(%s): empty string", what)
 	}
 }
-
-// e2eStr is v as a string ("" when it is not one).
-func e2eStr(v any) string { s, _ := v.(string); return s }
 
 // e2eErrMessage checks an error body (API.md §1) and returns its message.
 func e2eErrMessage(t testing.TB, r *testserver.Response) string {
@@ -147,14 +137,14 @@ func e2eRegister(t testing.TB, srv *testserver.Server, bearer, fingerprint strin
 	if r.Status != http.StatusOK {
 		t.Fatalf("register challenge %s: %d %s", fingerprint, r.Status, r.Body)
 	}
-	c := e2eData(t, r)
+	c := testkit.DataObject(t, r)
 	r = srv.Public(t, http.MethodPost, e2eRegisterVerify, bearer, map[string]any{
-		"sessionId": c["sessionId"], "signedChallenge": key.Sign(t, e2eStr(c["challenge"])),
+		"sessionId": c["sessionId"], "signedChallenge": key.Sign(t, testkit.Str(c["challenge"])),
 	})
 	if r.Status != http.StatusOK {
 		t.Fatalf("register verify %s: %d %s", fingerprint, r.Status, r.Body)
 	}
-	id := e2eStr(e2eGet(e2eData(t, r), "deviceId"))
+	id := testkit.Str(e2eGet(testkit.DataObject(t, r), "deviceId"))
 	if id == "" {
 		t.Fatalf("register verify gave no deviceId: %s", r.Body)
 	}
@@ -168,15 +158,15 @@ func e2eMobileLogin(t testing.TB, srv *testserver.Server, fingerprint string, ke
 	if r.Status != http.StatusOK {
 		t.Fatalf("mobile challenge %s: %d %s", fingerprint, r.Status, r.Body)
 	}
-	c := e2eData(t, r)
+	c := testkit.DataObject(t, r)
 	r = srv.Public(t, http.MethodPost, e2eMobileBiometric, "", map[string]any{
-		"sessionId": c["sessionId"], "signedChallenge": key.Sign(t, e2eStr(c["challenge"])), "rememberMe": rememberMe,
+		"sessionId": c["sessionId"], "signedChallenge": key.Sign(t, testkit.Str(c["challenge"])), "rememberMe": rememberMe,
 	})
 	if r.Status != http.StatusOK {
 		t.Fatalf("mobile biometric %s: %d %s", fingerprint, r.Status, r.Body)
 	}
-	tokens, _ := e2eGet(e2eData(t, r), "tokens").(map[string]any)
-	if e2eStr(tokens["accessToken"]) == "" || e2eStr(tokens["refreshToken"]) == "" {
+	tokens, _ := e2eGet(testkit.DataObject(t, r), "tokens").(map[string]any)
+	if testkit.Str(tokens["accessToken"]) == "" || testkit.Str(tokens["refreshToken"]) == "" {
 		t.Fatalf("mobile biometric gave no tokens: %s", r.Body)
 	}
 	return tokens
@@ -297,7 +287,7 @@ func (s *seedState) test11(t *testing.T) {
 	}
 
 	// Step 3: Sign challenge
-	signatureBase64 := s.keyPair.Sign(t, e2eStr(e2eGet(challenge, "data", "challenge")))
+	signatureBase64 := s.keyPair.Sign(t, testkit.Str(e2eGet(challenge, "data", "challenge")))
 
 	// Step 4: Verify registration
 	verifyResponse := s.srv.Public(t, http.MethodPost, e2eRegisterVerify, s.testUser.JWT, map[string]any{
@@ -312,10 +302,10 @@ func (s *seedState) test11(t *testing.T) {
 	e2eExists(t, "verification.data.deviceId", e2eGet(verification, "data", "deviceId")) // seed: assert.exists(verification.data.deviceId)
 
 	// Store device ID for subsequent tests
-	s.deviceID = e2eStr(e2eGet(verification, "data", "deviceId"))
+	s.deviceID = testkit.Str(e2eGet(verification, "data", "deviceId"))
 
 	// contract: the device is the one the challenge announced, and is returned active.
-	if want := e2eStr(e2eGet(challenge, "data", "deviceId")); s.deviceID != want {
+	if want := testkit.Str(e2eGet(challenge, "data", "deviceId")); s.deviceID != want {
 		t.Errorf("verify deviceId %q, challenge announced %q", s.deviceID, want)
 	}
 	if d := e2eGet(verification, "data", "device"); e2eGet(d, "isActive") != true ||
@@ -355,7 +345,7 @@ func (s *seedState) test21(t *testing.T) {
 	s.authChallenge, _ = authChallenge["data"].(map[string]any)
 
 	// Step 2: Sign challenge and complete login
-	s.authSignature = s.keyPair.Sign(t, e2eStr(s.authChallenge["challenge"]))
+	s.authSignature = s.keyPair.Sign(t, testkit.Str(s.authChallenge["challenge"]))
 	loginResponse := s.srv.Public(t, http.MethodPost, e2eMobileBiometric, "", map[string]any{
 		"sessionId":       s.authChallenge["sessionId"],
 		"signedChallenge": s.authSignature,
@@ -370,8 +360,8 @@ func (s *seedState) test21(t *testing.T) {
 	e2eExists(t, "loginResult.data.tokens.refreshToken", e2eGet(loginResult, "data", "tokens", "refreshToken")) // seed: assert.exists(loginResult.data.tokens.refreshToken)
 
 	// Store tokens for subsequent tests
-	s.accessToken = e2eStr(e2eGet(loginResult, "data", "tokens", "accessToken"))
-	s.refreshToken = e2eStr(e2eGet(loginResult, "data", "tokens", "refreshToken"))
+	s.accessToken = testkit.Str(e2eGet(loginResult, "data", "tokens", "accessToken"))
+	s.refreshToken = testkit.Str(e2eGet(loginResult, "data", "tokens", "refreshToken"))
 }
 
 // Test 2.2: Token Refresh.
@@ -383,7 +373,7 @@ func (s *seedState) test22(t *testing.T) {
 	testkit.CheckStatus(t, "mobile refresh", refreshResponse, 200)                                 // seed: assert.equal(refreshResponse.status, 200)
 	e2eExists(t, "refreshResult.data.accessToken", e2eGet(refreshResult, "data", "accessToken"))   // seed: assert.exists(refreshResult.data.accessToken)
 	e2eExists(t, "refreshResult.data.refreshToken", e2eGet(refreshResult, "data", "refreshToken")) // seed: assert.exists(refreshResult.data.refreshToken)
-	if got := e2eStr(e2eGet(refreshResult, "data", "refreshToken")); got == s.refreshToken {       // seed: assert.notEqual(refreshResult.data.refreshToken, refreshToken)
+	if got := testkit.Str(e2eGet(refreshResult, "data", "refreshToken")); got == s.refreshToken {  // seed: assert.notEqual(refreshResult.data.refreshToken, refreshToken)
 		t.Errorf("refresh returned the same refresh token")
 	}
 	// The seed goes on using Test 2.1's accessToken after this refresh: rotation retires
@@ -391,7 +381,7 @@ func (s *seedState) test22(t *testing.T) {
 	if r := s.srv.Public(t, http.MethodGet, e2eDevices, s.accessToken, nil); r.Status != http.StatusOK {
 		t.Fatalf("Test 2.1's accessToken is %d after the refresh of Test 2.2; the seed keeps using it", r.Status)
 	}
-	s.refreshToken = e2eStr(e2eGet(refreshResult, "data", "refreshToken"))
+	s.refreshToken = testkit.Str(e2eGet(refreshResult, "data", "refreshToken"))
 }
 
 // Test 4.2: Update FCM Token (run before Suite 3 so that Suite 3 can check the push).
@@ -413,7 +403,7 @@ func (s *seedState) test42(t *testing.T) {
 // device's FCM token, with the fields of API.md §3.
 func (s *seedState) seedCheckPush(t *testing.T, initiated map[string]any) {
 	t.Helper()
-	id := e2eStr(e2eGet(initiated, "data", "confirmationId"))
+	id := testkit.Str(e2eGet(initiated, "data", "confirmationId"))
 	ms, _ := s.fcm.WaitFor(5*time.Second, func(ms []fcmtest.Message) bool {
 		for _, m := range ms {
 			if m.Data["confirmationId"] == id {
@@ -439,8 +429,8 @@ func (s *seedState) seedCheckPush(t *testing.T, initiated map[string]any) {
 	want := map[string]string{
 		"type":           "action_confirmation",
 		"confirmationId": id,
-		"actionType":     e2eStr(e2eGet(initiated, "data", "actionType")),
-		"challenge":      e2eStr(e2eGet(initiated, "data", "challenge")),
+		"actionType":     testkit.Str(e2eGet(initiated, "data", "actionType")),
+		"challenge":      testkit.Str(e2eGet(initiated, "data", "challenge")),
 	}
 	for k, v := range want {
 		if m.Data[k] != v {
@@ -448,7 +438,7 @@ func (s *seedState) seedCheckPush(t *testing.T, initiated map[string]any) {
 		}
 	}
 	exp, err := time.Parse(time.RFC3339, m.Data["expiresAt"])
-	wantExp, err2 := time.Parse(time.RFC3339, e2eStr(e2eGet(initiated, "data", "expiresAt")))
+	wantExp, err2 := time.Parse(time.RFC3339, testkit.Str(e2eGet(initiated, "data", "expiresAt")))
 	if err != nil || err2 != nil || exp.Sub(wantExp).Abs() > time.Second {
 		t.Errorf("push data expiresAt %q, initiate said %v", m.Data["expiresAt"], e2eGet(initiated, "data", "expiresAt"))
 	}
@@ -477,7 +467,7 @@ func (s *seedState) test31(t *testing.T) {
 	if t.Failed() {
 		t.FailNow()
 	}
-	confirmationID := e2eStr(e2eGet(confirmation, "data", "confirmationId"))
+	confirmationID := testkit.Str(e2eGet(confirmation, "data", "confirmationId"))
 
 	// contract (API.md §3): the push went out to the device's FCM token.
 	s.seedCheckPush(t, confirmation)
@@ -493,7 +483,7 @@ func (s *seedState) test31(t *testing.T) {
 	}
 
 	// Step 3: Verify confirmation with biometric
-	confirmationSignature := s.keyPair.Sign(t, e2eStr(e2eGet(confirmation, "data", "challenge")))
+	confirmationSignature := s.keyPair.Sign(t, testkit.Str(e2eGet(confirmation, "data", "challenge")))
 	verifyConfirmationResponse := s.srv.Public(t, http.MethodPost, e2eConfirmation+"/"+confirmationID+"/verify", s.accessToken, map[string]any{
 		"deviceId":        s.deviceID,
 		"signedChallenge": confirmationSignature,

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/pvpipe/pvauth/internal/testkeys"
+	"github.com/pvpipe/pvauth/internal/testkit"
 
 	"github.com/pvpipe/pvauth/audit"
 	"github.com/pvpipe/pvauth/internal/testdb"
@@ -56,14 +57,14 @@ func TestStateChangeEventsCommitWithTheChange(t *testing.T) {
 		if r.Status != http.StatusOK {
 			t.Fatalf("mobile challenge: %d %s", r.Status, r.Body)
 		}
-		c := ctData(t, r)
+		c := testkit.DataObject(t, r)
 		r = srv.Public(t, http.MethodPost, "/api/v1/auth/mobile/biometric", "", map[string]any{
-			"sessionId": c["sessionId"], "signedChallenge": testkeys.SignChallenge(t, d.Key, ctStr(c["challenge"])),
+			"sessionId": c["sessionId"], "signedChallenge": testkeys.SignChallenge(t, d.Key, testkit.Str(c["challenge"])),
 		})
 		if r.Status != http.StatusOK {
 			t.Fatalf("mobile biometric: %d %s", r.Status, r.Body)
 		}
-		tokens, _ := ctData(t, r)["tokens"].(map[string]any)
+		tokens, _ := testkit.DataObject(t, r)["tokens"].(map[string]any)
 		login := stored(t, "biometric login", audit.Filter{UserID: uid, Type: audit.TypeBiometricLogin}, func(e audit.Event) bool {
 			return e.Result == audit.ResultSuccess
 		})
@@ -87,8 +88,8 @@ func TestStateChangeEventsCommitWithTheChange(t *testing.T) {
 
 		// Confirmation initiate and verify.
 		init := ctInit(t, srv, u, "system_config", nil)
-		id := ctStr(init["confirmationId"])
-		if r := ctVerify(t, srv, u, id, d, testkeys.SignChallenge(t, d.Key, ctStr(init["challenge"]))); r.Status != http.StatusOK {
+		id := testkit.Str(init["confirmationId"])
+		if r := ctVerify(t, srv, u, id, d, testkeys.SignChallenge(t, d.Key, testkit.Str(init["challenge"]))); r.Status != http.StatusOK {
 			t.Fatalf("verify: %d %s", r.Status, r.Body)
 		}
 		stored(t, "confirmation verify", audit.Filter{UserID: uid, Type: audit.TypeConfirmation}, func(e audit.Event) bool {
@@ -102,7 +103,7 @@ func TestStateChangeEventsCommitWithTheChange(t *testing.T) {
 		if r.Status != http.StatusCreated {
 			t.Fatalf("create client: %d %s", r.Status, r.Body)
 		}
-		clientID := ctStr(ctData(t, r)["client_id"])
+		clientID := testkit.Str(testkit.DataObject(t, r)["client_id"])
 		stored(t, "client create", audit.Filter{Type: "admin.client.create"}, func(e audit.Event) bool { return md(e, "clientId") == clientID })
 
 		// Admin disable (revokes every session in the same transaction).
