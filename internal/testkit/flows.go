@@ -1,7 +1,6 @@
 package testkit
 
 import (
-	"cmp"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -90,7 +89,6 @@ func RegisterDevice(t testing.TB, srv *testserver.Server, access string, k *ecds
 	var ch struct {
 		Challenge string `json:"challenge"`
 		SessionID string `json:"sessionId"`
-		DeviceID  string `json:"deviceId"`
 	}
 	r.Data(t, &ch)
 	r = srv.Public(t, http.MethodPost, "/api/v1/auth/devices/register/verify", access, map[string]any{
@@ -103,7 +101,10 @@ func RegisterDevice(t testing.TB, srv *testserver.Server, access string, k *ecds
 		DeviceID string `json:"deviceId"`
 	}
 	r.Data(t, &v)
-	d := &Device{ID: cmp.Or(v.DeviceID, ch.DeviceID), Key: k}
+	if v.DeviceID == "" {
+		t.Fatalf("device register verify gave no deviceId: %s", r.Body)
+	}
+	d := &Device{ID: v.DeviceID, Key: k}
 	d.Fingerprint, _ = body["deviceFingerprint"].(string)
 	return d
 }

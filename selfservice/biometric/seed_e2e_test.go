@@ -130,25 +130,7 @@ func e2eNewUser(t testing.TB, srv *testserver.Server) *e2eUser {
 // device id.
 func e2eRegister(t testing.TB, srv *testserver.Server, bearer, fingerprint string, key *e2eKey) string {
 	t.Helper()
-	r := srv.Public(t, http.MethodPost, e2eRegisterChallenge, bearer, map[string]any{
-		"deviceName": "Device " + fingerprint, "deviceType": "mobile", "deviceFingerprint": fingerprint,
-		"publicKey": key.PEM(t), "keyAlgorithm": "ES256",
-	})
-	if r.Status != http.StatusOK {
-		t.Fatalf("register challenge %s: %d %s", fingerprint, r.Status, r.Body)
-	}
-	c := testkit.DataObject(t, r)
-	r = srv.Public(t, http.MethodPost, e2eRegisterVerify, bearer, map[string]any{
-		"sessionId": c["sessionId"], "signedChallenge": key.Sign(t, testkit.Str(c["challenge"])),
-	})
-	if r.Status != http.StatusOK {
-		t.Fatalf("register verify %s: %d %s", fingerprint, r.Status, r.Body)
-	}
-	id := testkit.Str(e2eGet(testkit.DataObject(t, r), "deviceId"))
-	if id == "" {
-		t.Fatalf("register verify gave no deviceId: %s", r.Body)
-	}
-	return id
+	return testkit.RegisterDevice(t, srv, bearer, key.priv, map[string]any{"deviceName": "Device " + fingerprint, "deviceFingerprint": fingerprint}).ID
 }
 
 // e2eMobileLogin runs /mobile/challenge + /mobile/biometric and returns data.tokens.
