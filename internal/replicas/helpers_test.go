@@ -17,7 +17,6 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -253,24 +252,7 @@ func (c *cluster) register(t *testing.T, access string) *device {
 // race sends n requests at once (released together), spread over the replicas, and
 // returns their statuses.
 func (c *cluster) race(n int, req func(i int, srv *testserver.Server) *testserver.Response) []*testserver.Response {
-	out := make([]*testserver.Response, n)
-	var ready, done sync.WaitGroup
-	start := make(chan struct{})
-	for i := 0; i < n; i++ {
-		ready.Add(1)
-		done.Add(1)
-		go func() {
-			defer done.Done()
-			srv := c.rep(i)
-			ready.Done()
-			<-start
-			out[i] = req(i, srv)
-		}()
-	}
-	ready.Wait()
-	close(start)
-	done.Wait()
-	return out
+	return testkit.RaceResponses(n, func(i int) *testserver.Response { return req(i, c.rep(i)) })
 }
 
 // tally counts the answers by status.

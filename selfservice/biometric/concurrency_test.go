@@ -100,19 +100,9 @@ func ccOneLogin(t *testing.T, srv *testserver.Server) {
 	body := map[string]any{"sessionId": c["sessionId"], "signedChallenge": key.Sign(t, testkit.Str(c["challenge"])), "rememberMe": false}
 
 	const n = 20
-	results := make([]*testserver.Response, n)
-	var wg sync.WaitGroup
-	start := make(chan struct{})
-	for i := range results {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			<-start
-			results[i] = testkit.PublicRequest(srv, http.MethodPost, e2eMobileBiometric, "", body)
-		}()
-	}
-	close(start)
-	wg.Wait()
+	results := testkit.RaceResponses(n, func(int) *testserver.Response {
+		return testkit.PublicRequest(srv, http.MethodPost, e2eMobileBiometric, "", body)
+	})
 
 	winners := 0
 	for i, r := range results {

@@ -12,7 +12,6 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -509,19 +508,9 @@ func TestMatrixDuplicateFingerprint(t *testing.T) {
 				mxRegisterChallenge(t, srv, users[1], fp, mxPEM(t, &k.RSA2048.PublicKey), devicekey.AlgRS256),
 			}
 			sigs := []string{sign(c[0].Bytes(t)), mxSigner(t, k.RSA2048, devicekey.AlgRS256, "as-is", base64.StdEncoding)(c[1].Bytes(t))}
-			resps := make([]*testserver.Response, 2)
-			var wg sync.WaitGroup
-			start := make(chan struct{})
-			for i := range 2 {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					<-start
-					resps[i] = mxRegisterVerify(t, srv, users[i], c[i].SessionID, sigs[i])
-				}()
-			}
-			close(start)
-			wg.Wait()
+			resps := testkit.RaceResponses(2, func(i int) *testserver.Response {
+				return mxRegisterVerify(t, srv, users[i], c[i].SessionID, sigs[i])
+			})
 			var ok, conflict int
 			for i, r := range resps {
 				switch r.Status {

@@ -20,7 +20,6 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -604,29 +603,19 @@ func (s *seedState) test52(t *testing.T) {
 
 // Test 6.1: Concurrent Device Registration.
 func (s *seedState) test61(t *testing.T) {
-	results := make([]*testserver.Response, 10)
 	uniquePublicKeys := make([]string, 10)
 	for i := range uniquePublicKeys {
 		uniquePublicKeys[i] = e2eNewKey(t).PEM(t) // uniqueKeyPair, exportPublicKeyToPEM
 	}
-	var wg sync.WaitGroup
-	start := make(chan struct{})
-	for index := range results {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			<-start
-			results[index] = testkit.PublicRequest(s.srv, http.MethodPost, e2eRegisterChallenge, s.testUser.JWT, map[string]any{
-				"deviceName":        fmt.Sprintf("Test Device %d", index),
-				"deviceType":        seedTestDevice.DeviceType,
-				"deviceFingerprint": fmt.Sprintf("TEST-DEVICE-%d-%d", index, time.Now().UnixMilli()),
-				"publicKey":         uniquePublicKeys[index],
-				"keyAlgorithm":      seedTestDevice.KeyAlgorithm,
-			})
-		}()
-	}
-	close(start)
-	wg.Wait()
+	results := testkit.RaceResponses(10, func(index int) *testserver.Response {
+		return testkit.PublicRequest(s.srv, http.MethodPost, e2eRegisterChallenge, s.testUser.JWT, map[string]any{
+			"deviceName":        fmt.Sprintf("Test Device %d", index),
+			"deviceType":        seedTestDevice.DeviceType,
+			"deviceFingerprint": fmt.Sprintf("TEST-DEVICE-%d-%d", index, time.Now().UnixMilli()),
+			"publicKey":         uniquePublicKeys[index],
+			"keyAlgorithm":      seedTestDevice.KeyAlgorithm,
+		})
+	})
 	successCount := 0
 	for i, r := range results {
 		if r.Status == 200 {
@@ -645,21 +634,11 @@ func (s *seedState) test61(t *testing.T) {
 
 // Test 6.2: Challenge Request Rate Limiting.
 func (s *seedState) test62(t *testing.T) {
-	rapidResults := make([]*testserver.Response, 20)
-	var wg sync.WaitGroup
-	start := make(chan struct{})
-	for i := range rapidResults {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			<-start
-			rapidResults[i] = testkit.PublicRequest(s.srv, http.MethodPost, e2eMobileChallenge, "", map[string]any{
-				"deviceFingerprint": seedTestDevice.DeviceFingerprint,
-			})
-		}()
-	}
-	close(start)
-	wg.Wait()
+	rapidResults := testkit.RaceResponses(20, func(int) *testserver.Response {
+		return testkit.PublicRequest(s.srv, http.MethodPost, e2eMobileChallenge, "", map[string]any{
+			"deviceFingerprint": seedTestDevice.DeviceFingerprint,
+		})
+	})
 	rateLimitedCount := 0
 	for i, r := range rapidResults {
 		switch r.Status {

@@ -16,7 +16,6 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -815,29 +814,18 @@ func TestConcurrentConfirmationVerify(t *testing.T) {
 			c := ctInit(t, srv, u, "transfer_money", map[string]any{"round": round})
 			id := testkit.Str(c["confirmationId"])
 			const n = 10
-			results := make([]*testserver.Response, n)
 			bodies := make([]map[string]any, n)
 			for i := range bodies {
 				d := devices[i%len(devices)]
 				bodies[i] = map[string]any{"deviceId": d.ID, "signedChallenge": testkeys.SignChallenge(t, d.Key, testkit.Str(c["challenge"]))}
 			}
-			var wg sync.WaitGroup
-			start := make(chan struct{})
-			for i := range results {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					<-start
-					if i == n-1 && round == 2 {
-						// The last round races a rejection too.
-						results[i] = testkit.Send(srv.Client, http.MethodPost, srv.PublicURL+ctBase+"/"+id+"/reject", u.JWT, map[string]any{"reason": "race"})
-						return
-					}
-					results[i] = testkit.Send(srv.Client, http.MethodPost, srv.PublicURL+ctBase+"/"+id+"/verify", u.JWT, bodies[i])
-				}()
-			}
-			close(start)
-			wg.Wait()
+			results := testkit.RaceResponses(n, func(i int) *testserver.Response {
+				if i == n-1 && round == 2 {
+					// The last round races a rejection too.
+					return testkit.Send(srv.Client, http.MethodPost, srv.PublicURL+ctBase+"/"+id+"/reject", u.JWT, map[string]any{"reason": "race"})
+				}
+				return testkit.Send(srv.Client, http.MethodPost, srv.PublicURL+ctBase+"/"+id+"/verify", u.JWT, bodies[i])
+			})
 			winners, winner := 0, ""
 			for i, r := range results {
 				switch r.Status {

@@ -403,23 +403,13 @@ func TestConfirmationConsume(t *testing.T) {
 		id := testkit.Str(c["confirmationId"])
 		testkit.CheckStatus(t, "verify", ctVerify(t, srv, u, id, d, testkeys.SignChallenge(t, d.Key, testkit.Str(c["challenge"]))), 200)
 		const n = 20
-		results := make([]*testserver.Response, n)
-		var wg sync.WaitGroup
-		start := make(chan struct{})
-		for i := range results {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				<-start
-				s := srv
-				if i%2 == 1 {
-					s = other
-				}
-				results[i] = ctConsume(s, id)
-			}()
-		}
-		close(start)
-		wg.Wait()
+		results := testkit.RaceResponses(n, func(i int) *testserver.Response {
+			s := srv
+			if i%2 == 1 {
+				s = other
+			}
+			return ctConsume(s, id)
+		})
 		var won *testserver.Response
 		for i, r := range results {
 			switch r.Status {
