@@ -58,6 +58,21 @@ func EnrolTOTP(t testing.TB, srv *testserver.Server, id *Identity) *Enrolment {
 	return &e
 }
 
+// User is an identity and the access token of its first real login.
+type User struct {
+	ID    int64
+	Email string
+	JWT   string
+}
+
+// NewUser creates an identity (its email starting with prefix) and logs it in for the
+// first time through the real flows (EnrolTOTP).
+func NewUser(t testing.TB, srv *testserver.Server, prefix string) *User {
+	t.Helper()
+	id := CreateIdentity(t, srv, map[string]any{"email": UniqueEmail(prefix)})
+	return &User{ID: id.ID, Email: id.Email, JWT: EnrolTOTP(t, srv, id).AccessToken}
+}
+
 // Device is a device key registered through the API.
 type Device struct {
 	ID          string

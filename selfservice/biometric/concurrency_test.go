@@ -31,7 +31,7 @@ func TestConcurrency(t *testing.T) {
 // whose login was in flight. Each round signs challenges first, then fires the logins
 // and the delete together.
 func ccLoginRacingDelete(t *testing.T, srv *testserver.Server) {
-	u := e2eNewUser(t, srv)
+	u := testkit.NewUser(t, srv, "bio-")
 	for round := 0; round < 15; round++ {
 		key := e2eNewKey(t)
 		fp := "CONC-RACE-" + e2eUnique()
@@ -87,7 +87,7 @@ func ccLoginRacingDelete(t *testing.T, srv *testserver.Server) {
 // 20 concurrent /mobile/biometric with one valid signed challenge: exactly one gets
 // tokens; every other one is told the session is used (400 "expired").
 func ccOneLogin(t *testing.T, srv *testserver.Server) {
-	u := e2eNewUser(t, srv)
+	u := testkit.NewUser(t, srv, "bio-")
 	key := e2eNewKey(t)
 	fp := "CONC-LOGIN-" + e2eUnique()
 	e2eRegister(t, srv, u.JWT, fp, key)
@@ -130,7 +130,7 @@ func ccOneLogin(t *testing.T, srv *testserver.Server) {
 // /mobile/challenge for its fingerprint is 404, and the fingerprint can be registered
 // again (and used to log in).
 func ccDeleteDevice(t *testing.T, srv *testserver.Server) {
-	u := e2eNewUser(t, srv)
+	u := testkit.NewUser(t, srv, "bio-")
 	key := e2eNewKey(t)
 	fp := "CONC-DELETE-" + e2eUnique()
 	deviceID := e2eRegister(t, srv, u.JWT, fp, key)
@@ -152,7 +152,7 @@ func ccDeleteDevice(t *testing.T, srv *testserver.Server) {
 	}
 
 	// Another user's device id is "not found" and changes nothing.
-	other := e2eNewUser(t, srv)
+	other := testkit.NewUser(t, srv, "bio-")
 	r = srv.Public(t, http.MethodDelete, e2eDevices+"/"+deviceID, other.JWT, nil)
 	if testkit.CheckStatus(t, "delete another user's device", r, 404) {
 		if msg := e2eErrMessage(t, r); msg != "Device not found or inactive" {
@@ -226,7 +226,7 @@ func ccDeleteDevice(t *testing.T, srv *testserver.Server) {
 // /mobile/refresh returns the token set nested (tokens) and flat; rememberMe picks the
 // 30-day (720h) refresh lifetime, kept across refreshes; without it 72h.
 func ccRefreshShapes(t *testing.T, srv *testserver.Server) {
-	u := e2eNewUser(t, srv)
+	u := testkit.NewUser(t, srv, "bio-")
 	key := e2eNewKey(t)
 	fp := "CONC-REFRESH-" + e2eUnique()
 	e2eRegister(t, srv, u.JWT, fp, key)
@@ -289,7 +289,7 @@ func ccRefreshShapes(t *testing.T, srv *testserver.Server) {
 
 // The biometric access token carries amr ["hwk"] and did (API.md §2), also after refresh.
 func ccClaims(t *testing.T, srv *testserver.Server) {
-	u := e2eNewUser(t, srv)
+	u := testkit.NewUser(t, srv, "bio-")
 	key := e2eNewKey(t)
 	fp := "CONC-CLAIMS-" + e2eUnique()
 	deviceID := e2eRegister(t, srv, u.JWT, fp, key)

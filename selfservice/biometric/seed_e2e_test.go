@@ -109,22 +109,6 @@ func e2eUnique() string {
 	return fmt.Sprintf("%d-%d", time.Now().UnixNano(), e2eSeq.Add(1))
 }
 
-// e2eUser is an identity and the full access token of its real password + TOTP login
-// (the seed's testUser and testUser.jwt).
-type e2eUser struct {
-	ID    int64
-	Email string
-	JWT   string
-}
-
-// e2eNewUser creates an identity and logs it in through the real flow (password, then
-// TOTP).
-func e2eNewUser(t testing.TB, srv *testserver.Server) *e2eUser {
-	t.Helper()
-	id := testkit.CreateIdentity(t, srv, map[string]any{"email": "bio-" + e2eUnique() + "@example.com"})
-	return &e2eUser{ID: id.ID, Email: id.Email, JWT: testkit.EnrolTOTP(t, srv, id).AccessToken}
-}
-
 // e2eRegister registers key under fingerprint for the bearer's user; it returns the
 // device id.
 func e2eRegister(t testing.TB, srv *testserver.Server, bearer, fingerprint string, key *e2eKey) string {
@@ -199,7 +183,7 @@ var seedTestDevice = struct {
 type seedState struct {
 	srv      *testserver.Server
 	fcm      *fcmtest.Server
-	testUser *e2eUser
+	testUser *testkit.User
 
 	keyPair      *e2eKey
 	publicKeyPEM string
@@ -226,7 +210,7 @@ func TestSeedBiometricE2E(t *testing.T) {
 		set["ratelimit.rules.device_register_challenge.limit"] = 50
 		srv := testserver.Start(t, dsn, set)
 		e2eCloseIdle(t, srv)
-		s := &seedState{srv: srv, fcm: fcm, testUser: e2eNewUser(t, srv)}
+		s := &seedState{srv: srv, fcm: fcm, testUser: testkit.NewUser(t, srv, "bio-")}
 		e2eSteps(t, []e2eStep{
 			{"Suite1/1.1_CompleteDeviceRegistration", s.test11},
 			{"Suite1/1.2_DuplicateDeviceRegistration", s.test12},

@@ -54,7 +54,7 @@ var errGone = x.Unavailable(errors.New("database went away after the commit"))
 // then be refused as "already consumed".
 func TestConsumeAnsweredOnceCommitted(t *testing.T) {
 	srv := testserver.Start(t, testdb.SQLiteFile(t), nil)
-	u := ctNewUser(t, srv)
+	u := testkit.NewUser(t, srv, "conf-")
 	d := ctNewDevice(t, srv, u, false)
 	c := ctInit(t, srv, u, "payment.approve", map[string]any{"amount": 10})
 	id := testkit.Str(c["confirmationId"])

@@ -54,19 +54,6 @@ var ctSeq atomic.Int64
 
 func ctUnique() string { return fmt.Sprintf("%d-%d", time.Now().UnixNano(), ctSeq.Add(1)) }
 
-type ctUser struct {
-	ID    int64
-	Email string
-	JWT   string
-}
-
-// ctNewUser creates an identity and logs it in through the real password + TOTP flow.
-func ctNewUser(t testing.TB, srv *testserver.Server) *ctUser {
-	t.Helper()
-	id := testkit.CreateIdentity(t, srv, map[string]any{"email": testkit.UniqueEmail("conf-")})
-	return &ctUser{ID: id.ID, Email: id.Email, JWT: testkit.EnrolTOTP(t, srv, id).AccessToken}
-}
-
 type ctDevice struct {
 	ID       string
 	FP       string
@@ -75,7 +62,7 @@ type ctDevice struct {
 }
 
 // ctNewDevice registers a fresh ES256 device for u; with fcm it also sets an FCM token.
-func ctNewDevice(t testing.TB, srv *testserver.Server, u *ctUser, fcm bool) *ctDevice {
+func ctNewDevice(t testing.TB, srv *testserver.Server, u *testkit.User, fcm bool) *ctDevice {
 	t.Helper()
 	fp := "CONF-" + ctUnique()
 	td := testkit.RegisterDevice(t, srv, u.JWT, nil, map[string]any{"deviceName": "Phone " + fp, "deviceFingerprint": fp})
@@ -91,7 +78,7 @@ func ctNewDevice(t testing.TB, srv *testserver.Server, u *ctUser, fcm bool) *ctD
 }
 
 // ctInit initiates a confirmation and expects 200; it returns data.
-func ctInit(t testing.TB, srv *testserver.Server, u *ctUser, actionType string, payload any) map[string]any {
+func ctInit(t testing.TB, srv *testserver.Server, u *testkit.User, actionType string, payload any) map[string]any {
 	t.Helper()
 	body := map[string]any{"actionType": actionType}
 	if payload != nil {
@@ -108,7 +95,7 @@ func ctInit(t testing.TB, srv *testserver.Server, u *ctUser, actionType string, 
 	return d
 }
 
-func ctStatus(t testing.TB, srv *testserver.Server, u *ctUser, id string) string {
+func ctStatus(t testing.TB, srv *testserver.Server, u *testkit.User, id string) string {
 	t.Helper()
 	r := srv.Public(t, http.MethodGet, ctBase+"/"+id+"/status", u.JWT, nil)
 	if r.Status != http.StatusOK {
@@ -117,12 +104,12 @@ func ctStatus(t testing.TB, srv *testserver.Server, u *ctUser, id string) string
 	return testkit.Str(testkit.DataObject(t, r)["status"])
 }
 
-func ctVerify(t testing.TB, srv *testserver.Server, u *ctUser, id string, d *ctDevice, sig string) *testserver.Response {
+func ctVerify(t testing.TB, srv *testserver.Server, u *testkit.User, id string, d *ctDevice, sig string) *testserver.Response {
 	t.Helper()
 	return srv.Public(t, http.MethodPost, ctBase+"/"+id+"/verify", u.JWT, map[string]any{"deviceId": d.ID, "signedChallenge": sig})
 }
 
-func ctReject(t testing.TB, srv *testserver.Server, u *ctUser, id string, body any) *testserver.Response {
+func ctReject(t testing.TB, srv *testserver.Server, u *testkit.User, id string, body any) *testserver.Response {
 	t.Helper()
 	return srv.Public(t, http.MethodPost, ctBase+"/"+id+"/reject", u.JWT, body)
 }
@@ -190,7 +177,7 @@ func TestConfirmation(t *testing.T) {
 }
 
 func ctInitiateStatusVerify(t *testing.T, srv *testserver.Server, _ *fcmtest.Server) {
-	u := ctNewUser(t, srv)
+	u := testkit.NewUser(t, srv, "conf-")
 	d := ctNewDevice(t, srv, u, false)
 	payload := map[string]any{"amount": 50000, "toAccount": "VCB-123456789", "currency": "VND"}
 	before := time.Now()
@@ -261,7 +248,7 @@ func ctInitiateStatusVerify(t *testing.T, srv *testserver.Server, _ *fcmtest.Ser
 }
 
 func ctRejectFlow(t *testing.T, srv *testserver.Server, _ *fcmtest.Server) {
-	u := ctNewUser(t, srv)
+	u := testkit.NewUser(t, srv, "conf-")
 	d := ctNewDevice(t, srv, u, false)
 	c := ctInit(t, srv, u, "delete_user", map[string]any{"userId": 42})
 	id := testkit.Str(c["confirmationId"])
@@ -294,7 +281,7 @@ func ctRejectFlow(t *testing.T, srv *testserver.Server, _ *fcmtest.Server) {
 }
 
 func ctValidation(t *testing.T, srv *testserver.Server, _ *fcmtest.Server) {
-	u := ctNewUser(t, srv)
+	u := testkit.NewUser(t, srv, "conf-")
 	post := func(body any) *testserver.Response {
 		return srv.Public(t, http.MethodPost, ctInitiate, u.JWT, body)
 	}
@@ -360,7 +347,7 @@ func ctValidation(t *testing.T, srv *testserver.Server, _ *fcmtest.Server) {
 
 // Another user's confirmation is 404 on every route, and stays pending.
 func ctOtherUsers(t *testing.T, srv *testserver.Server, _ *fcmtest.Server) {
-	a, b := ctNewUser(t, srv), ctNewUser(t, srv)
+	a, b := testkit.NewUser(t, srv, "conf-"), testkit.NewUser(t, srv, "conf-")
 	bd := ctNewDevice(t, srv, b, false)
 	c := ctInit(t, srv, a, "transfer_money", map[string]any{"amount": 1})
 	id := testkit.Str(c["confirmationId"])
@@ -374,7 +361,7 @@ func ctOtherUsers(t *testing.T, srv *testserver.Server, _ *fcmtest.Server) {
 
 // The device must be the caller's and active.
 func ctDeviceChecks(t *testing.T, srv *testserver.Server, _ *fcmtest.Server) {
-	a, b := ctNewUser(t, srv), ctNewUser(t, srv)
+	a, b := testkit.NewUser(t, srv, "conf-"), testkit.NewUser(t, srv, "conf-")
 	ad := ctNewDevice(t, srv, a, false)
 	bd := ctNewDevice(t, srv, b, false)
 	c := ctInit(t, srv, a, "approve_document", map[string]any{"documentId": "doc-1"})
@@ -404,7 +391,7 @@ func ctDeviceChecks(t *testing.T, srv *testserver.Server, _ *fcmtest.Server) {
 }
 
 func ctBadSignature(t *testing.T, srv *testserver.Server, _ *fcmtest.Server) {
-	u := ctNewUser(t, srv)
+	u := testkit.NewUser(t, srv, "conf-")
 	d := ctNewDevice(t, srv, u, false)
 	c := ctInit(t, srv, u, "transfer_money", nil)
 	id, chal := testkit.Str(c["confirmationId"]), testkit.Str(c["challenge"])
@@ -444,7 +431,7 @@ func ctPushesFor(fcm *fcmtest.Server, id string) []fcmtest.Message {
 
 // One data message per active device with an FCM token, with the fields of API.md §3.
 func ctPushPerDevice(t *testing.T, srv *testserver.Server, fcm *fcmtest.Server) {
-	u, other := ctNewUser(t, srv), ctNewUser(t, srv)
+	u, other := testkit.NewUser(t, srv, "conf-"), testkit.NewUser(t, srv, "conf-")
 	d1 := ctNewDevice(t, srv, u, true)
 	d2 := ctNewDevice(t, srv, u, true)
 	ctNewDevice(t, srv, u, false) // no token: no push
@@ -497,7 +484,7 @@ func ctPushPerDevice(t *testing.T, srv *testserver.Server, fcm *fcmtest.Server) 
 
 // A failing FCM does not fail the initiation; the failure is audited as push.failure.
 func ctPushFailure(t *testing.T, srv *testserver.Server, fcm *fcmtest.Server) {
-	u := ctNewUser(t, srv)
+	u := testkit.NewUser(t, srv, "conf-")
 	bad := ctNewDevice(t, srv, u, true)
 	good := ctNewDevice(t, srv, u, true)
 	fcm.FailToken(bad.FCMToken, fcmtest.Internal)
@@ -548,7 +535,7 @@ func ctPushFailure(t *testing.T, srv *testserver.Server, fcm *fcmtest.Server) {
 
 // UNREGISTERED clears the device's FCM token; later confirmations skip it.
 func ctPushUnregistered(t *testing.T, srv *testserver.Server, fcm *fcmtest.Server) {
-	u := ctNewUser(t, srv)
+	u := testkit.NewUser(t, srv, "conf-")
 	stale := ctNewDevice(t, srv, u, true)
 	live := ctNewDevice(t, srv, u, true)
 	fcm.FailToken(stale.FCMToken, fcmtest.Unregistered)
@@ -610,7 +597,7 @@ func ctPushUnregistered(t *testing.T, srv *testserver.Server, fcm *fcmtest.Serve
 
 // A hanging FCM delays the initiation by at most the send deadline.
 func ctPushHang(t *testing.T, srv *testserver.Server, fcm *fcmtest.Server) {
-	u := ctNewUser(t, srv)
+	u := testkit.NewUser(t, srv, "conf-")
 	hung := ctNewDevice(t, srv, u, true)
 	fine := ctNewDevice(t, srv, u, true)
 	fcm.FailToken(hung.FCMToken, fcmtest.Hang)
@@ -647,7 +634,7 @@ func ctPushHang(t *testing.T, srv *testserver.Server, fcm *fcmtest.Server) {
 }
 
 func ctAdmin(t *testing.T, srv *testserver.Server, _ *fcmtest.Server) {
-	u := ctNewUser(t, srv)
+	u := testkit.NewUser(t, srv, "conf-")
 	d := ctNewDevice(t, srv, u, false)
 	c := ctInit(t, srv, u, "approve_document", map[string]any{"documentId": "doc-12345"})
 	id := testkit.Str(c["confirmationId"])
@@ -675,7 +662,7 @@ func ctAdmin(t *testing.T, srv *testserver.Server, _ *fcmtest.Server) {
 
 // Audit events for initiate, approve and reject carry the challenge only as its SHA-256.
 func ctAuditHashes(t *testing.T, srv *testserver.Server, _ *fcmtest.Server) {
-	u := ctNewUser(t, srv)
+	u := testkit.NewUser(t, srv, "conf-")
 	d := ctNewDevice(t, srv, u, true)
 
 	approved := ctInit(t, srv, u, "transfer_money", map[string]any{"amount": 1})
@@ -761,7 +748,7 @@ func ctAuditHashes(t *testing.T, srv *testserver.Server, _ *fcmtest.Server) {
 func TestConfirmationExpiry(t *testing.T) {
 	testdb.ForEach(t, func(t *testing.T, dsn string) {
 		srv, _ := ctPushServer(t, dsn, map[string]any{"ttl.confirmation": "1s"})
-		u := ctNewUser(t, srv)
+		u := testkit.NewUser(t, srv, "conf-")
 		d := ctNewDevice(t, srv, u, true)
 		a := ctInit(t, srv, u, "transfer_money", map[string]any{"amount": 1})
 		b := ctInit(t, srv, u, "transfer_money", map[string]any{"amount": 2})
@@ -808,7 +795,7 @@ func TestConfirmationExpiry(t *testing.T) {
 func TestConcurrentConfirmationVerify(t *testing.T) {
 	testdb.ForEach(t, func(t *testing.T, dsn string) {
 		srv, _ := ctPushServer(t, dsn, nil)
-		u := ctNewUser(t, srv)
+		u := testkit.NewUser(t, srv, "conf-")
 		devices := []*ctDevice{ctNewDevice(t, srv, u, true), ctNewDevice(t, srv, u, false)}
 		for round := 0; round < 3; round++ {
 			c := ctInit(t, srv, u, "transfer_money", map[string]any{"round": round})
@@ -854,7 +841,7 @@ func TestConcurrentConfirmationVerify(t *testing.T) {
 // oauth2_ciba is reserved for OAuth2 backchannel logins (API.md §4): a client cannot
 // initiate one through the API, so it cannot make a push look like a login request.
 func ctCIBAReserved(t *testing.T, srv *testserver.Server, _ *fcmtest.Server) {
-	u := ctNewUser(t, srv)
+	u := testkit.NewUser(t, srv, "conf-")
 	for _, at := range []string{"oauth2_ciba", " oauth2_ciba "} {
 		r := srv.Public(t, http.MethodPost, ctInitiate, u.JWT, map[string]any{"actionType": at, "actionPayload": map[string]any{"clientId": "x"}})
 		if r.Status != http.StatusBadRequest || !strings.Contains(string(r.Body), "reserved") {

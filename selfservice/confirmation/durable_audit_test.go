@@ -40,8 +40,8 @@ func TestStateChangeEventsCommitWithTheChange(t *testing.T) {
 		}
 		md := func(e audit.Event, k string) string { s, _ := e.Metadata[k].(string); return s }
 
-		// Identity creation, password login step, OTP setup and enrolment (ctNewUser).
-		u := ctNewUser(t, srv)
+		// Identity creation, password login step, OTP setup and enrolment (testkit.NewUser).
+		u := testkit.NewUser(t, srv, "conf-")
 		uid := &u.ID
 		stored(t, "identity create", audit.Filter{UserID: uid, Type: audit.TypeIdentityCreate}, func(audit.Event) bool { return true })
 		stored(t, "otp enrol", audit.Filter{UserID: uid, Type: audit.TypeOTPEnroll}, func(e audit.Event) bool { return md(e, "sessionId") != "" })

@@ -107,7 +107,7 @@ func TestConfirmationEvents(t *testing.T) {
 	testdb.ForEach(t, func(t *testing.T, dsn string) {
 		srv, _ := ctPushServer(t, dsn, nil)
 		other := replicas(t, srv, dsn)
-		u, stranger := ctNewUser(t, srv), ctNewUser(t, srv)
+		u, stranger := testkit.NewUser(t, srv, "conf-"), testkit.NewUser(t, srv, "conf-")
 		d := ctNewDevice(t, srv, u, false)
 
 		// An approval (through the other replica) and a rejection (through this one, and
@@ -179,7 +179,7 @@ func TestConfirmationEvents(t *testing.T) {
 				fresh = testdb.Postgres(t)
 			}
 			srv, _ := ctPushServer(t, fresh, map[string]any{"ttl.confirmation": "2s"})
-			u := ctNewUser(t, srv)
+			u := testkit.NewUser(t, srv, "conf-")
 			c := ctInit(t, srv, u, "transfer_money", nil)
 			exp, _ := time.Parse(time.RFC3339, testkit.Str(c["expiresAt"]))
 			s := ctEvents(t, srv, u.JWT, testkit.Str(c["confirmationId"]))
@@ -292,7 +292,7 @@ func TestConfirmationEventsOutliveServerTimeouts(t *testing.T) {
 	driver.ReadTimeout, driver.WriteTimeout = time.Second, time.Second
 	srv, _ := ctPushServer(t, "memory", nil)
 	srv.Registry.ConfirmationService().SetHeartbeatInterval(300 * time.Millisecond)
-	u := ctNewUser(t, srv)
+	u := testkit.NewUser(t, srv, "conf-")
 	d := ctNewDevice(t, srv, u, false)
 	c := ctInit(t, srv, u, "transfer_money", nil)
 	s := ctEvents(t, srv, u.JWT, testkit.Str(c["confirmationId"]))
@@ -329,7 +329,7 @@ wait:
 func TestConfirmationServiceWait(t *testing.T) {
 	srv, _ := ctPushServer(t, "memory", map[string]any{"ttl.confirmation": "2s"})
 	svc := srv.Registry.ConfirmationService()
-	u := ctNewUser(t, srv)
+	u := testkit.NewUser(t, srv, "conf-")
 	d := ctNewDevice(t, srv, u, false)
 	ctx := context.Background()
 
@@ -379,7 +379,7 @@ func TestConfirmationServiceWait(t *testing.T) {
 // once, so that a graceful shutdown does not wait for them.
 func TestConfirmationEventsEndOnShutdown(t *testing.T) {
 	srv, _ := ctPushServer(t, "memory", nil)
-	u := ctNewUser(t, srv)
+	u := testkit.NewUser(t, srv, "conf-")
 	c := ctInit(t, srv, u, "transfer_money", nil)
 	s := ctEvents(t, srv, u.JWT, testkit.Str(c["confirmationId"]))
 	if ev := s.next(t, time.Second); ev.Data["status"] != "pending" {

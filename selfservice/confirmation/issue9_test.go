@@ -107,7 +107,7 @@ func ctChallengeLines(t testing.TB, challenge string) []string {
 func TestConfirmationChallengeNamesTheAction(t *testing.T) {
 	testdb.ForEach(t, func(t *testing.T, dsn string) {
 		srv, fcm := ctPushServer(t, dsn, nil)
-		u := ctNewUser(t, srv)
+		u := testkit.NewUser(t, srv, "conf-")
 		d := ctNewDevice(t, srv, u, true)
 		for _, v := range jcsVectors {
 			r := srv.Public(t, http.MethodPost, ctInitiate, u.JWT, `{"actionType":"transfer_money","actionPayload":`+v.in+`}`)
@@ -163,7 +163,7 @@ func TestConfirmationChallengeNamesTheAction(t *testing.T) {
 	})
 }
 
-func ctVerifyCode(t testing.TB, srv *testserver.Server, u *ctUser, id string, d *ctDevice, sig string, code any) *testserver.Response {
+func ctVerifyCode(t testing.TB, srv *testserver.Server, u *testkit.User, id string, d *ctDevice, sig string, code any) *testserver.Response {
 	t.Helper()
 	body := map[string]any{"deviceId": d.ID, "signedChallenge": sig}
 	if code != nil {
@@ -188,7 +188,7 @@ func otherCode(code string) string {
 func TestConfirmationNumberMatching(t *testing.T) {
 	testdb.ForEach(t, func(t *testing.T, dsn string) {
 		srv, fcm := ctPushServer(t, dsn, map[string]any{"confirmation.number_matching": true})
-		u := ctNewUser(t, srv)
+		u := testkit.NewUser(t, srv, "conf-")
 		d := ctNewDevice(t, srv, u, true)
 
 		c := ctInit(t, srv, u, "transfer_money", map[string]any{"amount": 5})
@@ -272,7 +272,7 @@ func TestConfirmationNumberMatching(t *testing.T) {
 	})
 	// Off by default: no matchCode, and verify needs none.
 	srv, _ := ctPushServer(t, "memory", nil)
-	u := ctNewUser(t, srv)
+	u := testkit.NewUser(t, srv, "conf-")
 	d := ctNewDevice(t, srv, u, false)
 	c := ctInit(t, srv, u, "transfer_money", nil)
 	if _, ok := c["matchCode"]; ok {
@@ -284,7 +284,7 @@ func TestConfirmationNumberMatching(t *testing.T) {
 func TestConfirmationReceipt(t *testing.T) {
 	testdb.ForEach(t, func(t *testing.T, dsn string) {
 		srv, _ := ctPushServer(t, dsn, map[string]any{"ttl.confirmation_receipt": "2m"})
-		u := ctNewUser(t, srv)
+		u := testkit.NewUser(t, srv, "conf-")
 		d := ctNewDevice(t, srv, u, false)
 		c := ctInit(t, srv, u, "transfer_money", map[string]any{"amount": 50000, "to": "VCB-1"})
 		id := testkit.Str(c["confirmationId"])
@@ -388,7 +388,7 @@ func TestConfirmationConsume(t *testing.T) {
 	testdb.ForEach(t, func(t *testing.T, dsn string) {
 		srv, _ := ctPushServer(t, dsn, nil)
 		other := replicas(t, srv, dsn)
-		u := ctNewUser(t, srv)
+		u := testkit.NewUser(t, srv, "conf-")
 		d := ctNewDevice(t, srv, u, false)
 
 		pending := ctInit(t, srv, u, "transfer_money", nil)
