@@ -130,10 +130,6 @@ func data(t testing.TB, r *testserver.Response) map[string]any {
 	return env.Data
 }
 
-var seq atomic.Int64
-
-func unique() string { return fmt.Sprintf("%d-%d", time.Now().UnixNano(), seq.Add(1)) }
-
 type user struct {
 	ID     int64
 	Email  string
@@ -144,7 +140,7 @@ type user struct {
 // newUser creates an identity on some replica.
 func (c *cluster) newUser(t *testing.T) *user {
 	t.Helper()
-	u := &user{Email: "replicas-" + unique() + "@example.com"}
+	u := &user{Email: "replicas-" + testkit.Unique() + "@example.com"}
 	r := do(c.next(), true, http.MethodPost, "/admin/identities", "", map[string]any{"email": u.Email, "password": password})
 	want(t, "create identity", r, http.StatusCreated)
 	u.ID = int64(data(t, r)["id"].(float64))
@@ -236,7 +232,7 @@ func (c *cluster) register(t *testing.T, access string) *device {
 		t.Fatal(err)
 	}
 	der, _ := x509.MarshalPKIXPublicKey(&key.PublicKey)
-	d := &device{Fingerprint: "replica-phone-" + unique(), key: key}
+	d := &device{Fingerprint: "replica-phone-" + testkit.Unique(), key: key}
 	r := do(c.next(), false, http.MethodPost, api+"/devices/register/challenge", access, map[string]any{
 		"deviceName": "Phone", "deviceType": "mobile", "deviceFingerprint": d.Fingerprint, "keyAlgorithm": "ES256",
 		"publicKey": string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}))})

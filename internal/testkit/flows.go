@@ -4,7 +4,6 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
-	"fmt"
 	"maps"
 	"net/http"
 	"testing"
@@ -93,7 +92,7 @@ func RegisterDevice(t testing.TB, srv *testserver.Server, access string, k *ecds
 		}
 	}
 	body := map[string]any{
-		"deviceName": "Phone", "deviceType": "mobile", "deviceFingerprint": fmt.Sprintf("fp-%d-%d", time.Now().UnixNano(), seq.Add(1)),
+		"deviceName": "Phone", "deviceType": "mobile", "deviceFingerprint": "fp-" + Unique(),
 		"publicKey": testkeys.PEM("PUBLIC KEY", testkeys.MustDER(t, &k.PublicKey)), "keyAlgorithm": "ES256",
 	}
 	maps.Copy(body, fields)

@@ -70,10 +70,11 @@ type Identity struct {
 
 var seq atomic.Int64
 
+// Unique is a suffix no other call of this run gets.
+func Unique() string { return fmt.Sprintf("%d-%d", time.Now().UnixNano(), seq.Add(1)) }
+
 // UniqueEmail is an address no other test of this run uses.
-func UniqueEmail(prefix string) string {
-	return fmt.Sprintf("%s%d-%d@example.com", prefix, time.Now().UnixNano(), seq.Add(1))
-}
+func UniqueEmail(prefix string) string { return prefix + Unique() + "@example.com" }
 
 // CreateIdentity creates an identity through the admin API with Password; extra adds
 // fields to the create body (an "email" in it replaces the generated one).

@@ -34,7 +34,7 @@ func ccLoginRacingDelete(t *testing.T, srv *testserver.Server) {
 	u := testkit.NewUser(t, srv, "bio-")
 	for round := 0; round < 15; round++ {
 		key := e2eNewKey(t)
-		fp := "CONC-RACE-" + e2eUnique()
+		fp := "CONC-RACE-" + testkit.Unique()
 		deviceID := e2eRegister(t, srv, u.JWT, fp, key)
 		type signed struct{ session, sig string }
 		var logins []signed
@@ -89,7 +89,7 @@ func ccLoginRacingDelete(t *testing.T, srv *testserver.Server) {
 func ccOneLogin(t *testing.T, srv *testserver.Server) {
 	u := testkit.NewUser(t, srv, "bio-")
 	key := e2eNewKey(t)
-	fp := "CONC-LOGIN-" + e2eUnique()
+	fp := "CONC-LOGIN-" + testkit.Unique()
 	e2eRegister(t, srv, u.JWT, fp, key)
 
 	r := srv.Public(t, http.MethodPost, e2eMobileChallenge, "", map[string]any{"deviceFingerprint": fp})
@@ -132,7 +132,7 @@ func ccOneLogin(t *testing.T, srv *testserver.Server) {
 func ccDeleteDevice(t *testing.T, srv *testserver.Server) {
 	u := testkit.NewUser(t, srv, "bio-")
 	key := e2eNewKey(t)
-	fp := "CONC-DELETE-" + e2eUnique()
+	fp := "CONC-DELETE-" + testkit.Unique()
 	deviceID := e2eRegister(t, srv, u.JWT, fp, key)
 
 	first := e2eMobileLogin(t, srv, fp, key, false)
@@ -228,7 +228,7 @@ func ccDeleteDevice(t *testing.T, srv *testserver.Server) {
 func ccRefreshShapes(t *testing.T, srv *testserver.Server) {
 	u := testkit.NewUser(t, srv, "bio-")
 	key := e2eNewKey(t)
-	fp := "CONC-REFRESH-" + e2eUnique()
+	fp := "CONC-REFRESH-" + testkit.Unique()
 	e2eRegister(t, srv, u.JWT, fp, key)
 
 	wantLifetime := func(what string, v any, want time.Duration) {
@@ -291,7 +291,7 @@ func ccRefreshShapes(t *testing.T, srv *testserver.Server) {
 func ccClaims(t *testing.T, srv *testserver.Server) {
 	u := testkit.NewUser(t, srv, "bio-")
 	key := e2eNewKey(t)
-	fp := "CONC-CLAIMS-" + e2eUnique()
+	fp := "CONC-CLAIMS-" + testkit.Unique()
 	deviceID := e2eRegister(t, srv, u.JWT, fp, key)
 	tokens := e2eMobileLogin(t, srv, fp, key, false)
 

@@ -20,7 +20,6 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -100,13 +99,6 @@ func (k *e2eKey) PEM(t testing.TB) string {
 func (k *e2eKey) Sign(t testing.TB, challenge string) string {
 	t.Helper()
 	return testkeys.SignChallenge(t, k.priv, challenge)
-}
-
-var e2eSeq atomic.Int64
-
-// e2eUnique is a process-unique suffix (the seed's Date.now()).
-func e2eUnique() string {
-	return fmt.Sprintf("%d-%d", time.Now().UnixNano(), e2eSeq.Add(1))
 }
 
 // e2eRegister registers key under fingerprint for the bearer's user; it returns the

@@ -16,7 +16,6 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -50,10 +49,6 @@ func ctWantErr(t testing.TB, what string, r *testserver.Response, status int, pa
 	}
 }
 
-var ctSeq atomic.Int64
-
-func ctUnique() string { return fmt.Sprintf("%d-%d", time.Now().UnixNano(), ctSeq.Add(1)) }
-
 type ctDevice struct {
 	ID       string
 	FP       string
@@ -64,11 +59,11 @@ type ctDevice struct {
 // ctNewDevice registers a fresh ES256 device for u; with fcm it also sets an FCM token.
 func ctNewDevice(t testing.TB, srv *testserver.Server, u *testkit.User, fcm bool) *ctDevice {
 	t.Helper()
-	fp := "CONF-" + ctUnique()
+	fp := "CONF-" + testkit.Unique()
 	td := testkit.RegisterDevice(t, srv, u.JWT, nil, map[string]any{"deviceName": "Phone " + fp, "deviceFingerprint": fp})
 	d := &ctDevice{ID: td.ID, FP: fp, Key: td.Key}
 	if fcm {
-		d.FCMToken = "fcm-" + ctUnique()
+		d.FCMToken = "fcm-" + testkit.Unique()
 		r := srv.Public(t, http.MethodPut, ctDevices+"/fcm-token", u.JWT, map[string]any{"deviceId": d.ID, "fcmToken": d.FCMToken})
 		if r.Status != http.StatusOK {
 			t.Fatalf("fcm token: %d %s", r.Status, r.Body)
@@ -585,7 +580,7 @@ func ctPushUnregistered(t *testing.T, srv *testserver.Server, fcm *fcmtest.Serve
 		t.Errorf("after UNREGISTERED: pushes %+v, want one to the live device", ms)
 	}
 	// A new token for the device brings it back.
-	stale.FCMToken = "fcm-" + ctUnique()
+	stale.FCMToken = "fcm-" + testkit.Unique()
 	if r := srv.Public(t, http.MethodPut, ctDevices+"/fcm-token", u.JWT, map[string]any{"deviceId": stale.ID, "fcmToken": stale.FCMToken}); !testkit.CheckStatus(t, "new token", r, 200) {
 		return
 	}
