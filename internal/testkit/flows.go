@@ -122,3 +122,12 @@ func RegisterDevice(t testing.TB, srv *testserver.Server, access string, k *ecds
 	d.Fingerprint, _ = body["deviceFingerprint"].(string)
 	return d
 }
+
+// SetFCMToken gives the device deviceID of the session of access the FCM token fcmToken.
+func SetFCMToken(t testing.TB, srv *testserver.Server, access, deviceID, fcmToken string) {
+	t.Helper()
+	r := srv.Public(t, http.MethodPut, "/api/v1/auth/devices/fcm-token", access, map[string]any{"deviceId": deviceID, "fcmToken": fcmToken})
+	if r.Status != http.StatusOK {
+		t.Fatalf("fcm token: %d %s", r.Status, r.Body)
+	}
+}

@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"testing"
 
+	"github.com/pvpipe/pvauth/internal/testkit"
+
 	"github.com/pvpipe/pvauth/devicekey"
 	"github.com/pvpipe/pvauth/internal/testdb"
 	"github.com/pvpipe/pvauth/internal/testserver"
@@ -26,10 +28,7 @@ func aaDevice(t *testing.T, srv *testserver.Server, u *mxUser, fcm bool) (*mxDev
 		return d, ""
 	}
 	tok := "fcm-aa-" + mxFingerprint("tok")
-	r := srv.Public(t, http.MethodPut, mxAPI+"/devices/fcm-token", u.Token, map[string]any{"deviceId": d.ID, "fcmToken": tok})
-	if r.Status != 200 {
-		t.Fatalf("fcm token: %d %s", r.Status, r.Body)
-	}
+	testkit.SetFCMToken(t, srv, u.Token, d.ID, tok)
 	return d, tok
 }
 

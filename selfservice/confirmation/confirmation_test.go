@@ -64,10 +64,7 @@ func ctNewDevice(t testing.TB, srv *testserver.Server, u *testkit.User, fcm bool
 	d := &ctDevice{ID: td.ID, FP: fp, Key: td.Key}
 	if fcm {
 		d.FCMToken = "fcm-" + testkit.Unique()
-		r := srv.Public(t, http.MethodPut, ctDevices+"/fcm-token", u.JWT, map[string]any{"deviceId": d.ID, "fcmToken": d.FCMToken})
-		if r.Status != http.StatusOK {
-			t.Fatalf("fcm token: %d %s", r.Status, r.Body)
-		}
+		testkit.SetFCMToken(t, srv, u.JWT, d.ID, d.FCMToken)
 	}
 	return d
 }
