@@ -328,25 +328,11 @@ func (e *rv) oauthTokens(u *rvUser) rvTokens {
 	return rvTokens{AccessToken: at, RefreshToken: rt}
 }
 
-func (e *rv) introspectActive(token string) bool {
-	e.t.Helper()
-	resp, err := e.srv.Client.PostForm(e.srv.AdminURL+"/admin/oauth2/introspect", url.Values{"token": {token}})
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	var in struct {
-		Active bool `json:"active"`
-	}
-	_ = json.NewDecoder(resp.Body).Decode(&in)
-	return in.Active
-}
-
 // selfServiceDead checks a self-service token set is dead everywhere.
 func (e *rv) selfServiceDead(what string, ts rvTokens) {
 	t := e.t
 	t.Helper()
-	if e.introspectActive(ts.AccessToken) || e.introspectActive(ts.RefreshToken) {
+	if testkit.IsActive(e.t, e.srv, ts.AccessToken) || testkit.IsActive(e.t, e.srv, ts.RefreshToken) {
 		t.Errorf("%s: a token still introspects active", what)
 	}
 	if r := e.srv.Public(t, http.MethodGet, "/api/v1/auth/me", ts.AccessToken, nil); r.Status != http.StatusUnauthorized {
@@ -362,7 +348,7 @@ func (e *rv) selfServiceDead(what string, ts rvTokens) {
 func (e *rv) oauthDead(what string, ts rvTokens) {
 	t := e.t
 	t.Helper()
-	if e.introspectActive(ts.AccessToken) || e.introspectActive(ts.RefreshToken) {
+	if testkit.IsActive(e.t, e.srv, ts.AccessToken) || testkit.IsActive(e.t, e.srv, ts.RefreshToken) {
 		t.Errorf("%s: a token still introspects active", what)
 	}
 	req, _ := http.NewRequest(http.MethodGet, e.issuer+"/userinfo", nil)
@@ -523,7 +509,7 @@ func TestRevocationAuthenticators(t *testing.T) {
 		// One passkey, by its owner: its sessions end, the other passkey's do not.
 		e.data(e.srv.Public(t, http.MethodDelete, "/api/v1/auth/passkeys/"+pk1.id, u.Tokens.AccessToken, nil), http.StatusOK, nil)
 		e.selfServiceDead("deleted passkey's rotated session", p1r)
-		if e.introspectActive(p1.AccessToken) {
+		if testkit.IsActive(e.t, e.srv, p1.AccessToken) {
 			t.Errorf("deleted passkey's first access token is active")
 		}
 		live("other passkey's session", p2)

@@ -131,3 +131,26 @@ func SetFCMToken(t testing.TB, srv *testserver.Server, access, deviceID, fcmToke
 		t.Fatalf("fcm token: %d %s", r.Status, r.Body)
 	}
 }
+
+// MobileLogin logs in with the device key registered under fingerprint:
+// /mobile/challenge, then /mobile/biometric with the challenge signed by key. Anything
+// but a 200 with an access and a refresh token fails the test; it returns data.tokens.
+func MobileLogin(t testing.TB, srv *testserver.Server, fingerprint string, key *ecdsa.PrivateKey, rememberMe bool) map[string]any {
+	t.Helper()
+	r := srv.Public(t, http.MethodPost, "/api/v1/auth/mobile/challenge", "", map[string]any{"deviceFingerprint": fingerprint})
+	if r.Status != http.StatusOK {
+		t.Fatalf("mobile challenge %s: %d %s", fingerprint, r.Status, r.Body)
+	}
+	c := DataObject(t, r)
+	r = srv.Public(t, http.MethodPost, "/api/v1/auth/mobile/biometric", "", map[string]any{
+		"sessionId": c["sessionId"], "signedChallenge": testkeys.SignChallenge(t, key, Str(c["challenge"])), "rememberMe": rememberMe,
+	})
+	if r.Status != http.StatusOK {
+		t.Fatalf("mobile biometric %s: %d %s", fingerprint, r.Status, r.Body)
+	}
+	tokens, _ := DataObject(t, r)["tokens"].(map[string]any)
+	if Str(tokens["accessToken"]) == "" || Str(tokens["refreshToken"]) == "" {
+		t.Fatalf("mobile biometric gave no tokens: %s", r.Body)
+	}
+	return tokens
+}

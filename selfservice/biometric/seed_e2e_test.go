@@ -111,22 +111,7 @@ func e2eRegister(t testing.TB, srv *testserver.Server, bearer, fingerprint strin
 // e2eMobileLogin runs /mobile/challenge + /mobile/biometric and returns data.tokens.
 func e2eMobileLogin(t testing.TB, srv *testserver.Server, fingerprint string, key *e2eKey, rememberMe bool) map[string]any {
 	t.Helper()
-	r := srv.Public(t, http.MethodPost, e2eMobileChallenge, "", map[string]any{"deviceFingerprint": fingerprint})
-	if r.Status != http.StatusOK {
-		t.Fatalf("mobile challenge %s: %d %s", fingerprint, r.Status, r.Body)
-	}
-	c := testkit.DataObject(t, r)
-	r = srv.Public(t, http.MethodPost, e2eMobileBiometric, "", map[string]any{
-		"sessionId": c["sessionId"], "signedChallenge": key.Sign(t, testkit.Str(c["challenge"])), "rememberMe": rememberMe,
-	})
-	if r.Status != http.StatusOK {
-		t.Fatalf("mobile biometric %s: %d %s", fingerprint, r.Status, r.Body)
-	}
-	tokens, _ := e2eGet(testkit.DataObject(t, r), "tokens").(map[string]any)
-	if testkit.Str(tokens["accessToken"]) == "" || testkit.Str(tokens["refreshToken"]) == "" {
-		t.Fatalf("mobile biometric gave no tokens: %s", r.Body)
-	}
-	return tokens
+	return testkit.MobileLogin(t, srv, fingerprint, key.priv, rememberMe)
 }
 
 // e2eCloseIdle closes the client's idle connections before the server stops: the

@@ -53,18 +53,7 @@ func TestStateChangeEventsCommitWithTheChange(t *testing.T) {
 		})
 
 		// Biometric login, then a refresh of its tokens.
-		r := srv.Public(t, http.MethodPost, "/api/v1/auth/mobile/challenge", "", map[string]any{"deviceFingerprint": d.FP})
-		if r.Status != http.StatusOK {
-			t.Fatalf("mobile challenge: %d %s", r.Status, r.Body)
-		}
-		c := testkit.DataObject(t, r)
-		r = srv.Public(t, http.MethodPost, "/api/v1/auth/mobile/biometric", "", map[string]any{
-			"sessionId": c["sessionId"], "signedChallenge": testkeys.SignChallenge(t, d.Key, testkit.Str(c["challenge"])),
-		})
-		if r.Status != http.StatusOK {
-			t.Fatalf("mobile biometric: %d %s", r.Status, r.Body)
-		}
-		tokens, _ := testkit.DataObject(t, r)["tokens"].(map[string]any)
+		tokens := testkit.MobileLogin(t, srv, d.FP, d.Key, false)
 		login := stored(t, "biometric login", audit.Filter{UserID: uid, Type: audit.TypeBiometricLogin}, func(e audit.Event) bool {
 			return e.Result == audit.ResultSuccess
 		})
@@ -72,7 +61,7 @@ func TestStateChangeEventsCommitWithTheChange(t *testing.T) {
 		if family == "" {
 			t.Fatalf("biometric login event names no session family: %+v", login)
 		}
-		r = srv.Public(t, http.MethodPost, "/api/v1/auth/refresh", "", map[string]any{"refreshToken": tokens["refreshToken"]})
+		r := srv.Public(t, http.MethodPost, "/api/v1/auth/refresh", "", map[string]any{"refreshToken": tokens["refreshToken"]})
 		if r.Status != http.StatusOK {
 			t.Fatalf("refresh: %d %s", r.Status, r.Body)
 		}
