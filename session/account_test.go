@@ -94,16 +94,7 @@ func TestLogoutRevokesTheSession(t *testing.T) {
 
 		// Without a body, and then with the refresh token of another own session.
 		resp := srv.Public(t, http.MethodPost, session.RouteLogout, ts.AccessToken, map[string]string{"refreshToken": other.RefreshToken})
-		if resp.Status != http.StatusOK {
-			t.Fatalf("logout: %d %s", resp.Status, resp.Body)
-		}
-		var out struct {
-			Success bool `json:"success"`
-		}
-		resp.Data(t, &out)
-		if !out.Success {
-			t.Fatalf("logout: %s", resp.Body)
-		}
+		testkit.WantSuccess(t, "logout", resp)
 		if testkit.IsActive(t, srv, ts.AccessToken) {
 			t.Fatal("access token active after logout")
 		}

@@ -129,6 +129,21 @@ func DataObject(t testing.TB, r *testserver.Response) map[string]any {
 // Str is v as a string ("" when it is not one).
 func Str(v any) string { s, _ := v.(string); return s }
 
+// WantSuccess fails the test unless r is a 200 whose data is {"success": true}.
+func WantSuccess(t testing.TB, what string, r *testserver.Response) {
+	t.Helper()
+	if r.Status != http.StatusOK {
+		t.Fatalf("%s: %d %s", what, r.Status, r.Body)
+	}
+	var ok struct {
+		Success bool `json:"success"`
+	}
+	r.Data(t, &ok)
+	if !ok.Success {
+		t.Fatalf("%s: %s", what, r.Body)
+	}
+}
+
 // CheckStatus reports whether r has status want; when not, it marks the test failed
 // (and goes on) with the body.
 func CheckStatus(t testing.TB, what string, r *testserver.Response, want int) bool {
