@@ -4,19 +4,15 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
-	"crypto/sha256"
 	"crypto/x509"
-	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
-	"net/http/cookiejar"
 	"net/url"
 	"strings"
 	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/pvpipe/pvauth/internal/testkeys"
 	"github.com/pvpipe/pvauth/internal/testkit"
@@ -62,9 +58,7 @@ func startRV(t *testing.T, dsn string) *rv {
 		"webauthn.rp.id": rvRPID, "webauthn.rp.display_name": "pvauth test", "webauthn.rp.origins": []any{rvOrigin},
 	}, testserver.Options{PublicListener: ln})
 	// A browser: it keeps cookies (the OAuth2 hand-off is bound to it) and shows redirects.
-	jar, _ := cookiejar.New(nil)
-	e := &rv{t: t, srv: srv, issuer: issuer, noFollow: &http.Client{Timeout: 30 * time.Second, Jar: jar,
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}}
+	e := &rv{t: t, srv: srv, issuer: issuer, noFollow: testkit.Browser()}
 	r := srv.Admin(t, http.MethodPost, "/admin/clients", map[string]any{
 		"client_name": "RP", "redirect_uris": []string{rvCallback}, "grant_types": []string{"authorization_code", "refresh_token"},
 		"response_types": []string{"code"}, "scope": "openid offline_access email", "token_endpoint_auth_method": "client_secret_post",
@@ -258,13 +252,10 @@ func (e *rv) get(rawURL string) *http.Response {
 func (e *rv) startAuth() (challenge, verifier string) {
 	t := e.t
 	t.Helper()
-	vb := make([]byte, 32)
-	_, _ = rand.Read(vb)
-	verifier = base64.RawURLEncoding.EncodeToString(vb)
-	sum := sha256.Sum256([]byte(verifier))
+	verifier, pkceChallenge := testkit.PKCE()
 	q := url.Values{"response_type": {"code"}, "client_id": {e.client.ID}, "redirect_uri": {rvCallback},
 		"scope": {"openid offline_access"}, "state": {"state-0123456789"}, "nonce": {"nonce-0123456789"},
-		"code_challenge": {base64.RawURLEncoding.EncodeToString(sum[:])}, "code_challenge_method": {"S256"}}
+		"code_challenge": {pkceChallenge}, "code_challenge_method": {"S256"}}
 	loc, err := url.Parse(e.get(e.issuer + "/oauth2/auth?" + q.Encode()).Header.Get("Location"))
 	if err != nil || loc.Query().Get("login_challenge") == "" {
 		t.Fatalf("no login challenge: %v %v", loc, err)

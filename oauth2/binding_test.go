@@ -43,7 +43,7 @@ func TestHandoffBoundToBrowser(t *testing.T) {
 
 		// Another browser (another cookie jar) replays the verifier URL: no code, an
 		// error for the original request.
-		attacker := browser()
+		attacker := testkit.Browser()
 		req, _ := http.NewRequest(http.MethodGet, back, nil)
 		loc := redirect(t, o.send(t, attacker, req), callbackURL)
 		if e := errorFrom(t, loc, a.State); e != "invalid_request" {
@@ -52,7 +52,7 @@ func TestHandoffBoundToBrowser(t *testing.T) {
 		// A forged cookie does not help either.
 		forged, _ := http.NewRequest(http.MethodGet, back, nil)
 		forged.AddCookie(&http.Cookie{Name: pvoauth2.BindingCookie, Value: strings.Repeat("A", 43)})
-		if e := errorFrom(t, redirect(t, o.send(t, browser(), forged), callbackURL), a.State); e != "invalid_request" {
+		if e := errorFrom(t, redirect(t, o.send(t, testkit.Browser(), forged), callbackURL), a.State); e != "invalid_request" {
 			t.Fatalf("verifier with a forged cookie: error %q", e)
 		}
 

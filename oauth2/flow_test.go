@@ -9,7 +9,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/http/cookiejar"
 	"net/url"
 	"slices"
 	"strconv"
@@ -59,18 +58,7 @@ func startOP(t *testing.T, dsn string, set map[string]any) *op {
 		o[k] = v
 	}
 	srv := testserver.StartWith(t, dsn, o, testserver.Options{PublicListener: ln})
-	return &op{srv: srv, issuer: issuer, noFollow: browser()}
-}
-
-// browser is an HTTP client that keeps cookies (the hand-off is bound to its browser)
-// and does not follow redirects.
-func browser() *http.Client {
-	jar, _ := cookiejar.New(nil)
-	return &http.Client{
-		Timeout:       30 * time.Second,
-		Jar:           jar,
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-	}
+	return &op{srv: srv, issuer: issuer, noFollow: testkit.Browser()}
 }
 
 // ctx is a context whose OAuth2/OIDC HTTP client is the test server's.

@@ -2,12 +2,8 @@ package replicas_test
 
 import (
 	"context"
-	"crypto/rand"
-	"crypto/sha256"
-	"encoding/base64"
 	"encoding/json"
 	"net/http"
-	"net/http/cookiejar"
 	"net/url"
 	"strings"
 	"testing"
@@ -390,17 +386,12 @@ func TestReplicasShareRateLimits(t *testing.T) {
 // every replica of the one host), and returns the code and the PKCE verifier.
 func authorizationCode(t *testing.T, c *cluster, clientID, access string) (string, string) {
 	t.Helper()
-	jar, _ := cookiejar.New(nil)
-	browser := &http.Client{Jar: jar, Timeout: 10 * time.Second,
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-	b := make([]byte, 32)
-	_, _ = rand.Read(b)
-	verifier := base64.RawURLEncoding.EncodeToString(b)
-	sum := sha256.Sum256([]byte(verifier))
-	state := base64.RawURLEncoding.EncodeToString(b[:12])
+	browser := testkit.Browser()
+	verifier, pkceChallenge := testkit.PKCE()
+	state := verifier[:16]
 	q := url.Values{"client_id": {clientID}, "response_type": {"code"}, "redirect_uri": {callbackURL},
 		"scope": {"openid offline_access"}, "state": {state}, "nonce": {state + "n"},
-		"code_challenge": {base64.RawURLEncoding.EncodeToString(sum[:])}, "code_challenge_method": {"S256"}}
+		"code_challenge": {pkceChallenge}, "code_challenge_method": {"S256"}}
 	get := func(rawURL string) *http.Response {
 		t.Helper()
 		resp, err := browser.Get(rawURL)

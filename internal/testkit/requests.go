@@ -2,10 +2,15 @@ package testkit
 
 import (
 	"bytes"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
 	"encoding/json"
 	"io"
 	"net/http"
+	"net/http/cookiejar"
 	"testing"
+	"time"
 
 	"github.com/pvpipe/pvauth/internal/testserver"
 )
@@ -153,4 +158,24 @@ func CheckStatus(t testing.TB, what string, r *testserver.Response, want int) bo
 		return false
 	}
 	return true
+}
+
+// Browser is an HTTP client as the OAuth2 hand-off needs a browser: it keeps cookies (the
+// hand-off is bound to them) and does not follow redirects, so that a test sees them.
+func Browser() *http.Client {
+	jar, _ := cookiejar.New(nil)
+	return &http.Client{
+		Timeout:       30 * time.Second,
+		Jar:           jar,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+}
+
+// PKCE is a fresh PKCE code verifier and its S256 code challenge.
+func PKCE() (verifier, challenge string) {
+	b := make([]byte, 32)
+	_, _ = rand.Read(b)
+	verifier = base64.RawURLEncoding.EncodeToString(b)
+	sum := sha256.Sum256([]byte(verifier))
+	return verifier, base64.RawURLEncoding.EncodeToString(sum[:])
 }
