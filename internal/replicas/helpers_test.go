@@ -5,11 +5,8 @@ import (
 	"bytes"
 	"context"
 	"crypto/ecdsa"
-	"crypto/elliptic"
 	"crypto/rand"
-	"crypto/x509"
 	"encoding/json"
-	"encoding/pem"
 	"fmt"
 	"io"
 	"math/big"
@@ -227,15 +224,11 @@ func (d *device) sign(t testing.TB, challenge string) string {
 // replica, verify on another).
 func (c *cluster) register(t *testing.T, access string) *device {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	der, _ := x509.MarshalPKIXPublicKey(&key.PublicKey)
+	key := testkeys.NewES256(t)
 	d := &device{Fingerprint: "replica-phone-" + testkit.Unique(), key: key}
 	r := do(c.next(), false, http.MethodPost, api+"/devices/register/challenge", access, map[string]any{
 		"deviceName": "Phone", "deviceType": "mobile", "deviceFingerprint": d.Fingerprint, "keyAlgorithm": "ES256",
-		"publicKey": string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}))})
+		"publicKey": testkeys.PublicPEM(t, &key.PublicKey)})
 	want(t, "register challenge", r, http.StatusOK)
 	ch := data(t, r)
 	r = do(c.next(), false, http.MethodPost, api+"/devices/register/verify", access, map[string]any{

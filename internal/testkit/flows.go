@@ -2,8 +2,6 @@ package testkit
 
 import (
 	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"maps"
 	"net/http"
 	"testing"
@@ -86,14 +84,11 @@ type Device struct {
 func RegisterDevice(t testing.TB, srv *testserver.Server, access string, k *ecdsa.PrivateKey, fields map[string]any) *Device {
 	t.Helper()
 	if k == nil {
-		var err error
-		if k, err = ecdsa.GenerateKey(elliptic.P256(), rand.Reader); err != nil {
-			t.Fatal(err)
-		}
+		k = testkeys.NewES256(t)
 	}
 	body := map[string]any{
 		"deviceName": "Phone", "deviceType": "mobile", "deviceFingerprint": "fp-" + Unique(),
-		"publicKey": testkeys.PEM("PUBLIC KEY", testkeys.MustDER(t, &k.PublicKey)), "keyAlgorithm": "ES256",
+		"publicKey": testkeys.PublicPEM(t, &k.PublicKey), "keyAlgorithm": "ES256",
 	}
 	maps.Copy(body, fields)
 	r := srv.Public(t, http.MethodPost, "/api/v1/auth/devices/register/challenge", access, body)

@@ -1,12 +1,11 @@
 package biometric_test
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"net/http"
 	"strconv"
 	"testing"
+
+	"github.com/pvpipe/pvauth/internal/testkeys"
 
 	"github.com/pvpipe/pvauth/internal/testkit"
 
@@ -19,11 +18,8 @@ import (
 // aaDevice registers an ES256 device for u and, with fcm, gives it an FCM token.
 func aaDevice(t *testing.T, srv *testserver.Server, u *mxUser, fcm bool) (*mxDevice, string) {
 	t.Helper()
-	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	d := mxRegister(t, srv, u, mxFingerprint("aa"), mxPEM(t, &k.PublicKey), devicekey.AlgES256, mxES256(t, k))
+	k := testkeys.NewES256(t)
+	d := mxRegister(t, srv, u, mxFingerprint("aa"), testkeys.PublicPEM(t, &k.PublicKey), devicekey.AlgES256, mxES256(t, k))
 	if !fcm {
 		return d, ""
 	}

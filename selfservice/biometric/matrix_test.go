@@ -234,10 +234,6 @@ func mxES256(t testing.TB, priv *ecdsa.PrivateKey) mxSignFunc {
 	return mxSigner(t, priv, devicekey.AlgES256, "der", base64.StdEncoding)
 }
 
-func mxPEM(t testing.TB, pub crypto.PublicKey) string {
-	return testkeys.PEM("PUBLIC KEY", testkeys.MustDER(t, pub))
-}
-
 // ---------------------------------------------------------------------------------------
 
 // Every key format × algorithm × signature encoding × base64 form registers and logs in.
@@ -247,7 +243,7 @@ func TestMatrixEveryCombinationRegistersAndLogsIn(t *testing.T) {
 		u := mxNewUser(t, srv)
 		n := 0
 		for _, sg := range testkeys.Signers(k) {
-			canonical := mxPEM(t, sg.Priv.Public())
+			canonical := testkeys.PublicPEM(t, sg.Priv.Public())
 			for _, f := range testkeys.KeyFormats(t, sg.Priv.Public()) {
 				for _, se := range testkeys.SigEncodings(sg.Alg) {
 					for _, b := range testkeys.B64 {
@@ -282,7 +278,7 @@ func TestMatrixKeyAlgorithmMismatch(t *testing.T) {
 	pt, _ := k.EC.PublicKey.Bytes()
 	offCurve := append([]byte(nil), pt...)
 	offCurve[64] ^= 1
-	ecPEM, rsaPEM := mxPEM(t, &k.EC.PublicKey), mxPEM(t, &k.RSA2048.PublicKey)
+	ecPEM, rsaPEM := testkeys.PublicPEM(t, &k.EC.PublicKey), testkeys.PublicPEM(t, &k.RSA2048.PublicKey)
 	cases := []struct{ name, key, alg string }{
 		{"P-256 for RS256", ecPEM, devicekey.AlgRS256},
 		{"P-256 for PS256", ecPEM, devicekey.AlgPS256},
@@ -292,7 +288,7 @@ func TestMatrixKeyAlgorithmMismatch(t *testing.T) {
 		{"P-384 for ES256", testkeys.PEM("PUBLIC KEY", p384), devicekey.AlgES256},
 		{"RSA-1024 for RS256", testkeys.PEM("PUBLIC KEY", rsa1024), devicekey.AlgRS256},
 		{"RSA-1024 for PS256", base64.StdEncoding.EncodeToString(rsa1024), devicekey.AlgPS256},
-		{"ed25519 for ES256", mxPEM(t, k.Ed), devicekey.AlgES256},
+		{"ed25519 for ES256", testkeys.PublicPEM(t, k.Ed), devicekey.AlgES256},
 		{"point not on the curve", base64.StdEncoding.EncodeToString(offCurve), devicekey.AlgES256},
 		{"garbage", "definitely not a key", devicekey.AlgES256},
 		{"private key", testkeys.PEM("PRIVATE KEY", mxPKCS8(t, k.EC)), devicekey.AlgES256},
@@ -365,7 +361,7 @@ func TestMatrixBadSignatures(t *testing.T) {
 		for _, a := range algs {
 			t.Run(a.name, func(t *testing.T) {
 				fp := mxFingerprint("badsig")
-				pub := mxPEM(t, a.priv.Public())
+				pub := testkeys.PublicPEM(t, a.priv.Public())
 				sign := mxSigner(t, a.priv, a.alg, a.sigEnc, base64.StdEncoding)
 
 				// Registration: two sessions for two fingerprints of the same key.
@@ -402,7 +398,7 @@ func TestMatrixUnknownSessions(t *testing.T) {
 	testkit.ForEachDB(t, nil, func(t *testing.T, srv *testserver.Server) {
 		alice, bob := mxNewUser(t, srv), mxNewUser(t, srv)
 		sign := mxES256(t, k.EC)
-		pub := mxPEM(t, &k.EC.PublicKey)
+		pub := testkeys.PublicPEM(t, &k.EC.PublicKey)
 		someSig := sign([]byte("whatever"))
 
 		for _, sid := range []string{uuid.NewString(), "not-a-uuid", "12345", strings.Repeat("a", 64), "00000000-0000-0000-0000-000000000000", "'; DROP TABLE devices; --"} {
@@ -450,7 +446,7 @@ func TestMatrixExpiredChallenges(t *testing.T) {
 		u := mxNewUser(t, srv)
 		sign := mxES256(t, k.EC)
 		badSign := mxES256(t, k.EC2)
-		pub := mxPEM(t, &k.EC.PublicKey)
+		pub := testkeys.PublicPEM(t, &k.EC.PublicKey)
 
 		// Registration.
 		fp := mxFingerprint("expired")
@@ -487,12 +483,12 @@ func TestMatrixDuplicateFingerprint(t *testing.T) {
 	testkit.ForEachDB(t, nil, func(t *testing.T, srv *testserver.Server) {
 		alice, bob := mxNewUser(t, srv), mxNewUser(t, srv)
 		sign := mxES256(t, k.EC)
-		pub := mxPEM(t, &k.EC.PublicKey)
+		pub := testkeys.PublicPEM(t, &k.EC.PublicKey)
 
 		fp := mxFingerprint("dup")
 		mxRegister(t, srv, alice, fp, pub, devicekey.AlgES256, sign)
 		for _, u := range []*mxUser{alice, bob} {
-			resp := srv.Public(t, http.MethodPost, mxAPI+"/devices/register/challenge", u.Token, mxRegisterBody(fp, mxPEM(t, &k.EC2.PublicKey), devicekey.AlgES256))
+			resp := srv.Public(t, http.MethodPost, mxAPI+"/devices/register/challenge", u.Token, mxRegisterBody(fp, testkeys.PublicPEM(t, &k.EC2.PublicKey), devicekey.AlgES256))
 			mxFails(t, "second registration of a fingerprint", resp, http.StatusConflict, mxMsgAlreadyWords)
 		}
 
@@ -505,7 +501,7 @@ func TestMatrixDuplicateFingerprint(t *testing.T) {
 			}
 			c := []*mxChallenge{
 				mxRegisterChallenge(t, srv, users[0], fp, pub, devicekey.AlgES256),
-				mxRegisterChallenge(t, srv, users[1], fp, mxPEM(t, &k.RSA2048.PublicKey), devicekey.AlgRS256),
+				mxRegisterChallenge(t, srv, users[1], fp, testkeys.PublicPEM(t, &k.RSA2048.PublicKey), devicekey.AlgRS256),
 			}
 			sigs := []string{sign(c[0].Bytes(t)), mxSigner(t, k.RSA2048, devicekey.AlgRS256, "as-is", base64.StdEncoding)(c[1].Bytes(t))}
 			resps := testkit.RaceResponses(2, func(i int) *testserver.Response {
@@ -624,8 +620,8 @@ func TestMatrixOtherUsersDevices(t *testing.T) {
 		alice, bob := mxNewUser(t, srv), mxNewUser(t, srv)
 		aSign, bSign := mxES256(t, k.EC), mxSigner(t, k.RSA2048, devicekey.AlgRS256, "as-is", base64.StdEncoding)
 		aFP, bFP := mxFingerprint("alice"), mxFingerprint("bob")
-		aDev := mxRegister(t, srv, alice, aFP, mxPEM(t, &k.EC.PublicKey), devicekey.AlgES256, aSign)
-		bDev := mxRegister(t, srv, bob, bFP, mxPEM(t, &k.RSA2048.PublicKey), devicekey.AlgRS256, bSign)
+		aDev := mxRegister(t, srv, alice, aFP, testkeys.PublicPEM(t, &k.EC.PublicKey), devicekey.AlgES256, aSign)
+		bDev := mxRegister(t, srv, bob, bFP, testkeys.PublicPEM(t, &k.RSA2048.PublicKey), devicekey.AlgRS256, bSign)
 
 		for _, c := range []struct {
 			u    *mxUser
@@ -678,7 +674,7 @@ func TestMatrixOtherUsersDevices(t *testing.T) {
 		mxFails(t, "delete twice", del(alice, aDev.ID), http.StatusNotFound, mxMsgNotFound)
 		mxFails(t, "challenge of a deleted device", srv.Public(t, http.MethodPost, mxAPI+"/mobile/challenge", "", map[string]any{"deviceFingerprint": aFP}),
 			http.StatusNotFound, mxMsgNotFound)
-		mxRegister(t, srv, bob, aFP, mxPEM(t, &k.EC.PublicKey), devicekey.AlgES256, aSign)
+		mxRegister(t, srv, bob, aFP, testkeys.PublicPEM(t, &k.EC.PublicKey), devicekey.AlgES256, aSign)
 	})
 }
 
@@ -690,9 +686,9 @@ func TestMatrixAdminDevices(t *testing.T) {
 		alice, bob := mxNewUser(t, srv), mxNewUser(t, srv)
 		sign1, sign2 := mxES256(t, k.EC), mxSigner(t, k.RSA3072, devicekey.AlgPS256, "as-is", base64.RawURLEncoding)
 		fp1, fp2 := mxFingerprint("admin1"), mxFingerprint("admin2")
-		d1 := mxRegister(t, srv, alice, fp1, mxPEM(t, &k.EC.PublicKey), devicekey.AlgES256, sign1)
-		d2 := mxRegister(t, srv, alice, fp2, mxPEM(t, &k.RSA3072.PublicKey), devicekey.AlgPS256, sign2)
-		mxRegister(t, srv, bob, mxFingerprint("admin-bob"), mxPEM(t, &k.EC2.PublicKey), devicekey.AlgES256, mxES256(t, k.EC2))
+		d1 := mxRegister(t, srv, alice, fp1, testkeys.PublicPEM(t, &k.EC.PublicKey), devicekey.AlgES256, sign1)
+		d2 := mxRegister(t, srv, alice, fp2, testkeys.PublicPEM(t, &k.RSA3072.PublicKey), devicekey.AlgPS256, sign2)
+		mxRegister(t, srv, bob, mxFingerprint("admin-bob"), testkeys.PublicPEM(t, &k.EC2.PublicKey), devicekey.AlgES256, mxES256(t, k.EC2))
 		phone := mxLogin(t, srv, fp1, sign1)
 		remember := func() *mxTokens { // a rememberMe session of the same device
 			c := mxMobileChallenge(t, srv, fp1)
@@ -767,7 +763,7 @@ func TestMatrixAdminDevices(t *testing.T) {
 		mxFails(t, "admin delete bad id", adminDel(-1, d2.ID), http.StatusBadRequest)
 
 		// The fingerprint can be registered again.
-		mxRegister(t, srv, alice, fp1, mxPEM(t, &k.EC.PublicKey), devicekey.AlgES256, sign1)
+		mxRegister(t, srv, alice, fp1, testkeys.PublicPEM(t, &k.EC.PublicKey), devicekey.AlgES256, sign1)
 		mxLogin(t, srv, fp1, sign1)
 	})
 }
@@ -778,7 +774,7 @@ func TestMatrixOddStrings(t *testing.T) {
 	k := testkeys.KeySet(t)
 	testkit.ForEachDB(t, nil, func(t *testing.T, srv *testserver.Server) {
 		u := mxNewUser(t, srv)
-		pub := mxPEM(t, &k.EC.PublicKey)
+		pub := testkeys.PublicPEM(t, &k.EC.PublicKey)
 		body := func(name, fp string) map[string]any {
 			b := mxRegisterBody(fp, pub, devicekey.AlgES256)
 			b["deviceName"] = name

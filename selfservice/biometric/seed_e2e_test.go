@@ -14,8 +14,6 @@ package biometric_test
 
 import (
 	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"fmt"
 	"net/http"
 	"strconv"
@@ -81,17 +79,13 @@ type e2eKey struct{ priv *ecdsa.PrivateKey }
 
 func e2eNewKey(t testing.TB) *e2eKey {
 	t.Helper()
-	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &e2eKey{priv: k}
+	return &e2eKey{priv: testkeys.NewES256(t)}
 }
 
 // PEM is exportPublicKeyToPEM: SPKI in a PUBLIC KEY block.
 func (k *e2eKey) PEM(t testing.TB) string {
 	t.Helper()
-	return testkeys.PEM("PUBLIC KEY", testkeys.MustDER(t, &k.priv.PublicKey))
+	return testkeys.PublicPEM(t, &k.priv.PublicKey)
 }
 
 // Sign is signWithPrivateKey(privateKey, base64Decode(challenge)) then base64Encode: ECDSA
