@@ -59,19 +59,15 @@ func startRV(t *testing.T, dsn string) *rv {
 	}, testserver.Options{PublicListener: ln})
 	// A browser: it keeps cookies (the OAuth2 hand-off is bound to it) and shows redirects.
 	e := &rv{t: t, srv: srv, issuer: issuer, noFollow: testkit.Browser()}
-	r := srv.Admin(t, http.MethodPost, "/admin/clients", map[string]any{
-		"client_name": "RP", "redirect_uris": []string{rvCallback}, "grant_types": []string{"authorization_code", "refresh_token"},
-		"response_types": []string{"code"}, "scope": "openid offline_access email", "token_endpoint_auth_method": "client_secret_post",
-		"skip_consent": true,
-	})
-	if r.Status != http.StatusCreated {
-		t.Fatalf("create client: %d %s", r.Status, r.Body)
-	}
 	var c struct {
 		ID     string `json:"client_id"`
 		Secret string `json:"client_secret"`
 	}
-	r.Data(t, &c)
+	testkit.CreateClient(t, srv, map[string]any{
+		"client_name": "RP", "redirect_uris": []string{rvCallback}, "grant_types": []string{"authorization_code", "refresh_token"},
+		"response_types": []string{"code"}, "scope": "openid offline_access email", "token_endpoint_auth_method": "client_secret_post",
+		"skip_consent": true,
+	}, &c)
 	e.client.ID, e.client.Secret = c.ID, c.Secret
 	return e
 }

@@ -96,12 +96,8 @@ type client struct {
 // createClient registers a client; body is RFC 7591 metadata.
 func (o *op) createClient(t *testing.T, body map[string]any) client {
 	t.Helper()
-	r := o.srv.Admin(t, http.MethodPost, "/admin/clients", body)
-	if r.Status != http.StatusCreated {
-		t.Fatalf("create client: %d %s", r.Status, r.Body)
-	}
 	var c client
-	r.Data(t, &c)
+	testkit.CreateClient(t, o.srv, body, &c)
 	return c
 }
 

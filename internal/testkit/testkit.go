@@ -96,6 +96,17 @@ func CreateIdentity(t testing.TB, srv *testserver.Server, extra map[string]any) 
 	return &Identity{ID: out.ID, Email: body["email"].(string), Password: pw}
 }
 
+// CreateClient registers an OAuth2 client through the admin API (body is RFC 7591
+// metadata); anything but a 201 fails the test. The answer's data is decoded into out.
+func CreateClient(t testing.TB, srv *testserver.Server, body map[string]any, out any) {
+	t.Helper()
+	r := srv.Admin(t, http.MethodPost, "/admin/clients", body)
+	if r.Status != http.StatusCreated {
+		t.Fatalf("create client: %d %s", r.Status, r.Body)
+	}
+	r.Data(t, out)
+}
+
 // IssueSession gives id a full session (access and refresh token) through the token
 // mechanism every login ends in, as a finished login with the given methods would
 // (password and TOTP when amr is empty).

@@ -86,13 +86,13 @@ func TestStateChangeEventsCommitWithTheChange(t *testing.T) {
 		})
 
 		// OAuth2 client creation.
-		r = srv.Admin(t, http.MethodPost, "/admin/clients", map[string]any{
-			"client_name": "durable", "redirect_uris": []string{"https://app.example.com/cb"}, "scope": "openid",
-		})
-		if r.Status != http.StatusCreated {
-			t.Fatalf("create client: %d %s", r.Status, r.Body)
+		var cl struct {
+			ID string `json:"client_id"`
 		}
-		clientID := testkit.Str(testkit.DataObject(t, r)["client_id"])
+		testkit.CreateClient(t, srv, map[string]any{
+			"client_name": "durable", "redirect_uris": []string{"https://app.example.com/cb"}, "scope": "openid",
+		}, &cl)
+		clientID := cl.ID
 		stored(t, "client create", audit.Filter{Type: "admin.client.create"}, func(e audit.Event) bool { return md(e, "clientId") == clientID })
 
 		// Admin disable (revokes every session in the same transaction).
