@@ -87,12 +87,7 @@ type rvUser struct {
 
 func (e *rv) data(r *testserver.Response, want int, v any) {
 	e.t.Helper()
-	if r.Status != want {
-		e.t.Fatalf("want %d, got %d %s", want, r.Status, r.Body)
-	}
-	if v != nil {
-		r.Data(e.t, v)
-	}
+	testkit.WantData(e.t, "request", r, want, v)
 }
 
 func (e *rv) newUser() *rvUser {

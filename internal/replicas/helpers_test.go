@@ -111,9 +111,7 @@ func form(srv *testserver.Server, admin bool, path string, v url.Values) *testse
 
 func want(t testing.TB, what string, r *testserver.Response, status int) {
 	t.Helper()
-	if r.Status != status {
-		t.Fatalf("%s: status %d, want %d: %s", what, r.Status, status, r.Body)
-	}
+	testkit.WantData(t, what, r, status, nil)
 }
 
 func data(t testing.TB, r *testserver.Response) map[string]any {

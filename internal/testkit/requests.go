@@ -134,6 +134,18 @@ func DataObject(t testing.TB, r *testserver.Response) map[string]any {
 // Str is v as a string ("" when it is not one).
 func Str(v any) string { s, _ := v.(string); return s }
 
+// WantData fails the test unless r has status; then it decodes the answer's data into v
+// (when v is not nil).
+func WantData(t testing.TB, what string, r *testserver.Response, status int, v any) {
+	t.Helper()
+	if r.Status != status {
+		t.Fatalf("%s: status %d, want %d: %s", what, r.Status, status, r.Body)
+	}
+	if v != nil {
+		r.Data(t, v)
+	}
+}
+
 // WantSuccess fails the test unless r is a 200 whose data is {"success": true}.
 func WantSuccess(t testing.TB, what string, r *testserver.Response) {
 	t.Helper()

@@ -80,12 +80,7 @@ func mxFails(t testing.TB, what string, resp *testserver.Response, status int, w
 
 func mxOK(t testing.TB, what string, resp *testserver.Response, v any) {
 	t.Helper()
-	if resp.Status != http.StatusOK {
-		t.Fatalf("%s: status %d: %s", what, resp.Status, resp.Body)
-	}
-	if v != nil {
-		resp.Data(t, v)
-	}
+	testkit.WantData(t, what, resp, http.StatusOK, v)
 }
 
 type mxChallenge struct {
