@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/cookiejar"
+	"strings"
 	"testing"
 	"time"
 
@@ -27,6 +28,23 @@ func WantErrorOf(t testing.TB, what string, resp *testserver.Response, status in
 	}()
 	e := WantError(t, resp, status, msgPart)
 	passed = true
+	return e
+}
+
+// WantErrorWords is WantErrorOf with a message that contains each of words as written
+// (a word starting with "^" must begin the message).
+func WantErrorWords(t testing.TB, what string, resp *testserver.Response, status int, words ...string) ErrorBody {
+	t.Helper()
+	e := WantErrorOf(t, what, resp, status, "")
+	for _, w := range words {
+		if p, ok := strings.CutPrefix(w, "^"); ok {
+			if !strings.HasPrefix(e.Message, p) {
+				t.Fatalf("%s: message %q does not start with %q", what, e.Message, p)
+			}
+		} else if !strings.Contains(e.Message, w) {
+			t.Fatalf("%s: message %q does not contain %q", what, e.Message, w)
+		}
+	}
 	return e
 }
 

@@ -37,18 +37,6 @@ const (
 // ---------------------------------------------------------------------------------------
 // Helpers.
 
-// ctWantErr checks an error answer (testkit.WantErrorOf) and a message containing every
-// part, case and all.
-func ctWantErr(t testing.TB, what string, r *testserver.Response, status int, parts ...string) {
-	t.Helper()
-	e := testkit.WantErrorOf(t, what, r, status, "")
-	for _, p := range parts {
-		if !strings.Contains(e.Message, p) {
-			t.Errorf("%s: message %q, want it to contain %q", what, e.Message, p)
-		}
-	}
-}
-
 type ctDevice struct {
 	ID       string
 	FP       string
@@ -223,8 +211,8 @@ func ctInitiateStatusVerify(t *testing.T, srv *testserver.Server, _ *fcmtest.Ser
 		t.Errorf("status after verify: %s", s)
 	}
 	// Exactly once: a second approval and a late rejection are conflicts.
-	ctWantErr(t, "verify again", ctVerify(t, srv, u, id, d, testkeys.SignChallenge(t, d.Key, testkit.Str(c["challenge"]))), 409)
-	ctWantErr(t, "reject after approve", ctReject(t, srv, u, id, map[string]any{"reason": "too late"}), 409)
+	testkit.WantErrorWords(t, "verify again", ctVerify(t, srv, u, id, d, testkeys.SignChallenge(t, d.Key, testkit.Str(c["challenge"]))), 409)
+	testkit.WantErrorWords(t, "reject after approve", ctReject(t, srv, u, id, map[string]any{"reason": "too late"}), 409)
 	if s := ctStatus(t, srv, u, id); s != "approved" {
 		t.Errorf("status after the late calls: %s", s)
 	}
@@ -255,8 +243,8 @@ func ctRejectFlow(t *testing.T, srv *testserver.Server, _ *fcmtest.Server) {
 		t.Errorf("status after reject: %s", s)
 	}
 	// Approve after reject: 409, even with a good signature.
-	ctWantErr(t, "approve after reject", ctVerify(t, srv, u, id, d, testkeys.SignChallenge(t, d.Key, testkit.Str(c["challenge"]))), 409)
-	ctWantErr(t, "reject again", ctReject(t, srv, u, id, nil), 409)
+	testkit.WantErrorWords(t, "approve after reject", ctVerify(t, srv, u, id, d, testkeys.SignChallenge(t, d.Key, testkit.Str(c["challenge"]))), 409)
+	testkit.WantErrorWords(t, "reject again", ctReject(t, srv, u, id, nil), 409)
 	if s := ctStatus(t, srv, u, id); s != "rejected" {
 		t.Errorf("status after the late calls: %s", s)
 	}
@@ -269,7 +257,7 @@ func ctRejectFlow(t *testing.T, srv *testserver.Server, _ *fcmtest.Server) {
 	}
 	// A reason over 500 characters is refused by name.
 	c = ctInit(t, srv, u, "purchase_order", nil)
-	ctWantErr(t, "reject with a long reason", ctReject(t, srv, u, testkit.Str(c["confirmationId"]), map[string]any{"reason": strings.Repeat("r", 501)}), 400, "reason")
+	testkit.WantErrorWords(t, "reject with a long reason", ctReject(t, srv, u, testkit.Str(c["confirmationId"]), map[string]any{"reason": strings.Repeat("r", 501)}), 400, "reason")
 }
 
 func ctValidation(t *testing.T, srv *testserver.Server, _ *fcmtest.Server) {
@@ -279,8 +267,8 @@ func ctValidation(t *testing.T, srv *testserver.Server, _ *fcmtest.Server) {
 	}
 	// The 4 KiB limit is on the serialized (compact) payload: {"d":"…"} is n+8 bytes.
 	testkit.CheckStatus(t, "payload of exactly 4096 bytes", post(map[string]any{"actionType": "x", "actionPayload": map[string]any{"d": strings.Repeat("a", 4096-8)}}), 200)
-	ctWantErr(t, "payload of 4097 bytes", post(map[string]any{"actionType": "x", "actionPayload": map[string]any{"d": strings.Repeat("a", 4096-7)}}), 400, "actionPayload")
-	ctWantErr(t, "payload of 10 KiB", post(map[string]any{"actionType": "x", "actionPayload": map[string]any{"d": strings.Repeat("a", 10<<10)}}), 400, "actionPayload")
+	testkit.WantErrorWords(t, "payload of 4097 bytes", post(map[string]any{"actionType": "x", "actionPayload": map[string]any{"d": strings.Repeat("a", 4096-7)}}), 400, "actionPayload")
+	testkit.WantErrorWords(t, "payload of 10 KiB", post(map[string]any{"actionType": "x", "actionPayload": map[string]any{"d": strings.Repeat("a", 10<<10)}}), 400, "actionPayload")
 	// Whitespace does not count: the serialized size does.
 	spaced := `{"actionType":"x","actionPayload":{"d":"` + strings.Repeat("a", 3000) + `"` + strings.Repeat(" ", 3000) + `}}`
 	testkit.CheckStatus(t, "payload padded with whitespace", post(spaced), 200)
@@ -310,28 +298,28 @@ func ctValidation(t *testing.T, srv *testserver.Server, _ *fcmtest.Server) {
 	}
 	// (Raw JSON: json.Marshal on the client side would escape '<' itself.)
 	testkit.CheckStatus(t, "payload of 4096 bytes full of '<'", post(`{"actionType":"x","actionPayload":{"d":"`+strings.Repeat("<", 4096-8)+`"}}`), 200)
-	ctWantErr(t, "payload of 4097 bytes full of '<'", post(`{"actionType":"x","actionPayload":{"d":"`+strings.Repeat("<", 4096-7)+`"}}`), 400, "actionPayload")
+	testkit.WantErrorWords(t, "payload of 4097 bytes full of '<'", post(`{"actionType":"x","actionPayload":{"d":"`+strings.Repeat("<", 4096-7)+`"}}`), 400, "actionPayload")
 
 	for _, p := range []string{`[1,2,3]`, `"a string"`, `42`, `true`, `[{"a":1}]`} {
-		ctWantErr(t, "payload "+p, post(`{"actionType":"x","actionPayload":`+p+`}`), 400, "actionPayload")
+		testkit.WantErrorWords(t, "payload "+p, post(`{"actionType":"x","actionPayload":`+p+`}`), 400, "actionPayload")
 	}
 	testkit.CheckStatus(t, "payload null", post(`{"actionType":"x","actionPayload":null}`), 200)
 
 	testkit.CheckStatus(t, "actionType of 100", post(map[string]any{"actionType": strings.Repeat("t", 100)}), 200)
-	ctWantErr(t, "actionType of 101", post(map[string]any{"actionType": strings.Repeat("t", 101)}), 400, "actionType")
-	ctWantErr(t, "no actionType", post(map[string]any{"actionPayload": map[string]any{"a": 1}}), 400, "actionType")
-	ctWantErr(t, "blank actionType", post(map[string]any{"actionType": "   "}), 400, "actionType")
-	ctWantErr(t, "actionType not a string", post(`{"actionType": 7}`), 400, "actionType")
-	ctWantErr(t, "malformed JSON", post(`{"actionType": "x"`), 400)
-	ctWantErr(t, "no bearer", srv.Public(t, http.MethodPost, ctInitiate, "", map[string]any{"actionType": "x"}), 401)
+	testkit.WantErrorWords(t, "actionType of 101", post(map[string]any{"actionType": strings.Repeat("t", 101)}), 400, "actionType")
+	testkit.WantErrorWords(t, "no actionType", post(map[string]any{"actionPayload": map[string]any{"a": 1}}), 400, "actionType")
+	testkit.WantErrorWords(t, "blank actionType", post(map[string]any{"actionType": "   "}), 400, "actionType")
+	testkit.WantErrorWords(t, "actionType not a string", post(`{"actionType": 7}`), 400, "actionType")
+	testkit.WantErrorWords(t, "malformed JSON", post(`{"actionType": "x"`), 400)
+	testkit.WantErrorWords(t, "no bearer", srv.Public(t, http.MethodPost, ctInitiate, "", map[string]any{"actionType": "x"}), 401)
 
 	// Ids that are not UUIDs are plain "not found".
-	ctWantErr(t, "status of a non-UUID id", srv.Public(t, http.MethodGet, ctBase+"/conf-123/status", u.JWT, nil), 404)
-	ctWantErr(t, "status of an unknown id", srv.Public(t, http.MethodGet, ctBase+"/6f1c1a60-1f3e-4c36-9b1d-1b0d3f0e0a11/status", u.JWT, nil), 404)
+	testkit.WantErrorWords(t, "status of a non-UUID id", srv.Public(t, http.MethodGet, ctBase+"/conf-123/status", u.JWT, nil), 404)
+	testkit.WantErrorWords(t, "status of an unknown id", srv.Public(t, http.MethodGet, ctBase+"/6f1c1a60-1f3e-4c36-9b1d-1b0d3f0e0a11/status", u.JWT, nil), 404)
 	c := ctInit(t, srv, u, "x", nil)
 	id := testkit.Str(c["confirmationId"])
-	ctWantErr(t, "verify without deviceId", srv.Public(t, http.MethodPost, ctBase+"/"+id+"/verify", u.JWT, map[string]any{"signedChallenge": "abc"}), 400, "deviceId")
-	ctWantErr(t, "verify without signedChallenge", srv.Public(t, http.MethodPost, ctBase+"/"+id+"/verify", u.JWT, map[string]any{"deviceId": "6f1c1a60-1f3e-4c36-9b1d-1b0d3f0e0a11"}), 400, "signedChallenge")
+	testkit.WantErrorWords(t, "verify without deviceId", srv.Public(t, http.MethodPost, ctBase+"/"+id+"/verify", u.JWT, map[string]any{"signedChallenge": "abc"}), 400, "deviceId")
+	testkit.WantErrorWords(t, "verify without signedChallenge", srv.Public(t, http.MethodPost, ctBase+"/"+id+"/verify", u.JWT, map[string]any{"deviceId": "6f1c1a60-1f3e-4c36-9b1d-1b0d3f0e0a11"}), 400, "signedChallenge")
 	if s := ctStatus(t, srv, u, id); s != "pending" {
 		t.Errorf("status after invalid verifies: %s", s)
 	}
@@ -343,9 +331,9 @@ func ctOtherUsers(t *testing.T, srv *testserver.Server, _ *fcmtest.Server) {
 	bd := ctNewDevice(t, srv, b, false)
 	c := ctInit(t, srv, a, "transfer_money", map[string]any{"amount": 1})
 	id := testkit.Str(c["confirmationId"])
-	ctWantErr(t, "status by another user", srv.Public(t, http.MethodGet, ctBase+"/"+id+"/status", b.JWT, nil), 404, "Confirmation not found")
-	ctWantErr(t, "verify by another user", ctVerify(t, srv, b, id, bd, testkeys.SignChallenge(t, bd.Key, testkit.Str(c["challenge"]))), 404, "Confirmation not found")
-	ctWantErr(t, "reject by another user", ctReject(t, srv, b, id, map[string]any{"reason": "mine now"}), 404, "Confirmation not found")
+	testkit.WantErrorWords(t, "status by another user", srv.Public(t, http.MethodGet, ctBase+"/"+id+"/status", b.JWT, nil), 404, "Confirmation not found")
+	testkit.WantErrorWords(t, "verify by another user", ctVerify(t, srv, b, id, bd, testkeys.SignChallenge(t, bd.Key, testkit.Str(c["challenge"]))), 404, "Confirmation not found")
+	testkit.WantErrorWords(t, "reject by another user", ctReject(t, srv, b, id, map[string]any{"reason": "mine now"}), 404, "Confirmation not found")
 	if s := ctStatus(t, srv, a, id); s != "pending" {
 		t.Errorf("status after another user's attempts: %s", s)
 	}
@@ -360,10 +348,10 @@ func ctDeviceChecks(t *testing.T, srv *testserver.Server, _ *fcmtest.Server) {
 	id, chal := testkit.Str(c["confirmationId"]), testkit.Str(c["challenge"])
 
 	// A's confirmation, B's device (signed with B's key): the device is not A's.
-	ctWantErr(t, "verify with another user's device", ctVerify(t, srv, a, id, bd, testkeys.SignChallenge(t, bd.Key, chal)), 404, "Device not found or inactive")
+	testkit.WantErrorWords(t, "verify with another user's device", ctVerify(t, srv, a, id, bd, testkeys.SignChallenge(t, bd.Key, chal)), 404, "Device not found or inactive")
 	// An unknown device id, and one that is not a UUID.
-	ctWantErr(t, "verify with an unknown device", ctVerify(t, srv, a, id, &ctDevice{ID: "6f1c1a60-1f3e-4c36-9b1d-1b0d3f0e0a11"}, testkeys.SignChallenge(t, ad.Key, chal)), 404, "Device not found or inactive")
-	ctWantErr(t, "verify with a non-UUID device", ctVerify(t, srv, a, id, &ctDevice{ID: "not-a-uuid"}, testkeys.SignChallenge(t, ad.Key, chal)), 404, "Device not found or inactive")
+	testkit.WantErrorWords(t, "verify with an unknown device", ctVerify(t, srv, a, id, &ctDevice{ID: "6f1c1a60-1f3e-4c36-9b1d-1b0d3f0e0a11"}, testkeys.SignChallenge(t, ad.Key, chal)), 404, "Device not found or inactive")
+	testkit.WantErrorWords(t, "verify with a non-UUID device", ctVerify(t, srv, a, id, &ctDevice{ID: "not-a-uuid"}, testkeys.SignChallenge(t, ad.Key, chal)), 404, "Device not found or inactive")
 	if s := ctStatus(t, srv, a, id); s != "pending" {
 		t.Fatalf("status after refused verifies: %s", s)
 	}
@@ -373,7 +361,7 @@ func ctDeviceChecks(t *testing.T, srv *testserver.Server, _ *fcmtest.Server) {
 	if !testkit.CheckStatus(t, "delete device", r, 200) {
 		t.FailNow()
 	}
-	ctWantErr(t, "verify with a deleted device", ctVerify(t, srv, a, id, ad, testkeys.SignChallenge(t, ad.Key, chal)), 404, "Device not found or inactive")
+	testkit.WantErrorWords(t, "verify with a deleted device", ctVerify(t, srv, a, id, ad, testkeys.SignChallenge(t, ad.Key, chal)), 404, "Device not found or inactive")
 	if s := ctStatus(t, srv, a, id); s != "pending" {
 		t.Errorf("status after refused verifies: %s", s)
 	}
@@ -402,7 +390,7 @@ func ctBadSignature(t *testing.T, srv *testserver.Server, _ *fcmtest.Server) {
 		"another challenge":      testkeys.SignChallenge(t, d.Key, otherChallenge),
 		"signature of challenge": testkeys.SignChallenge(t, d.Key, base64.StdEncoding.EncodeToString([]byte(chal))),
 	} {
-		ctWantErr(t, "verify with a bad signature ("+name+")", ctVerify(t, srv, u, id, d, sig), 401, "Invalid signature: signature verification failed")
+		testkit.WantErrorWords(t, "verify with a bad signature ("+name+")", ctVerify(t, srv, u, id, d, sig), 401, "Invalid signature: signature verification failed")
 	}
 	if s := ctStatus(t, srv, u, id); s != "pending" {
 		t.Errorf("status after bad signatures: %s, want pending", s)
@@ -648,8 +636,8 @@ func ctAdmin(t *testing.T, srv *testserver.Server, _ *fcmtest.Server) {
 			t.Errorf("admin get after approve: %s", r.Body)
 		}
 	}
-	ctWantErr(t, "admin get unknown", srv.Admin(t, http.MethodGet, "/admin/confirmations/6f1c1a60-1f3e-4c36-9b1d-1b0d3f0e0a11", nil), 404)
-	ctWantErr(t, "admin get non-UUID", srv.Admin(t, http.MethodGet, "/admin/confirmations/nope", nil), 404)
+	testkit.WantErrorWords(t, "admin get unknown", srv.Admin(t, http.MethodGet, "/admin/confirmations/6f1c1a60-1f3e-4c36-9b1d-1b0d3f0e0a11", nil), 404)
+	testkit.WantErrorWords(t, "admin get non-UUID", srv.Admin(t, http.MethodGet, "/admin/confirmations/nope", nil), 404)
 }
 
 // Audit events for initiate, approve and reject carry the challenge only as its SHA-256.
@@ -660,7 +648,7 @@ func ctAuditHashes(t *testing.T, srv *testserver.Server, _ *fcmtest.Server) {
 	approved := ctInit(t, srv, u, "transfer_money", map[string]any{"amount": 1})
 	rejected := ctInit(t, srv, u, "delete_user", nil)
 	badSig := testkeys.SignChallenge(t, d.Key, base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{1}, 32)))
-	ctWantErr(t, "bad signature", ctVerify(t, srv, u, testkit.Str(approved["confirmationId"]), d, badSig), 401)
+	testkit.WantErrorWords(t, "bad signature", ctVerify(t, srv, u, testkit.Str(approved["confirmationId"]), d, badSig), 401)
 	sig := testkeys.SignChallenge(t, d.Key, testkit.Str(approved["challenge"]))
 	testkit.CheckStatus(t, "verify", ctVerify(t, srv, u, testkit.Str(approved["confirmationId"]), d, sig), 200)
 	testkit.CheckStatus(t, "reject", ctReject(t, srv, u, testkit.Str(rejected["confirmationId"]), map[string]any{"reason": "no"}), 200)
@@ -768,8 +756,8 @@ func TestConfirmationExpiry(t *testing.T) {
 				t.Errorf("status after the ttl: %s, want expired", s)
 			}
 		}
-		ctWantErr(t, "verify an expired confirmation", ctVerify(t, srv, u, testkit.Str(a["confirmationId"]), d, testkeys.SignChallenge(t, d.Key, testkit.Str(a["challenge"]))), 400, "expired")
-		ctWantErr(t, "reject an expired confirmation", ctReject(t, srv, u, testkit.Str(b["confirmationId"]), map[string]any{"reason": "late"}), 400)
+		testkit.WantErrorWords(t, "verify an expired confirmation", ctVerify(t, srv, u, testkit.Str(a["confirmationId"]), d, testkeys.SignChallenge(t, d.Key, testkit.Str(a["challenge"]))), 400, "expired")
+		testkit.WantErrorWords(t, "reject an expired confirmation", ctReject(t, srv, u, testkit.Str(b["confirmationId"]), map[string]any{"reason": "late"}), 400)
 		for _, c := range []map[string]any{a, b} {
 			if s := ctStatus(t, srv, u, testkit.Str(c["confirmationId"])); s != "expired" {
 				t.Errorf("status after late calls: %s, want expired", s)

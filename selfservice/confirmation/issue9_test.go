@@ -146,7 +146,7 @@ func TestConfirmationChallengeNamesTheAction(t *testing.T) {
 			t.Errorf("no payload: actionHash %v, want the hash of {}", c["actionHash"])
 		}
 		// A control character would break the challenge's lines.
-		ctWantErr(t, "actionType with a newline", srv.Public(t, http.MethodPost, ctInitiate, u.JWT,
+		testkit.WantErrorWords(t, "actionType with a newline", srv.Public(t, http.MethodPost, ctInitiate, u.JWT,
 			map[string]any{"actionType": "a\nb"}), 400, "actionType")
 
 		// A signature over one confirmation's challenge never approves another, same
@@ -154,7 +154,7 @@ func TestConfirmationChallengeNamesTheAction(t *testing.T) {
 		a := ctInit(t, srv, u, "transfer_money", map[string]any{"amount": 1})
 		b := ctInit(t, srv, u, "transfer_money", map[string]any{"amount": 1})
 		sigA := testkeys.SignChallenge(t, d.Key, testkit.Str(a["challenge"]))
-		ctWantErr(t, "A's signature on B", ctVerify(t, srv, u, testkit.Str(b["confirmationId"]), d, sigA), 401, "Invalid signature")
+		testkit.WantErrorWords(t, "A's signature on B", ctVerify(t, srv, u, testkit.Str(b["confirmationId"]), d, sigA), 401, "Invalid signature")
 		if s := ctStatus(t, srv, u, testkit.Str(b["confirmationId"])); s != "pending" {
 			t.Errorf("B after A's signature: %s", s)
 		}
@@ -174,7 +174,7 @@ func ctVerifyCode(t testing.TB, srv *testserver.Server, u *testkit.User, id stri
 
 func ctWantMismatch(t testing.TB, what string, r *testserver.Response) {
 	t.Helper()
-	ctWantErr(t, what, r, 400)
+	testkit.WantErrorWords(t, what, r, 400)
 	if r.Status == 400 && testkit.JSONObject(t, r)["error"] != "match_code_mismatch" {
 		t.Errorf("%s: error %v, want match_code_mismatch", what, testkit.JSONObject(t, r)["error"])
 	}
@@ -224,7 +224,7 @@ func TestConfirmationNumberMatching(t *testing.T) {
 		if s := ctStatus(t, srv, u, id); s != "rejected" {
 			t.Errorf("after three wrong codes: %s, want rejected", s)
 		}
-		ctWantErr(t, "right code after the rejection", ctVerifyCode(t, srv, u, id, d, sig, code), 409)
+		testkit.WantErrorWords(t, "right code after the rejection", ctVerifyCode(t, srv, u, id, d, sig, code), 409)
 
 		// Concurrent wrong codes: each counted once, exactly one rejection; afterwards
 		// everything is 409.
@@ -357,8 +357,8 @@ func TestConfirmationReceipt(t *testing.T) {
 			t.Errorf("status receipt claims %s, verify's %s (%v)", p, payload, err)
 		}
 		// Never an access token.
-		ctWantErr(t, "receipt as a bearer token on /me", srv.Public(t, http.MethodGet, "/api/v1/auth/me", receipt, nil), 401)
-		ctWantErr(t, "receipt as a bearer token on status", srv.Public(t, http.MethodGet, ctBase+"/"+id+"/status", receipt, nil), 401)
+		testkit.WantErrorWords(t, "receipt as a bearer token on /me", srv.Public(t, http.MethodGet, "/api/v1/auth/me", receipt, nil), 401)
+		testkit.WantErrorWords(t, "receipt as a bearer token on status", srv.Public(t, http.MethodGet, ctBase+"/"+id+"/status", receipt, nil), 401)
 		if in := testkit.IntrospectClaims(t, srv, receipt, ""); in["active"] != false {
 			t.Errorf("introspection of a receipt: %v, want inactive", in)
 		}
@@ -392,12 +392,12 @@ func TestConfirmationConsume(t *testing.T) {
 		d := ctNewDevice(t, srv, u, false)
 
 		pending := ctInit(t, srv, u, "transfer_money", nil)
-		ctWantErr(t, "consume a pending confirmation", ctConsume(srv, testkit.Str(pending["confirmationId"])), 409)
+		testkit.WantErrorWords(t, "consume a pending confirmation", ctConsume(srv, testkit.Str(pending["confirmationId"])), 409)
 		rejected := ctInit(t, srv, u, "transfer_money", nil)
 		testkit.CheckStatus(t, "reject", ctReject(t, srv, u, testkit.Str(rejected["confirmationId"]), nil), 200)
-		ctWantErr(t, "consume a rejected confirmation", ctConsume(srv, testkit.Str(rejected["confirmationId"])), 409)
-		ctWantErr(t, "consume an unknown confirmation", ctConsume(srv, "6f1c1a60-1f3e-4c36-9b1d-1b0d3f0e0a11"), 404)
-		ctWantErr(t, "consume a non-UUID", ctConsume(srv, "nope"), 404)
+		testkit.WantErrorWords(t, "consume a rejected confirmation", ctConsume(srv, testkit.Str(rejected["confirmationId"])), 409)
+		testkit.WantErrorWords(t, "consume an unknown confirmation", ctConsume(srv, "6f1c1a60-1f3e-4c36-9b1d-1b0d3f0e0a11"), 404)
+		testkit.WantErrorWords(t, "consume a non-UUID", ctConsume(srv, "nope"), 404)
 
 		c := ctInit(t, srv, u, "transfer_money", map[string]any{"amount": 9})
 		id := testkit.Str(c["confirmationId"])
@@ -432,7 +432,7 @@ func TestConfirmationConsume(t *testing.T) {
 			v["actionHash"] != c["actionHash"] || v["deviceId"] != d.ID || testkit.Str(v["approvedAt"]) == "" || testkit.Str(v["consumedAt"]) == "" {
 			t.Errorf("consume answer: %s", won.Body)
 		}
-		ctWantErr(t, "consume again", ctConsume(other, id), 409)
+		testkit.WantErrorWords(t, "consume again", ctConsume(other, id), 409)
 		r := srv.Admin(t, http.MethodGet, "/admin/confirmations/"+id, nil)
 		if testkit.CheckStatus(t, "admin get", r, 200) {
 			a := testkit.DataObject(t, r)
