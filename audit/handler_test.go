@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pvpipe/pvauth/persistence/conformance"
+
 	"github.com/google/uuid"
 
 	"github.com/pvpipe/pvauth/audit"
@@ -136,16 +138,6 @@ func seedHandler(t *testing.T, p audit.Persister, n int, base time.Time) []audit
 	return events
 }
 
-func wantIDs(events []audit.Event, keep func(audit.Event) bool) []string {
-	var out []string
-	for i := len(events) - 1; i >= 0; i-- {
-		if keep(events[i]) {
-			out = append(out, events[i].ID)
-		}
-	}
-	return out
-}
-
 func gotIDs(t *testing.T, events []audit.Event) []string {
 	t.Helper()
 	seen := map[string]bool{}
@@ -202,7 +194,7 @@ func TestHandlerListAndFilters(t *testing.T) {
 			if next != "" {
 				t.Fatalf("24 events fit the default page, got token %q", next)
 			}
-			sameIDs(t, "all", gotIDs(t, events), wantIDs(all, func(audit.Event) bool { return true }))
+			sameIDs(t, "all", gotIDs(t, events), conformance.NewestFirst(all, func(audit.Event) bool { return true }))
 		})
 
 		t.Run("wire shape", func(t *testing.T) {
@@ -254,7 +246,7 @@ func TestHandlerListAndFilters(t *testing.T) {
 
 		t.Run("userId", func(t *testing.T) {
 			events, _ := walk(t, srv, url.Values{"userId": {"2"}})
-			sameIDs(t, "user 2", gotIDs(t, events), wantIDs(all, func(e audit.Event) bool { return *e.UserID == 2 }))
+			sameIDs(t, "user 2", gotIDs(t, events), conformance.NewestFirst(all, func(e audit.Event) bool { return *e.UserID == 2 }))
 			if events, _ := walk(t, srv, url.Values{"userId": {"999"}}); len(events) != 0 {
 				t.Fatalf("unknown user: %d events", len(events))
 			}
@@ -262,28 +254,28 @@ func TestHandlerListAndFilters(t *testing.T) {
 
 		t.Run("type", func(t *testing.T) {
 			events, _ := walk(t, srv, url.Values{"type": {audit.TypeOTPVerify}})
-			sameIDs(t, "otp.verify", gotIDs(t, events), wantIDs(all, func(e audit.Event) bool { return e.Type == audit.TypeOTPVerify }))
+			sameIDs(t, "otp.verify", gotIDs(t, events), conformance.NewestFirst(all, func(e audit.Event) bool { return e.Type == audit.TypeOTPVerify }))
 			events, _ = walk(t, srv, url.Values{"type": {"admin.*"}})
-			sameIDs(t, "admin.*", gotIDs(t, events), wantIDs(all, func(e audit.Event) bool { return strings.HasPrefix(e.Type, "admin.") }))
+			sameIDs(t, "admin.*", gotIDs(t, events), conformance.NewestFirst(all, func(e audit.Event) bool { return strings.HasPrefix(e.Type, "admin.") }))
 		})
 
 		t.Run("since", func(t *testing.T) {
 			since := base.Add(20 * time.Minute)
 			keep := func(e audit.Event) bool { return !e.CreatedAt.Before(since) }
 			events, _ := walk(t, srv, url.Values{"since": {since.Format(time.RFC3339)}})
-			sameIDs(t, "since", gotIDs(t, events), wantIDs(all, keep))
+			sameIDs(t, "since", gotIDs(t, events), conformance.NewestFirst(all, keep))
 			if len(events) != 3 {
 				t.Fatalf("since: %d events, want 3", len(events))
 			}
 			// The same instant with an offset.
 			events, _ = walk(t, srv, url.Values{"since": {since.In(time.FixedZone("", -3*3600)).Format(time.RFC3339)}})
-			sameIDs(t, "since with offset", gotIDs(t, events), wantIDs(all, keep))
+			sameIDs(t, "since with offset", gotIDs(t, events), conformance.NewestFirst(all, keep))
 		})
 
 		t.Run("combined", func(t *testing.T) {
 			since := base.Add(5 * time.Minute)
 			events, _ := walk(t, srv, url.Values{"userId": {"1"}, "type": {audit.TypeLogin}, "since": {since.Format(time.RFC3339)}, "page_size": {"1"}})
-			sameIDs(t, "combined", gotIDs(t, events), wantIDs(all, func(e audit.Event) bool {
+			sameIDs(t, "combined", gotIDs(t, events), conformance.NewestFirst(all, func(e audit.Event) bool {
 				return *e.UserID == 1 && e.Type == audit.TypeLogin && !e.CreatedAt.Before(since)
 			}))
 		})
@@ -295,7 +287,7 @@ func TestHandlerPaging(t *testing.T) {
 		p := testdb.Persister(t, dsn)
 		srv := listServer(t, p)
 		all := seedHandler(t, p, 130, time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC))
-		everything := wantIDs(all, func(audit.Event) bool { return true })
+		everything := conformance.NewestFirst(all, func(audit.Event) bool { return true })
 
 		for _, tc := range []struct {
 			size  string

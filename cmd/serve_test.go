@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pvpipe/pvauth/internal/testredis"
+	"github.com/pvpipe/pvauth/internal/testkit/testnet"
 )
 
 // serveEnv are the variables that would override the test's config file.
@@ -30,9 +30,9 @@ func serveConfig(t *testing.T, extra string) (file string, publicPort, adminPort
 	t.Helper()
 	unsetEnv(t, serveEnv...)
 	dir := t.TempDir()
-	publicPort, adminPort = testredis.FreePort(t), testredis.FreePort(t)
+	publicPort, adminPort = testnet.FreePort(t), testnet.FreePort(t)
 	for adminPort == publicPort {
-		adminPort = testredis.FreePort(t)
+		adminPort = testnet.FreePort(t)
 	}
 	yaml := fmt.Sprintf(`dsn: sqlite://%s?_fk=true
 log:

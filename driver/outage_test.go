@@ -3,13 +3,10 @@ package driver_test
 import (
 	"bytes"
 	"crypto/ecdsa"
-	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/sha256"
-	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
-	"encoding/pem"
 	"fmt"
 	"io"
 	"net/http"
@@ -19,6 +16,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/pvpipe/pvauth/internal/testkeys"
 
 	"github.com/pquerna/otp/totp"
 
@@ -412,11 +411,7 @@ type outageDevice struct {
 
 func (c *outageClient) registerDevice(t *testing.T, u *outageUser, i int) *outageDevice {
 	t.Helper()
-	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	der, _ := x509.MarshalPKIXPublicKey(&k.PublicKey)
+	k := testkeys.NewES256(t)
 	d := &outageDevice{key: k, fingerprint: fmt.Sprintf("outage-fp-%d", i)}
 	var ch struct {
 		SessionID string `json:"sessionId"`
@@ -424,7 +419,7 @@ func (c *outageClient) registerDevice(t *testing.T, u *outageUser, i int) *outag
 	}
 	c.must(t, c.do("POST", "/api/v1/auth/devices/register/challenge", u.access, map[string]any{
 		"deviceName": "Phone", "deviceType": "mobile", "deviceFingerprint": d.fingerprint,
-		"publicKey": string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})), "keyAlgorithm": "ES256",
+		"publicKey": testkeys.PublicPEM(t, &k.PublicKey), "keyAlgorithm": "ES256",
 	}), http.StatusOK, &ch)
 	c.must(t, c.do("POST", "/api/v1/auth/devices/register/verify", u.access, map[string]any{
 		"sessionId": ch.SessionID, "signedChallenge": outageSign(t, k, ch.Challenge)}), http.StatusOK, nil)

@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pvpipe/pvauth/internal/testkit/testnet"
+
 	"github.com/pvpipe/pvauth/driver"
 	"github.com/pvpipe/pvauth/driver/config"
 	"github.com/pvpipe/pvauth/internal/testdb"
@@ -122,7 +124,7 @@ func TestRateLimitsSharedOnRedis(t *testing.T) {
 // starts, requests are let through (no 429, no 5xx) without delay, and the failures are
 // counted on /metrics.
 func TestRateLimitsFailOpenWithoutRedis(t *testing.T) {
-	url := "redis://:not-logged-pw@127.0.0.1:" + strconv.Itoa(testredis.FreePort(t)) + "/0"
+	url := "redis://:not-logged-pw@127.0.0.1:" + strconv.Itoa(testnet.FreePort(t)) + "/0"
 	srv := testserver.Start(t, testdb.SQLiteFile(t), redisSet(url, 1, 1))
 	acct := testkit.CreateIdentity(t, srv, nil)
 	email, pw := acct.Email, acct.Password

@@ -3,10 +3,6 @@ package driver_test
 import (
 	"context"
 	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"encoding/pem"
 	"fmt"
 	"net/http"
 	"strconv"
@@ -41,15 +37,8 @@ type suKey struct {
 
 func suNewKey(t *testing.T) suKey {
 	t.Helper()
-	priv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	der, err := x509.MarshalPKIXPublicKey(&priv.PublicKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return suKey{priv: priv, pem: string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}))}
+	priv := testkeys.NewES256(t)
+	return suKey{priv: priv, pem: testkeys.PublicPEM(t, &priv.PublicKey)}
 }
 
 func (k suKey) sign(t *testing.T, challenge string) string {

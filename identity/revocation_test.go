@@ -4,19 +4,15 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
-	"crypto/sha256"
 	"crypto/x509"
-	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
-	"net/http/cookiejar"
 	"net/url"
 	"strings"
 	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/pvpipe/pvauth/internal/testkeys"
 	"github.com/pvpipe/pvauth/internal/testkit"
@@ -62,22 +58,16 @@ func startRV(t *testing.T, dsn string) *rv {
 		"webauthn.rp.id": rvRPID, "webauthn.rp.display_name": "pvauth test", "webauthn.rp.origins": []any{rvOrigin},
 	}, testserver.Options{PublicListener: ln})
 	// A browser: it keeps cookies (the OAuth2 hand-off is bound to it) and shows redirects.
-	jar, _ := cookiejar.New(nil)
-	e := &rv{t: t, srv: srv, issuer: issuer, noFollow: &http.Client{Timeout: 30 * time.Second, Jar: jar,
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}}
-	r := srv.Admin(t, http.MethodPost, "/admin/clients", map[string]any{
-		"client_name": "RP", "redirect_uris": []string{rvCallback}, "grant_types": []string{"authorization_code", "refresh_token"},
-		"response_types": []string{"code"}, "scope": "openid offline_access email", "token_endpoint_auth_method": "client_secret_post",
-		"skip_consent": true,
-	})
-	if r.Status != http.StatusCreated {
-		t.Fatalf("create client: %d %s", r.Status, r.Body)
-	}
+	e := &rv{t: t, srv: srv, issuer: issuer, noFollow: testkit.Browser()}
 	var c struct {
 		ID     string `json:"client_id"`
 		Secret string `json:"client_secret"`
 	}
-	r.Data(t, &c)
+	testkit.CreateClient(t, srv, map[string]any{
+		"client_name": "RP", "redirect_uris": []string{rvCallback}, "grant_types": []string{"authorization_code", "refresh_token"},
+		"response_types": []string{"code"}, "scope": "openid offline_access email", "token_endpoint_auth_method": "client_secret_post",
+		"skip_consent": true,
+	}, &c)
 	e.client.ID, e.client.Secret = c.ID, c.Secret
 	return e
 }
@@ -97,12 +87,7 @@ type rvUser struct {
 
 func (e *rv) data(r *testserver.Response, want int, v any) {
 	e.t.Helper()
-	if r.Status != want {
-		e.t.Fatalf("want %d, got %d %s", want, r.Status, r.Body)
-	}
-	if v != nil {
-		r.Data(e.t, v)
-	}
+	testkit.WantData(e.t, "request", r, want, v)
 }
 
 func (e *rv) newUser() *rvUser {
@@ -258,13 +243,10 @@ func (e *rv) get(rawURL string) *http.Response {
 func (e *rv) startAuth() (challenge, verifier string) {
 	t := e.t
 	t.Helper()
-	vb := make([]byte, 32)
-	_, _ = rand.Read(vb)
-	verifier = base64.RawURLEncoding.EncodeToString(vb)
-	sum := sha256.Sum256([]byte(verifier))
+	verifier, pkceChallenge := testkit.PKCE()
 	q := url.Values{"response_type": {"code"}, "client_id": {e.client.ID}, "redirect_uri": {rvCallback},
 		"scope": {"openid offline_access"}, "state": {"state-0123456789"}, "nonce": {"nonce-0123456789"},
-		"code_challenge": {base64.RawURLEncoding.EncodeToString(sum[:])}, "code_challenge_method": {"S256"}}
+		"code_challenge": {pkceChallenge}, "code_challenge_method": {"S256"}}
 	loc, err := url.Parse(e.get(e.issuer + "/oauth2/auth?" + q.Encode()).Header.Get("Location"))
 	if err != nil || loc.Query().Get("login_challenge") == "" {
 		t.Fatalf("no login challenge: %v %v", loc, err)
@@ -328,25 +310,11 @@ func (e *rv) oauthTokens(u *rvUser) rvTokens {
 	return rvTokens{AccessToken: at, RefreshToken: rt}
 }
 
-func (e *rv) introspectActive(token string) bool {
-	e.t.Helper()
-	resp, err := e.srv.Client.PostForm(e.srv.AdminURL+"/admin/oauth2/introspect", url.Values{"token": {token}})
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	var in struct {
-		Active bool `json:"active"`
-	}
-	_ = json.NewDecoder(resp.Body).Decode(&in)
-	return in.Active
-}
-
 // selfServiceDead checks a self-service token set is dead everywhere.
 func (e *rv) selfServiceDead(what string, ts rvTokens) {
 	t := e.t
 	t.Helper()
-	if e.introspectActive(ts.AccessToken) || e.introspectActive(ts.RefreshToken) {
+	if testkit.IsActive(e.t, e.srv, ts.AccessToken) || testkit.IsActive(e.t, e.srv, ts.RefreshToken) {
 		t.Errorf("%s: a token still introspects active", what)
 	}
 	if r := e.srv.Public(t, http.MethodGet, "/api/v1/auth/me", ts.AccessToken, nil); r.Status != http.StatusUnauthorized {
@@ -362,7 +330,7 @@ func (e *rv) selfServiceDead(what string, ts rvTokens) {
 func (e *rv) oauthDead(what string, ts rvTokens) {
 	t := e.t
 	t.Helper()
-	if e.introspectActive(ts.AccessToken) || e.introspectActive(ts.RefreshToken) {
+	if testkit.IsActive(e.t, e.srv, ts.AccessToken) || testkit.IsActive(e.t, e.srv, ts.RefreshToken) {
 		t.Errorf("%s: a token still introspects active", what)
 	}
 	req, _ := http.NewRequest(http.MethodGet, e.issuer+"/userinfo", nil)
@@ -523,7 +491,7 @@ func TestRevocationAuthenticators(t *testing.T) {
 		// One passkey, by its owner: its sessions end, the other passkey's do not.
 		e.data(e.srv.Public(t, http.MethodDelete, "/api/v1/auth/passkeys/"+pk1.id, u.Tokens.AccessToken, nil), http.StatusOK, nil)
 		e.selfServiceDead("deleted passkey's rotated session", p1r)
-		if e.introspectActive(p1.AccessToken) {
+		if testkit.IsActive(e.t, e.srv, p1.AccessToken) {
 			t.Errorf("deleted passkey's first access token is active")
 		}
 		live("other passkey's session", p2)

@@ -1,11 +1,12 @@
 package oauth2_test
 
 import (
-	"encoding/base64"
 	"net/http"
 	"net/url"
 	"strings"
 	"testing"
+
+	"github.com/pvpipe/pvauth/internal/testkit"
 
 	"golang.org/x/oauth2"
 
@@ -42,7 +43,7 @@ func TestHandoffBoundToBrowser(t *testing.T) {
 
 		// Another browser (another cookie jar) replays the verifier URL: no code, an
 		// error for the original request.
-		attacker := browser()
+		attacker := testkit.Browser()
 		req, _ := http.NewRequest(http.MethodGet, back, nil)
 		loc := redirect(t, o.send(t, attacker, req), callbackURL)
 		if e := errorFrom(t, loc, a.State); e != "invalid_request" {
@@ -51,7 +52,7 @@ func TestHandoffBoundToBrowser(t *testing.T) {
 		// A forged cookie does not help either.
 		forged, _ := http.NewRequest(http.MethodGet, back, nil)
 		forged.AddCookie(&http.Cookie{Name: pvoauth2.BindingCookie, Value: strings.Repeat("A", 43)})
-		if e := errorFrom(t, redirect(t, o.send(t, browser(), forged), callbackURL), a.State); e != "invalid_request" {
+		if e := errorFrom(t, redirect(t, o.send(t, testkit.Browser(), forged), callbackURL), a.State); e != "invalid_request" {
 			t.Fatalf("verifier with a forged cookie: error %q", e)
 		}
 
@@ -79,23 +80,10 @@ func TestHandoffBoundToBrowser(t *testing.T) {
 			t.Fatalf("the code with the original request's PKCE verifier: %v", err)
 		}
 		// The ID token carries the original nonce.
-		if raw, _ := tok.Extra("id_token").(string); !strings.Contains(string(decodeSegment(t, raw, 1)), a.Nonce) {
+		if raw, _ := tok.Extra("id_token").(string); !strings.Contains(string(testkit.JWTPart(t, raw, 1)), a.Nonce) {
 			t.Fatalf("the ID token lacks the original nonce")
 		}
 	})
-}
-
-func decodeSegment(t *testing.T, jwt string, i int) []byte {
-	t.Helper()
-	parts := strings.Split(jwt, ".")
-	if len(parts) != 3 {
-		t.Fatalf("not a JWT: %q", jwt)
-	}
-	b, err := base64.RawURLEncoding.DecodeString(parts[i])
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
 }
 
 // The binding cookie is Secure when the issuer is https (API.md §4).

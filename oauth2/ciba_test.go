@@ -2,11 +2,7 @@ package oauth2_test
 
 import (
 	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
 	"encoding/json"
-	"encoding/pem"
 	"net/http"
 	"net/url"
 	"slices"
@@ -15,6 +11,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/pvpipe/pvauth/internal/testkit"
 
 	"github.com/coreos/go-oidc/v3/oidc"
 	"golang.org/x/oauth2"
@@ -69,34 +67,9 @@ func (e *cibaEnv) cibaClient(t *testing.T, name string) client {
 // an FCM token.
 func (e *cibaEnv) registerPhone(t *testing.T, u user) *phone {
 	t.Helper()
-	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	der, _ := x509.MarshalPKIXPublicKey(&k.PublicKey)
-	p := &phone{key: k, fcmToken: "fcm-" + u.Email}
-	r := e.srv.Public(t, http.MethodPost, "/api/v1/auth/devices/register/challenge", u.Token, map[string]any{
-		"deviceName": "Phone", "deviceType": "mobile", "deviceFingerprint": "FP-" + u.Email, "keyAlgorithm": "ES256",
-		"publicKey": string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})),
-	})
-	if r.Status != http.StatusOK {
-		t.Fatalf("register challenge: %d %s", r.Status, r.Body)
-	}
-	var c struct{ SessionID, Challenge string }
-	r.Data(t, &c)
-	r = e.srv.Public(t, http.MethodPost, "/api/v1/auth/devices/register/verify", u.Token, map[string]any{
-		"sessionId": c.SessionID, "signedChallenge": p.sign(t, c.Challenge),
-	})
-	if r.Status != http.StatusOK {
-		t.Fatalf("register verify: %d %s", r.Status, r.Body)
-	}
-	var d struct{ DeviceID string }
-	r.Data(t, &d)
-	p.id = d.DeviceID
-	r = e.srv.Public(t, http.MethodPut, "/api/v1/auth/devices/fcm-token", u.Token, map[string]any{"deviceId": p.id, "fcmToken": p.fcmToken})
-	if r.Status != http.StatusOK {
-		t.Fatalf("fcm token: %d %s", r.Status, r.Body)
-	}
+	d := testkit.RegisterDevice(t, e.srv, u.Token, nil, map[string]any{"deviceFingerprint": "FP-" + u.Email})
+	p := &phone{id: d.ID, key: d.Key, fcmToken: "fcm-" + u.Email}
+	testkit.SetFCMToken(t, e.srv, u.Token, p.id, p.fcmToken)
 	return p
 }
 

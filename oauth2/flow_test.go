@@ -9,7 +9,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/http/cookiejar"
 	"net/url"
 	"slices"
 	"strconv"
@@ -59,18 +58,7 @@ func startOP(t *testing.T, dsn string, set map[string]any) *op {
 		o[k] = v
 	}
 	srv := testserver.StartWith(t, dsn, o, testserver.Options{PublicListener: ln})
-	return &op{srv: srv, issuer: issuer, noFollow: browser()}
-}
-
-// browser is an HTTP client that keeps cookies (the hand-off is bound to its browser)
-// and does not follow redirects.
-func browser() *http.Client {
-	jar, _ := cookiejar.New(nil)
-	return &http.Client{
-		Timeout:       30 * time.Second,
-		Jar:           jar,
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-	}
+	return &op{srv: srv, issuer: issuer, noFollow: testkit.Browser()}
 }
 
 // ctx is a context whose OAuth2/OIDC HTTP client is the test server's.
@@ -108,12 +96,8 @@ type client struct {
 // createClient registers a client; body is RFC 7591 metadata.
 func (o *op) createClient(t *testing.T, body map[string]any) client {
 	t.Helper()
-	r := o.srv.Admin(t, http.MethodPost, "/admin/clients", body)
-	if r.Status != http.StatusCreated {
-		t.Fatalf("create client: %d %s", r.Status, r.Body)
-	}
 	var c client
-	r.Data(t, &c)
+	testkit.CreateClient(t, o.srv, body, &c)
 	return c
 }
 

@@ -21,7 +21,7 @@ const logoutURL = "https://rp.example.com/signed-out"
 // inBrowser is o as seen from another browser (its own cookies).
 func (o *op) inBrowser() *op {
 	c := *o
-	c.noFollow = browser()
+	c.noFollow = testkit.Browser()
 	return &c
 }
 

@@ -8,10 +8,11 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strconv"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/pvpipe/pvauth/internal/testkit"
 
 	"github.com/pvpipe/pvauth/ratelimit"
 	"github.com/pvpipe/pvauth/x"
@@ -132,25 +133,14 @@ func TestWindowResets(t *testing.T) {
 
 func TestConcurrentCallsAllowExactlyTheLimit(t *testing.T) {
 	l := newLimiter(map[string]ratelimit.Rule{ratelimit.RuleConfirmationInitiate: {Limit: 10, Window: time.Hour}})
-	var (
-		allowed, limited atomic.Int64
-		wg               sync.WaitGroup
-		start            = make(chan struct{})
-	)
-	for range 100 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			<-start
-			if err := l.Allow(context.Background(), ratelimit.RuleConfirmationInitiate, "user-7"); err == nil {
-				allowed.Add(1)
-			} else {
-				limited.Add(1)
-			}
-		}()
-	}
-	close(start)
-	wg.Wait()
+	var allowed, limited atomic.Int64
+	testkit.Together(100, func(int) {
+		if err := l.Allow(context.Background(), ratelimit.RuleConfirmationInitiate, "user-7"); err == nil {
+			allowed.Add(1)
+		} else {
+			limited.Add(1)
+		}
+	})
 	if allowed.Load() != 10 || limited.Load() != 90 {
 		t.Fatalf("allowed %d, limited %d; want 10 and 90", allowed.Load(), limited.Load())
 	}

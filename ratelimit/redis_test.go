@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pvpipe/pvauth/internal/testkit/testnet"
+
 	"github.com/pvpipe/pvauth/internal/testredis"
 	"github.com/pvpipe/pvauth/ratelimit"
 	"github.com/pvpipe/pvauth/x"
@@ -122,7 +124,7 @@ func TestRedisStoreFailsOpen(t *testing.T) {
 	prev := slog.Default()
 	slog.SetDefault(slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
 	t.Cleanup(func() { slog.SetDefault(prev) })
-	url := "redis://pvauth:s3cr3tpw@127.0.0.1:" + strconv.Itoa(testredis.FreePort(t)) + "/0"
+	url := "redis://pvauth:s3cr3tpw@127.0.0.1:" + strconv.Itoa(testnet.FreePort(t)) + "/0"
 	l := ratelimit.New(true, map[string]ratelimit.Rule{"a": {Limit: 1, Window: time.Minute}}, redisStore(t, url))
 	var errs atomic.Int64
 	l.OnStoreError(func() { errs.Add(1) })

@@ -4,9 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
-	"net/url"
 	"slices"
 	"strings"
 	"sync"
@@ -42,65 +40,14 @@ type raceTokens struct {
 	RefreshToken string `json:"refreshToken"`
 }
 
-// raceDo sends a JSON request from any goroutine (no t.Fatal off the test goroutine).
-func raceDo(c *http.Client, method, rawURL, bearer string, body any) (int, []byte, error) {
-	var rd *strings.Reader
-	if body != nil {
-		raw, _ := json.Marshal(body)
-		rd = strings.NewReader(string(raw))
-	} else {
-		rd = strings.NewReader("")
-	}
-	req, err := http.NewRequest(method, rawURL, rd)
-	if err != nil {
-		return 0, nil, err
-	}
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	if bearer != "" {
-		req.Header.Set("Authorization", "Bearer "+bearer)
-	}
-	resp, err := c.Do(req)
-	if err != nil {
-		return 0, nil, err
-	}
-	defer resp.Body.Close()
-	raw, err := io.ReadAll(resp.Body)
-	return resp.StatusCode, raw, err
-}
-
-// introspectActive asks the admin port whether token is active.
-func introspectActive(t *testing.T, srv *testserver.Server, token string) bool {
-	t.Helper()
-	req, err := http.NewRequest(http.MethodPost, srv.AdminURL+"/admin/oauth2/introspect",
-		strings.NewReader(url.Values{"token": {token}}.Encode()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	resp, err := srv.Client.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	var in struct {
-		Active bool `json:"active"`
-	}
-	if err := json.NewDecoder(resp.Body).Decode(&in); err != nil {
-		t.Fatalf("introspect: %d: %v", resp.StatusCode, err)
-	}
-	return in.Active
-}
-
 // alive lists what still works of ts: "" when it is all dead.
 func alive(t *testing.T, srv *testserver.Server, ts raceTokens) string {
 	t.Helper()
 	var out []string
-	if introspectActive(t, srv, ts.AccessToken) {
+	if testkit.IsActive(t, srv, ts.AccessToken) {
 		out = append(out, "access token introspects active")
 	}
-	if introspectActive(t, srv, ts.RefreshToken) {
+	if testkit.IsActive(t, srv, ts.RefreshToken) {
 		out = append(out, "refresh token introspects active")
 	}
 	if r := srv.Public(t, http.MethodGet, "/api/v1/auth/me", ts.AccessToken, nil); r.Status != http.StatusUnauthorized {
@@ -141,7 +88,7 @@ func raceRevocation(t *testing.T, srv *testserver.Server, identityID int64, emai
 			go func() {
 				defer wg.Done()
 				<-start
-				status, body, err := raceDo(srv.Client, http.MethodPost, srv.PublicURL+"/api/v1/auth/refresh", "",
+				status, body, err := testkit.Do(srv.Client, http.MethodPost, srv.PublicURL+"/api/v1/auth/refresh", "",
 					map[string]string{"refreshToken": ts.RefreshToken})
 				mu.Lock()
 				defer mu.Unlock()
@@ -171,7 +118,7 @@ func raceRevocation(t *testing.T, srv *testserver.Server, identityID int64, emai
 			<-start
 			cur := ts.RefreshToken
 			for i := 0; i < raceRefreshes; i++ {
-				status, body, err := raceDo(srv.Client, http.MethodPost, srv.PublicURL+"/api/v1/auth/refresh", "",
+				status, body, err := testkit.Do(srv.Client, http.MethodPost, srv.PublicURL+"/api/v1/auth/refresh", "",
 					map[string]string{"refreshToken": cur})
 				mu.Lock()
 				switch {
@@ -256,7 +203,7 @@ func TestRevocationRaceLogout(t *testing.T) {
 		// A losing refresh that reads the rotated token detects reuse and ends the family
 		// first: the logout then finds its token revoked (401).
 		raceRevocation(t, srv, id, email, "a logout", func(ts *session.TokenSet) (int, []byte, error) {
-			return raceDo(srv.Client, http.MethodPost, srv.PublicURL+"/api/v1/auth/logout", ts.AccessToken, nil)
+			return testkit.Do(srv.Client, http.MethodPost, srv.PublicURL+"/api/v1/auth/logout", ts.AccessToken, nil)
 		}, nil, http.StatusOK, http.StatusUnauthorized)
 	})
 }
@@ -265,7 +212,7 @@ func TestRevocationRaceSessionsDelete(t *testing.T) {
 	testdb.ForEach(t, func(t *testing.T, dsn string) {
 		srv, id, email := raceServer(t, dsn)
 		raceRevocation(t, srv, id, email, "a sessions delete", func(*session.TokenSet) (int, []byte, error) {
-			return raceDo(srv.Client, http.MethodDelete, fmt.Sprintf("%s/admin/identities/%d/sessions", srv.AdminURL, id), "", nil)
+			return testkit.Do(srv.Client, http.MethodDelete, fmt.Sprintf("%s/admin/identities/%d/sessions", srv.AdminURL, id), "", nil)
 		}, nil, http.StatusOK)
 	})
 }
@@ -275,7 +222,7 @@ func TestRevocationRaceDisable(t *testing.T) {
 		srv, id, email := raceServer(t, dsn)
 		path := fmt.Sprintf("/admin/identities/%d", id)
 		raceRevocation(t, srv, id, email, "a disable", func(*session.TokenSet) (int, []byte, error) {
-			return raceDo(srv.Client, http.MethodPatch, srv.AdminURL+path, "", map[string]string{"state": "disabled"})
+			return testkit.Do(srv.Client, http.MethodPatch, srv.AdminURL+path, "", map[string]string{"state": "disabled"})
 		}, func(round int) {
 			// Enabling again revives nothing (checked by the caller right after).
 			if r := srv.Admin(t, http.MethodPatch, path, map[string]string{"state": "active"}); r.Status != http.StatusOK {

@@ -4,7 +4,6 @@ package cluster
 
 import (
 	"bytes"
-	"encoding/json"
 	"fmt"
 	"math/rand/v2"
 	"net"
@@ -177,11 +176,10 @@ func portsFree(base int) bool {
 	return true
 }
 
-// postJSON is testkit.PostJSON of v, failing the test on a transport error.
+// postJSON is testkit.Do posting v, failing the test on a transport error.
 func postJSON(t *testing.T, c *http.Client, url string, v any) (int, string) {
 	t.Helper()
-	b, _ := json.Marshal(v)
-	status, raw, err := testkit.PostJSON(c, url, "", b)
+	status, raw, err := testkit.Do(c, http.MethodPost, url, "", v)
 	if err != nil {
 		t.Fatalf("POST %s: %v", url, err)
 	}

@@ -4,10 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/sha256"
-	"crypto/x509"
 	"encoding/base64"
 	"fmt"
 	"net"
@@ -22,6 +18,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/pvpipe/pvauth/internal/testkeys"
 
 	"github.com/getkin/kin-openapi/openapi3"
 	"github.com/pquerna/otp/totp"
@@ -508,11 +506,11 @@ func (f *flow) devicesAndConfirmations(uid int64, at string) {
 	if r := f.expect(srv.Public(t, "POST", "/api/v1/auth/devices/register/challenge", at, bad), 400); !bytes.Contains(r.Body, []byte("Invalid public key format")) {
 		t.Errorf("bad key: %s", r.Body)
 	}
-	f.expect(srv.Public(t, "POST", "/api/v1/auth/devices/register/verify", at, map[string]string{"sessionId": ch.SessionID, "signedChallenge": sign(t, key, "b3RoZXI=")}), 401)
+	f.expect(srv.Public(t, "POST", "/api/v1/auth/devices/register/verify", at, map[string]string{"sessionId": ch.SessionID, "signedChallenge": testkeys.SignChallenge(t, key, "b3RoZXI=")}), 401)
 	var registered struct {
 		DeviceID string `json:"deviceId"`
 	}
-	good := map[string]string{"sessionId": ch.SessionID, "signedChallenge": sign(t, key, ch.Challenge)}
+	good := map[string]string{"sessionId": ch.SessionID, "signedChallenge": testkeys.SignChallenge(t, key, ch.Challenge)}
 	f.expectData(srv.Public(t, "POST", "/api/v1/auth/devices/register/verify", at, good), 200, &registered)
 	if registered.DeviceID != ch.DeviceID {
 		t.Errorf("registered device %s, announced %s", registered.DeviceID, ch.DeviceID)
@@ -538,11 +536,11 @@ func (f *flow) devicesAndConfirmations(uid int64, at string) {
 	}
 	f.expectData(srv.Public(t, "POST", "/api/v1/auth/mobile/challenge", "", map[string]string{"deviceFingerprint": "fp-1"}), 200, &mc)
 	f.expect(srv.Public(t, "POST", "/api/v1/auth/mobile/challenge", "", map[string]string{"deviceFingerprint": "fp-unknown"}), 404)
-	f.expect(srv.Public(t, "POST", "/api/v1/auth/mobile/biometric", "", map[string]string{"sessionId": mc.SessionID, "signedChallenge": sign(t, key, "b3RoZXI=")}), 401)
+	f.expect(srv.Public(t, "POST", "/api/v1/auth/mobile/biometric", "", map[string]string{"sessionId": mc.SessionID, "signedChallenge": testkeys.SignChallenge(t, key, "b3RoZXI=")}), 401)
 	var bio struct {
 		Tokens tokenSet `json:"tokens"`
 	}
-	login := map[string]any{"sessionId": mc.SessionID, "signedChallenge": sign(t, key, mc.Challenge), "rememberMe": true}
+	login := map[string]any{"sessionId": mc.SessionID, "signedChallenge": testkeys.SignChallenge(t, key, mc.Challenge), "rememberMe": true}
 	f.expectData(srv.Public(t, "POST", "/api/v1/auth/mobile/biometric", "", login), 200, &bio)
 	f.expect(srv.Public(t, "POST", "/api/v1/auth/mobile/biometric", "", login), 400) // used
 	f.expect(srv.Public(t, "POST", "/api/v1/auth/mobile/refresh", "", map[string]string{"refreshToken": bio.Tokens.RefreshToken}), 200)
@@ -561,16 +559,16 @@ func (f *flow) devicesAndConfirmations(uid int64, at string) {
 	f.expect(srv.Public(t, "GET", "/api/v1/auth/confirmation/00000000-0000-4000-8000-000000000000/status", at, nil), 404)
 	f.expect(srv.Admin(t, "GET", "/admin/confirmations/"+c1.ConfirmationID, nil), 200)
 	verifyURL := "/api/v1/auth/confirmation/" + c1.ConfirmationID + "/verify"
-	f.expect(srv.Public(t, "POST", verifyURL, at, map[string]string{"deviceId": "00000000-0000-4000-8000-000000000000", "signedChallenge": sign(t, key, c1.Challenge)}), 404)
-	f.expect(srv.Public(t, "POST", verifyURL, at, map[string]string{"deviceId": ch.DeviceID, "signedChallenge": sign(t, key, "b3RoZXI=")}), 401)
+	f.expect(srv.Public(t, "POST", verifyURL, at, map[string]string{"deviceId": "00000000-0000-4000-8000-000000000000", "signedChallenge": testkeys.SignChallenge(t, key, c1.Challenge)}), 404)
+	f.expect(srv.Public(t, "POST", verifyURL, at, map[string]string{"deviceId": ch.DeviceID, "signedChallenge": testkeys.SignChallenge(t, key, "b3RoZXI=")}), 401)
 	var dec struct {
 		Status string `json:"status"`
 	}
-	f.expectData(srv.Public(t, "POST", verifyURL, at, map[string]string{"deviceId": ch.DeviceID, "signedChallenge": sign(t, key, c1.Challenge)}), 200, &dec)
+	f.expectData(srv.Public(t, "POST", verifyURL, at, map[string]string{"deviceId": ch.DeviceID, "signedChallenge": testkeys.SignChallenge(t, key, c1.Challenge)}), 200, &dec)
 	if dec.Status != "approved" {
 		t.Errorf("verify gave status %q", dec.Status)
 	}
-	f.expect(srv.Public(t, "POST", verifyURL, at, map[string]string{"deviceId": ch.DeviceID, "signedChallenge": sign(t, key, c1.Challenge)}), 409)
+	f.expect(srv.Public(t, "POST", verifyURL, at, map[string]string{"deviceId": ch.DeviceID, "signedChallenge": testkeys.SignChallenge(t, key, c1.Challenge)}), 409)
 	var adminView struct {
 		UserID   int64  `json:"userId"`
 		DeviceID string `json:"deviceId"`
@@ -601,7 +599,7 @@ func (f *flow) devicesAndConfirmations(uid int64, at string) {
 	key2, spki2 := newDeviceKey(t)
 	reg2 := map[string]any{"deviceName": "iPad", "deviceType": "tablet", "deviceFingerprint": "fp-2", "publicKey": spki2, "keyAlgorithm": "ES256"}
 	f.expectData(srv.Public(t, "POST", "/api/v1/auth/devices/register/challenge", at, reg2), 200, &ch)
-	f.expect(srv.Public(t, "POST", "/api/v1/auth/devices/register/verify", at, map[string]string{"sessionId": ch.SessionID, "signedChallenge": sign(t, key2, ch.Challenge)}), 200)
+	f.expect(srv.Public(t, "POST", "/api/v1/auth/devices/register/verify", at, map[string]string{"sessionId": ch.SessionID, "signedChallenge": testkeys.SignChallenge(t, key2, ch.Challenge)}), 200)
 	f.expect(srv.Public(t, "DELETE", "/api/v1/auth/devices/"+ch.DeviceID, at, nil), 200)
 	f.expect(srv.Public(t, "DELETE", "/api/v1/auth/devices/"+ch.DeviceID, at, nil), 404)
 	devURL := fmt.Sprintf("/admin/identities/%d/devices", uid)
@@ -621,30 +619,8 @@ func (f *flow) devicesAndConfirmations(uid int64, at string) {
 // Native's exportKey('spki') gives).
 func newDeviceKey(t *testing.T) (*ecdsa.PrivateKey, string) {
 	t.Helper()
-	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	der, err := x509.MarshalPKIXPublicKey(&k.PublicKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return k, base64.StdEncoding.EncodeToString(der)
-}
-
-// sign signs the bytes of a base64 challenge (SHA-256, ASN.1 DER) and returns base64.
-func sign(t *testing.T, k *ecdsa.PrivateKey, challenge string) string {
-	t.Helper()
-	raw, err := base64.StdEncoding.DecodeString(challenge)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sum := sha256.Sum256(raw)
-	sig, err := ecdsa.SignASN1(rand.Reader, k, sum[:])
-	if err != nil {
-		t.Fatal(err)
-	}
-	return base64.StdEncoding.EncodeToString(sig)
+	k := testkeys.NewES256(t)
+	return k, base64.StdEncoding.EncodeToString(testkeys.MustDER(t, &k.PublicKey))
 }
 
 // TestRateLimitedResponse checks the 429 shape, Retry-After included.

@@ -5,12 +5,8 @@ import (
 	"bytes"
 	"context"
 	"crypto/ecdsa"
-	"crypto/elliptic"
 	"crypto/rand"
-	"crypto/x509"
-	"encoding/base64"
 	"encoding/json"
-	"encoding/pem"
 	"fmt"
 	"io"
 	"math/big"
@@ -18,7 +14,6 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -28,6 +23,7 @@ import (
 
 	"github.com/pvpipe/pvauth/internal/testdb"
 	"github.com/pvpipe/pvauth/internal/testkeys"
+	"github.com/pvpipe/pvauth/internal/testkit"
 	"github.com/pvpipe/pvauth/internal/testredis"
 	"github.com/pvpipe/pvauth/internal/testserver"
 	"github.com/pvpipe/pvauth/session"
@@ -96,32 +92,7 @@ func do(srv *testserver.Server, admin bool, method, path, bearer string, body an
 	if admin {
 		base = srv.AdminURL
 	}
-	var rd io.Reader
-	if body != nil {
-		raw, _ := json.Marshal(body)
-		rd = bytes.NewReader(raw)
-	}
-	req, err := http.NewRequest(method, base+path, rd)
-	if err != nil {
-		return &testserver.Response{Body: []byte(err.Error())}
-	}
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	if bearer != "" {
-		req.Header.Set("Authorization", "Bearer "+bearer)
-	}
-	return send(srv.Client, req)
-}
-
-func send(c *http.Client, req *http.Request) *testserver.Response {
-	resp, err := c.Do(req)
-	if err != nil {
-		return &testserver.Response{Body: []byte(err.Error())}
-	}
-	defer resp.Body.Close()
-	raw, _ := io.ReadAll(resp.Body)
-	return &testserver.Response{Status: resp.StatusCode, Header: resp.Header, Body: raw}
+	return testkit.Send(srv.Client, method, base+path, bearer, body)
 }
 
 // form posts an x-www-form-urlencoded body to the public (or admin) port.
@@ -135,14 +106,12 @@ func form(srv *testserver.Server, admin bool, path string, v url.Values) *testse
 		return &testserver.Response{Body: []byte(err.Error())}
 	}
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	return send(srv.Client, req)
+	return testkit.SendRequest(srv.Client, req)
 }
 
 func want(t testing.TB, what string, r *testserver.Response, status int) {
 	t.Helper()
-	if r.Status != status {
-		t.Fatalf("%s: status %d, want %d: %s", what, r.Status, status, r.Body)
-	}
+	testkit.WantData(t, what, r, status, nil)
 }
 
 func data(t testing.TB, r *testserver.Response) map[string]any {
@@ -156,12 +125,6 @@ func data(t testing.TB, r *testserver.Response) map[string]any {
 	return env.Data
 }
 
-func str(v any) string { s, _ := v.(string); return s }
-
-var seq atomic.Int64
-
-func unique() string { return fmt.Sprintf("%d-%d", time.Now().UnixNano(), seq.Add(1)) }
-
 type user struct {
 	ID     int64
 	Email  string
@@ -172,7 +135,7 @@ type user struct {
 // newUser creates an identity on some replica.
 func (c *cluster) newUser(t *testing.T) *user {
 	t.Helper()
-	u := &user{Email: "replicas-" + unique() + "@example.com"}
+	u := &user{Email: "replicas-" + testkit.Unique() + "@example.com"}
 	r := do(c.next(), true, http.MethodPost, "/admin/identities", "", map[string]any{"email": u.Email, "password": password})
 	want(t, "create identity", r, http.StatusCreated)
 	u.ID = int64(data(t, r)["id"].(float64))
@@ -196,7 +159,7 @@ func pending(t *testing.T, srv *testserver.Server, u *user) string {
 	t.Helper()
 	r := do(srv, false, http.MethodPost, api+"/login", "", map[string]any{"email": u.Email, "password": password})
 	want(t, "login", r, http.StatusOK)
-	return str(data(t, r)["token"])
+	return testkit.Str(data(t, r)["token"])
 }
 
 func code(t testing.TB, secret string, step int64) string {
@@ -228,7 +191,7 @@ func (c *cluster) enroll(t *testing.T, u *user) *session.TokenSet {
 	p := pending(t, c.rep(0), u)
 	r := do(c.rep(1), false, http.MethodGet, api+"/otp/setup", p, nil)
 	want(t, "otp setup", r, http.StatusOK)
-	u.Secret = str(data(t, r)["secret"])
+	u.Secret = testkit.Str(data(t, r)["secret"])
 	r = do(c.rep(2), false, http.MethodPost, api+"/otp/verify", p, map[string]string{"otp": code(t, u.Secret, u.nextStep())})
 	want(t, "otp verify (enrolment)", r, http.StatusOK)
 	return tokenSet(t, r)
@@ -259,45 +222,24 @@ func (d *device) sign(t testing.TB, challenge string) string {
 // replica, verify on another).
 func (c *cluster) register(t *testing.T, access string) *device {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	der, _ := x509.MarshalPKIXPublicKey(&key.PublicKey)
-	d := &device{Fingerprint: "replica-phone-" + unique(), key: key}
+	key := testkeys.NewES256(t)
+	d := &device{Fingerprint: "replica-phone-" + testkit.Unique(), key: key}
 	r := do(c.next(), false, http.MethodPost, api+"/devices/register/challenge", access, map[string]any{
 		"deviceName": "Phone", "deviceType": "mobile", "deviceFingerprint": d.Fingerprint, "keyAlgorithm": "ES256",
-		"publicKey": string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}))})
+		"publicKey": testkeys.PublicPEM(t, &key.PublicKey)})
 	want(t, "register challenge", r, http.StatusOK)
 	ch := data(t, r)
 	r = do(c.next(), false, http.MethodPost, api+"/devices/register/verify", access, map[string]any{
-		"sessionId": ch["sessionId"], "signedChallenge": d.sign(t, str(ch["challenge"]))})
+		"sessionId": ch["sessionId"], "signedChallenge": d.sign(t, testkit.Str(ch["challenge"]))})
 	want(t, "register verify", r, http.StatusOK)
-	d.ID = str(data(t, r)["deviceId"])
+	d.ID = testkit.Str(data(t, r)["deviceId"])
 	return d
 }
 
 // race sends n requests at once (released together), spread over the replicas, and
 // returns their statuses.
 func (c *cluster) race(n int, req func(i int, srv *testserver.Server) *testserver.Response) []*testserver.Response {
-	out := make([]*testserver.Response, n)
-	var ready, done sync.WaitGroup
-	start := make(chan struct{})
-	for i := 0; i < n; i++ {
-		ready.Add(1)
-		done.Add(1)
-		go func() {
-			defer done.Done()
-			srv := c.rep(i)
-			ready.Done()
-			<-start
-			out[i] = req(i, srv)
-		}()
-	}
-	ready.Wait()
-	close(start)
-	done.Wait()
-	return out
+	return testkit.RaceResponses(n, func(i int) *testserver.Response { return req(i, c.rep(i)) })
 }
 
 // tally counts the answers by status.
@@ -332,36 +274,6 @@ func exactlyOne(t *testing.T, what string, rs []*testserver.Response, losers ...
 		t.Fatalf("%s: %d successes, want exactly 1 (%v)", what, m[http.StatusOK], m)
 	}
 	return win
-}
-
-// introspect asks srv's admin introspection whether token is active.
-func introspect(t *testing.T, srv *testserver.Server, token string) bool {
-	t.Helper()
-	r := form(srv, true, "/admin/oauth2/introspect", url.Values{"token": {token}})
-	want(t, "introspect", r, http.StatusOK)
-	var res struct {
-		Active bool `json:"active"`
-	}
-	if err := json.Unmarshal(r.Body, &res); err != nil {
-		t.Fatal(err)
-	}
-	return res.Active
-}
-
-// kidOf is the kid in a JWT's header.
-func kidOf(t *testing.T, token string) string {
-	t.Helper()
-	raw, err := base64.RawURLEncoding.DecodeString(strings.Split(token, ".")[0])
-	if err != nil {
-		t.Fatal(err)
-	}
-	var h struct {
-		KID string `json:"kid"`
-	}
-	if err := json.Unmarshal(raw, &h); err != nil {
-		t.Fatal(err)
-	}
-	return h.KID
 }
 
 // jwksHas reports whether srv's JWKS lists kid.
@@ -461,7 +373,7 @@ func publicFrom(srv *testserver.Server, xff, method, path string, body any) *tes
 		req.Header.Set("Content-Type", "application/json")
 	}
 	req.Header.Set("X-Forwarded-For", xff)
-	return send(srv.Client, req)
+	return testkit.SendRequest(srv.Client, req)
 }
 
 // within polls cond every 20 ms until it holds or limit passes; it returns the time it

@@ -2,16 +2,14 @@ package replicas_test
 
 import (
 	"context"
-	"crypto/rand"
-	"crypto/sha256"
-	"encoding/base64"
 	"encoding/json"
 	"net/http"
-	"net/http/cookiejar"
 	"net/url"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/pvpipe/pvauth/internal/testkit"
 
 	"github.com/go-jose/go-jose/v3"
 
@@ -49,7 +47,7 @@ func TestReplicas(t *testing.T) {
 			for i, srv := range []*testserver.Server{B, C} {
 				name := how + " on A, replica " + repName(i+1)
 				want(t, name+": bearer", do(srv, false, http.MethodGet, api+"/me", ts.AccessToken, nil), http.StatusUnauthorized)
-				if introspect(t, srv, ts.AccessToken) {
+				if testkit.IsActive(t, srv, ts.AccessToken) {
 					t.Fatalf("%s: the access token introspects active", name)
 				}
 			}
@@ -81,21 +79,21 @@ func TestReplicas(t *testing.T) {
 		d := c.register(t, ts.AccessToken)
 
 		ci := data(t, do(A, false, http.MethodPost, api+"/confirmation/initiate", ts.AccessToken, map[string]any{"actionType": "transfer"}))
-		id := str(ci["confirmationId"])
+		id := testkit.Str(ci["confirmationId"])
 		want(t, "approve on A", do(A, false, http.MethodPost, api+"/confirmation/"+id+"/verify", ts.AccessToken,
-			map[string]any{"deviceId": d.ID, "signedChallenge": d.sign(t, str(ci["challenge"]))}), http.StatusOK)
+			map[string]any{"deviceId": d.ID, "signedChallenge": d.sign(t, testkit.Str(ci["challenge"]))}), http.StatusOK)
 		want(t, "consume on B", do(B, true, http.MethodPost, "/admin/confirmations/"+id+"/consume", "", nil), http.StatusOK)
 		want(t, "second consume on C", do(C, true, http.MethodPost, "/admin/confirmations/"+id+"/consume", "", nil), http.StatusConflict)
 
 		ci = data(t, do(C, false, http.MethodPost, api+"/confirmation/initiate", ts.AccessToken, map[string]any{"actionType": "transfer"}))
-		id = str(ci["confirmationId"])
+		id = testkit.Str(ci["confirmationId"])
 		s := openEvents(t, B, ts.AccessToken, id)
 		if ev := s.next(t, 2*time.Second); ev.Status != "pending" {
 			t.Fatalf("first event: %+v", ev)
 		}
 		approved := time.Now()
 		want(t, "approve on C", do(C, false, http.MethodPost, api+"/confirmation/"+id+"/verify", ts.AccessToken,
-			map[string]any{"deviceId": d.ID, "signedChallenge": d.sign(t, str(ci["challenge"]))}), http.StatusOK)
+			map[string]any{"deviceId": d.ID, "signedChallenge": d.sign(t, testkit.Str(ci["challenge"]))}), http.StatusOK)
 		ev := s.next(t, 3*time.Second)
 		lat := ev.At.Sub(approved)
 		t.Logf("the stream on B saw the approval through C after %v", lat.Round(time.Millisecond))
@@ -115,15 +113,15 @@ func TestReplicas(t *testing.T) {
 			}
 			r := do(A, true, http.MethodPost, "/admin/keys/rotate", "", nil)
 			want(t, "rotate on A", r, http.StatusOK)
-			kid := str(data(t, r)["active"].(map[string]any)["kid"])
+			kid := testkit.Str(data(t, r)["active"].(map[string]any)["kid"])
 			ts := issue(t, A, u)
-			if got := kidOf(t, ts.AccessToken); got != kid {
+			if got := testkit.JWTKID(t, ts.AccessToken); got != kid {
 				t.Fatalf("round %d: A signs with %s after rotating to %s", round, got, kid)
 			}
 			for i, srv := range []*testserver.Server{B, C} {
 				name := "round " + itoa(int64(round)) + ", replica " + repName(i+1)
 				want(t, name+": bearer of the new key", do(srv, false, http.MethodGet, api+"/me", ts.AccessToken, nil), http.StatusOK)
-				if !introspect(t, srv, ts.AccessToken) {
+				if !testkit.IsActive(t, srv, ts.AccessToken) {
 					t.Fatalf("%s: token of the new key introspects inactive", name)
 				}
 				if !jwksHas(t, srv, kid) {
@@ -137,14 +135,14 @@ func TestReplicas(t *testing.T) {
 		d := c.register(t, issue(t, A, u).AccessToken)
 		r := do(A, true, http.MethodPost, "/admin/keys/rotate", "", nil)
 		want(t, "rotate on A", r, http.StatusOK)
-		kid := str(data(t, r)["active"].(map[string]any)["kid"])
+		kid := testkit.Str(data(t, r)["active"].(map[string]any)["kid"])
 		ts := issue(t, A, u)
 		ci := data(t, do(A, false, http.MethodPost, api+"/confirmation/initiate", ts.AccessToken, map[string]any{"actionType": "transfer"}))
-		r = do(A, false, http.MethodPost, api+"/confirmation/"+str(ci["confirmationId"])+"/verify", ts.AccessToken,
-			map[string]any{"deviceId": d.ID, "signedChallenge": d.sign(t, str(ci["challenge"]))})
+		r = do(A, false, http.MethodPost, api+"/confirmation/"+testkit.Str(ci["confirmationId"])+"/verify", ts.AccessToken,
+			map[string]any{"deviceId": d.ID, "signedChallenge": d.sign(t, testkit.Str(ci["challenge"]))})
 		want(t, "approve on A", r, http.StatusOK)
-		receipt := str(data(t, r)["receipt"])
-		if got := kidOf(t, receipt); got != kid {
+		receipt := testkit.Str(data(t, r)["receipt"])
+		if got := testkit.JWTKID(t, receipt); got != kid {
 			t.Fatalf("receipt signed with %s, want the new key %s", got, kid)
 		}
 		verifyWithJWKS(t, B, receipt)
@@ -152,10 +150,10 @@ func TestReplicas(t *testing.T) {
 		// B and C take the new key over for signing within about a second.
 		r = do(A, true, http.MethodPost, "/admin/keys/rotate", "", nil)
 		want(t, "rotate on A", r, http.StatusOK)
-		kid = str(data(t, r)["active"].(map[string]any)["kid"])
+		kid = testkit.Str(data(t, r)["active"].(map[string]any)["kid"])
 		for i, srv := range []*testserver.Server{B, C} {
 			within(t, "replica "+repName(i+1)+" signs with the key rotated on A", 3*time.Second, func() bool {
-				return kidOf(t, issue(t, srv, u).AccessToken) == kid
+				return testkit.JWTKID(t, issue(t, srv, u).AccessToken) == kid
 			})
 		}
 	})
@@ -167,7 +165,7 @@ func TestReplicas(t *testing.T) {
 			"scope": "reports.read reports.write", "token_endpoint_auth_method": "client_secret_post"})
 		want(t, "create client on A", r, http.StatusCreated)
 		cl := data(t, r)
-		id, secret := str(cl["client_id"]), str(cl["client_secret"])
+		id, secret := testkit.Str(cl["client_id"]), testkit.Str(cl["client_secret"])
 		token := func(srv *testserver.Server, scope string) int {
 			return form(srv, false, "/oauth2/token", url.Values{"grant_type": {"client_credentials"}, "client_id": {id},
 				"client_secret": {secret}, "scope": {scope}}).Status
@@ -189,7 +187,7 @@ func TestReplicas(t *testing.T) {
 			"client_name": "replica RP", "grant_types": []string{"authorization_code"}, "response_types": []string{"code"},
 			"redirect_uris": []string{callbackURL, callbackURL + "2"}, "scope": "openid", "token_endpoint_auth_method": "client_secret_basic"})
 		want(t, "create code client on A", r, http.StatusCreated)
-		rp := str(data(t, r)["client_id"])
+		rp := testkit.Str(data(t, r)["client_id"])
 		authorize := func(srv *testserver.Server) bool { // whether B starts a login for callback 2
 			q := url.Values{"client_id": {rp}, "response_type": {"code"}, "redirect_uri": {callbackURL + "2"}, "scope": {"openid"},
 				"state": {"some-state-value"}, "nonce": {"some-nonce-value"}}
@@ -227,7 +225,7 @@ func TestReplicas(t *testing.T) {
 
 		t.Run("one challenge, one login", func(t *testing.T) {
 			ch := data(t, do(A, false, http.MethodPost, api+"/mobile/challenge", "", map[string]any{"deviceFingerprint": d.Fingerprint}))
-			body := map[string]any{"sessionId": ch["sessionId"], "signedChallenge": d.sign(t, str(ch["challenge"]))}
+			body := map[string]any{"sessionId": ch["sessionId"], "signedChallenge": d.sign(t, testkit.Str(ch["challenge"]))}
 			exactlyOne(t, "biometric login", c.race(n, func(_ int, srv *testserver.Server) *testserver.Response {
 				return do(srv, false, http.MethodPost, api+"/mobile/biometric", "", body)
 			}), http.StatusBadRequest)
@@ -253,7 +251,7 @@ func TestReplicas(t *testing.T) {
 			// the winner's new tokens included, on every replica.
 			nt := tokenSet(t, win)
 			for i, srv := range c.reps {
-				if introspect(t, srv, nt.AccessToken) {
+				if testkit.IsActive(t, srv, nt.AccessToken) {
 					t.Fatalf("replica %s: the winner's access token is active after reuse of its parent", repName(i))
 				}
 			}
@@ -262,8 +260,8 @@ func TestReplicas(t *testing.T) {
 
 		t.Run("one approval, one consume", func(t *testing.T) {
 			ci := data(t, do(B, false, http.MethodPost, api+"/confirmation/initiate", ts.AccessToken, map[string]any{"actionType": "transfer"}))
-			id := str(ci["confirmationId"])
-			body := map[string]any{"deviceId": d.ID, "signedChallenge": d.sign(t, str(ci["challenge"]))}
+			id := testkit.Str(ci["confirmationId"])
+			body := map[string]any{"deviceId": d.ID, "signedChallenge": d.sign(t, testkit.Str(ci["challenge"]))}
 			exactlyOne(t, "approval", c.race(n, func(_ int, srv *testserver.Server) *testserver.Response {
 				return do(srv, false, http.MethodPost, api+"/confirmation/"+id+"/verify", ts.AccessToken, body)
 			}), http.StatusConflict)
@@ -278,7 +276,7 @@ func TestReplicas(t *testing.T) {
 				"scope": "openid", "token_endpoint_auth_method": "client_secret_post"})
 			want(t, "create CIBA client", r, http.StatusCreated)
 			cl := data(t, r)
-			auth := url.Values{"client_id": {str(cl["client_id"])}, "client_secret": {str(cl["client_secret"])}}
+			auth := url.Values{"client_id": {testkit.Str(cl["client_id"])}, "client_secret": {testkit.Str(cl["client_secret"])}}
 			bcForm := url.Values{"scope": {"openid"}, "login_hint": {u.Email}}
 			for k, v := range auth {
 				bcForm[k] = v
@@ -331,9 +329,9 @@ func TestReplicas(t *testing.T) {
 				"scope": "openid offline_access", "token_endpoint_auth_method": "client_secret_post"})
 			want(t, "create client", r, http.StatusCreated)
 			cl := data(t, r)
-			codeValue, verifier := authorizationCode(t, c, str(cl["client_id"]), ts.AccessToken)
+			codeValue, verifier := authorizationCode(t, c, testkit.Str(cl["client_id"]), ts.AccessToken)
 			v := url.Values{"grant_type": {"authorization_code"}, "code": {codeValue}, "redirect_uri": {callbackURL},
-				"code_verifier": {verifier}, "client_id": {str(cl["client_id"])}, "client_secret": {str(cl["client_secret"])}}
+				"code_verifier": {verifier}, "client_id": {testkit.Str(cl["client_id"])}, "client_secret": {testkit.Str(cl["client_secret"])}}
 			exactlyOne(t, "code exchange", c.race(n, func(_ int, srv *testserver.Server) *testserver.Response {
 				return form(srv, false, "/oauth2/token", v)
 			}), http.StatusBadRequest)
@@ -388,17 +386,12 @@ func TestReplicasShareRateLimits(t *testing.T) {
 // every replica of the one host), and returns the code and the PKCE verifier.
 func authorizationCode(t *testing.T, c *cluster, clientID, access string) (string, string) {
 	t.Helper()
-	jar, _ := cookiejar.New(nil)
-	browser := &http.Client{Jar: jar, Timeout: 10 * time.Second,
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-	b := make([]byte, 32)
-	_, _ = rand.Read(b)
-	verifier := base64.RawURLEncoding.EncodeToString(b)
-	sum := sha256.Sum256([]byte(verifier))
-	state := base64.RawURLEncoding.EncodeToString(b[:12])
+	browser := testkit.Browser()
+	verifier, pkceChallenge := testkit.PKCE()
+	state := verifier[:16]
 	q := url.Values{"client_id": {clientID}, "response_type": {"code"}, "redirect_uri": {callbackURL},
 		"scope": {"openid offline_access"}, "state": {state}, "nonce": {state + "n"},
-		"code_challenge": {base64.RawURLEncoding.EncodeToString(sum[:])}, "code_challenge_method": {"S256"}}
+		"code_challenge": {pkceChallenge}, "code_challenge_method": {"S256"}}
 	get := func(rawURL string) *http.Response {
 		t.Helper()
 		resp, err := browser.Get(rawURL)
@@ -416,7 +409,7 @@ func authorizationCode(t *testing.T, c *cluster, clientID, access string) (strin
 	}
 	r := do(c.rep(1), false, http.MethodPost, api+"/oauth2/login/accept", access, map[string]any{"loginChallenge": ch})
 	want(t, "login accept on B", r, http.StatusOK)
-	next := str(data(t, r)["redirectTo"])
+	next := testkit.Str(data(t, r)["redirectTo"])
 	if !strings.HasPrefix(next, issuer+"/") {
 		t.Fatalf("login accept redirects to %q", next)
 	}

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"database/sql"
-	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -20,10 +19,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pvpipe/pvauth/internal/testkit"
+
+	"github.com/pvpipe/pvauth/internal/testkit/testnet"
+
 	_ "github.com/jackc/pgx/v5/stdlib"
 
 	"github.com/pvpipe/pvauth/internal/testdb"
-	"github.com/pvpipe/pvauth/internal/testredis"
 	"github.com/pvpipe/pvauth/internal/testserver"
 )
 
@@ -73,7 +75,7 @@ func processEnv(dir string, extra ...string) []string {
 // startServe starts `pvauth serve --config file` on free ports (waitReady waits for it).
 func startServe(t *testing.T, bin, dir, file string) *proc {
 	t.Helper()
-	pp, ap := testredis.FreePort(t), testredis.FreePort(t)
+	pp, ap := testnet.FreePort(t), testnet.FreePort(t)
 	p := &proc{public: fmt.Sprintf("http://127.0.0.1:%d", pp), admin: fmt.Sprintf("http://127.0.0.1:%d", ap), stderr: &lockedBuffer{}}
 	p.cmd = exec.Command(bin, "serve", "--config", file)
 	p.cmd.Env = processEnv(dir, fmt.Sprintf("SERVE_PUBLIC_PORT=%d", pp), fmt.Sprintf("SERVE_ADMIN_PORT=%d", ap))
@@ -132,21 +134,6 @@ type family struct {
 func refreshSig(token string) string {
 	sum := sha256.Sum256([]byte(token[strings.LastIndexByte(token, '.')+1:]))
 	return hex.EncodeToString(sum[:])
-}
-
-func sidOf(t *testing.T, access string) string {
-	t.Helper()
-	raw, err := base64.RawURLEncoding.DecodeString(strings.Split(access, ".")[1])
-	if err != nil {
-		t.Fatal(err)
-	}
-	var c struct {
-		SID string `json:"sid"`
-	}
-	if err := json.Unmarshal(raw, &c); err != nil {
-		t.Fatal(err)
-	}
-	return c.SID
 }
 
 // TestReplicaKilledMidRefresh: API.md §9, "a process killed at any moment leaves no
@@ -215,7 +202,7 @@ secrets:
 	p := pending(t, c.rep(0), u)
 	r := do(c.rep(1), false, http.MethodGet, api+"/otp/setup", p, nil)
 	want(t, "otp setup", r, http.StatusOK)
-	u.Secret = str(data(t, r)["secret"])
+	u.Secret = testkit.Str(data(t, r)["secret"])
 	r = do(c.rep(2), false, http.MethodPost, api+"/otp/verify", p, map[string]string{"otp": code(t, u.Secret, u.nextStep())})
 	want(t, "enrolment", r, http.StatusOK)
 	var first struct {
@@ -228,12 +215,12 @@ secrets:
 	if err := json.Unmarshal(r.Body, &first); err != nil || len(first.Data.RecoveryCodes) < 7 {
 		t.Fatalf("enrolment answer: %v %s", err, r.Body)
 	}
-	fams := []*family{{sid: sidOf(t, first.Data.AccessToken), acked: first.Data.RefreshToken}}
+	fams := []*family{{sid: testkit.Str(testkit.JWTClaims(t, first.Data.AccessToken)["sid"]), acked: first.Data.RefreshToken}}
 	for i := 0; i < 7; i++ {
 		r := do(c.rep(i), false, http.MethodPost, api+"/otp/verify", pending(t, c.rep(i+1), u), map[string]string{"otp": first.Data.RecoveryCodes[i]})
 		want(t, "login with a recovery code", r, http.StatusOK)
 		ts := tokenSet(t, r)
-		fams = append(fams, &family{sid: sidOf(t, ts.AccessToken), acked: ts.RefreshToken})
+		fams = append(fams, &family{sid: testkit.Str(testkit.JWTClaims(t, ts.AccessToken)["sid"]), acked: ts.RefreshToken})
 	}
 
 	// Refresh loops, each family on the replicas in turn; the victim (C) is killed while

@@ -127,6 +127,22 @@ func PEM(typ string, der []byte) string {
 	return string(pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}))
 }
 
+// PublicPEM is pub as SPKI in a PUBLIC KEY block (exportPublicKeyToPEM of the apps).
+func PublicPEM(t testing.TB, pub crypto.PublicKey) string {
+	t.Helper()
+	return PEM("PUBLIC KEY", MustDER(t, pub))
+}
+
+// NewES256 is a fresh P-256 key, as a device generates one.
+func NewES256(t testing.TB) *ecdsa.PrivateKey {
+	t.Helper()
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
 // KeyFormats returns every accepted encoding of pub.
 func KeyFormats(t testing.TB, pub crypto.PublicKey) []Format {
 	t.Helper()

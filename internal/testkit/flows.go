@@ -1,11 +1,7 @@
 package testkit
 
 import (
-	"cmp"
 	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"fmt"
 	"maps"
 	"net/http"
 	"testing"
@@ -59,6 +55,21 @@ func EnrolTOTP(t testing.TB, srv *testserver.Server, id *Identity) *Enrolment {
 	return &e
 }
 
+// User is an identity and the access token of its first real login.
+type User struct {
+	ID    int64
+	Email string
+	JWT   string
+}
+
+// NewUser creates an identity (its email starting with prefix) and logs it in for the
+// first time through the real flows (EnrolTOTP).
+func NewUser(t testing.TB, srv *testserver.Server, prefix string) *User {
+	t.Helper()
+	id := CreateIdentity(t, srv, map[string]any{"email": UniqueEmail(prefix)})
+	return &User{ID: id.ID, Email: id.Email, JWT: EnrolTOTP(t, srv, id).AccessToken}
+}
+
 // Device is a device key registered through the API.
 type Device struct {
 	ID          string
@@ -73,14 +84,11 @@ type Device struct {
 func RegisterDevice(t testing.TB, srv *testserver.Server, access string, k *ecdsa.PrivateKey, fields map[string]any) *Device {
 	t.Helper()
 	if k == nil {
-		var err error
-		if k, err = ecdsa.GenerateKey(elliptic.P256(), rand.Reader); err != nil {
-			t.Fatal(err)
-		}
+		k = testkeys.NewES256(t)
 	}
 	body := map[string]any{
-		"deviceName": "Phone", "deviceType": "mobile", "deviceFingerprint": fmt.Sprintf("fp-%d-%d", time.Now().UnixNano(), seq.Add(1)),
-		"publicKey": testkeys.PEM("PUBLIC KEY", testkeys.MustDER(t, &k.PublicKey)), "keyAlgorithm": "ES256",
+		"deviceName": "Phone", "deviceType": "mobile", "deviceFingerprint": "fp-" + Unique(),
+		"publicKey": testkeys.PublicPEM(t, &k.PublicKey), "keyAlgorithm": "ES256",
 	}
 	maps.Copy(body, fields)
 	r := srv.Public(t, http.MethodPost, "/api/v1/auth/devices/register/challenge", access, body)
@@ -90,7 +98,6 @@ func RegisterDevice(t testing.TB, srv *testserver.Server, access string, k *ecds
 	var ch struct {
 		Challenge string `json:"challenge"`
 		SessionID string `json:"sessionId"`
-		DeviceID  string `json:"deviceId"`
 	}
 	r.Data(t, &ch)
 	r = srv.Public(t, http.MethodPost, "/api/v1/auth/devices/register/verify", access, map[string]any{
@@ -103,7 +110,42 @@ func RegisterDevice(t testing.TB, srv *testserver.Server, access string, k *ecds
 		DeviceID string `json:"deviceId"`
 	}
 	r.Data(t, &v)
-	d := &Device{ID: cmp.Or(v.DeviceID, ch.DeviceID), Key: k}
+	if v.DeviceID == "" {
+		t.Fatalf("device register verify gave no deviceId: %s", r.Body)
+	}
+	d := &Device{ID: v.DeviceID, Key: k}
 	d.Fingerprint, _ = body["deviceFingerprint"].(string)
 	return d
+}
+
+// SetFCMToken gives the device deviceID of the session of access the FCM token fcmToken.
+func SetFCMToken(t testing.TB, srv *testserver.Server, access, deviceID, fcmToken string) {
+	t.Helper()
+	r := srv.Public(t, http.MethodPut, "/api/v1/auth/devices/fcm-token", access, map[string]any{"deviceId": deviceID, "fcmToken": fcmToken})
+	if r.Status != http.StatusOK {
+		t.Fatalf("fcm token: %d %s", r.Status, r.Body)
+	}
+}
+
+// MobileLogin logs in with the device key registered under fingerprint:
+// /mobile/challenge, then /mobile/biometric with the challenge signed by key. Anything
+// but a 200 with an access and a refresh token fails the test; it returns data.tokens.
+func MobileLogin(t testing.TB, srv *testserver.Server, fingerprint string, key *ecdsa.PrivateKey, rememberMe bool) map[string]any {
+	t.Helper()
+	r := srv.Public(t, http.MethodPost, "/api/v1/auth/mobile/challenge", "", map[string]any{"deviceFingerprint": fingerprint})
+	if r.Status != http.StatusOK {
+		t.Fatalf("mobile challenge %s: %d %s", fingerprint, r.Status, r.Body)
+	}
+	c := DataObject(t, r)
+	r = srv.Public(t, http.MethodPost, "/api/v1/auth/mobile/biometric", "", map[string]any{
+		"sessionId": c["sessionId"], "signedChallenge": testkeys.SignChallenge(t, key, Str(c["challenge"])), "rememberMe": rememberMe,
+	})
+	if r.Status != http.StatusOK {
+		t.Fatalf("mobile biometric %s: %d %s", fingerprint, r.Status, r.Body)
+	}
+	tokens, _ := DataObject(t, r)["tokens"].(map[string]any)
+	if Str(tokens["accessToken"]) == "" || Str(tokens["refreshToken"]) == "" {
+		t.Fatalf("mobile biometric gave no tokens: %s", r.Body)
+	}
+	return tokens
 }

@@ -5,6 +5,8 @@ import (
 	"net/http"
 	"sync"
 	"testing"
+
+	"github.com/pvpipe/pvauth/internal/testserver"
 )
 
 // Outcome is what one of a burst of concurrent requests got.
@@ -14,21 +16,38 @@ type Outcome struct {
 	Err    error
 }
 
+// Together calls fn(i) for every i < n, each in a goroutine of its own, releases them
+// all at once when every goroutine is ready, and returns when all have returned.
+func Together(n int, fn func(i int)) {
+	start := make(chan struct{})
+	var ready, done sync.WaitGroup
+	for i := 0; i < n; i++ {
+		ready.Add(1)
+		done.Add(1)
+		go func() {
+			defer done.Done()
+			ready.Done()
+			<-start
+			fn(i)
+		}()
+	}
+	ready.Wait()
+	close(start)
+	done.Wait()
+}
+
 // Race sends n requests at once (released together) and returns their outcomes.
 func Race(n int, send func(i int) (int, []byte, error)) []Outcome {
 	out := make([]Outcome, n)
-	start := make(chan struct{})
-	var wg sync.WaitGroup
-	for i := 0; i < n; i++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			<-start
-			out[i].Status, out[i].Body, out[i].Err = send(i)
-		}()
-	}
-	close(start)
-	wg.Wait()
+	Together(n, func(i int) { out[i].Status, out[i].Body, out[i].Err = send(i) })
+	return out
+}
+
+// RaceResponses sends n requests at once (released together) and returns the answers;
+// send must not fail the test (testkit.Send, PublicRequest).
+func RaceResponses(n int, send func(i int) *testserver.Response) []*testserver.Response {
+	out := make([]*testserver.Response, n)
+	Together(n, func(i int) { out[i] = send(i) })
 	return out
 }
 

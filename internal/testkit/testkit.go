@@ -4,10 +4,8 @@
 package testkit
 
 import (
-	"bytes"
 	"context"
 	"fmt"
-	"io"
 	"net/http"
 	"strings"
 	"sync/atomic"
@@ -72,10 +70,11 @@ type Identity struct {
 
 var seq atomic.Int64
 
+// Unique is a suffix no other call of this run gets.
+func Unique() string { return fmt.Sprintf("%d-%d", time.Now().UnixNano(), seq.Add(1)) }
+
 // UniqueEmail is an address no other test of this run uses.
-func UniqueEmail(prefix string) string {
-	return fmt.Sprintf("%s%d-%d@example.com", prefix, time.Now().UnixNano(), seq.Add(1))
-}
+func UniqueEmail(prefix string) string { return prefix + Unique() + "@example.com" }
 
 // CreateIdentity creates an identity through the admin API with Password; extra adds
 // fields to the create body (an "email" in it replaces the generated one).
@@ -97,6 +96,17 @@ func CreateIdentity(t testing.TB, srv *testserver.Server, extra map[string]any) 
 	return &Identity{ID: out.ID, Email: body["email"].(string), Password: pw}
 }
 
+// CreateClient registers an OAuth2 client through the admin API (body is RFC 7591
+// metadata); anything but a 201 fails the test. The answer's data is decoded into out.
+func CreateClient(t testing.TB, srv *testserver.Server, body map[string]any, out any) {
+	t.Helper()
+	r := srv.Admin(t, http.MethodPost, "/admin/clients", body)
+	if r.Status != http.StatusCreated {
+		t.Fatalf("create client: %d %s", r.Status, r.Body)
+	}
+	r.Data(t, out)
+}
+
 // IssueSession gives id a full session (access and refresh token) through the token
 // mechanism every login ends in, as a finished login with the given methods would
 // (password and TOTP when amr is empty).
@@ -110,25 +120,6 @@ func IssueSession(t testing.TB, srv *testserver.Server, id *Identity, amr ...str
 		t.Fatalf("issue tokens: %v", err)
 	}
 	return ts
-}
-
-// PostJSON posts body and reports failures instead of failing the test, for goroutines.
-func PostJSON(client *http.Client, url, bearer string, body []byte) (int, []byte, error) {
-	req, err := http.NewRequest(http.MethodPost, url, bytes.NewReader(body))
-	if err != nil {
-		return 0, nil, err
-	}
-	req.Header.Set("Content-Type", "application/json")
-	if bearer != "" {
-		req.Header.Set("Authorization", "Bearer "+bearer)
-	}
-	resp, err := client.Do(req)
-	if err != nil {
-		return 0, nil, err
-	}
-	defer resp.Body.Close()
-	raw, err := io.ReadAll(resp.Body)
-	return resp.StatusCode, raw, err
 }
 
 // AuditEvents flushes the audit queue and lists the events of a user (newest first).

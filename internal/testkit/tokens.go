@@ -84,17 +84,40 @@ func IsActive(t testing.TB, srv *testserver.Server, token string) bool {
 // trusted; that it accepts the token is for the test to show).
 func JWTClaims(t testing.TB, token string) map[string]any {
 	t.Helper()
+	var m map[string]any
+	jwtPart(t, token, 1, &m)
+	return m
+}
+
+// JWTKID is the kid in the header of a JWT (not verified).
+func JWTKID(t testing.TB, token string) string {
+	t.Helper()
+	var h struct {
+		KID string `json:"kid"`
+	}
+	jwtPart(t, token, 0, &h)
+	return h.KID
+}
+
+// JWTPart is part i (0 the header, 1 the payload) of a JWT, base64url-decoded.
+func JWTPart(t testing.TB, token string, i int) []byte {
+	t.Helper()
 	parts := strings.Split(token, ".")
 	if len(parts) != 3 {
 		t.Fatalf("not a JWT: %q", token)
 	}
-	raw, err := base64.RawURLEncoding.DecodeString(parts[1])
+	raw, err := base64.RawURLEncoding.DecodeString(parts[i])
 	if err != nil {
-		t.Fatalf("JWT payload: %v", err)
+		t.Fatalf("JWT part %d: %v", i, err)
 	}
-	var m map[string]any
-	if err := json.Unmarshal(raw, &m); err != nil {
-		t.Fatalf("JWT payload: %v: %s", err, raw)
+	return raw
+}
+
+// jwtPart decodes part i of a JWT into v.
+func jwtPart(t testing.TB, token string, i int, v any) {
+	t.Helper()
+	raw := JWTPart(t, token, i)
+	if err := json.Unmarshal(raw, v); err != nil {
+		t.Fatalf("JWT part %d: %v: %s", i, err, raw)
 	}
-	return m
 }

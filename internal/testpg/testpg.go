@@ -17,7 +17,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/pvpipe/pvauth/internal/testredis"
+	"github.com/pvpipe/pvauth/internal/testkit/testnet"
 )
 
 // EnvBin names the variable that overrides the directory of initdb and pg_ctl.
@@ -79,7 +79,7 @@ func New(t testing.TB, extraConf ...string) *Server {
 	if out, err := s.run("initdb", "-D", s.data, "-U", "postgres", "--auth=trust", "--no-sync", "--locale=C", "--encoding=UTF8"); err != nil {
 		t.Fatalf("testpg: initdb: %v\n%s", err, out)
 	}
-	s.Port = testredis.FreePort(t)
+	s.Port = testnet.FreePort(t)
 	conf := append([]string{
 		"listen_addresses = '127.0.0.1'",
 		"port = " + strconv.Itoa(s.Port),

@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"testing"
 	"time"
+
+	"github.com/pvpipe/pvauth/internal/testkit/testnet"
 )
 
 // EnvURL names the variable the test command sets to its Redis server's URL.
@@ -37,19 +39,6 @@ func URL(t testing.TB) string {
 	return u
 }
 
-// FreePort returns a loopback port nothing listens on (at the time of the call); every
-// test that needs a free port takes it from here.
-func FreePort(t testing.TB) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := l.Addr().(*net.TCPAddr).Port
-	l.Close()
-	return port
-}
-
 // Server is a redis-server process of the test's own.
 type Server struct {
 	t    testing.TB
@@ -70,7 +59,7 @@ func NewServer(t testing.TB) *Server {
 	if err != nil {
 		unavailable(t, "redis-server not found on PATH (apt-get install redis-server)")
 	}
-	s := &Server{t: t, bin: bin, Port: FreePort(t)}
+	s := &Server{t: t, bin: bin, Port: testnet.FreePort(t)}
 	s.Start()
 	t.Cleanup(s.Stop)
 	return s

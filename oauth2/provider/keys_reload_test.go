@@ -3,13 +3,14 @@ package provider_test
 import (
 	"context"
 	"encoding/base64"
-	"encoding/json"
 	"fmt"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/pvpipe/pvauth/internal/testkit"
 
 	"github.com/ory/fosite/token/jwt"
 
@@ -62,21 +63,6 @@ func signWith(t *testing.T, m *provider.KeyManager) string {
 	return tok
 }
 
-func headerKID(t *testing.T, tok string) string {
-	t.Helper()
-	raw, err := base64.RawURLEncoding.DecodeString(strings.Split(tok, ".")[0])
-	if err != nil {
-		t.Fatal(err)
-	}
-	var h struct {
-		KID string `json:"kid"`
-	}
-	if err := json.Unmarshal(raw, &h); err != nil {
-		t.Fatal(err)
-	}
-	return h.KID
-}
-
 // TestKeyRotatedElsewhereVerifiesAtOnce: API.md §9, a key rotated on one replica
 // verifies on every replica at once. Replica b has never seen a's new key; the first
 // token signed with it verifies on b (b re-reads the set before refusing the kid), and
@@ -90,7 +76,7 @@ func TestKeyRotatedElsewhereVerifiesAtOnce(t *testing.T) {
 				t.Fatal(err)
 			}
 			tok := signWith(t, a)
-			if kid := headerKID(t, tok); kid != k.KID {
+			if kid := testkit.JWTKID(t, tok); kid != k.KID {
 				t.Fatalf("signed with %s, rotated to %s", kid, k.KID)
 			}
 			if _, err := b.Signer().Decode(context.Background(), tok); err != nil {

@@ -10,10 +10,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pvpipe/pvauth/internal/testkit/testnet"
+
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/pvpipe/pvauth/internal/testpg"
-	"github.com/pvpipe/pvauth/internal/testredis"
 	sqlp "github.com/pvpipe/pvauth/persistence/sql"
 	"github.com/pvpipe/pvauth/x"
 )
@@ -39,7 +40,7 @@ func wantUnavailable(t *testing.T, what string, err error) {
 // handful of connection attempts, not one per call.
 func TestUnavailableRefusedAndBackoff(t *testing.T) {
 	ctx := t.Context()
-	p, err := sqlp.New(ctx, "postgres://postgres@127.0.0.1:"+strconv.Itoa(testredis.FreePort(t))+"/postgres?sslmode=disable")
+	p, err := sqlp.New(ctx, "postgres://postgres@127.0.0.1:"+strconv.Itoa(testnet.FreePort(t))+"/postgres?sslmode=disable")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,12 +1,13 @@
 package biometric_test
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"net/http"
 	"strconv"
 	"testing"
+
+	"github.com/pvpipe/pvauth/internal/testkeys"
+
+	"github.com/pvpipe/pvauth/internal/testkit"
 
 	"github.com/pvpipe/pvauth/devicekey"
 	"github.com/pvpipe/pvauth/internal/testdb"
@@ -17,19 +18,13 @@ import (
 // aaDevice registers an ES256 device for u and, with fcm, gives it an FCM token.
 func aaDevice(t *testing.T, srv *testserver.Server, u *mxUser, fcm bool) (*mxDevice, string) {
 	t.Helper()
-	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	d := mxRegister(t, srv, u, mxFingerprint("aa"), mxPEM(t, &k.PublicKey), devicekey.AlgES256, mxES256(t, k))
+	k := testkeys.NewES256(t)
+	d := mxRegister(t, srv, u, mxFingerprint("aa"), testkeys.PublicPEM(t, &k.PublicKey), devicekey.AlgES256, mxES256(t, k))
 	if !fcm {
 		return d, ""
 	}
 	tok := "fcm-aa-" + mxFingerprint("tok")
-	r := srv.Public(t, http.MethodPut, mxAPI+"/devices/fcm-token", u.Token, map[string]any{"deviceId": d.ID, "fcmToken": tok})
-	if r.Status != 200 {
-		t.Fatalf("fcm token: %d %s", r.Status, r.Body)
-	}
+	testkit.SetFCMToken(t, srv, u.Token, d.ID, tok)
 	return d, tok
 }
 

@@ -31,10 +31,10 @@ func TestConcurrency(t *testing.T) {
 // whose login was in flight. Each round signs challenges first, then fires the logins
 // and the delete together.
 func ccLoginRacingDelete(t *testing.T, srv *testserver.Server) {
-	u := e2eNewUser(t, srv)
+	u := testkit.NewUser(t, srv, "bio-")
 	for round := 0; round < 15; round++ {
 		key := e2eNewKey(t)
-		fp := "CONC-RACE-" + e2eUnique()
+		fp := "CONC-RACE-" + testkit.Unique()
 		deviceID := e2eRegister(t, srv, u.JWT, fp, key)
 		type signed struct{ session, sig string }
 		var logins []signed
@@ -43,8 +43,8 @@ func ccLoginRacingDelete(t *testing.T, srv *testserver.Server) {
 			if !testkit.CheckStatus(t, "mobile challenge", r, 200) {
 				t.FailNow()
 			}
-			c := e2eData(t, r)
-			logins = append(logins, signed{e2eStr(c["sessionId"]), key.Sign(t, e2eStr(c["challenge"]))})
+			c := testkit.DataObject(t, r)
+			logins = append(logins, signed{testkit.Str(c["sessionId"]), key.Sign(t, testkit.Str(c["challenge"]))})
 		}
 		var (
 			wg     sync.WaitGroup
@@ -60,9 +60,9 @@ func ccLoginRacingDelete(t *testing.T, srv *testserver.Server) {
 					t.Errorf("login during the delete: %d %s", r.Status, r.Body)
 				}
 				if r.Status == http.StatusOK {
-					tok, _ := e2eGet(e2eData(t, r), "tokens").(map[string]any)
+					tok, _ := e2eGet(testkit.DataObject(t, r), "tokens").(map[string]any)
 					mu.Lock()
-					minted = append(minted, e2eStr(tok["accessToken"]), e2eStr(tok["refreshToken"]))
+					minted = append(minted, testkit.Str(tok["accessToken"]), testkit.Str(tok["refreshToken"]))
 					mu.Unlock()
 				}
 			}()
@@ -87,40 +87,30 @@ func ccLoginRacingDelete(t *testing.T, srv *testserver.Server) {
 // 20 concurrent /mobile/biometric with one valid signed challenge: exactly one gets
 // tokens; every other one is told the session is used (400 "expired").
 func ccOneLogin(t *testing.T, srv *testserver.Server) {
-	u := e2eNewUser(t, srv)
+	u := testkit.NewUser(t, srv, "bio-")
 	key := e2eNewKey(t)
-	fp := "CONC-LOGIN-" + e2eUnique()
+	fp := "CONC-LOGIN-" + testkit.Unique()
 	e2eRegister(t, srv, u.JWT, fp, key)
 
 	r := srv.Public(t, http.MethodPost, e2eMobileChallenge, "", map[string]any{"deviceFingerprint": fp})
 	if !testkit.CheckStatus(t, "mobile challenge", r, 200) {
 		t.FailNow()
 	}
-	c := e2eData(t, r)
-	body := map[string]any{"sessionId": c["sessionId"], "signedChallenge": key.Sign(t, e2eStr(c["challenge"])), "rememberMe": false}
+	c := testkit.DataObject(t, r)
+	body := map[string]any{"sessionId": c["sessionId"], "signedChallenge": key.Sign(t, testkit.Str(c["challenge"])), "rememberMe": false}
 
 	const n = 20
-	results := make([]*testserver.Response, n)
-	var wg sync.WaitGroup
-	start := make(chan struct{})
-	for i := range results {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			<-start
-			results[i] = testkit.PublicRequest(srv, http.MethodPost, e2eMobileBiometric, "", body)
-		}()
-	}
-	close(start)
-	wg.Wait()
+	results := testkit.RaceResponses(n, func(int) *testserver.Response {
+		return testkit.PublicRequest(srv, http.MethodPost, e2eMobileBiometric, "", body)
+	})
 
 	winners := 0
 	for i, r := range results {
 		switch r.Status {
 		case http.StatusOK:
 			winners++
-			d := e2eData(t, r)
-			if e2eGet(d, "success") != true || e2eStr(e2eGet(d, "tokens", "accessToken")) == "" || e2eStr(e2eGet(d, "tokens", "refreshToken")) == "" {
+			d := testkit.DataObject(t, r)
+			if e2eGet(d, "success") != true || testkit.Str(e2eGet(d, "tokens", "accessToken")) == "" || testkit.Str(e2eGet(d, "tokens", "refreshToken")) == "" {
 				t.Errorf("winner %d without tokens: %s", i, r.Body)
 			}
 		case http.StatusBadRequest:
@@ -140,9 +130,9 @@ func ccOneLogin(t *testing.T, srv *testserver.Server) {
 // /mobile/challenge for its fingerprint is 404, and the fingerprint can be registered
 // again (and used to log in).
 func ccDeleteDevice(t *testing.T, srv *testserver.Server) {
-	u := e2eNewUser(t, srv)
+	u := testkit.NewUser(t, srv, "bio-")
 	key := e2eNewKey(t)
-	fp := "CONC-DELETE-" + e2eUnique()
+	fp := "CONC-DELETE-" + testkit.Unique()
 	deviceID := e2eRegister(t, srv, u.JWT, fp, key)
 
 	first := e2eMobileLogin(t, srv, fp, key, false)
@@ -152,9 +142,9 @@ func ccDeleteDevice(t *testing.T, srv *testserver.Server) {
 	if !testkit.CheckStatus(t, "refresh before delete", r, 200) {
 		t.FailNow()
 	}
-	refreshed := e2eData(t, r)
-	accessTokens := []string{e2eStr(first["accessToken"]), e2eStr(refreshed["accessToken"])}
-	refreshTokens := []string{e2eStr(first["refreshToken"]), e2eStr(refreshed["refreshToken"])}
+	refreshed := testkit.DataObject(t, r)
+	accessTokens := []string{testkit.Str(first["accessToken"]), testkit.Str(refreshed["accessToken"])}
+	refreshTokens := []string{testkit.Str(first["refreshToken"]), testkit.Str(refreshed["refreshToken"])}
 	for i, at := range accessTokens {
 		if got := testkit.IntrospectClaims(t, srv, at, ""); got["active"] != true || got["did"] != deviceID {
 			t.Fatalf("access token %d before delete: %v, want active with did %s", i, got, deviceID)
@@ -162,7 +152,7 @@ func ccDeleteDevice(t *testing.T, srv *testserver.Server) {
 	}
 
 	// Another user's device id is "not found" and changes nothing.
-	other := e2eNewUser(t, srv)
+	other := testkit.NewUser(t, srv, "bio-")
 	r = srv.Public(t, http.MethodDelete, e2eDevices+"/"+deviceID, other.JWT, nil)
 	if testkit.CheckStatus(t, "delete another user's device", r, 404) {
 		if msg := e2eErrMessage(t, r); msg != "Device not found or inactive" {
@@ -177,7 +167,7 @@ func ccDeleteDevice(t *testing.T, srv *testserver.Server) {
 	if !testkit.CheckStatus(t, "delete device", r, 200) {
 		t.FailNow()
 	}
-	if d := e2eData(t, r); d["success"] != true || d["message"] != "Device deleted successfully" {
+	if d := testkit.DataObject(t, r); d["success"] != true || d["message"] != "Device deleted successfully" {
 		t.Errorf("delete answer: %s", r.Body)
 	}
 
@@ -204,7 +194,7 @@ func ccDeleteDevice(t *testing.T, srv *testserver.Server) {
 	// The user's own password session was not issued through the device: still good.
 	r = srv.Public(t, http.MethodGet, e2eDevices, u.JWT, nil)
 	if testkit.CheckStatus(t, "list devices with the password session", r, 200) {
-		if list, _ := e2eGet(e2eData(t, r), "devices").([]any); len(list) != 0 {
+		if list, _ := e2eGet(testkit.DataObject(t, r), "devices").([]any); len(list) != 0 {
 			t.Errorf("devices after delete: %s", r.Body)
 		}
 	}
@@ -219,15 +209,15 @@ func ccDeleteDevice(t *testing.T, srv *testserver.Server) {
 		t.Errorf("re-registration reused the deleted device id %s", deviceID)
 	}
 	tokens := e2eMobileLogin(t, srv, fp, newKey, false)
-	if got := testkit.IntrospectClaims(t, srv, e2eStr(tokens["accessToken"]), ""); got["active"] != true || got["did"] != newID {
+	if got := testkit.IntrospectClaims(t, srv, testkit.Str(tokens["accessToken"]), ""); got["active"] != true || got["did"] != newID {
 		t.Errorf("login with the re-registered fingerprint: %v", got)
 	}
 	// The old key no longer opens the fingerprint's sessions.
 	r = srv.Public(t, http.MethodPost, e2eMobileChallenge, "", map[string]any{"deviceFingerprint": fp})
 	if testkit.CheckStatus(t, "mobile challenge", r, 200) {
-		c := e2eData(t, r)
+		c := testkit.DataObject(t, r)
 		r = srv.Public(t, http.MethodPost, e2eMobileBiometric, "", map[string]any{
-			"sessionId": c["sessionId"], "signedChallenge": key.Sign(t, e2eStr(c["challenge"])),
+			"sessionId": c["sessionId"], "signedChallenge": key.Sign(t, testkit.Str(c["challenge"])),
 		})
 		testkit.CheckStatus(t, "login with the deleted device's key", r, 401)
 	}
@@ -236,14 +226,14 @@ func ccDeleteDevice(t *testing.T, srv *testserver.Server) {
 // /mobile/refresh returns the token set nested (tokens) and flat; rememberMe picks the
 // 30-day (720h) refresh lifetime, kept across refreshes; without it 72h.
 func ccRefreshShapes(t *testing.T, srv *testserver.Server) {
-	u := e2eNewUser(t, srv)
+	u := testkit.NewUser(t, srv, "bio-")
 	key := e2eNewKey(t)
-	fp := "CONC-REFRESH-" + e2eUnique()
+	fp := "CONC-REFRESH-" + testkit.Unique()
 	e2eRegister(t, srv, u.JWT, fp, key)
 
 	wantLifetime := func(what string, v any, want time.Duration) {
 		t.Helper()
-		at, err := time.Parse(time.RFC3339, e2eStr(v))
+		at, err := time.Parse(time.RFC3339, testkit.Str(v))
 		if err != nil {
 			t.Errorf("%s: %v is not an RFC 3339 time", what, v)
 			return
@@ -266,7 +256,7 @@ func ccRefreshShapes(t *testing.T, srv *testserver.Server) {
 		if !testkit.CheckStatus(t, name+": refresh", r, 200) {
 			continue
 		}
-		d := e2eData(t, r)
+		d := testkit.DataObject(t, r)
 		if d["success"] != true {
 			t.Errorf("%s: success = %v", name, d["success"])
 		}
@@ -275,7 +265,7 @@ func ccRefreshShapes(t *testing.T, srv *testserver.Server) {
 			t.Fatalf("%s: no nested tokens: %s", name, r.Body)
 		}
 		for _, k := range []string{"accessToken", "accessTokenExpiresAt", "refreshToken", "refreshTokenExpiresAt", "signature"} {
-			if e2eStr(nested[k]) == "" {
+			if testkit.Str(nested[k]) == "" {
 				t.Errorf("%s: tokens.%s missing: %s", name, k, r.Body)
 			}
 			if d[k] != nested[k] {
@@ -291,7 +281,7 @@ func ccRefreshShapes(t *testing.T, srv *testserver.Server) {
 		// Reuse of the rotated refresh token: 401, and the family (the new tokens) dies.
 		r = srv.Public(t, http.MethodPost, e2eMobileRefresh, "", map[string]any{"refreshToken": tokens["refreshToken"]})
 		testkit.CheckStatus(t, name+": reused refresh token", r, 401)
-		if got := testkit.IntrospectClaims(t, srv, e2eStr(d["accessToken"]), ""); got["active"] != false {
+		if got := testkit.IntrospectClaims(t, srv, testkit.Str(d["accessToken"]), ""); got["active"] != false {
 			t.Errorf("%s: after reuse the family's new access token is %v, want inactive", name, got)
 		}
 	}
@@ -299,9 +289,9 @@ func ccRefreshShapes(t *testing.T, srv *testserver.Server) {
 
 // The biometric access token carries amr ["hwk"] and did (API.md §2), also after refresh.
 func ccClaims(t *testing.T, srv *testserver.Server) {
-	u := e2eNewUser(t, srv)
+	u := testkit.NewUser(t, srv, "bio-")
 	key := e2eNewKey(t)
-	fp := "CONC-CLAIMS-" + e2eUnique()
+	fp := "CONC-CLAIMS-" + testkit.Unique()
 	deviceID := e2eRegister(t, srv, u.JWT, fp, key)
 	tokens := e2eMobileLogin(t, srv, fp, key, false)
 
@@ -318,15 +308,15 @@ func ccClaims(t *testing.T, srv *testserver.Server) {
 		if c["sub"] != strconv.FormatInt(u.ID, 10) {
 			t.Errorf("%s: sub = %v, want %d", what, c["sub"], u.ID)
 		}
-		if e2eStr(c["sid"]) == "" || e2eStr(c["jti"]) == "" {
+		if testkit.Str(c["sid"]) == "" || testkit.Str(c["jti"]) == "" {
 			t.Errorf("%s: sid %v jti %v", what, c["sid"], c["jti"])
 		}
 	}
-	check("biometric login", e2eStr(tokens["accessToken"]))
+	check("biometric login", testkit.Str(tokens["accessToken"]))
 
 	r := srv.Public(t, http.MethodPost, e2eMobileRefresh, "", map[string]any{"refreshToken": tokens["refreshToken"]})
 	if testkit.CheckStatus(t, "refresh", r, 200) {
-		check("refreshed", e2eStr(e2eData(t, r)["accessToken"]))
+		check("refreshed", testkit.Str(testkit.DataObject(t, r)["accessToken"]))
 	}
 
 	// The password + TOTP session of the same user is not a device session.

@@ -78,7 +78,7 @@ func FuzzRegisterChallengeBody(f *testing.F) {
 			f.Add(fzJSON(mxRegisterBody("fuzz-"+uuid.NewString(), fm.Value, sg.Alg)))
 		}
 	}
-	good := mxRegisterBody("fuzz-fp", mxPEM(f, &k.EC.PublicKey), devicekey.AlgES256)
+	good := mxRegisterBody("fuzz-fp", testkeys.PublicPEM(f, &k.EC.PublicKey), devicekey.AlgES256)
 	for _, mut := range []map[string]any{
 		{"deviceName": strings.Repeat("n", 256)}, {"deviceType": "watch"}, {"keyAlgorithm": "HS256"},
 		{"publicKey": ""}, {"publicKey": 12}, {"deviceFingerprint": ""}, {"deviceName": nil},
@@ -109,7 +109,7 @@ func FuzzRegisterVerifyBody(f *testing.F) {
 	u := mxNewUser(f, srv)
 	sign := mxES256(f, k.EC)
 	for i := 0; i < 3; i++ {
-		c := mxRegisterChallenge(f, srv, u, mxFingerprint("fuzz-verify"), mxPEM(f, &k.EC.PublicKey), devicekey.AlgES256)
+		c := mxRegisterChallenge(f, srv, u, mxFingerprint("fuzz-verify"), testkeys.PublicPEM(f, &k.EC.PublicKey), devicekey.AlgES256)
 		f.Add(fzJSON(map[string]any{"sessionId": c.SessionID, "signedChallenge": sign(c.Bytes(f))}))
 		f.Add(fzJSON(map[string]any{"sessionId": c.SessionID, "signedChallenge": "AAAA"}))
 	}
@@ -129,13 +129,13 @@ func FuzzMobileBiometricBody(f *testing.F) {
 	u := mxNewUser(f, srv)
 	sign := mxES256(f, k.EC)
 	fp := mxFingerprint("fuzz-mobile")
-	mxRegister(f, srv, u, fp, mxPEM(f, &k.EC.PublicKey), devicekey.AlgES256, sign)
+	mxRegister(f, srv, u, fp, testkeys.PublicPEM(f, &k.EC.PublicKey), devicekey.AlgES256, sign)
 	for i := 0; i < 3; i++ {
 		c := mxMobileChallenge(f, srv, fp)
 		f.Add(fzJSON(map[string]any{"sessionId": c.SessionID, "signedChallenge": sign(c.Bytes(f)), "rememberMe": i == 1}))
 		f.Add(fzJSON(map[string]any{"sessionId": c.SessionID, "signedChallenge": base64.RawURLEncoding.EncodeToString(c.Bytes(f))}))
 	}
-	rc := mxRegisterChallenge(f, srv, u, mxFingerprint("fuzz-mobile-reg"), mxPEM(f, &k.EC.PublicKey), devicekey.AlgES256)
+	rc := mxRegisterChallenge(f, srv, u, mxFingerprint("fuzz-mobile-reg"), testkeys.PublicPEM(f, &k.EC.PublicKey), devicekey.AlgES256)
 	f.Add(fzJSON(map[string]any{"sessionId": rc.SessionID, "signedChallenge": sign(rc.Bytes(f))}))
 	f.Add(fzJSON(map[string]any{"sessionId": uuid.NewString(), "signedChallenge": "AAAA", "rememberMe": "yes"}))
 	f.Add([]byte(`{"sessionId":"","signedChallenge":""}`))

@@ -12,7 +12,6 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -59,34 +58,9 @@ func mxFingerprint(prefix string) string {
 	return fmt.Sprintf("%s-%d-%s", prefix, mxSeq.Add(1), uuid.NewString()[:8])
 }
 
-// mxFails checks an error response with testkit.WantError, and that the message
-// contains each of words as written (a word starting with "^" must be the message's
-// prefix).
-func mxFails(t testing.TB, what string, resp *testserver.Response, status int, words ...string) {
-	t.Helper()
-	if resp.Status != status {
-		t.Fatalf("%s: status %d, want %d: %s", what, resp.Status, status, resp.Body)
-	}
-	e := testkit.WantError(t, resp, status, "")
-	for _, w := range words {
-		if p, ok := strings.CutPrefix(w, "^"); ok {
-			if !strings.HasPrefix(e.Message, p) {
-				t.Fatalf("%s: message %q does not start with %q", what, e.Message, p)
-			}
-		} else if !strings.Contains(e.Message, w) {
-			t.Fatalf("%s: message %q does not contain %q", what, e.Message, w)
-		}
-	}
-}
-
 func mxOK(t testing.TB, what string, resp *testserver.Response, v any) {
 	t.Helper()
-	if resp.Status != http.StatusOK {
-		t.Fatalf("%s: status %d: %s", what, resp.Status, resp.Body)
-	}
-	if v != nil {
-		resp.Data(t, v)
-	}
+	testkit.WantData(t, what, resp, http.StatusOK, v)
 }
 
 type mxChallenge struct {
@@ -235,10 +209,6 @@ func mxES256(t testing.TB, priv *ecdsa.PrivateKey) mxSignFunc {
 	return mxSigner(t, priv, devicekey.AlgES256, "der", base64.StdEncoding)
 }
 
-func mxPEM(t testing.TB, pub crypto.PublicKey) string {
-	return testkeys.PEM("PUBLIC KEY", testkeys.MustDER(t, pub))
-}
-
 // ---------------------------------------------------------------------------------------
 
 // Every key format × algorithm × signature encoding × base64 form registers and logs in.
@@ -248,7 +218,7 @@ func TestMatrixEveryCombinationRegistersAndLogsIn(t *testing.T) {
 		u := mxNewUser(t, srv)
 		n := 0
 		for _, sg := range testkeys.Signers(k) {
-			canonical := mxPEM(t, sg.Priv.Public())
+			canonical := testkeys.PublicPEM(t, sg.Priv.Public())
 			for _, f := range testkeys.KeyFormats(t, sg.Priv.Public()) {
 				for _, se := range testkeys.SigEncodings(sg.Alg) {
 					for _, b := range testkeys.B64 {
@@ -283,7 +253,7 @@ func TestMatrixKeyAlgorithmMismatch(t *testing.T) {
 	pt, _ := k.EC.PublicKey.Bytes()
 	offCurve := append([]byte(nil), pt...)
 	offCurve[64] ^= 1
-	ecPEM, rsaPEM := mxPEM(t, &k.EC.PublicKey), mxPEM(t, &k.RSA2048.PublicKey)
+	ecPEM, rsaPEM := testkeys.PublicPEM(t, &k.EC.PublicKey), testkeys.PublicPEM(t, &k.RSA2048.PublicKey)
 	cases := []struct{ name, key, alg string }{
 		{"P-256 for RS256", ecPEM, devicekey.AlgRS256},
 		{"P-256 for PS256", ecPEM, devicekey.AlgPS256},
@@ -293,7 +263,7 @@ func TestMatrixKeyAlgorithmMismatch(t *testing.T) {
 		{"P-384 for ES256", testkeys.PEM("PUBLIC KEY", p384), devicekey.AlgES256},
 		{"RSA-1024 for RS256", testkeys.PEM("PUBLIC KEY", rsa1024), devicekey.AlgRS256},
 		{"RSA-1024 for PS256", base64.StdEncoding.EncodeToString(rsa1024), devicekey.AlgPS256},
-		{"ed25519 for ES256", mxPEM(t, k.Ed), devicekey.AlgES256},
+		{"ed25519 for ES256", testkeys.PublicPEM(t, k.Ed), devicekey.AlgES256},
 		{"point not on the curve", base64.StdEncoding.EncodeToString(offCurve), devicekey.AlgES256},
 		{"garbage", "definitely not a key", devicekey.AlgES256},
 		{"private key", testkeys.PEM("PRIVATE KEY", mxPKCS8(t, k.EC)), devicekey.AlgES256},
@@ -304,7 +274,7 @@ func TestMatrixKeyAlgorithmMismatch(t *testing.T) {
 			t.Run(c.name, func(t *testing.T) {
 				fp := mxFingerprint("mismatch")
 				resp := srv.Public(t, http.MethodPost, mxAPI+"/devices/register/challenge", u.Token, mxRegisterBody(fp, c.key, c.alg))
-				mxFails(t, c.name, resp, http.StatusBadRequest, "^"+mxMsgKeyPrefix)
+				testkit.WantErrorWords(t, c.name, resp, http.StatusBadRequest, "^"+mxMsgKeyPrefix)
 			})
 		}
 		// The fingerprints were not taken by the refused attempts.
@@ -366,29 +336,29 @@ func TestMatrixBadSignatures(t *testing.T) {
 		for _, a := range algs {
 			t.Run(a.name, func(t *testing.T) {
 				fp := mxFingerprint("badsig")
-				pub := mxPEM(t, a.priv.Public())
+				pub := testkeys.PublicPEM(t, a.priv.Public())
 				sign := mxSigner(t, a.priv, a.alg, a.sigEnc, base64.StdEncoding)
 
 				// Registration: two sessions for two fingerprints of the same key.
 				c1 := mxRegisterChallenge(t, srv, u, fp, pub, a.alg)
 				c2 := mxRegisterChallenge(t, srv, u, mxFingerprint("badsig-other"), pub, a.alg)
 				for name, sig := range bad(t, a, c1.Bytes(t), c2.Bytes(t)) {
-					mxFails(t, "register verify, "+name, mxRegisterVerify(t, srv, u, c1.SessionID, sig), http.StatusUnauthorized, mxMsgSignature)
+					testkit.WantErrorWords(t, "register verify, "+name, mxRegisterVerify(t, srv, u, c1.SessionID, sig), http.StatusUnauthorized, mxMsgSignature)
 				}
 				mxOK(t, "register verify after refused signatures", mxRegisterVerify(t, srv, u, c1.SessionID, sign(c1.Bytes(t))), nil)
 				// The same session again, with a good signature: used, so 400 expired.
-				mxFails(t, "register verify replay", mxRegisterVerify(t, srv, u, c1.SessionID, sign(c1.Bytes(t))), http.StatusBadRequest, mxMsgExpiredWord)
+				testkit.WantErrorWords(t, "register verify replay", mxRegisterVerify(t, srv, u, c1.SessionID, sign(c1.Bytes(t))), http.StatusBadRequest, mxMsgExpiredWord)
 
 				// Login: two sessions of the same device.
 				l1, l2 := mxMobileChallenge(t, srv, fp), mxMobileChallenge(t, srv, fp)
 				for name, sig := range bad(t, a, l1.Bytes(t), l2.Bytes(t)) {
-					mxFails(t, "mobile biometric, "+name, mxBiometric(t, srv, l1.SessionID, sig), http.StatusUnauthorized, mxMsgSignature)
+					testkit.WantErrorWords(t, "mobile biometric, "+name, mxBiometric(t, srv, l1.SessionID, sig), http.StatusUnauthorized, mxMsgSignature)
 				}
 				good := sign(l1.Bytes(t))
 				mxOK(t, "mobile biometric after refused signatures", mxBiometric(t, srv, l1.SessionID, good), nil)
-				mxFails(t, "mobile biometric replay", mxBiometric(t, srv, l1.SessionID, good), http.StatusBadRequest, mxMsgExpiredWord)
+				testkit.WantErrorWords(t, "mobile biometric replay", mxBiometric(t, srv, l1.SessionID, good), http.StatusBadRequest, mxMsgExpiredWord)
 				// A bad signature on the used session is still 401 (signature first).
-				mxFails(t, "bad signature on a used session", mxBiometric(t, srv, l1.SessionID, std(testkeys.Sign(t, a.other, a.alg, a.sigEnc, l1.Bytes(t)))),
+				testkit.WantErrorWords(t, "bad signature on a used session", mxBiometric(t, srv, l1.SessionID, std(testkeys.Sign(t, a.other, a.alg, a.sigEnc, l1.Bytes(t)))),
 					http.StatusUnauthorized, mxMsgSignature)
 				// The other session was not touched by a signature meant for it.
 				mxOK(t, "second session", mxBiometric(t, srv, l2.SessionID, sign(l2.Bytes(t))), nil)
@@ -403,19 +373,19 @@ func TestMatrixUnknownSessions(t *testing.T) {
 	testkit.ForEachDB(t, nil, func(t *testing.T, srv *testserver.Server) {
 		alice, bob := mxNewUser(t, srv), mxNewUser(t, srv)
 		sign := mxES256(t, k.EC)
-		pub := mxPEM(t, &k.EC.PublicKey)
+		pub := testkeys.PublicPEM(t, &k.EC.PublicKey)
 		someSig := sign([]byte("whatever"))
 
 		for _, sid := range []string{uuid.NewString(), "not-a-uuid", "12345", strings.Repeat("a", 64), "00000000-0000-0000-0000-000000000000", "'; DROP TABLE devices; --"} {
-			mxFails(t, "register verify "+sid, mxRegisterVerify(t, srv, alice, sid, someSig), http.StatusBadRequest, mxMsgExpiredWord)
-			mxFails(t, "mobile biometric "+sid, mxBiometric(t, srv, sid, someSig), http.StatusBadRequest, mxMsgExpiredWord)
+			testkit.WantErrorWords(t, "register verify "+sid, mxRegisterVerify(t, srv, alice, sid, someSig), http.StatusBadRequest, mxMsgExpiredWord)
+			testkit.WantErrorWords(t, "mobile biometric "+sid, mxBiometric(t, srv, sid, someSig), http.StatusBadRequest, mxMsgExpiredWord)
 		}
 
 		// Alice's registration session presented by Bob, with a good signature: 400, and
 		// it stays usable for Alice.
 		fp := mxFingerprint("foreign")
 		c := mxRegisterChallenge(t, srv, alice, fp, pub, devicekey.AlgES256)
-		mxFails(t, "bob verifies alice's session", mxRegisterVerify(t, srv, bob, c.SessionID, sign(c.Bytes(t))), http.StatusBadRequest, mxMsgExpiredWord)
+		testkit.WantErrorWords(t, "bob verifies alice's session", mxRegisterVerify(t, srv, bob, c.SessionID, sign(c.Bytes(t))), http.StatusBadRequest, mxMsgExpiredWord)
 		mxOK(t, "alice verifies her session", mxRegisterVerify(t, srv, alice, c.SessionID, sign(c.Bytes(t))), nil)
 		if ds := mxListDevices(t, srv, bob); len(ds) != 0 {
 			t.Fatalf("bob got devices: %+v", ds)
@@ -423,15 +393,15 @@ func TestMatrixUnknownSessions(t *testing.T) {
 
 		// A session of the other kind is unknown to each endpoint.
 		l := mxMobileChallenge(t, srv, fp)
-		mxFails(t, "login session on register verify", mxRegisterVerify(t, srv, alice, l.SessionID, sign(l.Bytes(t))), http.StatusBadRequest, mxMsgExpiredWord)
+		testkit.WantErrorWords(t, "login session on register verify", mxRegisterVerify(t, srv, alice, l.SessionID, sign(l.Bytes(t))), http.StatusBadRequest, mxMsgExpiredWord)
 		r := mxRegisterChallenge(t, srv, alice, mxFingerprint("kind"), pub, devicekey.AlgES256)
-		mxFails(t, "register session on mobile biometric", mxBiometric(t, srv, r.SessionID, sign(r.Bytes(t))), http.StatusBadRequest, mxMsgExpiredWord)
+		testkit.WantErrorWords(t, "register session on mobile biometric", mxBiometric(t, srv, r.SessionID, sign(r.Bytes(t))), http.StatusBadRequest, mxMsgExpiredWord)
 		// Both are still good where they belong.
 		mxOK(t, "login session", mxBiometric(t, srv, l.SessionID, sign(l.Bytes(t))), nil)
 		mxOK(t, "register session", mxRegisterVerify(t, srv, alice, r.SessionID, sign(r.Bytes(t))), nil)
 
 		// Unknown fingerprint on /mobile/challenge.
-		mxFails(t, "unknown fingerprint", srv.Public(t, http.MethodPost, mxAPI+"/mobile/challenge", "", map[string]any{"deviceFingerprint": mxFingerprint("nobody")}),
+		testkit.WantErrorWords(t, "unknown fingerprint", srv.Public(t, http.MethodPost, mxAPI+"/mobile/challenge", "", map[string]any{"deviceFingerprint": mxFingerprint("nobody")}),
 			http.StatusNotFound, mxMsgNotFound)
 	})
 }
@@ -451,7 +421,7 @@ func TestMatrixExpiredChallenges(t *testing.T) {
 		u := mxNewUser(t, srv)
 		sign := mxES256(t, k.EC)
 		badSign := mxES256(t, k.EC2)
-		pub := mxPEM(t, &k.EC.PublicKey)
+		pub := testkeys.PublicPEM(t, &k.EC.PublicKey)
 
 		// Registration.
 		fp := mxFingerprint("expired")
@@ -462,8 +432,8 @@ func TestMatrixExpiredChallenges(t *testing.T) {
 			t.Fatalf("expiresAt %s is %s away with ttl.challenge 1s", c.ExpiresAt, d)
 		}
 		time.Sleep(time.Until(c.ExpiresAt) + 200*time.Millisecond)
-		mxFails(t, "expired register, bad signature", mxRegisterVerify(t, srv, u, c.SessionID, badSign(c.Bytes(t))), http.StatusUnauthorized, mxMsgSignature)
-		mxFails(t, "expired register, good signature", mxRegisterVerify(t, srv, u, c.SessionID, sign(c.Bytes(t))), http.StatusBadRequest, mxMsgExpiredWord)
+		testkit.WantErrorWords(t, "expired register, bad signature", mxRegisterVerify(t, srv, u, c.SessionID, badSign(c.Bytes(t))), http.StatusUnauthorized, mxMsgSignature)
+		testkit.WantErrorWords(t, "expired register, good signature", mxRegisterVerify(t, srv, u, c.SessionID, sign(c.Bytes(t))), http.StatusBadRequest, mxMsgExpiredWord)
 		if ds := mxListDevices(t, srv, u); len(ds) != 0 {
 			t.Fatalf("expired registration created a device: %+v", ds)
 		}
@@ -473,8 +443,8 @@ func TestMatrixExpiredChallenges(t *testing.T) {
 		mxRegister(t, srv, u, fp, pub, devicekey.AlgES256, sign)
 		l := mxMobileChallenge(t, srv, fp)
 		time.Sleep(time.Until(l.ExpiresAt) + 200*time.Millisecond)
-		mxFails(t, "expired login, bad signature", mxBiometric(t, srv, l.SessionID, badSign(l.Bytes(t))), http.StatusUnauthorized, mxMsgSignature)
-		mxFails(t, "expired login, good signature", mxBiometric(t, srv, l.SessionID, sign(l.Bytes(t))), http.StatusBadRequest, mxMsgExpiredWord)
+		testkit.WantErrorWords(t, "expired login, bad signature", mxBiometric(t, srv, l.SessionID, badSign(l.Bytes(t))), http.StatusUnauthorized, mxMsgSignature)
+		testkit.WantErrorWords(t, "expired login, good signature", mxBiometric(t, srv, l.SessionID, sign(l.Bytes(t))), http.StatusBadRequest, mxMsgExpiredWord)
 		// A fresh challenge still works.
 		mxAlignSecond()
 		mxLogin(t, srv, fp, sign)
@@ -488,13 +458,13 @@ func TestMatrixDuplicateFingerprint(t *testing.T) {
 	testkit.ForEachDB(t, nil, func(t *testing.T, srv *testserver.Server) {
 		alice, bob := mxNewUser(t, srv), mxNewUser(t, srv)
 		sign := mxES256(t, k.EC)
-		pub := mxPEM(t, &k.EC.PublicKey)
+		pub := testkeys.PublicPEM(t, &k.EC.PublicKey)
 
 		fp := mxFingerprint("dup")
 		mxRegister(t, srv, alice, fp, pub, devicekey.AlgES256, sign)
 		for _, u := range []*mxUser{alice, bob} {
-			resp := srv.Public(t, http.MethodPost, mxAPI+"/devices/register/challenge", u.Token, mxRegisterBody(fp, mxPEM(t, &k.EC2.PublicKey), devicekey.AlgES256))
-			mxFails(t, "second registration of a fingerprint", resp, http.StatusConflict, mxMsgAlreadyWords)
+			resp := srv.Public(t, http.MethodPost, mxAPI+"/devices/register/challenge", u.Token, mxRegisterBody(fp, testkeys.PublicPEM(t, &k.EC2.PublicKey), devicekey.AlgES256))
+			testkit.WantErrorWords(t, "second registration of a fingerprint", resp, http.StatusConflict, mxMsgAlreadyWords)
 		}
 
 		// Two challenges for one fingerprint, verified at the same time: one wins.
@@ -506,22 +476,12 @@ func TestMatrixDuplicateFingerprint(t *testing.T) {
 			}
 			c := []*mxChallenge{
 				mxRegisterChallenge(t, srv, users[0], fp, pub, devicekey.AlgES256),
-				mxRegisterChallenge(t, srv, users[1], fp, mxPEM(t, &k.RSA2048.PublicKey), devicekey.AlgRS256),
+				mxRegisterChallenge(t, srv, users[1], fp, testkeys.PublicPEM(t, &k.RSA2048.PublicKey), devicekey.AlgRS256),
 			}
 			sigs := []string{sign(c[0].Bytes(t)), mxSigner(t, k.RSA2048, devicekey.AlgRS256, "as-is", base64.StdEncoding)(c[1].Bytes(t))}
-			resps := make([]*testserver.Response, 2)
-			var wg sync.WaitGroup
-			start := make(chan struct{})
-			for i := range 2 {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					<-start
-					resps[i] = mxRegisterVerify(t, srv, users[i], c[i].SessionID, sigs[i])
-				}()
-			}
-			close(start)
-			wg.Wait()
+			resps := testkit.RaceResponses(2, func(i int) *testserver.Response {
+				return mxRegisterVerify(t, srv, users[i], c[i].SessionID, sigs[i])
+			})
 			var ok, conflict int
 			for i, r := range resps {
 				switch r.Status {
@@ -529,7 +489,7 @@ func TestMatrixDuplicateFingerprint(t *testing.T) {
 					ok++
 				case http.StatusConflict:
 					conflict++
-					mxFails(t, "losing registration", r, http.StatusConflict, mxMsgAlreadyWords)
+					testkit.WantErrorWords(t, "losing registration", r, http.StatusConflict, mxMsgAlreadyWords)
 				default:
 					t.Fatalf("round %d, verify %d: %d %s", round, i, r.Status, r.Body)
 				}
@@ -619,12 +579,12 @@ func TestMatrixKeygen(t *testing.T) {
 			mxLogin(t, srv, fp, sign)
 		}
 		// RS256 is not offered, and it needs a user.
-		mxFails(t, "keygen RS256", srv.Public(t, http.MethodPost, mxAPI+"/mobile/keygen", u.Token, map[string]any{"keyAlgorithm": "RS256"}), http.StatusBadRequest, "keyAlgorithm")
-		mxFails(t, "keygen anonymous", srv.Public(t, http.MethodPost, mxAPI+"/mobile/keygen", "", map[string]any{"keyAlgorithm": "ES256"}), http.StatusUnauthorized)
+		testkit.WantErrorWords(t, "keygen RS256", srv.Public(t, http.MethodPost, mxAPI+"/mobile/keygen", u.Token, map[string]any{"keyAlgorithm": "RS256"}), http.StatusBadRequest, "keyAlgorithm")
+		testkit.WantErrorWords(t, "keygen anonymous", srv.Public(t, http.MethodPost, mxAPI+"/mobile/keygen", "", map[string]any{"keyAlgorithm": "ES256"}), http.StatusUnauthorized)
 
 		off := testserver.Start(t, dsn, map[string]any{"biometric.keygen_enabled": false})
 		u2 := mxNewUser(t, off)
-		mxFails(t, "keygen disabled", off.Public(t, http.MethodPost, mxAPI+"/mobile/keygen", u2.Token, map[string]any{"keyAlgorithm": "ES256"}), http.StatusForbidden)
+		testkit.WantErrorWords(t, "keygen disabled", off.Public(t, http.MethodPost, mxAPI+"/mobile/keygen", u2.Token, map[string]any{"keyAlgorithm": "ES256"}), http.StatusForbidden)
 	})
 }
 
@@ -635,8 +595,8 @@ func TestMatrixOtherUsersDevices(t *testing.T) {
 		alice, bob := mxNewUser(t, srv), mxNewUser(t, srv)
 		aSign, bSign := mxES256(t, k.EC), mxSigner(t, k.RSA2048, devicekey.AlgRS256, "as-is", base64.StdEncoding)
 		aFP, bFP := mxFingerprint("alice"), mxFingerprint("bob")
-		aDev := mxRegister(t, srv, alice, aFP, mxPEM(t, &k.EC.PublicKey), devicekey.AlgES256, aSign)
-		bDev := mxRegister(t, srv, bob, bFP, mxPEM(t, &k.RSA2048.PublicKey), devicekey.AlgRS256, bSign)
+		aDev := mxRegister(t, srv, alice, aFP, testkeys.PublicPEM(t, &k.EC.PublicKey), devicekey.AlgES256, aSign)
+		bDev := mxRegister(t, srv, bob, bFP, testkeys.PublicPEM(t, &k.RSA2048.PublicKey), devicekey.AlgRS256, bSign)
 
 		for _, c := range []struct {
 			u    *mxUser
@@ -652,9 +612,9 @@ func TestMatrixOtherUsersDevices(t *testing.T) {
 		fcm := func(u *mxUser, dev, tok string) *testserver.Response {
 			return srv.Public(t, http.MethodPut, mxAPI+"/devices/fcm-token", u.Token, map[string]any{"deviceId": dev, "fcmToken": tok})
 		}
-		mxFails(t, "bob sets alice's FCM token", fcm(bob, aDev.ID, "bob-token"), http.StatusNotFound, mxMsgNotFound)
-		mxFails(t, "FCM token of an unknown device", fcm(alice, uuid.NewString(), "x"), http.StatusNotFound, mxMsgNotFound)
-		mxFails(t, "FCM token of a non-UUID device", fcm(alice, "nope", "x"), http.StatusNotFound, mxMsgNotFound)
+		testkit.WantErrorWords(t, "bob sets alice's FCM token", fcm(bob, aDev.ID, "bob-token"), http.StatusNotFound, mxMsgNotFound)
+		testkit.WantErrorWords(t, "FCM token of an unknown device", fcm(alice, uuid.NewString(), "x"), http.StatusNotFound, mxMsgNotFound)
+		testkit.WantErrorWords(t, "FCM token of a non-UUID device", fcm(alice, "nope", "x"), http.StatusNotFound, mxMsgNotFound)
 		mxOK(t, "alice sets her FCM token", fcm(alice, aDev.ID, "alice-fcm-token"), nil)
 		if ds := mxListDevices(t, srv, alice); len(ds) != 1 || ds[0].FCMToken == nil || *ds[0].FCMToken != "alice-fcm-token" {
 			t.Fatalf("alice's device after the FCM update: %+v", ds)
@@ -664,9 +624,9 @@ func TestMatrixOtherUsersDevices(t *testing.T) {
 		del := func(u *mxUser, id string) *testserver.Response {
 			return srv.Public(t, http.MethodDelete, mxAPI+"/devices/"+id, u.Token, nil)
 		}
-		mxFails(t, "bob deletes alice's device", del(bob, aDev.ID), http.StatusNotFound, mxMsgNotFound)
-		mxFails(t, "delete unknown device", del(bob, uuid.NewString()), http.StatusNotFound, mxMsgNotFound)
-		mxFails(t, "delete non-UUID device", del(bob, "not-a-uuid"), http.StatusNotFound, mxMsgNotFound)
+		testkit.WantErrorWords(t, "bob deletes alice's device", del(bob, aDev.ID), http.StatusNotFound, mxMsgNotFound)
+		testkit.WantErrorWords(t, "delete unknown device", del(bob, uuid.NewString()), http.StatusNotFound, mxMsgNotFound)
+		testkit.WantErrorWords(t, "delete non-UUID device", del(bob, "not-a-uuid"), http.StatusNotFound, mxMsgNotFound)
 		aTokens := mxLogin(t, srv, aFP, aSign)
 		if ds := mxListDevices(t, srv, alice); len(ds) != 1 || !ds[0].IsActive || ds[0].LastUsedAt == nil {
 			t.Fatalf("alice's device after bob's attempts: %+v", ds)
@@ -678,18 +638,18 @@ func TestMatrixOtherUsersDevices(t *testing.T) {
 			t.Fatalf("bob's devices: %+v", ds)
 		}
 		// Anonymous callers get 401 on the device routes.
-		mxFails(t, "anonymous list", srv.Public(t, http.MethodGet, mxAPI+"/devices", "", nil), http.StatusUnauthorized)
-		mxFails(t, "anonymous delete", del(&mxUser{}, aDev.ID), http.StatusUnauthorized)
+		testkit.WantErrorWords(t, "anonymous list", srv.Public(t, http.MethodGet, mxAPI+"/devices", "", nil), http.StatusUnauthorized)
+		testkit.WantErrorWords(t, "anonymous delete", del(&mxUser{}, aDev.ID), http.StatusUnauthorized)
 
 		// Alice deletes her own: tokens revoked, fingerprint free again.
 		mxOK(t, "alice deletes her device", del(alice, aDev.ID), nil)
 		if in := mxIntrospect(t, srv, aTokens.AccessToken); in.Active {
 			t.Fatalf("token of a deleted device is active: %+v", in)
 		}
-		mxFails(t, "delete twice", del(alice, aDev.ID), http.StatusNotFound, mxMsgNotFound)
-		mxFails(t, "challenge of a deleted device", srv.Public(t, http.MethodPost, mxAPI+"/mobile/challenge", "", map[string]any{"deviceFingerprint": aFP}),
+		testkit.WantErrorWords(t, "delete twice", del(alice, aDev.ID), http.StatusNotFound, mxMsgNotFound)
+		testkit.WantErrorWords(t, "challenge of a deleted device", srv.Public(t, http.MethodPost, mxAPI+"/mobile/challenge", "", map[string]any{"deviceFingerprint": aFP}),
 			http.StatusNotFound, mxMsgNotFound)
-		mxRegister(t, srv, bob, aFP, mxPEM(t, &k.EC.PublicKey), devicekey.AlgES256, aSign)
+		mxRegister(t, srv, bob, aFP, testkeys.PublicPEM(t, &k.EC.PublicKey), devicekey.AlgES256, aSign)
 	})
 }
 
@@ -701,9 +661,9 @@ func TestMatrixAdminDevices(t *testing.T) {
 		alice, bob := mxNewUser(t, srv), mxNewUser(t, srv)
 		sign1, sign2 := mxES256(t, k.EC), mxSigner(t, k.RSA3072, devicekey.AlgPS256, "as-is", base64.RawURLEncoding)
 		fp1, fp2 := mxFingerprint("admin1"), mxFingerprint("admin2")
-		d1 := mxRegister(t, srv, alice, fp1, mxPEM(t, &k.EC.PublicKey), devicekey.AlgES256, sign1)
-		d2 := mxRegister(t, srv, alice, fp2, mxPEM(t, &k.RSA3072.PublicKey), devicekey.AlgPS256, sign2)
-		mxRegister(t, srv, bob, mxFingerprint("admin-bob"), mxPEM(t, &k.EC2.PublicKey), devicekey.AlgES256, mxES256(t, k.EC2))
+		d1 := mxRegister(t, srv, alice, fp1, testkeys.PublicPEM(t, &k.EC.PublicKey), devicekey.AlgES256, sign1)
+		d2 := mxRegister(t, srv, alice, fp2, testkeys.PublicPEM(t, &k.RSA3072.PublicKey), devicekey.AlgPS256, sign2)
+		mxRegister(t, srv, bob, mxFingerprint("admin-bob"), testkeys.PublicPEM(t, &k.EC2.PublicKey), devicekey.AlgES256, mxES256(t, k.EC2))
 		phone := mxLogin(t, srv, fp1, sign1)
 		remember := func() *mxTokens { // a rememberMe session of the same device
 			c := mxMobileChallenge(t, srv, fp1)
@@ -730,16 +690,16 @@ func TestMatrixAdminDevices(t *testing.T) {
 			return srv.Admin(t, http.MethodDelete, fmt.Sprintf("/admin/identities/%d/devices/%s", uid, dev), nil)
 		}
 		// Wrong owner in the path: 404, nothing changes.
-		mxFails(t, "admin delete with bob's id", adminDel(bob.ID, d1.ID), http.StatusNotFound, mxMsgNotFound)
-		mxFails(t, "admin delete unknown", adminDel(alice.ID, uuid.NewString()), http.StatusNotFound)
+		testkit.WantErrorWords(t, "admin delete with bob's id", adminDel(bob.ID, d1.ID), http.StatusNotFound, mxMsgNotFound)
+		testkit.WantErrorWords(t, "admin delete unknown", adminDel(alice.ID, uuid.NewString()), http.StatusNotFound)
 		if in := mxIntrospect(t, srv, phone.AccessToken); !in.Active {
 			t.Fatal("token revoked by a refused admin delete")
 		}
 		pending := mxMobileChallenge(t, srv, fp1) // issued before the delete, used after
 		mxOK(t, "admin delete", adminDel(alice.ID, d1.ID), nil)
-		mxFails(t, "login challenge of a device deleted meanwhile", mxBiometric(t, srv, pending.SessionID, sign1(pending.Bytes(t))),
+		testkit.WantErrorWords(t, "login challenge of a device deleted meanwhile", mxBiometric(t, srv, pending.SessionID, sign1(pending.Bytes(t))),
 			http.StatusNotFound, mxMsgNotFound)
-		mxFails(t, "admin delete twice", adminDel(alice.ID, d1.ID), http.StatusNotFound)
+		testkit.WantErrorWords(t, "admin delete twice", adminDel(alice.ID, d1.ID), http.StatusNotFound)
 
 		ds := adminList(alice.ID)
 		if len(ds) != 2 {
@@ -763,22 +723,22 @@ func TestMatrixAdminDevices(t *testing.T) {
 			}
 		}
 		for name, tok := range map[string]string{"refresh": phone.RefreshToken, "remember refresh": remember.RefreshToken} {
-			mxFails(t, name+" of the deleted device", srv.Public(t, http.MethodPost, mxAPI+"/mobile/refresh", "", map[string]any{"refreshToken": tok}), http.StatusUnauthorized)
+			testkit.WantErrorWords(t, name+" of the deleted device", srv.Public(t, http.MethodPost, mxAPI+"/mobile/refresh", "", map[string]any{"refreshToken": tok}), http.StatusUnauthorized)
 		}
 		if in := mxIntrospect(t, srv, other.AccessToken); !in.Active || in.Did != d2.ID {
 			t.Fatalf("token of the other device: %+v", in)
 		}
 		mxOK(t, "refresh of the other device", srv.Public(t, http.MethodPost, mxAPI+"/mobile/refresh", "", map[string]any{"refreshToken": other.RefreshToken}), nil)
-		mxFails(t, "challenge of the deleted device", srv.Public(t, http.MethodPost, mxAPI+"/mobile/challenge", "", map[string]any{"deviceFingerprint": fp1}),
+		testkit.WantErrorWords(t, "challenge of the deleted device", srv.Public(t, http.MethodPost, mxAPI+"/mobile/challenge", "", map[string]any{"deviceFingerprint": fp1}),
 			http.StatusNotFound, mxMsgNotFound)
 
 		// Unknown identity and bad ids.
-		mxFails(t, "admin list unknown identity", srv.Admin(t, http.MethodGet, "/admin/identities/999999/devices", nil), http.StatusNotFound)
-		mxFails(t, "admin list bad id", srv.Admin(t, http.MethodGet, "/admin/identities/abc/devices", nil), http.StatusBadRequest)
-		mxFails(t, "admin delete bad id", adminDel(-1, d2.ID), http.StatusBadRequest)
+		testkit.WantErrorWords(t, "admin list unknown identity", srv.Admin(t, http.MethodGet, "/admin/identities/999999/devices", nil), http.StatusNotFound)
+		testkit.WantErrorWords(t, "admin list bad id", srv.Admin(t, http.MethodGet, "/admin/identities/abc/devices", nil), http.StatusBadRequest)
+		testkit.WantErrorWords(t, "admin delete bad id", adminDel(-1, d2.ID), http.StatusBadRequest)
 
 		// The fingerprint can be registered again.
-		mxRegister(t, srv, alice, fp1, mxPEM(t, &k.EC.PublicKey), devicekey.AlgES256, sign1)
+		mxRegister(t, srv, alice, fp1, testkeys.PublicPEM(t, &k.EC.PublicKey), devicekey.AlgES256, sign1)
 		mxLogin(t, srv, fp1, sign1)
 	})
 }
@@ -789,7 +749,7 @@ func TestMatrixOddStrings(t *testing.T) {
 	k := testkeys.KeySet(t)
 	testkit.ForEachDB(t, nil, func(t *testing.T, srv *testserver.Server) {
 		u := mxNewUser(t, srv)
-		pub := mxPEM(t, &k.EC.PublicKey)
+		pub := testkeys.PublicPEM(t, &k.EC.PublicKey)
 		body := func(name, fp string) map[string]any {
 			b := mxRegisterBody(fp, pub, devicekey.AlgES256)
 			b["deviceName"] = name
@@ -802,11 +762,11 @@ func TestMatrixOddStrings(t *testing.T) {
 			{"NUL in the fingerprint", "deviceFingerprint", body("phone", "fp\u0000"+mxFingerprint("nul"))},
 			{"NUL in the name", "deviceName", body("ph\u0000one", mxFingerprint("nul"))},
 		} {
-			mxFails(t, c.what, srv.Public(t, http.MethodPost, mxAPI+"/devices/register/challenge", u.Token, c.body), http.StatusBadRequest, c.field)
+			testkit.WantErrorWords(t, c.what, srv.Public(t, http.MethodPost, mxAPI+"/devices/register/challenge", u.Token, c.body), http.StatusBadRequest, c.field)
 		}
-		mxFails(t, "NUL in the mobile fingerprint", srv.Public(t, http.MethodPost, mxAPI+"/mobile/challenge", "", map[string]any{"deviceFingerprint": "a\u0000b"}),
+		testkit.WantErrorWords(t, "NUL in the mobile fingerprint", srv.Public(t, http.MethodPost, mxAPI+"/mobile/challenge", "", map[string]any{"deviceFingerprint": "a\u0000b"}),
 			http.StatusBadRequest, "deviceFingerprint")
-		mxFails(t, "NUL in the session id", mxBiometric(t, srv, "a\u0000b", "AAAA"), http.StatusBadRequest, "sessionId")
+		testkit.WantErrorWords(t, "NUL in the session id", mxBiometric(t, srv, "a\u0000b", "AAAA"), http.StatusBadRequest, "sessionId")
 
 		// Unicode, quotes and 255 characters are fine and come back unchanged.
 		sign := mxES256(t, k.EC)

@@ -14,14 +14,10 @@ package biometric_test
 
 import (
 	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"fmt"
 	"net/http"
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -46,13 +42,6 @@ const (
 	e2eMobileRefresh     = "/api/v1/auth/mobile/refresh"
 	e2eConfirmation      = "/api/v1/auth/confirmation"
 )
-
-// e2eData is the {"data": …} of a success body (nil when there is none, like JS).
-func e2eData(t testing.TB, r *testserver.Response) map[string]any {
-	t.Helper()
-	d, _ := testkit.JSONObject(t, r)["data"].(map[string]any)
-	return d
-}
 
 // e2eGet follows a path of object keys (like JS's a.b.c), nil when any step is missing.
 func e2eGet(v any, path ...string) any {
@@ -79,9 +68,6 @@ func e2eExists(t testing.TB, what string, v any) {
 	}
 }
 
-// e2eStr is v as a string ("" when it is not one).
-func e2eStr(v any) string { s, _ := v.(string); return s }
-
 // e2eErrMessage checks an error body (API.md §1) and returns its message.
 func e2eErrMessage(t testing.TB, r *testserver.Response) string {
 	t.Helper()
@@ -93,17 +79,13 @@ type e2eKey struct{ priv *ecdsa.PrivateKey }
 
 func e2eNewKey(t testing.TB) *e2eKey {
 	t.Helper()
-	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &e2eKey{priv: k}
+	return &e2eKey{priv: testkeys.NewES256(t)}
 }
 
 // PEM is exportPublicKeyToPEM: SPKI in a PUBLIC KEY block.
 func (k *e2eKey) PEM(t testing.TB) string {
 	t.Helper()
-	return testkeys.PEM("PUBLIC KEY", testkeys.MustDER(t, &k.priv.PublicKey))
+	return testkeys.PublicPEM(t, &k.priv.PublicKey)
 }
 
 // Sign is signWithPrivateKey(privateKey, base64Decode(challenge)) then base64Encode: ECDSA
@@ -113,73 +95,17 @@ func (k *e2eKey) Sign(t testing.TB, challenge string) string {
 	return testkeys.SignChallenge(t, k.priv, challenge)
 }
 
-var e2eSeq atomic.Int64
-
-// e2eUnique is a process-unique suffix (the seed's Date.now()).
-func e2eUnique() string {
-	return fmt.Sprintf("%d-%d", time.Now().UnixNano(), e2eSeq.Add(1))
-}
-
-// e2eUser is an identity and the full access token of its real password + TOTP login
-// (the seed's testUser and testUser.jwt).
-type e2eUser struct {
-	ID    int64
-	Email string
-	JWT   string
-}
-
-// e2eNewUser creates an identity and logs it in through the real flow (password, then
-// TOTP).
-func e2eNewUser(t testing.TB, srv *testserver.Server) *e2eUser {
-	t.Helper()
-	id := testkit.CreateIdentity(t, srv, map[string]any{"email": "bio-" + e2eUnique() + "@example.com"})
-	return &e2eUser{ID: id.ID, Email: id.Email, JWT: testkit.EnrolTOTP(t, srv, id).AccessToken}
-}
-
 // e2eRegister registers key under fingerprint for the bearer's user; it returns the
 // device id.
 func e2eRegister(t testing.TB, srv *testserver.Server, bearer, fingerprint string, key *e2eKey) string {
 	t.Helper()
-	r := srv.Public(t, http.MethodPost, e2eRegisterChallenge, bearer, map[string]any{
-		"deviceName": "Device " + fingerprint, "deviceType": "mobile", "deviceFingerprint": fingerprint,
-		"publicKey": key.PEM(t), "keyAlgorithm": "ES256",
-	})
-	if r.Status != http.StatusOK {
-		t.Fatalf("register challenge %s: %d %s", fingerprint, r.Status, r.Body)
-	}
-	c := e2eData(t, r)
-	r = srv.Public(t, http.MethodPost, e2eRegisterVerify, bearer, map[string]any{
-		"sessionId": c["sessionId"], "signedChallenge": key.Sign(t, e2eStr(c["challenge"])),
-	})
-	if r.Status != http.StatusOK {
-		t.Fatalf("register verify %s: %d %s", fingerprint, r.Status, r.Body)
-	}
-	id := e2eStr(e2eGet(e2eData(t, r), "deviceId"))
-	if id == "" {
-		t.Fatalf("register verify gave no deviceId: %s", r.Body)
-	}
-	return id
+	return testkit.RegisterDevice(t, srv, bearer, key.priv, map[string]any{"deviceName": "Device " + fingerprint, "deviceFingerprint": fingerprint}).ID
 }
 
 // e2eMobileLogin runs /mobile/challenge + /mobile/biometric and returns data.tokens.
 func e2eMobileLogin(t testing.TB, srv *testserver.Server, fingerprint string, key *e2eKey, rememberMe bool) map[string]any {
 	t.Helper()
-	r := srv.Public(t, http.MethodPost, e2eMobileChallenge, "", map[string]any{"deviceFingerprint": fingerprint})
-	if r.Status != http.StatusOK {
-		t.Fatalf("mobile challenge %s: %d %s", fingerprint, r.Status, r.Body)
-	}
-	c := e2eData(t, r)
-	r = srv.Public(t, http.MethodPost, e2eMobileBiometric, "", map[string]any{
-		"sessionId": c["sessionId"], "signedChallenge": key.Sign(t, e2eStr(c["challenge"])), "rememberMe": rememberMe,
-	})
-	if r.Status != http.StatusOK {
-		t.Fatalf("mobile biometric %s: %d %s", fingerprint, r.Status, r.Body)
-	}
-	tokens, _ := e2eGet(e2eData(t, r), "tokens").(map[string]any)
-	if e2eStr(tokens["accessToken"]) == "" || e2eStr(tokens["refreshToken"]) == "" {
-		t.Fatalf("mobile biometric gave no tokens: %s", r.Body)
-	}
-	return tokens
+	return testkit.MobileLogin(t, srv, fingerprint, key.priv, rememberMe)
 }
 
 // e2eCloseIdle closes the client's idle connections before the server stops: the
@@ -228,7 +154,7 @@ var seedTestDevice = struct {
 type seedState struct {
 	srv      *testserver.Server
 	fcm      *fcmtest.Server
-	testUser *e2eUser
+	testUser *testkit.User
 
 	keyPair      *e2eKey
 	publicKeyPEM string
@@ -255,7 +181,7 @@ func TestSeedBiometricE2E(t *testing.T) {
 		set["ratelimit.rules.device_register_challenge.limit"] = 50
 		srv := testserver.Start(t, dsn, set)
 		e2eCloseIdle(t, srv)
-		s := &seedState{srv: srv, fcm: fcm, testUser: e2eNewUser(t, srv)}
+		s := &seedState{srv: srv, fcm: fcm, testUser: testkit.NewUser(t, srv, "bio-")}
 		e2eSteps(t, []e2eStep{
 			{"Suite1/1.1_CompleteDeviceRegistration", s.test11},
 			{"Suite1/1.2_DuplicateDeviceRegistration", s.test12},
@@ -297,7 +223,7 @@ func (s *seedState) test11(t *testing.T) {
 	}
 
 	// Step 3: Sign challenge
-	signatureBase64 := s.keyPair.Sign(t, e2eStr(e2eGet(challenge, "data", "challenge")))
+	signatureBase64 := s.keyPair.Sign(t, testkit.Str(e2eGet(challenge, "data", "challenge")))
 
 	// Step 4: Verify registration
 	verifyResponse := s.srv.Public(t, http.MethodPost, e2eRegisterVerify, s.testUser.JWT, map[string]any{
@@ -312,10 +238,10 @@ func (s *seedState) test11(t *testing.T) {
 	e2eExists(t, "verification.data.deviceId", e2eGet(verification, "data", "deviceId")) // seed: assert.exists(verification.data.deviceId)
 
 	// Store device ID for subsequent tests
-	s.deviceID = e2eStr(e2eGet(verification, "data", "deviceId"))
+	s.deviceID = testkit.Str(e2eGet(verification, "data", "deviceId"))
 
 	// contract: the device is the one the challenge announced, and is returned active.
-	if want := e2eStr(e2eGet(challenge, "data", "deviceId")); s.deviceID != want {
+	if want := testkit.Str(e2eGet(challenge, "data", "deviceId")); s.deviceID != want {
 		t.Errorf("verify deviceId %q, challenge announced %q", s.deviceID, want)
 	}
 	if d := e2eGet(verification, "data", "device"); e2eGet(d, "isActive") != true ||
@@ -355,7 +281,7 @@ func (s *seedState) test21(t *testing.T) {
 	s.authChallenge, _ = authChallenge["data"].(map[string]any)
 
 	// Step 2: Sign challenge and complete login
-	s.authSignature = s.keyPair.Sign(t, e2eStr(s.authChallenge["challenge"]))
+	s.authSignature = s.keyPair.Sign(t, testkit.Str(s.authChallenge["challenge"]))
 	loginResponse := s.srv.Public(t, http.MethodPost, e2eMobileBiometric, "", map[string]any{
 		"sessionId":       s.authChallenge["sessionId"],
 		"signedChallenge": s.authSignature,
@@ -370,8 +296,8 @@ func (s *seedState) test21(t *testing.T) {
 	e2eExists(t, "loginResult.data.tokens.refreshToken", e2eGet(loginResult, "data", "tokens", "refreshToken")) // seed: assert.exists(loginResult.data.tokens.refreshToken)
 
 	// Store tokens for subsequent tests
-	s.accessToken = e2eStr(e2eGet(loginResult, "data", "tokens", "accessToken"))
-	s.refreshToken = e2eStr(e2eGet(loginResult, "data", "tokens", "refreshToken"))
+	s.accessToken = testkit.Str(e2eGet(loginResult, "data", "tokens", "accessToken"))
+	s.refreshToken = testkit.Str(e2eGet(loginResult, "data", "tokens", "refreshToken"))
 }
 
 // Test 2.2: Token Refresh.
@@ -383,7 +309,7 @@ func (s *seedState) test22(t *testing.T) {
 	testkit.CheckStatus(t, "mobile refresh", refreshResponse, 200)                                 // seed: assert.equal(refreshResponse.status, 200)
 	e2eExists(t, "refreshResult.data.accessToken", e2eGet(refreshResult, "data", "accessToken"))   // seed: assert.exists(refreshResult.data.accessToken)
 	e2eExists(t, "refreshResult.data.refreshToken", e2eGet(refreshResult, "data", "refreshToken")) // seed: assert.exists(refreshResult.data.refreshToken)
-	if got := e2eStr(e2eGet(refreshResult, "data", "refreshToken")); got == s.refreshToken {       // seed: assert.notEqual(refreshResult.data.refreshToken, refreshToken)
+	if got := testkit.Str(e2eGet(refreshResult, "data", "refreshToken")); got == s.refreshToken {  // seed: assert.notEqual(refreshResult.data.refreshToken, refreshToken)
 		t.Errorf("refresh returned the same refresh token")
 	}
 	// The seed goes on using Test 2.1's accessToken after this refresh: rotation retires
@@ -391,7 +317,7 @@ func (s *seedState) test22(t *testing.T) {
 	if r := s.srv.Public(t, http.MethodGet, e2eDevices, s.accessToken, nil); r.Status != http.StatusOK {
 		t.Fatalf("Test 2.1's accessToken is %d after the refresh of Test 2.2; the seed keeps using it", r.Status)
 	}
-	s.refreshToken = e2eStr(e2eGet(refreshResult, "data", "refreshToken"))
+	s.refreshToken = testkit.Str(e2eGet(refreshResult, "data", "refreshToken"))
 }
 
 // Test 4.2: Update FCM Token (run before Suite 3 so that Suite 3 can check the push).
@@ -413,7 +339,7 @@ func (s *seedState) test42(t *testing.T) {
 // device's FCM token, with the fields of API.md §3.
 func (s *seedState) seedCheckPush(t *testing.T, initiated map[string]any) {
 	t.Helper()
-	id := e2eStr(e2eGet(initiated, "data", "confirmationId"))
+	id := testkit.Str(e2eGet(initiated, "data", "confirmationId"))
 	ms, _ := s.fcm.WaitFor(5*time.Second, func(ms []fcmtest.Message) bool {
 		for _, m := range ms {
 			if m.Data["confirmationId"] == id {
@@ -439,8 +365,8 @@ func (s *seedState) seedCheckPush(t *testing.T, initiated map[string]any) {
 	want := map[string]string{
 		"type":           "action_confirmation",
 		"confirmationId": id,
-		"actionType":     e2eStr(e2eGet(initiated, "data", "actionType")),
-		"challenge":      e2eStr(e2eGet(initiated, "data", "challenge")),
+		"actionType":     testkit.Str(e2eGet(initiated, "data", "actionType")),
+		"challenge":      testkit.Str(e2eGet(initiated, "data", "challenge")),
 	}
 	for k, v := range want {
 		if m.Data[k] != v {
@@ -448,7 +374,7 @@ func (s *seedState) seedCheckPush(t *testing.T, initiated map[string]any) {
 		}
 	}
 	exp, err := time.Parse(time.RFC3339, m.Data["expiresAt"])
-	wantExp, err2 := time.Parse(time.RFC3339, e2eStr(e2eGet(initiated, "data", "expiresAt")))
+	wantExp, err2 := time.Parse(time.RFC3339, testkit.Str(e2eGet(initiated, "data", "expiresAt")))
 	if err != nil || err2 != nil || exp.Sub(wantExp).Abs() > time.Second {
 		t.Errorf("push data expiresAt %q, initiate said %v", m.Data["expiresAt"], e2eGet(initiated, "data", "expiresAt"))
 	}
@@ -477,7 +403,7 @@ func (s *seedState) test31(t *testing.T) {
 	if t.Failed() {
 		t.FailNow()
 	}
-	confirmationID := e2eStr(e2eGet(confirmation, "data", "confirmationId"))
+	confirmationID := testkit.Str(e2eGet(confirmation, "data", "confirmationId"))
 
 	// contract (API.md §3): the push went out to the device's FCM token.
 	s.seedCheckPush(t, confirmation)
@@ -493,7 +419,7 @@ func (s *seedState) test31(t *testing.T) {
 	}
 
 	// Step 3: Verify confirmation with biometric
-	confirmationSignature := s.keyPair.Sign(t, e2eStr(e2eGet(confirmation, "data", "challenge")))
+	confirmationSignature := s.keyPair.Sign(t, testkit.Str(e2eGet(confirmation, "data", "challenge")))
 	verifyConfirmationResponse := s.srv.Public(t, http.MethodPost, e2eConfirmation+"/"+confirmationID+"/verify", s.accessToken, map[string]any{
 		"deviceId":        s.deviceID,
 		"signedChallenge": confirmationSignature,
@@ -632,29 +558,19 @@ func (s *seedState) test52(t *testing.T) {
 
 // Test 6.1: Concurrent Device Registration.
 func (s *seedState) test61(t *testing.T) {
-	results := make([]*testserver.Response, 10)
 	uniquePublicKeys := make([]string, 10)
 	for i := range uniquePublicKeys {
 		uniquePublicKeys[i] = e2eNewKey(t).PEM(t) // uniqueKeyPair, exportPublicKeyToPEM
 	}
-	var wg sync.WaitGroup
-	start := make(chan struct{})
-	for index := range results {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			<-start
-			results[index] = testkit.PublicRequest(s.srv, http.MethodPost, e2eRegisterChallenge, s.testUser.JWT, map[string]any{
-				"deviceName":        fmt.Sprintf("Test Device %d", index),
-				"deviceType":        seedTestDevice.DeviceType,
-				"deviceFingerprint": fmt.Sprintf("TEST-DEVICE-%d-%d", index, time.Now().UnixMilli()),
-				"publicKey":         uniquePublicKeys[index],
-				"keyAlgorithm":      seedTestDevice.KeyAlgorithm,
-			})
-		}()
-	}
-	close(start)
-	wg.Wait()
+	results := testkit.RaceResponses(10, func(index int) *testserver.Response {
+		return testkit.PublicRequest(s.srv, http.MethodPost, e2eRegisterChallenge, s.testUser.JWT, map[string]any{
+			"deviceName":        fmt.Sprintf("Test Device %d", index),
+			"deviceType":        seedTestDevice.DeviceType,
+			"deviceFingerprint": fmt.Sprintf("TEST-DEVICE-%d-%d", index, time.Now().UnixMilli()),
+			"publicKey":         uniquePublicKeys[index],
+			"keyAlgorithm":      seedTestDevice.KeyAlgorithm,
+		})
+	})
 	successCount := 0
 	for i, r := range results {
 		if r.Status == 200 {
@@ -673,21 +589,11 @@ func (s *seedState) test61(t *testing.T) {
 
 // Test 6.2: Challenge Request Rate Limiting.
 func (s *seedState) test62(t *testing.T) {
-	rapidResults := make([]*testserver.Response, 20)
-	var wg sync.WaitGroup
-	start := make(chan struct{})
-	for i := range rapidResults {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			<-start
-			rapidResults[i] = testkit.PublicRequest(s.srv, http.MethodPost, e2eMobileChallenge, "", map[string]any{
-				"deviceFingerprint": seedTestDevice.DeviceFingerprint,
-			})
-		}()
-	}
-	close(start)
-	wg.Wait()
+	rapidResults := testkit.RaceResponses(20, func(int) *testserver.Response {
+		return testkit.PublicRequest(s.srv, http.MethodPost, e2eMobileChallenge, "", map[string]any{
+			"deviceFingerprint": seedTestDevice.DeviceFingerprint,
+		})
+	})
 	rateLimitedCount := 0
 	for i, r := range rapidResults {
 		switch r.Status {

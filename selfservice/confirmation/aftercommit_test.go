@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/pvpipe/pvauth/internal/testkeys"
+	"github.com/pvpipe/pvauth/internal/testkit"
 
 	"github.com/pvpipe/pvauth/driver"
 	"github.com/pvpipe/pvauth/internal/testdb"
@@ -53,11 +54,11 @@ var errGone = x.Unavailable(errors.New("database went away after the commit"))
 // then be refused as "already consumed".
 func TestConsumeAnsweredOnceCommitted(t *testing.T) {
 	srv := testserver.Start(t, testdb.SQLiteFile(t), nil)
-	u := ctNewUser(t, srv)
+	u := testkit.NewUser(t, srv, "conf-")
 	d := ctNewDevice(t, srv, u, false)
 	c := ctInit(t, srv, u, "payment.approve", map[string]any{"amount": 10})
-	id := ctStr(c["confirmationId"])
-	if r := ctVerify(t, srv, u, id, d, testkeys.SignChallenge(t, d.Key, ctStr(c["challenge"]))); r.Status != http.StatusOK {
+	id := testkit.Str(c["confirmationId"])
+	if r := ctVerify(t, srv, u, id, d, testkeys.SignChallenge(t, d.Key, testkit.Str(c["challenge"]))); r.Status != http.StatusOK {
 		t.Fatalf("verify: %d %s", r.Status, r.Body)
 	}
 	gone := &goneAfterConsume{Persister: srv.Registry.ConfirmationPersister()}

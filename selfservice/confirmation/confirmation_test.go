@@ -13,11 +13,9 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
+	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -39,89 +37,6 @@ const (
 // ---------------------------------------------------------------------------------------
 // Helpers.
 
-func ctJSON(t testing.TB, r *testserver.Response) map[string]any {
-	t.Helper()
-	var m map[string]any
-	if err := json.Unmarshal(r.Body, &m); err != nil {
-		t.Fatalf("status %d: body is not a JSON object: %v: %s", r.Status, err, r.Body)
-	}
-	return m
-}
-
-func ctData(t testing.TB, r *testserver.Response) map[string]any {
-	t.Helper()
-	d, _ := ctJSON(t, r)["data"].(map[string]any)
-	return d
-}
-
-func ctStr(v any) string { s, _ := v.(string); return s }
-
-// ctWant fails unless r has status want; it returns whether it had.
-func ctWant(t testing.TB, what string, r *testserver.Response, want int) bool {
-	t.Helper()
-	if r.Status != want {
-		t.Errorf("%s: status %d, want %d: %s", what, r.Status, want, r.Body)
-		return false
-	}
-	return true
-}
-
-// ctWantErr checks an error answer (testkit.WantErrorOf) and a message containing every
-// part, case and all.
-func ctWantErr(t testing.TB, what string, r *testserver.Response, status int, parts ...string) {
-	t.Helper()
-	e := testkit.WantErrorOf(t, what, r, status, "")
-	for _, p := range parts {
-		if !strings.Contains(e.Message, p) {
-			t.Errorf("%s: message %q, want it to contain %q", what, e.Message, p)
-		}
-	}
-}
-
-// ctPost posts body (JSON; none when nil) to url, for other goroutines than the test's
-// (no t.Fatal): a transport error becomes the body.
-func ctPost(srv *testserver.Server, url, bearer string, body any) *testserver.Response {
-	var rd io.Reader
-	if body != nil {
-		raw, _ := json.Marshal(body)
-		rd = bytes.NewReader(raw)
-	}
-	req, err := http.NewRequest(http.MethodPost, url, rd)
-	if err != nil {
-		return &testserver.Response{Body: []byte(err.Error())}
-	}
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	if bearer != "" {
-		req.Header.Set("Authorization", "Bearer "+bearer)
-	}
-	resp, err := srv.Client.Do(req)
-	if err != nil {
-		return &testserver.Response{Body: []byte(err.Error())}
-	}
-	defer resp.Body.Close()
-	out, _ := io.ReadAll(resp.Body)
-	return &testserver.Response{Status: resp.StatusCode, Header: resp.Header, Body: out}
-}
-
-var ctSeq atomic.Int64
-
-func ctUnique() string { return fmt.Sprintf("%d-%d", time.Now().UnixNano(), ctSeq.Add(1)) }
-
-type ctUser struct {
-	ID    int64
-	Email string
-	JWT   string
-}
-
-// ctNewUser creates an identity and logs it in through the real password + TOTP flow.
-func ctNewUser(t testing.TB, srv *testserver.Server) *ctUser {
-	t.Helper()
-	id := testkit.CreateIdentity(t, srv, map[string]any{"email": testkit.UniqueEmail("conf-")})
-	return &ctUser{ID: id.ID, Email: id.Email, JWT: testkit.EnrolTOTP(t, srv, id).AccessToken}
-}
-
 type ctDevice struct {
 	ID       string
 	FP       string
@@ -130,23 +45,20 @@ type ctDevice struct {
 }
 
 // ctNewDevice registers a fresh ES256 device for u; with fcm it also sets an FCM token.
-func ctNewDevice(t testing.TB, srv *testserver.Server, u *ctUser, fcm bool) *ctDevice {
+func ctNewDevice(t testing.TB, srv *testserver.Server, u *testkit.User, fcm bool) *ctDevice {
 	t.Helper()
-	fp := "CONF-" + ctUnique()
+	fp := "CONF-" + testkit.Unique()
 	td := testkit.RegisterDevice(t, srv, u.JWT, nil, map[string]any{"deviceName": "Phone " + fp, "deviceFingerprint": fp})
 	d := &ctDevice{ID: td.ID, FP: fp, Key: td.Key}
 	if fcm {
-		d.FCMToken = "fcm-" + ctUnique()
-		r := srv.Public(t, http.MethodPut, ctDevices+"/fcm-token", u.JWT, map[string]any{"deviceId": d.ID, "fcmToken": d.FCMToken})
-		if r.Status != http.StatusOK {
-			t.Fatalf("fcm token: %d %s", r.Status, r.Body)
-		}
+		d.FCMToken = "fcm-" + testkit.Unique()
+		testkit.SetFCMToken(t, srv, u.JWT, d.ID, d.FCMToken)
 	}
 	return d
 }
 
 // ctInit initiates a confirmation and expects 200; it returns data.
-func ctInit(t testing.TB, srv *testserver.Server, u *ctUser, actionType string, payload any) map[string]any {
+func ctInit(t testing.TB, srv *testserver.Server, u *testkit.User, actionType string, payload any) map[string]any {
 	t.Helper()
 	body := map[string]any{"actionType": actionType}
 	if payload != nil {
@@ -156,28 +68,28 @@ func ctInit(t testing.TB, srv *testserver.Server, u *ctUser, actionType string, 
 	if r.Status != http.StatusOK {
 		t.Fatalf("initiate: %d %s", r.Status, r.Body)
 	}
-	d := ctData(t, r)
-	if ctStr(d["confirmationId"]) == "" || ctStr(d["challenge"]) == "" {
+	d := testkit.DataObject(t, r)
+	if testkit.Str(d["confirmationId"]) == "" || testkit.Str(d["challenge"]) == "" {
 		t.Fatalf("initiate: %s", r.Body)
 	}
 	return d
 }
 
-func ctStatus(t testing.TB, srv *testserver.Server, u *ctUser, id string) string {
+func ctStatus(t testing.TB, srv *testserver.Server, u *testkit.User, id string) string {
 	t.Helper()
 	r := srv.Public(t, http.MethodGet, ctBase+"/"+id+"/status", u.JWT, nil)
 	if r.Status != http.StatusOK {
 		t.Fatalf("status: %d %s", r.Status, r.Body)
 	}
-	return ctStr(ctData(t, r)["status"])
+	return testkit.Str(testkit.DataObject(t, r)["status"])
 }
 
-func ctVerify(t testing.TB, srv *testserver.Server, u *ctUser, id string, d *ctDevice, sig string) *testserver.Response {
+func ctVerify(t testing.TB, srv *testserver.Server, u *testkit.User, id string, d *ctDevice, sig string) *testserver.Response {
 	t.Helper()
 	return srv.Public(t, http.MethodPost, ctBase+"/"+id+"/verify", u.JWT, map[string]any{"deviceId": d.ID, "signedChallenge": sig})
 }
 
-func ctReject(t testing.TB, srv *testserver.Server, u *ctUser, id string, body any) *testserver.Response {
+func ctReject(t testing.TB, srv *testserver.Server, u *testkit.User, id string, body any) *testserver.Response {
 	t.Helper()
 	return srv.Public(t, http.MethodPost, ctBase+"/"+id+"/reject", u.JWT, body)
 }
@@ -245,41 +157,41 @@ func TestConfirmation(t *testing.T) {
 }
 
 func ctInitiateStatusVerify(t *testing.T, srv *testserver.Server, _ *fcmtest.Server) {
-	u := ctNewUser(t, srv)
+	u := testkit.NewUser(t, srv, "conf-")
 	d := ctNewDevice(t, srv, u, false)
 	payload := map[string]any{"amount": 50000, "toAccount": "VCB-123456789", "currency": "VND"}
 	before := time.Now()
 	c := ctInit(t, srv, u, "transfer_money", payload)
-	id := ctStr(c["confirmationId"])
+	id := testkit.Str(c["confirmationId"])
 	if c["status"] != "pending" || c["actionType"] != "transfer_money" {
 		t.Errorf("initiate: %v", c)
 	}
 	// The challenge names the action (API.md §3, dynamic linking): standard base64 of
 	// six lines whose nonce carries the 32 random bytes.
-	if raw, err := base64.StdEncoding.DecodeString(ctStr(c["challenge"])); err != nil {
+	if raw, err := base64.StdEncoding.DecodeString(testkit.Str(c["challenge"])); err != nil {
 		t.Errorf("challenge %v: not standard base64 (%v)", c["challenge"], err)
-	} else if lines := strings.Split(string(raw), "\n"); len(lines) != 6 || lines[0] != "pvauth-confirmation-v1" || lines[1] != ctStr(c["confirmationId"]) {
+	} else if lines := strings.Split(string(raw), "\n"); len(lines) != 6 || lines[0] != "pvauth-confirmation-v1" || lines[1] != testkit.Str(c["confirmationId"]) {
 		t.Errorf("challenge text %q: want the six lines of API.md §3", raw)
 	} else if nonce, err := base64.RawURLEncoding.DecodeString(lines[5]); err != nil || len(nonce) != 32 {
 		t.Errorf("challenge nonce %q: want 32 bytes of base64url without padding (%v)", lines[5], err)
 	}
-	exp, err := time.Parse(time.RFC3339, ctStr(c["expiresAt"]))
+	exp, err := time.Parse(time.RFC3339, testkit.Str(c["expiresAt"]))
 	if err != nil || exp.Before(before.Add(5*time.Minute-2*time.Second)) || exp.After(time.Now().Add(5*time.Minute+time.Second)) {
 		t.Errorf("expiresAt %v, want about 5 minutes from now", c["expiresAt"])
 	}
 
 	r := srv.Public(t, http.MethodGet, ctBase+"/"+id+"/status", u.JWT, nil)
-	if ctWant(t, "status", r, 200) {
-		s := ctData(t, r)
+	if testkit.CheckStatus(t, "status", r, 200) {
+		s := testkit.DataObject(t, r)
 		if s["confirmationId"] != id || s["status"] != "pending" || s["actionType"] != "transfer_money" {
 			t.Errorf("status: %s", r.Body)
 		}
 		p, _ := s["actionPayload"].(map[string]any)
-		if p["amount"] != float64(50000) || p["toAccount"] != "VCB-123456789" || p["currency"] != "VND" {
+		if p["amount"] != json.Number("50000") || p["toAccount"] != "VCB-123456789" || p["currency"] != "VND" {
 			t.Errorf("actionPayload: %v", s["actionPayload"])
 		}
 		for _, k := range []string{"createdAt", "expiresAt", "updatedAt"} {
-			if _, err := time.Parse(time.RFC3339, ctStr(s[k])); err != nil {
+			if _, err := time.Parse(time.RFC3339, testkit.Str(s[k])); err != nil {
 				t.Errorf("%s = %v", k, s[k])
 			}
 		}
@@ -288,9 +200,9 @@ func ctInitiateStatusVerify(t *testing.T, srv *testserver.Server, _ *fcmtest.Ser
 		}
 	}
 
-	r = ctVerify(t, srv, u, id, d, testkeys.SignChallenge(t, d.Key, ctStr(c["challenge"])))
-	if ctWant(t, "verify", r, 200) {
-		v := ctData(t, r)
+	r = ctVerify(t, srv, u, id, d, testkeys.SignChallenge(t, d.Key, testkit.Str(c["challenge"])))
+	if testkit.CheckStatus(t, "verify", r, 200) {
+		v := testkit.DataObject(t, r)
 		if v["success"] != true || v["confirmationId"] != id || v["status"] != "approved" {
 			t.Errorf("verify: %s", r.Body)
 		}
@@ -299,30 +211,30 @@ func ctInitiateStatusVerify(t *testing.T, srv *testserver.Server, _ *fcmtest.Ser
 		t.Errorf("status after verify: %s", s)
 	}
 	// Exactly once: a second approval and a late rejection are conflicts.
-	ctWantErr(t, "verify again", ctVerify(t, srv, u, id, d, testkeys.SignChallenge(t, d.Key, ctStr(c["challenge"]))), 409)
-	ctWantErr(t, "reject after approve", ctReject(t, srv, u, id, map[string]any{"reason": "too late"}), 409)
+	testkit.WantErrorWords(t, "verify again", ctVerify(t, srv, u, id, d, testkeys.SignChallenge(t, d.Key, testkit.Str(c["challenge"]))), 409)
+	testkit.WantErrorWords(t, "reject after approve", ctReject(t, srv, u, id, map[string]any{"reason": "too late"}), 409)
 	if s := ctStatus(t, srv, u, id); s != "approved" {
 		t.Errorf("status after the late calls: %s", s)
 	}
 
 	// No payload at all is fine; status shows actionPayload null.
 	c = ctInit(t, srv, u, "system_config", nil)
-	r = srv.Public(t, http.MethodGet, ctBase+"/"+ctStr(c["confirmationId"])+"/status", u.JWT, nil)
-	if ctWant(t, "status without payload", r, 200) {
-		if v, ok := ctData(t, r)["actionPayload"]; !ok || v != nil {
+	r = srv.Public(t, http.MethodGet, ctBase+"/"+testkit.Str(c["confirmationId"])+"/status", u.JWT, nil)
+	if testkit.CheckStatus(t, "status without payload", r, 200) {
+		if v, ok := testkit.DataObject(t, r)["actionPayload"]; !ok || v != nil {
 			t.Errorf("actionPayload = %v (present %v), want null", v, ok)
 		}
 	}
 }
 
 func ctRejectFlow(t *testing.T, srv *testserver.Server, _ *fcmtest.Server) {
-	u := ctNewUser(t, srv)
+	u := testkit.NewUser(t, srv, "conf-")
 	d := ctNewDevice(t, srv, u, false)
 	c := ctInit(t, srv, u, "delete_user", map[string]any{"userId": 42})
-	id := ctStr(c["confirmationId"])
+	id := testkit.Str(c["confirmationId"])
 	r := ctReject(t, srv, u, id, map[string]any{"reason": "Suspicious activity detected"})
-	if ctWant(t, "reject", r, 200) {
-		v := ctData(t, r)
+	if testkit.CheckStatus(t, "reject", r, 200) {
+		v := testkit.DataObject(t, r)
 		if v["success"] != true || v["confirmationId"] != id || v["status"] != "rejected" {
 			t.Errorf("reject: %s", r.Body)
 		}
@@ -331,8 +243,8 @@ func ctRejectFlow(t *testing.T, srv *testserver.Server, _ *fcmtest.Server) {
 		t.Errorf("status after reject: %s", s)
 	}
 	// Approve after reject: 409, even with a good signature.
-	ctWantErr(t, "approve after reject", ctVerify(t, srv, u, id, d, testkeys.SignChallenge(t, d.Key, ctStr(c["challenge"]))), 409)
-	ctWantErr(t, "reject again", ctReject(t, srv, u, id, nil), 409)
+	testkit.WantErrorWords(t, "approve after reject", ctVerify(t, srv, u, id, d, testkeys.SignChallenge(t, d.Key, testkit.Str(c["challenge"]))), 409)
+	testkit.WantErrorWords(t, "reject again", ctReject(t, srv, u, id, nil), 409)
 	if s := ctStatus(t, srv, u, id); s != "rejected" {
 		t.Errorf("status after the late calls: %s", s)
 	}
@@ -340,32 +252,32 @@ func ctRejectFlow(t *testing.T, srv *testserver.Server, _ *fcmtest.Server) {
 	// reject without a body, and with an empty object.
 	for _, body := range []any{nil, map[string]any{}} {
 		c := ctInit(t, srv, u, "purchase_order", nil)
-		r := ctReject(t, srv, u, ctStr(c["confirmationId"]), body)
-		ctWant(t, fmt.Sprintf("reject with body %v", body), r, 200)
+		r := ctReject(t, srv, u, testkit.Str(c["confirmationId"]), body)
+		testkit.CheckStatus(t, fmt.Sprintf("reject with body %v", body), r, 200)
 	}
 	// A reason over 500 characters is refused by name.
 	c = ctInit(t, srv, u, "purchase_order", nil)
-	ctWantErr(t, "reject with a long reason", ctReject(t, srv, u, ctStr(c["confirmationId"]), map[string]any{"reason": strings.Repeat("r", 501)}), 400, "reason")
+	testkit.WantErrorWords(t, "reject with a long reason", ctReject(t, srv, u, testkit.Str(c["confirmationId"]), map[string]any{"reason": strings.Repeat("r", 501)}), 400, "reason")
 }
 
 func ctValidation(t *testing.T, srv *testserver.Server, _ *fcmtest.Server) {
-	u := ctNewUser(t, srv)
+	u := testkit.NewUser(t, srv, "conf-")
 	post := func(body any) *testserver.Response {
 		return srv.Public(t, http.MethodPost, ctInitiate, u.JWT, body)
 	}
 	// The 4 KiB limit is on the serialized (compact) payload: {"d":"…"} is n+8 bytes.
-	ctWant(t, "payload of exactly 4096 bytes", post(map[string]any{"actionType": "x", "actionPayload": map[string]any{"d": strings.Repeat("a", 4096-8)}}), 200)
-	ctWantErr(t, "payload of 4097 bytes", post(map[string]any{"actionType": "x", "actionPayload": map[string]any{"d": strings.Repeat("a", 4096-7)}}), 400, "actionPayload")
-	ctWantErr(t, "payload of 10 KiB", post(map[string]any{"actionType": "x", "actionPayload": map[string]any{"d": strings.Repeat("a", 10<<10)}}), 400, "actionPayload")
+	testkit.CheckStatus(t, "payload of exactly 4096 bytes", post(map[string]any{"actionType": "x", "actionPayload": map[string]any{"d": strings.Repeat("a", 4096-8)}}), 200)
+	testkit.WantErrorWords(t, "payload of 4097 bytes", post(map[string]any{"actionType": "x", "actionPayload": map[string]any{"d": strings.Repeat("a", 4096-7)}}), 400, "actionPayload")
+	testkit.WantErrorWords(t, "payload of 10 KiB", post(map[string]any{"actionType": "x", "actionPayload": map[string]any{"d": strings.Repeat("a", 10<<10)}}), 400, "actionPayload")
 	// Whitespace does not count: the serialized size does.
 	spaced := `{"actionType":"x","actionPayload":{"d":"` + strings.Repeat("a", 3000) + `"` + strings.Repeat(" ", 3000) + `}}`
-	ctWant(t, "payload padded with whitespace", post(spaced), 200)
+	testkit.CheckStatus(t, "payload padded with whitespace", post(spaced), 200)
 
 	// The payload is kept as sent (compacted): big integers keep every digit, and
 	// characters JSON encoders like to escape are not inflated against the limit.
 	r := post(`{"actionType":"x","actionPayload":{"id": 9007199254740993, "note": "a<b & c>d", "n": 1.50}}`)
-	if ctWant(t, "payload with a big integer", r, 200) {
-		r = srv.Public(t, http.MethodGet, ctBase+"/"+ctStr(ctData(t, r)["confirmationId"])+"/status", u.JWT, nil)
+	if testkit.CheckStatus(t, "payload with a big integer", r, 200) {
+		r = srv.Public(t, http.MethodGet, ctBase+"/"+testkit.Str(testkit.DataObject(t, r)["confirmationId"])+"/status", u.JWT, nil)
 		var st struct {
 			Data struct {
 				ActionPayload json.RawMessage `json:"actionPayload"`
@@ -385,29 +297,29 @@ func ctValidation(t *testing.T, srv *testserver.Server, _ *fcmtest.Server) {
 		}
 	}
 	// (Raw JSON: json.Marshal on the client side would escape '<' itself.)
-	ctWant(t, "payload of 4096 bytes full of '<'", post(`{"actionType":"x","actionPayload":{"d":"`+strings.Repeat("<", 4096-8)+`"}}`), 200)
-	ctWantErr(t, "payload of 4097 bytes full of '<'", post(`{"actionType":"x","actionPayload":{"d":"`+strings.Repeat("<", 4096-7)+`"}}`), 400, "actionPayload")
+	testkit.CheckStatus(t, "payload of 4096 bytes full of '<'", post(`{"actionType":"x","actionPayload":{"d":"`+strings.Repeat("<", 4096-8)+`"}}`), 200)
+	testkit.WantErrorWords(t, "payload of 4097 bytes full of '<'", post(`{"actionType":"x","actionPayload":{"d":"`+strings.Repeat("<", 4096-7)+`"}}`), 400, "actionPayload")
 
 	for _, p := range []string{`[1,2,3]`, `"a string"`, `42`, `true`, `[{"a":1}]`} {
-		ctWantErr(t, "payload "+p, post(`{"actionType":"x","actionPayload":`+p+`}`), 400, "actionPayload")
+		testkit.WantErrorWords(t, "payload "+p, post(`{"actionType":"x","actionPayload":`+p+`}`), 400, "actionPayload")
 	}
-	ctWant(t, "payload null", post(`{"actionType":"x","actionPayload":null}`), 200)
+	testkit.CheckStatus(t, "payload null", post(`{"actionType":"x","actionPayload":null}`), 200)
 
-	ctWant(t, "actionType of 100", post(map[string]any{"actionType": strings.Repeat("t", 100)}), 200)
-	ctWantErr(t, "actionType of 101", post(map[string]any{"actionType": strings.Repeat("t", 101)}), 400, "actionType")
-	ctWantErr(t, "no actionType", post(map[string]any{"actionPayload": map[string]any{"a": 1}}), 400, "actionType")
-	ctWantErr(t, "blank actionType", post(map[string]any{"actionType": "   "}), 400, "actionType")
-	ctWantErr(t, "actionType not a string", post(`{"actionType": 7}`), 400, "actionType")
-	ctWantErr(t, "malformed JSON", post(`{"actionType": "x"`), 400)
-	ctWantErr(t, "no bearer", srv.Public(t, http.MethodPost, ctInitiate, "", map[string]any{"actionType": "x"}), 401)
+	testkit.CheckStatus(t, "actionType of 100", post(map[string]any{"actionType": strings.Repeat("t", 100)}), 200)
+	testkit.WantErrorWords(t, "actionType of 101", post(map[string]any{"actionType": strings.Repeat("t", 101)}), 400, "actionType")
+	testkit.WantErrorWords(t, "no actionType", post(map[string]any{"actionPayload": map[string]any{"a": 1}}), 400, "actionType")
+	testkit.WantErrorWords(t, "blank actionType", post(map[string]any{"actionType": "   "}), 400, "actionType")
+	testkit.WantErrorWords(t, "actionType not a string", post(`{"actionType": 7}`), 400, "actionType")
+	testkit.WantErrorWords(t, "malformed JSON", post(`{"actionType": "x"`), 400)
+	testkit.WantErrorWords(t, "no bearer", srv.Public(t, http.MethodPost, ctInitiate, "", map[string]any{"actionType": "x"}), 401)
 
 	// Ids that are not UUIDs are plain "not found".
-	ctWantErr(t, "status of a non-UUID id", srv.Public(t, http.MethodGet, ctBase+"/conf-123/status", u.JWT, nil), 404)
-	ctWantErr(t, "status of an unknown id", srv.Public(t, http.MethodGet, ctBase+"/6f1c1a60-1f3e-4c36-9b1d-1b0d3f0e0a11/status", u.JWT, nil), 404)
+	testkit.WantErrorWords(t, "status of a non-UUID id", srv.Public(t, http.MethodGet, ctBase+"/conf-123/status", u.JWT, nil), 404)
+	testkit.WantErrorWords(t, "status of an unknown id", srv.Public(t, http.MethodGet, ctBase+"/6f1c1a60-1f3e-4c36-9b1d-1b0d3f0e0a11/status", u.JWT, nil), 404)
 	c := ctInit(t, srv, u, "x", nil)
-	id := ctStr(c["confirmationId"])
-	ctWantErr(t, "verify without deviceId", srv.Public(t, http.MethodPost, ctBase+"/"+id+"/verify", u.JWT, map[string]any{"signedChallenge": "abc"}), 400, "deviceId")
-	ctWantErr(t, "verify without signedChallenge", srv.Public(t, http.MethodPost, ctBase+"/"+id+"/verify", u.JWT, map[string]any{"deviceId": "6f1c1a60-1f3e-4c36-9b1d-1b0d3f0e0a11"}), 400, "signedChallenge")
+	id := testkit.Str(c["confirmationId"])
+	testkit.WantErrorWords(t, "verify without deviceId", srv.Public(t, http.MethodPost, ctBase+"/"+id+"/verify", u.JWT, map[string]any{"signedChallenge": "abc"}), 400, "deviceId")
+	testkit.WantErrorWords(t, "verify without signedChallenge", srv.Public(t, http.MethodPost, ctBase+"/"+id+"/verify", u.JWT, map[string]any{"deviceId": "6f1c1a60-1f3e-4c36-9b1d-1b0d3f0e0a11"}), 400, "signedChallenge")
 	if s := ctStatus(t, srv, u, id); s != "pending" {
 		t.Errorf("status after invalid verifies: %s", s)
 	}
@@ -415,13 +327,13 @@ func ctValidation(t *testing.T, srv *testserver.Server, _ *fcmtest.Server) {
 
 // Another user's confirmation is 404 on every route, and stays pending.
 func ctOtherUsers(t *testing.T, srv *testserver.Server, _ *fcmtest.Server) {
-	a, b := ctNewUser(t, srv), ctNewUser(t, srv)
+	a, b := testkit.NewUser(t, srv, "conf-"), testkit.NewUser(t, srv, "conf-")
 	bd := ctNewDevice(t, srv, b, false)
 	c := ctInit(t, srv, a, "transfer_money", map[string]any{"amount": 1})
-	id := ctStr(c["confirmationId"])
-	ctWantErr(t, "status by another user", srv.Public(t, http.MethodGet, ctBase+"/"+id+"/status", b.JWT, nil), 404, "Confirmation not found")
-	ctWantErr(t, "verify by another user", ctVerify(t, srv, b, id, bd, testkeys.SignChallenge(t, bd.Key, ctStr(c["challenge"]))), 404, "Confirmation not found")
-	ctWantErr(t, "reject by another user", ctReject(t, srv, b, id, map[string]any{"reason": "mine now"}), 404, "Confirmation not found")
+	id := testkit.Str(c["confirmationId"])
+	testkit.WantErrorWords(t, "status by another user", srv.Public(t, http.MethodGet, ctBase+"/"+id+"/status", b.JWT, nil), 404, "Confirmation not found")
+	testkit.WantErrorWords(t, "verify by another user", ctVerify(t, srv, b, id, bd, testkeys.SignChallenge(t, bd.Key, testkit.Str(c["challenge"]))), 404, "Confirmation not found")
+	testkit.WantErrorWords(t, "reject by another user", ctReject(t, srv, b, id, map[string]any{"reason": "mine now"}), 404, "Confirmation not found")
 	if s := ctStatus(t, srv, a, id); s != "pending" {
 		t.Errorf("status after another user's attempts: %s", s)
 	}
@@ -429,40 +341,40 @@ func ctOtherUsers(t *testing.T, srv *testserver.Server, _ *fcmtest.Server) {
 
 // The device must be the caller's and active.
 func ctDeviceChecks(t *testing.T, srv *testserver.Server, _ *fcmtest.Server) {
-	a, b := ctNewUser(t, srv), ctNewUser(t, srv)
+	a, b := testkit.NewUser(t, srv, "conf-"), testkit.NewUser(t, srv, "conf-")
 	ad := ctNewDevice(t, srv, a, false)
 	bd := ctNewDevice(t, srv, b, false)
 	c := ctInit(t, srv, a, "approve_document", map[string]any{"documentId": "doc-1"})
-	id, chal := ctStr(c["confirmationId"]), ctStr(c["challenge"])
+	id, chal := testkit.Str(c["confirmationId"]), testkit.Str(c["challenge"])
 
 	// A's confirmation, B's device (signed with B's key): the device is not A's.
-	ctWantErr(t, "verify with another user's device", ctVerify(t, srv, a, id, bd, testkeys.SignChallenge(t, bd.Key, chal)), 404, "Device not found or inactive")
+	testkit.WantErrorWords(t, "verify with another user's device", ctVerify(t, srv, a, id, bd, testkeys.SignChallenge(t, bd.Key, chal)), 404, "Device not found or inactive")
 	// An unknown device id, and one that is not a UUID.
-	ctWantErr(t, "verify with an unknown device", ctVerify(t, srv, a, id, &ctDevice{ID: "6f1c1a60-1f3e-4c36-9b1d-1b0d3f0e0a11"}, testkeys.SignChallenge(t, ad.Key, chal)), 404, "Device not found or inactive")
-	ctWantErr(t, "verify with a non-UUID device", ctVerify(t, srv, a, id, &ctDevice{ID: "not-a-uuid"}, testkeys.SignChallenge(t, ad.Key, chal)), 404, "Device not found or inactive")
+	testkit.WantErrorWords(t, "verify with an unknown device", ctVerify(t, srv, a, id, &ctDevice{ID: "6f1c1a60-1f3e-4c36-9b1d-1b0d3f0e0a11"}, testkeys.SignChallenge(t, ad.Key, chal)), 404, "Device not found or inactive")
+	testkit.WantErrorWords(t, "verify with a non-UUID device", ctVerify(t, srv, a, id, &ctDevice{ID: "not-a-uuid"}, testkeys.SignChallenge(t, ad.Key, chal)), 404, "Device not found or inactive")
 	if s := ctStatus(t, srv, a, id); s != "pending" {
 		t.Fatalf("status after refused verifies: %s", s)
 	}
 
 	// A deleted (inactive) device of A's own, with a good signature.
 	r := srv.Public(t, http.MethodDelete, ctDevices+"/"+ad.ID, a.JWT, nil)
-	if !ctWant(t, "delete device", r, 200) {
+	if !testkit.CheckStatus(t, "delete device", r, 200) {
 		t.FailNow()
 	}
-	ctWantErr(t, "verify with a deleted device", ctVerify(t, srv, a, id, ad, testkeys.SignChallenge(t, ad.Key, chal)), 404, "Device not found or inactive")
+	testkit.WantErrorWords(t, "verify with a deleted device", ctVerify(t, srv, a, id, ad, testkeys.SignChallenge(t, ad.Key, chal)), 404, "Device not found or inactive")
 	if s := ctStatus(t, srv, a, id); s != "pending" {
 		t.Errorf("status after refused verifies: %s", s)
 	}
 	// A's new device approves.
 	nd := ctNewDevice(t, srv, a, false)
-	ctWant(t, "verify with the new device", ctVerify(t, srv, a, id, nd, testkeys.SignChallenge(t, nd.Key, chal)), 200)
+	testkit.CheckStatus(t, "verify with the new device", ctVerify(t, srv, a, id, nd, testkeys.SignChallenge(t, nd.Key, chal)), 200)
 }
 
 func ctBadSignature(t *testing.T, srv *testserver.Server, _ *fcmtest.Server) {
-	u := ctNewUser(t, srv)
+	u := testkit.NewUser(t, srv, "conf-")
 	d := ctNewDevice(t, srv, u, false)
 	c := ctInit(t, srv, u, "transfer_money", nil)
-	id, chal := ctStr(c["confirmationId"]), ctStr(c["challenge"])
+	id, chal := testkit.Str(c["confirmationId"]), testkit.Str(c["challenge"])
 	other, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	good := testkeys.SignChallenge(t, d.Key, chal)
 	rawGood, _ := base64.StdEncoding.DecodeString(good)
@@ -478,12 +390,12 @@ func ctBadSignature(t *testing.T, srv *testserver.Server, _ *fcmtest.Server) {
 		"another challenge":      testkeys.SignChallenge(t, d.Key, otherChallenge),
 		"signature of challenge": testkeys.SignChallenge(t, d.Key, base64.StdEncoding.EncodeToString([]byte(chal))),
 	} {
-		ctWantErr(t, "verify with a bad signature ("+name+")", ctVerify(t, srv, u, id, d, sig), 401, "Invalid signature: signature verification failed")
+		testkit.WantErrorWords(t, "verify with a bad signature ("+name+")", ctVerify(t, srv, u, id, d, sig), 401, "Invalid signature: signature verification failed")
 	}
 	if s := ctStatus(t, srv, u, id); s != "pending" {
 		t.Errorf("status after bad signatures: %s, want pending", s)
 	}
-	ctWant(t, "verify with the good signature", ctVerify(t, srv, u, id, d, good), 200)
+	testkit.CheckStatus(t, "verify with the good signature", ctVerify(t, srv, u, id, d, good), 200)
 }
 
 // ctPushesFor returns the messages the double received for confirmation id.
@@ -499,18 +411,18 @@ func ctPushesFor(fcm *fcmtest.Server, id string) []fcmtest.Message {
 
 // One data message per active device with an FCM token, with the fields of API.md §3.
 func ctPushPerDevice(t *testing.T, srv *testserver.Server, fcm *fcmtest.Server) {
-	u, other := ctNewUser(t, srv), ctNewUser(t, srv)
+	u, other := testkit.NewUser(t, srv, "conf-"), testkit.NewUser(t, srv, "conf-")
 	d1 := ctNewDevice(t, srv, u, true)
 	d2 := ctNewDevice(t, srv, u, true)
 	ctNewDevice(t, srv, u, false) // no token: no push
 	gone := ctNewDevice(t, srv, u, true)
-	if r := srv.Public(t, http.MethodDelete, ctDevices+"/"+gone.ID, u.JWT, nil); !ctWant(t, "delete", r, 200) {
+	if r := srv.Public(t, http.MethodDelete, ctDevices+"/"+gone.ID, u.JWT, nil); !testkit.CheckStatus(t, "delete", r, 200) {
 		t.FailNow()
 	}
 	od := ctNewDevice(t, srv, other, true) // another user's device: no push
 
 	c := ctInit(t, srv, u, "transfer_money", map[string]any{"amount": 50000})
-	id := ctStr(c["confirmationId"])
+	id := testkit.Str(c["confirmationId"])
 	ms := ctPushesFor(fcm, id)
 	got := map[string]int{}
 	for _, m := range ms {
@@ -520,7 +432,7 @@ func ctPushPerDevice(t *testing.T, srv *testserver.Server, fcm *fcmtest.Server) 
 		}
 		want := map[string]string{
 			"type": "action_confirmation", "confirmationId": id, "actionType": "transfer_money",
-			"challenge": ctStr(c["challenge"]), "expiresAt": ctStr(c["expiresAt"]), "actionHash": ctStr(c["actionHash"]),
+			"challenge": testkit.Str(c["challenge"]), "expiresAt": testkit.Str(c["expiresAt"]), "actionHash": testkit.Str(c["actionHash"]),
 		}
 		if len(m.Data) != len(want) {
 			t.Errorf("push data %v, want exactly %v", m.Data, want)
@@ -552,17 +464,17 @@ func ctPushPerDevice(t *testing.T, srv *testserver.Server, fcm *fcmtest.Server) 
 
 // A failing FCM does not fail the initiation; the failure is audited as push.failure.
 func ctPushFailure(t *testing.T, srv *testserver.Server, fcm *fcmtest.Server) {
-	u := ctNewUser(t, srv)
+	u := testkit.NewUser(t, srv, "conf-")
 	bad := ctNewDevice(t, srv, u, true)
 	good := ctNewDevice(t, srv, u, true)
 	fcm.FailToken(bad.FCMToken, fcmtest.Internal)
 
 	r := srv.Public(t, http.MethodPost, ctInitiate, u.JWT, map[string]any{"actionType": "transfer_money"})
-	if !ctWant(t, "initiate with a failing FCM", r, 200) {
+	if !testkit.CheckStatus(t, "initiate with a failing FCM", r, 200) {
 		t.FailNow()
 	}
-	c := ctData(t, r)
-	id := ctStr(c["confirmationId"])
+	c := testkit.DataObject(t, r)
+	id := testkit.Str(c["confirmationId"])
 	ms := ctPushesFor(fcm, id)
 	if len(ms) != 2 {
 		t.Errorf("FCM received %d messages, want 2", len(ms))
@@ -591,33 +503,33 @@ func ctPushFailure(t *testing.T, srv *testserver.Server, fcm *fcmtest.Server) {
 	}
 	// A 500 does not clear the token.
 	r = srv.Public(t, http.MethodGet, ctDevices, u.JWT, nil)
-	for _, d := range ctData(t, r)["devices"].([]any) {
+	for _, d := range testkit.DataObject(t, r)["devices"].([]any) {
 		dm := d.(map[string]any)
 		if dm["id"] == bad.ID && dm["fcmToken"] != bad.FCMToken {
 			t.Errorf("a 500 changed the device's FCM token to %v", dm["fcmToken"])
 		}
 	}
 	// The confirmation works without the push.
-	ctWant(t, "verify", ctVerify(t, srv, u, id, good, testkeys.SignChallenge(t, good.Key, ctStr(c["challenge"]))), 200)
+	testkit.CheckStatus(t, "verify", ctVerify(t, srv, u, id, good, testkeys.SignChallenge(t, good.Key, testkit.Str(c["challenge"]))), 200)
 }
 
 // UNREGISTERED clears the device's FCM token; later confirmations skip it.
 func ctPushUnregistered(t *testing.T, srv *testserver.Server, fcm *fcmtest.Server) {
-	u := ctNewUser(t, srv)
+	u := testkit.NewUser(t, srv, "conf-")
 	stale := ctNewDevice(t, srv, u, true)
 	live := ctNewDevice(t, srv, u, true)
 	fcm.FailToken(stale.FCMToken, fcmtest.Unregistered)
 
 	c := ctInit(t, srv, u, "transfer_money", nil)
-	if n := len(ctPushesFor(fcm, ctStr(c["confirmationId"]))); n != 2 {
+	if n := len(ctPushesFor(fcm, testkit.Str(c["confirmationId"]))); n != 2 {
 		t.Errorf("FCM received %d messages, want 2", n)
 	}
 	r := srv.Public(t, http.MethodGet, ctDevices, u.JWT, nil)
-	if !ctWant(t, "list devices", r, 200) {
+	if !testkit.CheckStatus(t, "list devices", r, 200) {
 		t.FailNow()
 	}
 	seen := 0
-	for _, d := range ctData(t, r)["devices"].([]any) {
+	for _, d := range testkit.DataObject(t, r)["devices"].([]any) {
 		dm := d.(map[string]any)
 		v, present := dm["fcmToken"]
 		switch dm["id"] {
@@ -648,37 +560,37 @@ func ctPushUnregistered(t *testing.T, srv *testserver.Server, fcm *fcmtest.Serve
 	}
 
 	c = ctInit(t, srv, u, "transfer_money", nil)
-	ms := ctPushesFor(fcm, ctStr(c["confirmationId"]))
+	ms := ctPushesFor(fcm, testkit.Str(c["confirmationId"]))
 	if len(ms) != 1 || ms[0].Token != live.FCMToken {
 		t.Errorf("after UNREGISTERED: pushes %+v, want one to the live device", ms)
 	}
 	// A new token for the device brings it back.
-	stale.FCMToken = "fcm-" + ctUnique()
-	if r := srv.Public(t, http.MethodPut, ctDevices+"/fcm-token", u.JWT, map[string]any{"deviceId": stale.ID, "fcmToken": stale.FCMToken}); !ctWant(t, "new token", r, 200) {
+	stale.FCMToken = "fcm-" + testkit.Unique()
+	if r := srv.Public(t, http.MethodPut, ctDevices+"/fcm-token", u.JWT, map[string]any{"deviceId": stale.ID, "fcmToken": stale.FCMToken}); !testkit.CheckStatus(t, "new token", r, 200) {
 		return
 	}
 	c = ctInit(t, srv, u, "transfer_money", nil)
-	if n := len(ctPushesFor(fcm, ctStr(c["confirmationId"]))); n != 2 {
+	if n := len(ctPushesFor(fcm, testkit.Str(c["confirmationId"]))); n != 2 {
 		t.Errorf("after a new token: %d pushes, want 2", n)
 	}
 }
 
 // A hanging FCM delays the initiation by at most the send deadline.
 func ctPushHang(t *testing.T, srv *testserver.Server, fcm *fcmtest.Server) {
-	u := ctNewUser(t, srv)
+	u := testkit.NewUser(t, srv, "conf-")
 	hung := ctNewDevice(t, srv, u, true)
 	fine := ctNewDevice(t, srv, u, true)
 	fcm.FailToken(hung.FCMToken, fcmtest.Hang)
 	start := time.Now()
 	r := srv.Public(t, http.MethodPost, ctInitiate, u.JWT, map[string]any{"actionType": "transfer_money"})
 	took := time.Since(start)
-	if !ctWant(t, "initiate with a hanging FCM", r, 200) {
+	if !testkit.CheckStatus(t, "initiate with a hanging FCM", r, 200) {
 		t.FailNow()
 	}
 	if took > push.SendTimeout+time.Second {
 		t.Errorf("initiate took %v with a hanging FCM, want at most push.SendTimeout+1s (%v)", took, push.SendTimeout+time.Second)
 	}
-	id := ctStr(ctData(t, r)["confirmationId"])
+	id := testkit.Str(testkit.DataObject(t, r)["confirmationId"])
 	ms := ctPushesFor(fcm, id)
 	if len(ms) != 2 {
 		t.Errorf("FCM received %d messages, want 2", len(ms))
@@ -702,48 +614,48 @@ func ctPushHang(t *testing.T, srv *testserver.Server, fcm *fcmtest.Server) {
 }
 
 func ctAdmin(t *testing.T, srv *testserver.Server, _ *fcmtest.Server) {
-	u := ctNewUser(t, srv)
+	u := testkit.NewUser(t, srv, "conf-")
 	d := ctNewDevice(t, srv, u, false)
 	c := ctInit(t, srv, u, "approve_document", map[string]any{"documentId": "doc-12345"})
-	id := ctStr(c["confirmationId"])
+	id := testkit.Str(c["confirmationId"])
 	r := srv.Admin(t, http.MethodGet, "/admin/confirmations/"+id, nil)
-	if ctWant(t, "admin get", r, 200) {
-		v := ctData(t, r)
-		if v["confirmationId"] != id || v["userId"] != float64(u.ID) || v["status"] != "pending" || v["actionType"] != "approve_document" {
+	if testkit.CheckStatus(t, "admin get", r, 200) {
+		v := testkit.DataObject(t, r)
+		if v["confirmationId"] != id || v["userId"] != json.Number(strconv.FormatInt(u.ID, 10)) || v["status"] != "pending" || v["actionType"] != "approve_document" {
 			t.Errorf("admin get: %s", r.Body)
 		}
 		if p, _ := v["actionPayload"].(map[string]any); p["documentId"] != "doc-12345" {
 			t.Errorf("admin actionPayload: %v", v["actionPayload"])
 		}
 	}
-	ctWant(t, "verify", ctVerify(t, srv, u, id, d, testkeys.SignChallenge(t, d.Key, ctStr(c["challenge"]))), 200)
+	testkit.CheckStatus(t, "verify", ctVerify(t, srv, u, id, d, testkeys.SignChallenge(t, d.Key, testkit.Str(c["challenge"]))), 200)
 	r = srv.Admin(t, http.MethodGet, "/admin/confirmations/"+id, nil)
-	if ctWant(t, "admin get after approve", r, 200) {
-		v := ctData(t, r)
-		if v["status"] != "approved" || v["deviceId"] != d.ID || v["userId"] != float64(u.ID) {
+	if testkit.CheckStatus(t, "admin get after approve", r, 200) {
+		v := testkit.DataObject(t, r)
+		if v["status"] != "approved" || v["deviceId"] != d.ID || v["userId"] != json.Number(strconv.FormatInt(u.ID, 10)) {
 			t.Errorf("admin get after approve: %s", r.Body)
 		}
 	}
-	ctWantErr(t, "admin get unknown", srv.Admin(t, http.MethodGet, "/admin/confirmations/6f1c1a60-1f3e-4c36-9b1d-1b0d3f0e0a11", nil), 404)
-	ctWantErr(t, "admin get non-UUID", srv.Admin(t, http.MethodGet, "/admin/confirmations/nope", nil), 404)
+	testkit.WantErrorWords(t, "admin get unknown", srv.Admin(t, http.MethodGet, "/admin/confirmations/6f1c1a60-1f3e-4c36-9b1d-1b0d3f0e0a11", nil), 404)
+	testkit.WantErrorWords(t, "admin get non-UUID", srv.Admin(t, http.MethodGet, "/admin/confirmations/nope", nil), 404)
 }
 
 // Audit events for initiate, approve and reject carry the challenge only as its SHA-256.
 func ctAuditHashes(t *testing.T, srv *testserver.Server, _ *fcmtest.Server) {
-	u := ctNewUser(t, srv)
+	u := testkit.NewUser(t, srv, "conf-")
 	d := ctNewDevice(t, srv, u, true)
 
 	approved := ctInit(t, srv, u, "transfer_money", map[string]any{"amount": 1})
 	rejected := ctInit(t, srv, u, "delete_user", nil)
 	badSig := testkeys.SignChallenge(t, d.Key, base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{1}, 32)))
-	ctWantErr(t, "bad signature", ctVerify(t, srv, u, ctStr(approved["confirmationId"]), d, badSig), 401)
-	sig := testkeys.SignChallenge(t, d.Key, ctStr(approved["challenge"]))
-	ctWant(t, "verify", ctVerify(t, srv, u, ctStr(approved["confirmationId"]), d, sig), 200)
-	ctWant(t, "reject", ctReject(t, srv, u, ctStr(rejected["confirmationId"]), map[string]any{"reason": "no"}), 200)
+	testkit.WantErrorWords(t, "bad signature", ctVerify(t, srv, u, testkit.Str(approved["confirmationId"]), d, badSig), 401)
+	sig := testkeys.SignChallenge(t, d.Key, testkit.Str(approved["challenge"]))
+	testkit.CheckStatus(t, "verify", ctVerify(t, srv, u, testkit.Str(approved["confirmationId"]), d, sig), 200)
+	testkit.CheckStatus(t, "reject", ctReject(t, srv, u, testkit.Str(rejected["confirmationId"]), map[string]any{"reason": "no"}), 200)
 
 	raw, events := ctAudit(t, srv, u.ID)
 	hashOf := func(c map[string]any) string {
-		b, _ := base64.StdEncoding.DecodeString(ctStr(c["challenge"]))
+		b, _ := base64.StdEncoding.DecodeString(testkit.Str(c["challenge"]))
 		s := sha256.Sum256(b)
 		return hex.EncodeToString(s[:])
 	}
@@ -754,14 +666,14 @@ func ctAuditHashes(t *testing.T, srv *testserver.Server, _ *fcmtest.Server) {
 			continue
 		}
 		md, _ := e["metadata"].(map[string]any)
-		ev := ctStr(md["event"])
-		got[key{ctStr(md["confirmationId"]), ev, ctStr(e["result"])}] = md
+		ev := testkit.Str(md["event"])
+		got[key{testkit.Str(md["confirmationId"]), ev, testkit.Str(e["result"])}] = md
 		if e["userId"] != float64(u.ID) {
 			t.Errorf("confirmation event without the user: %v", e)
 		}
 	}
 	for _, c := range []map[string]any{approved, rejected} {
-		md, ok := got[key{ctStr(c["confirmationId"]), "initiated", "success"}]
+		md, ok := got[key{testkit.Str(c["confirmationId"]), "initiated", "success"}]
 		if !ok {
 			t.Errorf("no initiate event for %v (events %v)", c["confirmationId"], events)
 			continue
@@ -770,24 +682,24 @@ func ctAuditHashes(t *testing.T, srv *testserver.Server, _ *fcmtest.Server) {
 			t.Errorf("initiate event challengeHash %v, want SHA-256 %s", md["challengeHash"], hashOf(c))
 		}
 	}
-	if md, ok := got[key{ctStr(approved["confirmationId"]), "verify", "success"}]; !ok {
+	if md, ok := got[key{testkit.Str(approved["confirmationId"]), "verify", "success"}]; !ok {
 		t.Errorf("no approve event (events %v)", events)
 	} else if md["status"] != "approved" || md["challengeHash"] != hashOf(approved) || md["deviceId"] != d.ID {
 		t.Errorf("approve event metadata %v", md)
 	} else if sh := sha256.Sum256([]byte(sig)); md["signatureHash"] != hex.EncodeToString(sh[:]) {
 		t.Errorf("approve event signatureHash %v, want SHA-256 of the signature", md["signatureHash"])
 	}
-	if _, ok := got[key{ctStr(approved["confirmationId"]), "verify", "failure"}]; !ok {
+	if _, ok := got[key{testkit.Str(approved["confirmationId"]), "verify", "failure"}]; !ok {
 		t.Errorf("no event for the refused signature (events %v)", events)
 	}
-	if md, ok := got[key{ctStr(rejected["confirmationId"]), "reject", "success"}]; !ok || md["status"] != "rejected" {
+	if md, ok := got[key{testkit.Str(rejected["confirmationId"]), "reject", "success"}]; !ok || md["status"] != "rejected" {
 		t.Errorf("reject event: %v (found %v)", md, ok)
 	}
 
 	// Neither challenge nor signature appears in clear in any audit event, in any of
 	// the encodings a client may use.
 	for _, c := range []map[string]any{approved, rejected} {
-		b, _ := base64.StdEncoding.DecodeString(ctStr(c["challenge"]))
+		b, _ := base64.StdEncoding.DecodeString(testkit.Str(c["challenge"]))
 		for _, enc := range []string{
 			base64.StdEncoding.EncodeToString(b), base64.RawStdEncoding.EncodeToString(b),
 			base64.URLEncoding.EncodeToString(b), base64.RawURLEncoding.EncodeToString(b), hex.EncodeToString(b),
@@ -816,7 +728,7 @@ func ctAuditHashes(t *testing.T, srv *testserver.Server, _ *fcmtest.Server) {
 func TestConfirmationExpiry(t *testing.T) {
 	testdb.ForEach(t, func(t *testing.T, dsn string) {
 		srv, _ := ctPushServer(t, dsn, map[string]any{"ttl.confirmation": "1s"})
-		u := ctNewUser(t, srv)
+		u := testkit.NewUser(t, srv, "conf-")
 		d := ctNewDevice(t, srv, u, true)
 		a := ctInit(t, srv, u, "transfer_money", map[string]any{"amount": 1})
 		b := ctInit(t, srv, u, "transfer_money", map[string]any{"amount": 2})
@@ -824,14 +736,14 @@ func TestConfirmationExpiry(t *testing.T) {
 		// 1 to 2 s: wait until the later expiresAt has passed (1.2 s at the earliest).
 		var last time.Time
 		for _, c := range []map[string]any{a, b} {
-			exp, err := time.Parse(time.RFC3339, ctStr(c["expiresAt"]))
+			exp, err := time.Parse(time.RFC3339, testkit.Str(c["expiresAt"]))
 			if err != nil {
 				t.Fatalf("expiresAt %v: %v", c["expiresAt"], err)
 			}
 			if until := time.Until(exp); until > 2*time.Second {
 				t.Fatalf("expiresAt %v is %v away, want about 1s", exp, until)
 			}
-			if s := ctStatus(t, srv, u, ctStr(c["confirmationId"])); s != "pending" {
+			if s := ctStatus(t, srv, u, testkit.Str(c["confirmationId"])); s != "pending" {
 				t.Fatalf("status before the ttl: %s", s)
 			}
 			if exp.After(last) {
@@ -840,19 +752,19 @@ func TestConfirmationExpiry(t *testing.T) {
 		}
 		time.Sleep(max(time.Until(last)+100*time.Millisecond, 1200*time.Millisecond))
 		for _, c := range []map[string]any{a, b} {
-			if s := ctStatus(t, srv, u, ctStr(c["confirmationId"])); s != "expired" {
+			if s := ctStatus(t, srv, u, testkit.Str(c["confirmationId"])); s != "expired" {
 				t.Errorf("status after the ttl: %s, want expired", s)
 			}
 		}
-		ctWantErr(t, "verify an expired confirmation", ctVerify(t, srv, u, ctStr(a["confirmationId"]), d, testkeys.SignChallenge(t, d.Key, ctStr(a["challenge"]))), 400, "expired")
-		ctWantErr(t, "reject an expired confirmation", ctReject(t, srv, u, ctStr(b["confirmationId"]), map[string]any{"reason": "late"}), 400)
+		testkit.WantErrorWords(t, "verify an expired confirmation", ctVerify(t, srv, u, testkit.Str(a["confirmationId"]), d, testkeys.SignChallenge(t, d.Key, testkit.Str(a["challenge"]))), 400, "expired")
+		testkit.WantErrorWords(t, "reject an expired confirmation", ctReject(t, srv, u, testkit.Str(b["confirmationId"]), map[string]any{"reason": "late"}), 400)
 		for _, c := range []map[string]any{a, b} {
-			if s := ctStatus(t, srv, u, ctStr(c["confirmationId"])); s != "expired" {
+			if s := ctStatus(t, srv, u, testkit.Str(c["confirmationId"])); s != "expired" {
 				t.Errorf("status after late calls: %s, want expired", s)
 			}
 		}
-		r := srv.Admin(t, http.MethodGet, "/admin/confirmations/"+ctStr(a["confirmationId"]), nil)
-		if ctWant(t, "admin get", r, 200) && ctData(t, r)["status"] != "expired" {
+		r := srv.Admin(t, http.MethodGet, "/admin/confirmations/"+testkit.Str(a["confirmationId"]), nil)
+		if testkit.CheckStatus(t, "admin get", r, 200) && testkit.DataObject(t, r)["status"] != "expired" {
 			t.Errorf("admin status: %s", r.Body)
 		}
 	})
@@ -863,44 +775,33 @@ func TestConfirmationExpiry(t *testing.T) {
 func TestConcurrentConfirmationVerify(t *testing.T) {
 	testdb.ForEach(t, func(t *testing.T, dsn string) {
 		srv, _ := ctPushServer(t, dsn, nil)
-		u := ctNewUser(t, srv)
+		u := testkit.NewUser(t, srv, "conf-")
 		devices := []*ctDevice{ctNewDevice(t, srv, u, true), ctNewDevice(t, srv, u, false)}
 		for round := 0; round < 3; round++ {
 			c := ctInit(t, srv, u, "transfer_money", map[string]any{"round": round})
-			id := ctStr(c["confirmationId"])
+			id := testkit.Str(c["confirmationId"])
 			const n = 10
-			results := make([]*testserver.Response, n)
 			bodies := make([]map[string]any, n)
 			for i := range bodies {
 				d := devices[i%len(devices)]
-				bodies[i] = map[string]any{"deviceId": d.ID, "signedChallenge": testkeys.SignChallenge(t, d.Key, ctStr(c["challenge"]))}
+				bodies[i] = map[string]any{"deviceId": d.ID, "signedChallenge": testkeys.SignChallenge(t, d.Key, testkit.Str(c["challenge"]))}
 			}
-			var wg sync.WaitGroup
-			start := make(chan struct{})
-			for i := range results {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					<-start
-					if i == n-1 && round == 2 {
-						// The last round races a rejection too.
-						results[i] = ctPost(srv, srv.PublicURL+ctBase+"/"+id+"/reject", u.JWT, map[string]any{"reason": "race"})
-						return
-					}
-					results[i] = ctPost(srv, srv.PublicURL+ctBase+"/"+id+"/verify", u.JWT, bodies[i])
-				}()
-			}
-			close(start)
-			wg.Wait()
+			results := testkit.RaceResponses(n, func(i int) *testserver.Response {
+				if i == n-1 && round == 2 {
+					// The last round races a rejection too.
+					return testkit.Send(srv.Client, http.MethodPost, srv.PublicURL+ctBase+"/"+id+"/reject", u.JWT, map[string]any{"reason": "race"})
+				}
+				return testkit.Send(srv.Client, http.MethodPost, srv.PublicURL+ctBase+"/"+id+"/verify", u.JWT, bodies[i])
+			})
 			winners, winner := 0, ""
 			for i, r := range results {
 				switch r.Status {
 				case http.StatusOK:
 					winners++
-					winner = ctStr(ctData(t, r)["status"])
+					winner = testkit.Str(testkit.DataObject(t, r)["status"])
 				case http.StatusConflict:
 				case http.StatusBadRequest:
-					if !strings.Contains(ctStr(ctJSON(t, r)["message"]), "expired") {
+					if !strings.Contains(testkit.Str(testkit.JSONObject(t, r)["message"]), "expired") {
 						t.Errorf("round %d request %d: %s", round, i, r.Body)
 					}
 				default:
@@ -920,7 +821,7 @@ func TestConcurrentConfirmationVerify(t *testing.T) {
 // oauth2_ciba is reserved for OAuth2 backchannel logins (API.md §4): a client cannot
 // initiate one through the API, so it cannot make a push look like a login request.
 func ctCIBAReserved(t *testing.T, srv *testserver.Server, _ *fcmtest.Server) {
-	u := ctNewUser(t, srv)
+	u := testkit.NewUser(t, srv, "conf-")
 	for _, at := range []string{"oauth2_ciba", " oauth2_ciba "} {
 		r := srv.Public(t, http.MethodPost, ctInitiate, u.JWT, map[string]any{"actionType": at, "actionPayload": map[string]any{"clientId": "x"}})
 		if r.Status != http.StatusBadRequest || !strings.Contains(string(r.Body), "reserved") {

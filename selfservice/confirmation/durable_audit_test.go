@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/pvpipe/pvauth/internal/testkeys"
+	"github.com/pvpipe/pvauth/internal/testkit"
 
 	"github.com/pvpipe/pvauth/audit"
 	"github.com/pvpipe/pvauth/internal/testdb"
@@ -39,8 +40,8 @@ func TestStateChangeEventsCommitWithTheChange(t *testing.T) {
 		}
 		md := func(e audit.Event, k string) string { s, _ := e.Metadata[k].(string); return s }
 
-		// Identity creation, password login step, OTP setup and enrolment (ctNewUser).
-		u := ctNewUser(t, srv)
+		// Identity creation, password login step, OTP setup and enrolment (testkit.NewUser).
+		u := testkit.NewUser(t, srv, "conf-")
 		uid := &u.ID
 		stored(t, "identity create", audit.Filter{UserID: uid, Type: audit.TypeIdentityCreate}, func(audit.Event) bool { return true })
 		stored(t, "otp enrol", audit.Filter{UserID: uid, Type: audit.TypeOTPEnroll}, func(e audit.Event) bool { return md(e, "sessionId") != "" })
@@ -52,18 +53,7 @@ func TestStateChangeEventsCommitWithTheChange(t *testing.T) {
 		})
 
 		// Biometric login, then a refresh of its tokens.
-		r := srv.Public(t, http.MethodPost, "/api/v1/auth/mobile/challenge", "", map[string]any{"deviceFingerprint": d.FP})
-		if r.Status != http.StatusOK {
-			t.Fatalf("mobile challenge: %d %s", r.Status, r.Body)
-		}
-		c := ctData(t, r)
-		r = srv.Public(t, http.MethodPost, "/api/v1/auth/mobile/biometric", "", map[string]any{
-			"sessionId": c["sessionId"], "signedChallenge": testkeys.SignChallenge(t, d.Key, ctStr(c["challenge"])),
-		})
-		if r.Status != http.StatusOK {
-			t.Fatalf("mobile biometric: %d %s", r.Status, r.Body)
-		}
-		tokens, _ := ctData(t, r)["tokens"].(map[string]any)
+		tokens := testkit.MobileLogin(t, srv, d.FP, d.Key, false)
 		login := stored(t, "biometric login", audit.Filter{UserID: uid, Type: audit.TypeBiometricLogin}, func(e audit.Event) bool {
 			return e.Result == audit.ResultSuccess
 		})
@@ -71,7 +61,7 @@ func TestStateChangeEventsCommitWithTheChange(t *testing.T) {
 		if family == "" {
 			t.Fatalf("biometric login event names no session family: %+v", login)
 		}
-		r = srv.Public(t, http.MethodPost, "/api/v1/auth/refresh", "", map[string]any{"refreshToken": tokens["refreshToken"]})
+		r := srv.Public(t, http.MethodPost, "/api/v1/auth/refresh", "", map[string]any{"refreshToken": tokens["refreshToken"]})
 		if r.Status != http.StatusOK {
 			t.Fatalf("refresh: %d %s", r.Status, r.Body)
 		}
@@ -87,8 +77,8 @@ func TestStateChangeEventsCommitWithTheChange(t *testing.T) {
 
 		// Confirmation initiate and verify.
 		init := ctInit(t, srv, u, "system_config", nil)
-		id := ctStr(init["confirmationId"])
-		if r := ctVerify(t, srv, u, id, d, testkeys.SignChallenge(t, d.Key, ctStr(init["challenge"]))); r.Status != http.StatusOK {
+		id := testkit.Str(init["confirmationId"])
+		if r := ctVerify(t, srv, u, id, d, testkeys.SignChallenge(t, d.Key, testkit.Str(init["challenge"]))); r.Status != http.StatusOK {
 			t.Fatalf("verify: %d %s", r.Status, r.Body)
 		}
 		stored(t, "confirmation verify", audit.Filter{UserID: uid, Type: audit.TypeConfirmation}, func(e audit.Event) bool {
@@ -96,13 +86,13 @@ func TestStateChangeEventsCommitWithTheChange(t *testing.T) {
 		})
 
 		// OAuth2 client creation.
-		r = srv.Admin(t, http.MethodPost, "/admin/clients", map[string]any{
-			"client_name": "durable", "redirect_uris": []string{"https://app.example.com/cb"}, "scope": "openid",
-		})
-		if r.Status != http.StatusCreated {
-			t.Fatalf("create client: %d %s", r.Status, r.Body)
+		var cl struct {
+			ID string `json:"client_id"`
 		}
-		clientID := ctStr(ctData(t, r)["client_id"])
+		testkit.CreateClient(t, srv, map[string]any{
+			"client_name": "durable", "redirect_uris": []string{"https://app.example.com/cb"}, "scope": "openid",
+		}, &cl)
+		clientID := cl.ID
 		stored(t, "client create", audit.Filter{Type: "admin.client.create"}, func(e audit.Event) bool { return md(e, "clientId") == clientID })
 
 		// Admin disable (revokes every session in the same transaction).

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/pvpipe/pvauth/internal/testkeys"
+	"github.com/pvpipe/pvauth/internal/testkit"
 
 	"github.com/pvpipe/pvauth/driver"
 	"github.com/pvpipe/pvauth/internal/testdb"
@@ -106,7 +107,7 @@ func TestConfirmationEvents(t *testing.T) {
 	testdb.ForEach(t, func(t *testing.T, dsn string) {
 		srv, _ := ctPushServer(t, dsn, nil)
 		other := replicas(t, srv, dsn)
-		u, stranger := ctNewUser(t, srv), ctNewUser(t, srv)
+		u, stranger := testkit.NewUser(t, srv, "conf-"), testkit.NewUser(t, srv, "conf-")
 		d := ctNewDevice(t, srv, u, false)
 
 		// An approval (through the other replica) and a rejection (through this one, and
@@ -118,18 +119,18 @@ func TestConfirmationEvents(t *testing.T) {
 			apply func(c map[string]any, via *testserver.Server) *testserver.Response
 		}{
 			{"approved via the other replica", other, "approved", func(c map[string]any, via *testserver.Server) *testserver.Response {
-				return ctVerify(t, via, u, ctStr(c["confirmationId"]), d, testkeys.SignChallenge(t, d.Key, ctStr(c["challenge"])))
+				return ctVerify(t, via, u, testkit.Str(c["confirmationId"]), d, testkeys.SignChallenge(t, d.Key, testkit.Str(c["challenge"])))
 			}},
 			{"rejected via the other replica", other, "rejected", func(c map[string]any, via *testserver.Server) *testserver.Response {
-				return ctReject(t, via, u, ctStr(c["confirmationId"]), map[string]any{"reason": "no"})
+				return ctReject(t, via, u, testkit.Str(c["confirmationId"]), map[string]any{"reason": "no"})
 			}},
 			{"approved via this replica", srv, "approved", func(c map[string]any, via *testserver.Server) *testserver.Response {
-				return ctVerify(t, via, u, ctStr(c["confirmationId"]), d, testkeys.SignChallenge(t, d.Key, ctStr(c["challenge"])))
+				return ctVerify(t, via, u, testkit.Str(c["confirmationId"]), d, testkeys.SignChallenge(t, d.Key, testkit.Str(c["challenge"])))
 			}},
 		} {
 			t.Run(tc.name, func(t *testing.T) {
 				c := ctInit(t, srv, u, "transfer_money", map[string]any{"amount": 1})
-				id := ctStr(c["confirmationId"])
+				id := testkit.Str(c["confirmationId"])
 				s := ctEvents(t, srv, u.JWT, id)
 				if s.Resp.StatusCode != 200 {
 					t.Fatalf("events: %d", s.Resp.StatusCode)
@@ -145,14 +146,14 @@ func TestConfirmationEvents(t *testing.T) {
 					t.Fatalf("first event: %+v", first)
 				}
 				// The data is the object /status answers.
-				st := ctData(t, srv.Public(t, http.MethodGet, ctBase+"/"+id+"/status", u.JWT, nil))
+				st := testkit.DataObject(t, srv.Public(t, http.MethodGet, ctBase+"/"+id+"/status", u.JWT, nil))
 				for k := range st {
 					if _, ok := first.Data[k]; !ok {
 						t.Errorf("event data lacks %q that status has", k)
 					}
 				}
 				changed := time.Now()
-				if r := tc.apply(c, tc.via); !ctWant(t, "change", r, 200) {
+				if r := tc.apply(c, tc.via); !testkit.CheckStatus(t, "change", r, 200) {
 					t.FailNow()
 				}
 				ev := s.next(t, 2*time.Second)
@@ -161,7 +162,7 @@ func TestConfirmationEvents(t *testing.T) {
 				if ev.Data["status"] != tc.want || lat > time.Second {
 					t.Errorf("event %+v after %v, want %s within 1s", ev.Data, lat, tc.want)
 				}
-				if tc.want == "approved" && ctStr(ev.Data["receipt"]) == "" {
+				if tc.want == "approved" && testkit.Str(ev.Data["receipt"]) == "" {
 					t.Errorf("approved event without a receipt: %v", ev.Data)
 				}
 				if end := s.next(t, time.Second); !end.EOF {
@@ -178,10 +179,10 @@ func TestConfirmationEvents(t *testing.T) {
 				fresh = testdb.Postgres(t)
 			}
 			srv, _ := ctPushServer(t, fresh, map[string]any{"ttl.confirmation": "2s"})
-			u := ctNewUser(t, srv)
+			u := testkit.NewUser(t, srv, "conf-")
 			c := ctInit(t, srv, u, "transfer_money", nil)
-			exp, _ := time.Parse(time.RFC3339, ctStr(c["expiresAt"]))
-			s := ctEvents(t, srv, u.JWT, ctStr(c["confirmationId"]))
+			exp, _ := time.Parse(time.RFC3339, testkit.Str(c["expiresAt"]))
+			s := ctEvents(t, srv, u.JWT, testkit.Str(c["confirmationId"]))
 			if ev := s.next(t, time.Second); ev.Data["status"] != "pending" {
 				t.Fatalf("first event: %+v", ev)
 			}
@@ -194,7 +195,7 @@ func TestConfirmationEvents(t *testing.T) {
 				t.Errorf("after expiry: %+v, want the end of the stream", end)
 			}
 			// A final confirmation: one event, then the end.
-			s = ctEvents(t, srv, u.JWT, ctStr(c["confirmationId"]))
+			s = ctEvents(t, srv, u.JWT, testkit.Str(c["confirmationId"]))
 			if ev := s.next(t, time.Second); ev.Data["status"] != "expired" {
 				t.Errorf("stream of an expired confirmation: %+v", ev)
 			}
@@ -208,7 +209,7 @@ func TestConfirmationEvents(t *testing.T) {
 			svc.SetHeartbeatInterval(200 * time.Millisecond)
 			defer svc.SetHeartbeatInterval(15 * time.Second)
 			c := ctInit(t, srv, u, "transfer_money", nil)
-			s := ctEvents(t, srv, u.JWT, ctStr(c["confirmationId"]))
+			s := ctEvents(t, srv, u.JWT, testkit.Str(c["confirmationId"]))
 			deadline := time.After(time.Second)
 			for comments := 0; comments < 2; {
 				select {
@@ -224,11 +225,11 @@ func TestConfirmationEvents(t *testing.T) {
 
 		t.Run("not the owner", func(t *testing.T) {
 			c := ctInit(t, srv, u, "transfer_money", nil)
-			id := ctStr(c["confirmationId"])
+			id := testkit.Str(c["confirmationId"])
 			r := srv.Public(t, http.MethodGet, ctBase+"/"+id+"/events", stranger.JWT, nil)
-			ctWantErr(t, "another user's stream", r, 404)
-			ctWantErr(t, "unknown id", srv.Public(t, http.MethodGet, ctBase+"/6f1c1a60-1f3e-4c36-9b1d-1b0d3f0e0a11/events", u.JWT, nil), 404)
-			ctWantErr(t, "no token", srv.Public(t, http.MethodGet, ctBase+"/"+id+"/events", "", nil), 401)
+			testkit.WantErrorWords(t, "another user's stream", r, 404)
+			testkit.WantErrorWords(t, "unknown id", srv.Public(t, http.MethodGet, ctBase+"/6f1c1a60-1f3e-4c36-9b1d-1b0d3f0e0a11/events", u.JWT, nil), 404)
+			testkit.WantErrorWords(t, "no token", srv.Public(t, http.MethodGet, ctBase+"/"+id+"/events", "", nil), 401)
 		})
 
 		t.Run("resources", func(t *testing.T) {
@@ -242,7 +243,7 @@ func TestConfirmationEvents(t *testing.T) {
 			var streams []*sseStream
 			for i := 0; i < n; i++ {
 				c := ctInit(t, srv, u, "transfer_money", nil)
-				s := ctEvents(t, srv, u.JWT, ctStr(c["confirmationId"]))
+				s := ctEvents(t, srv, u.JWT, testkit.Str(c["confirmationId"]))
 				s.next(t, time.Second)
 				streams = append(streams, s)
 			}
@@ -291,10 +292,10 @@ func TestConfirmationEventsOutliveServerTimeouts(t *testing.T) {
 	driver.ReadTimeout, driver.WriteTimeout = time.Second, time.Second
 	srv, _ := ctPushServer(t, "memory", nil)
 	srv.Registry.ConfirmationService().SetHeartbeatInterval(300 * time.Millisecond)
-	u := ctNewUser(t, srv)
+	u := testkit.NewUser(t, srv, "conf-")
 	d := ctNewDevice(t, srv, u, false)
 	c := ctInit(t, srv, u, "transfer_money", nil)
-	s := ctEvents(t, srv, u.JWT, ctStr(c["confirmationId"]))
+	s := ctEvents(t, srv, u.JWT, testkit.Str(c["confirmationId"]))
 	if ev := s.next(t, time.Second); ev.Data["status"] != "pending" {
 		t.Fatalf("first event %+v", ev)
 	}
@@ -317,7 +318,7 @@ wait:
 	if comments < 5 {
 		t.Errorf("%d heartbeats in 2.5 s at 300 ms", comments)
 	}
-	ctWant(t, "verify", ctVerify(t, srv, u, ctStr(c["confirmationId"]), d, testkeys.SignChallenge(t, d.Key, ctStr(c["challenge"]))), 200)
+	testkit.CheckStatus(t, "verify", ctVerify(t, srv, u, testkit.Str(c["confirmationId"]), d, testkeys.SignChallenge(t, d.Key, testkit.Str(c["challenge"]))), 200)
 	if ev := s.next(t, time.Second); ev.Data["status"] != "approved" {
 		t.Errorf("after 2.5 s: %+v, want approved", ev)
 	}
@@ -328,7 +329,7 @@ wait:
 func TestConfirmationServiceWait(t *testing.T) {
 	srv, _ := ctPushServer(t, "memory", map[string]any{"ttl.confirmation": "2s"})
 	svc := srv.Registry.ConfirmationService()
-	u := ctNewUser(t, srv)
+	u := testkit.NewUser(t, srv, "conf-")
 	d := ctNewDevice(t, srv, u, false)
 	ctx := context.Background()
 
@@ -347,7 +348,7 @@ func TestConfirmationServiceWait(t *testing.T) {
 	}()
 	time.Sleep(100 * time.Millisecond)
 	start := time.Now()
-	ctWant(t, "verify", ctVerify(t, srv, u, in.ID, d, testkeys.SignChallenge(t, d.Key, in.Challenge)), 200)
+	testkit.CheckStatus(t, "verify", ctVerify(t, srv, u, in.ID, d, testkeys.SignChallenge(t, d.Key, in.Challenge)), 200)
 	select {
 	case s := <-got:
 		if s != "approved" {
@@ -378,9 +379,9 @@ func TestConfirmationServiceWait(t *testing.T) {
 // once, so that a graceful shutdown does not wait for them.
 func TestConfirmationEventsEndOnShutdown(t *testing.T) {
 	srv, _ := ctPushServer(t, "memory", nil)
-	u := ctNewUser(t, srv)
+	u := testkit.NewUser(t, srv, "conf-")
 	c := ctInit(t, srv, u, "transfer_money", nil)
-	s := ctEvents(t, srv, u.JWT, ctStr(c["confirmationId"]))
+	s := ctEvents(t, srv, u.JWT, testkit.Str(c["confirmationId"]))
 	if ev := s.next(t, time.Second); ev.Data["status"] != "pending" {
 		t.Fatalf("first event %+v", ev)
 	}

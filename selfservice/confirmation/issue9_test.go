@@ -107,20 +107,20 @@ func ctChallengeLines(t testing.TB, challenge string) []string {
 func TestConfirmationChallengeNamesTheAction(t *testing.T) {
 	testdb.ForEach(t, func(t *testing.T, dsn string) {
 		srv, fcm := ctPushServer(t, dsn, nil)
-		u := ctNewUser(t, srv)
+		u := testkit.NewUser(t, srv, "conf-")
 		d := ctNewDevice(t, srv, u, true)
 		for _, v := range jcsVectors {
 			r := srv.Public(t, http.MethodPost, ctInitiate, u.JWT, `{"actionType":"transfer_money","actionPayload":`+v.in+`}`)
-			if !ctWant(t, v.name, r, 200) {
+			if !testkit.CheckStatus(t, v.name, r, 200) {
 				continue
 			}
-			c := ctData(t, r)
-			id, want := ctStr(c["confirmationId"]), hashOfCanon(v.canon)
+			c := testkit.DataObject(t, r)
+			id, want := testkit.Str(c["confirmationId"]), hashOfCanon(v.canon)
 			if c["actionHash"] != want {
 				t.Errorf("%s: initiate actionHash %v, want %s", v.name, c["actionHash"], want)
 			}
-			lines := ctChallengeLines(t, ctStr(c["challenge"]))
-			exp, _ := time.Parse(time.RFC3339, ctStr(c["expiresAt"]))
+			lines := ctChallengeLines(t, testkit.Str(c["challenge"]))
+			exp, _ := time.Parse(time.RFC3339, testkit.Str(c["expiresAt"]))
 			if lines[0] != "pvauth-confirmation-v1" || lines[1] != id || lines[2] != "transfer_money" || lines[3] != want ||
 				lines[4] != strconv.FormatInt(exp.Unix(), 10) {
 				t.Errorf("%s: challenge lines %q", v.name, lines)
@@ -129,12 +129,12 @@ func TestConfirmationChallengeNamesTheAction(t *testing.T) {
 				t.Errorf("%s: nonce %q (%v)", v.name, lines[5], err)
 			}
 			r = srv.Public(t, http.MethodGet, ctBase+"/"+id+"/status", u.JWT, nil)
-			if ctWant(t, "status", r, 200) && ctData(t, r)["actionHash"] != want {
-				t.Errorf("%s: status actionHash %v", v.name, ctData(t, r)["actionHash"])
+			if testkit.CheckStatus(t, "status", r, 200) && testkit.DataObject(t, r)["actionHash"] != want {
+				t.Errorf("%s: status actionHash %v", v.name, testkit.DataObject(t, r)["actionHash"])
 			}
 			r = srv.Admin(t, http.MethodGet, "/admin/confirmations/"+id, nil)
-			if ctWant(t, "admin get", r, 200) && ctData(t, r)["actionHash"] != want {
-				t.Errorf("%s: admin actionHash %v", v.name, ctData(t, r)["actionHash"])
+			if testkit.CheckStatus(t, "admin get", r, 200) && testkit.DataObject(t, r)["actionHash"] != want {
+				t.Errorf("%s: admin actionHash %v", v.name, testkit.DataObject(t, r)["actionHash"])
 			}
 			if ms := ctPushesFor(fcm, id); len(ms) != 1 || ms[0].Data["actionHash"] != want {
 				t.Errorf("%s: push %+v, want one with actionHash %s", v.name, ms, want)
@@ -146,24 +146,24 @@ func TestConfirmationChallengeNamesTheAction(t *testing.T) {
 			t.Errorf("no payload: actionHash %v, want the hash of {}", c["actionHash"])
 		}
 		// A control character would break the challenge's lines.
-		ctWantErr(t, "actionType with a newline", srv.Public(t, http.MethodPost, ctInitiate, u.JWT,
+		testkit.WantErrorWords(t, "actionType with a newline", srv.Public(t, http.MethodPost, ctInitiate, u.JWT,
 			map[string]any{"actionType": "a\nb"}), 400, "actionType")
 
 		// A signature over one confirmation's challenge never approves another, same
 		// user and device.
 		a := ctInit(t, srv, u, "transfer_money", map[string]any{"amount": 1})
 		b := ctInit(t, srv, u, "transfer_money", map[string]any{"amount": 1})
-		sigA := testkeys.SignChallenge(t, d.Key, ctStr(a["challenge"]))
-		ctWantErr(t, "A's signature on B", ctVerify(t, srv, u, ctStr(b["confirmationId"]), d, sigA), 401, "Invalid signature")
-		if s := ctStatus(t, srv, u, ctStr(b["confirmationId"])); s != "pending" {
+		sigA := testkeys.SignChallenge(t, d.Key, testkit.Str(a["challenge"]))
+		testkit.WantErrorWords(t, "A's signature on B", ctVerify(t, srv, u, testkit.Str(b["confirmationId"]), d, sigA), 401, "Invalid signature")
+		if s := ctStatus(t, srv, u, testkit.Str(b["confirmationId"])); s != "pending" {
 			t.Errorf("B after A's signature: %s", s)
 		}
-		ctWant(t, "A's signature on A", ctVerify(t, srv, u, ctStr(a["confirmationId"]), d, sigA), 200)
-		ctWant(t, "B's signature on B", ctVerify(t, srv, u, ctStr(b["confirmationId"]), d, testkeys.SignChallenge(t, d.Key, ctStr(b["challenge"]))), 200)
+		testkit.CheckStatus(t, "A's signature on A", ctVerify(t, srv, u, testkit.Str(a["confirmationId"]), d, sigA), 200)
+		testkit.CheckStatus(t, "B's signature on B", ctVerify(t, srv, u, testkit.Str(b["confirmationId"]), d, testkeys.SignChallenge(t, d.Key, testkit.Str(b["challenge"]))), 200)
 	})
 }
 
-func ctVerifyCode(t testing.TB, srv *testserver.Server, u *ctUser, id string, d *ctDevice, sig string, code any) *testserver.Response {
+func ctVerifyCode(t testing.TB, srv *testserver.Server, u *testkit.User, id string, d *ctDevice, sig string, code any) *testserver.Response {
 	t.Helper()
 	body := map[string]any{"deviceId": d.ID, "signedChallenge": sig}
 	if code != nil {
@@ -174,9 +174,9 @@ func ctVerifyCode(t testing.TB, srv *testserver.Server, u *ctUser, id string, d 
 
 func ctWantMismatch(t testing.TB, what string, r *testserver.Response) {
 	t.Helper()
-	ctWantErr(t, what, r, 400)
-	if r.Status == 400 && ctJSON(t, r)["error"] != "match_code_mismatch" {
-		t.Errorf("%s: error %v, want match_code_mismatch", what, ctJSON(t, r)["error"])
+	testkit.WantErrorWords(t, what, r, 400)
+	if r.Status == 400 && testkit.JSONObject(t, r)["error"] != "match_code_mismatch" {
+		t.Errorf("%s: error %v, want match_code_mismatch", what, testkit.JSONObject(t, r)["error"])
 	}
 }
 
@@ -188,11 +188,11 @@ func otherCode(code string) string {
 func TestConfirmationNumberMatching(t *testing.T) {
 	testdb.ForEach(t, func(t *testing.T, dsn string) {
 		srv, fcm := ctPushServer(t, dsn, map[string]any{"confirmation.number_matching": true})
-		u := ctNewUser(t, srv)
+		u := testkit.NewUser(t, srv, "conf-")
 		d := ctNewDevice(t, srv, u, true)
 
 		c := ctInit(t, srv, u, "transfer_money", map[string]any{"amount": 5})
-		id, code := ctStr(c["confirmationId"]), ctStr(c["matchCode"])
+		id, code := testkit.Str(c["confirmationId"]), testkit.Str(c["matchCode"])
 		if !regexp.MustCompile(`^[0-9]{2}$`).MatchString(code) {
 			t.Fatalf("matchCode %v, want two decimal digits", c["matchCode"])
 		}
@@ -206,38 +206,38 @@ func TestConfirmationNumberMatching(t *testing.T) {
 		if len(ctPushesFor(fcm, id)) != 1 {
 			t.Errorf("pushes: %d, want 1", len(ctPushesFor(fcm, id)))
 		}
-		sig := testkeys.SignChallenge(t, d.Key, ctStr(c["challenge"]))
+		sig := testkeys.SignChallenge(t, d.Key, testkit.Str(c["challenge"]))
 		ctWantMismatch(t, "missing code", ctVerifyCode(t, srv, u, id, d, sig, nil))
 		ctWantMismatch(t, "wrong code", ctVerifyCode(t, srv, u, id, d, sig, otherCode(code)))
 		if s := ctStatus(t, srv, u, id); s != "pending" {
 			t.Errorf("after two wrong codes: %s, want pending", s)
 		}
-		ctWant(t, "right code", ctVerifyCode(t, srv, u, id, d, sig, code), 200)
+		testkit.CheckStatus(t, "right code", ctVerifyCode(t, srv, u, id, d, sig, code), 200)
 
 		// The third wrong code rejects; the right one is too late then.
 		c = ctInit(t, srv, u, "transfer_money", map[string]any{"amount": 6})
-		id, code = ctStr(c["confirmationId"]), ctStr(c["matchCode"])
-		sig = testkeys.SignChallenge(t, d.Key, ctStr(c["challenge"]))
+		id, code = testkit.Str(c["confirmationId"]), testkit.Str(c["matchCode"])
+		sig = testkeys.SignChallenge(t, d.Key, testkit.Str(c["challenge"]))
 		for i := 0; i < 3; i++ {
 			ctWantMismatch(t, fmt.Sprintf("wrong code %d", i+1), ctVerifyCode(t, srv, u, id, d, sig, otherCode(code)))
 		}
 		if s := ctStatus(t, srv, u, id); s != "rejected" {
 			t.Errorf("after three wrong codes: %s, want rejected", s)
 		}
-		ctWantErr(t, "right code after the rejection", ctVerifyCode(t, srv, u, id, d, sig, code), 409)
+		testkit.WantErrorWords(t, "right code after the rejection", ctVerifyCode(t, srv, u, id, d, sig, code), 409)
 
 		// Concurrent wrong codes: each counted once, exactly one rejection; afterwards
 		// everything is 409.
 		c = ctInit(t, srv, u, "transfer_money", map[string]any{"amount": 7})
-		id, code = ctStr(c["confirmationId"]), ctStr(c["matchCode"])
-		sig = testkeys.SignChallenge(t, d.Key, ctStr(c["challenge"]))
+		id, code = testkit.Str(c["confirmationId"]), testkit.Str(c["matchCode"])
+		sig = testkeys.SignChallenge(t, d.Key, testkit.Str(c["challenge"]))
 		var wg sync.WaitGroup
 		statuses := make([]int, 8)
 		for i := range statuses {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				statuses[i] = ctPost(srv, srv.PublicURL+ctBase+"/"+id+"/verify", u.JWT,
+				statuses[i] = testkit.Send(srv.Client, http.MethodPost, srv.PublicURL+ctBase+"/"+id+"/verify", u.JWT,
 					map[string]any{"deviceId": d.ID, "signedChallenge": sig, "matchCode": otherCode(code)}).Status
 			}()
 		}
@@ -272,26 +272,26 @@ func TestConfirmationNumberMatching(t *testing.T) {
 	})
 	// Off by default: no matchCode, and verify needs none.
 	srv, _ := ctPushServer(t, "memory", nil)
-	u := ctNewUser(t, srv)
+	u := testkit.NewUser(t, srv, "conf-")
 	d := ctNewDevice(t, srv, u, false)
 	c := ctInit(t, srv, u, "transfer_money", nil)
 	if _, ok := c["matchCode"]; ok {
 		t.Errorf("matchCode without number matching: %v", c)
 	}
-	ctWant(t, "verify without number matching", ctVerify(t, srv, u, ctStr(c["confirmationId"]), d, testkeys.SignChallenge(t, d.Key, ctStr(c["challenge"]))), 200)
+	testkit.CheckStatus(t, "verify without number matching", ctVerify(t, srv, u, testkit.Str(c["confirmationId"]), d, testkeys.SignChallenge(t, d.Key, testkit.Str(c["challenge"]))), 200)
 }
 
 func TestConfirmationReceipt(t *testing.T) {
 	testdb.ForEach(t, func(t *testing.T, dsn string) {
 		srv, _ := ctPushServer(t, dsn, map[string]any{"ttl.confirmation_receipt": "2m"})
-		u := ctNewUser(t, srv)
+		u := testkit.NewUser(t, srv, "conf-")
 		d := ctNewDevice(t, srv, u, false)
 		c := ctInit(t, srv, u, "transfer_money", map[string]any{"amount": 50000, "to": "VCB-1"})
-		id := ctStr(c["confirmationId"])
+		id := testkit.Str(c["confirmationId"])
 
 		r := srv.Public(t, http.MethodGet, ctBase+"/"+id+"/status", u.JWT, nil)
-		if ctWant(t, "status", r, 200) {
-			s := ctData(t, r)
+		if testkit.CheckStatus(t, "status", r, 200) {
+			s := testkit.DataObject(t, r)
 			if _, ok := s["receipt"]; ok {
 				t.Errorf("a pending confirmation shows a receipt: %s", r.Body)
 			}
@@ -301,11 +301,11 @@ func TestConfirmationReceipt(t *testing.T) {
 				}
 			}
 		}
-		r = ctVerify(t, srv, u, id, d, testkeys.SignChallenge(t, d.Key, ctStr(c["challenge"])))
-		if !ctWant(t, "verify", r, 200) {
+		r = ctVerify(t, srv, u, id, d, testkeys.SignChallenge(t, d.Key, testkit.Str(c["challenge"])))
+		if !testkit.CheckStatus(t, "verify", r, 200) {
 			t.FailNow()
 		}
-		receipt := ctStr(ctData(t, r)["receipt"])
+		receipt := testkit.Str(testkit.DataObject(t, r)["receipt"])
 
 		// Verify with the JWKS, as a relying service would, with go-jose.
 		r = srv.Public(t, http.MethodGet, "/.well-known/jwks.json", "", nil)
@@ -332,8 +332,8 @@ func TestConfirmationReceipt(t *testing.T) {
 			t.Fatal(err)
 		}
 		st := srv.Public(t, http.MethodGet, ctBase+"/"+id+"/status", u.JWT, nil)
-		s := ctData(t, st)
-		approvedAt, err := time.Parse(time.RFC3339, ctStr(s["approvedAt"]))
+		s := testkit.DataObject(t, st)
+		approvedAt, err := time.Parse(time.RFC3339, testkit.Str(s["approvedAt"]))
 		if err != nil {
 			t.Errorf("approvedAt %v", s["approvedAt"])
 		}
@@ -349,7 +349,7 @@ func TestConfirmationReceipt(t *testing.T) {
 			t.Errorf("status after approval: %s", st.Body)
 		}
 		// The status carries a receipt with the same claims while approved.
-		if rs := ctStr(s["receipt"]); rs == "" {
+		if rs := testkit.Str(s["receipt"]); rs == "" {
 			t.Errorf("status of an approved confirmation has no receipt: %s", st.Body)
 		} else if j, err := jose.ParseSigned(rs); err != nil {
 			t.Errorf("status receipt: %v", err)
@@ -357,8 +357,8 @@ func TestConfirmationReceipt(t *testing.T) {
 			t.Errorf("status receipt claims %s, verify's %s (%v)", p, payload, err)
 		}
 		// Never an access token.
-		ctWantErr(t, "receipt as a bearer token on /me", srv.Public(t, http.MethodGet, "/api/v1/auth/me", receipt, nil), 401)
-		ctWantErr(t, "receipt as a bearer token on status", srv.Public(t, http.MethodGet, ctBase+"/"+id+"/status", receipt, nil), 401)
+		testkit.WantErrorWords(t, "receipt as a bearer token on /me", srv.Public(t, http.MethodGet, "/api/v1/auth/me", receipt, nil), 401)
+		testkit.WantErrorWords(t, "receipt as a bearer token on status", srv.Public(t, http.MethodGet, ctBase+"/"+id+"/status", receipt, nil), 401)
 		if in := testkit.IntrospectClaims(t, srv, receipt, ""); in["active"] != false {
 			t.Errorf("introspection of a receipt: %v, want inactive", in)
 		}
@@ -369,7 +369,7 @@ func TestConfirmationReceipt(t *testing.T) {
 }
 
 func ctConsume(srv *testserver.Server, id string) *testserver.Response {
-	return ctPost(srv, srv.AdminURL+"/admin/confirmations/"+id+"/consume", "", nil)
+	return testkit.Send(srv.Client, http.MethodPost, srv.AdminURL+"/admin/confirmations/"+id+"/consume", "", nil)
 }
 
 // replicas returns a second registry on the same database for PostgreSQL (a replica),
@@ -388,38 +388,28 @@ func TestConfirmationConsume(t *testing.T) {
 	testdb.ForEach(t, func(t *testing.T, dsn string) {
 		srv, _ := ctPushServer(t, dsn, nil)
 		other := replicas(t, srv, dsn)
-		u := ctNewUser(t, srv)
+		u := testkit.NewUser(t, srv, "conf-")
 		d := ctNewDevice(t, srv, u, false)
 
 		pending := ctInit(t, srv, u, "transfer_money", nil)
-		ctWantErr(t, "consume a pending confirmation", ctConsume(srv, ctStr(pending["confirmationId"])), 409)
+		testkit.WantErrorWords(t, "consume a pending confirmation", ctConsume(srv, testkit.Str(pending["confirmationId"])), 409)
 		rejected := ctInit(t, srv, u, "transfer_money", nil)
-		ctWant(t, "reject", ctReject(t, srv, u, ctStr(rejected["confirmationId"]), nil), 200)
-		ctWantErr(t, "consume a rejected confirmation", ctConsume(srv, ctStr(rejected["confirmationId"])), 409)
-		ctWantErr(t, "consume an unknown confirmation", ctConsume(srv, "6f1c1a60-1f3e-4c36-9b1d-1b0d3f0e0a11"), 404)
-		ctWantErr(t, "consume a non-UUID", ctConsume(srv, "nope"), 404)
+		testkit.CheckStatus(t, "reject", ctReject(t, srv, u, testkit.Str(rejected["confirmationId"]), nil), 200)
+		testkit.WantErrorWords(t, "consume a rejected confirmation", ctConsume(srv, testkit.Str(rejected["confirmationId"])), 409)
+		testkit.WantErrorWords(t, "consume an unknown confirmation", ctConsume(srv, "6f1c1a60-1f3e-4c36-9b1d-1b0d3f0e0a11"), 404)
+		testkit.WantErrorWords(t, "consume a non-UUID", ctConsume(srv, "nope"), 404)
 
 		c := ctInit(t, srv, u, "transfer_money", map[string]any{"amount": 9})
-		id := ctStr(c["confirmationId"])
-		ctWant(t, "verify", ctVerify(t, srv, u, id, d, testkeys.SignChallenge(t, d.Key, ctStr(c["challenge"]))), 200)
+		id := testkit.Str(c["confirmationId"])
+		testkit.CheckStatus(t, "verify", ctVerify(t, srv, u, id, d, testkeys.SignChallenge(t, d.Key, testkit.Str(c["challenge"]))), 200)
 		const n = 20
-		results := make([]*testserver.Response, n)
-		var wg sync.WaitGroup
-		start := make(chan struct{})
-		for i := range results {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				<-start
-				s := srv
-				if i%2 == 1 {
-					s = other
-				}
-				results[i] = ctConsume(s, id)
-			}()
-		}
-		close(start)
-		wg.Wait()
+		results := testkit.RaceResponses(n, func(i int) *testserver.Response {
+			s := srv
+			if i%2 == 1 {
+				s = other
+			}
+			return ctConsume(s, id)
+		})
 		var won *testserver.Response
 		for i, r := range results {
 			switch r.Status {
@@ -436,16 +426,16 @@ func TestConfirmationConsume(t *testing.T) {
 		if won == nil {
 			t.Fatalf("no consume succeeded")
 		}
-		v := ctData(t, won)
+		v := testkit.DataObject(t, won)
 		p, _ := v["actionPayload"].(map[string]any)
-		if v["confirmationId"] != id || v["userId"] != float64(u.ID) || v["actionType"] != "transfer_money" || p["amount"] != float64(9) ||
-			v["actionHash"] != c["actionHash"] || v["deviceId"] != d.ID || ctStr(v["approvedAt"]) == "" || ctStr(v["consumedAt"]) == "" {
+		if v["confirmationId"] != id || v["userId"] != json.Number(strconv.FormatInt(u.ID, 10)) || v["actionType"] != "transfer_money" || p["amount"] != json.Number("9") ||
+			v["actionHash"] != c["actionHash"] || v["deviceId"] != d.ID || testkit.Str(v["approvedAt"]) == "" || testkit.Str(v["consumedAt"]) == "" {
 			t.Errorf("consume answer: %s", won.Body)
 		}
-		ctWantErr(t, "consume again", ctConsume(other, id), 409)
+		testkit.WantErrorWords(t, "consume again", ctConsume(other, id), 409)
 		r := srv.Admin(t, http.MethodGet, "/admin/confirmations/"+id, nil)
-		if ctWant(t, "admin get", r, 200) {
-			a := ctData(t, r)
+		if testkit.CheckStatus(t, "admin get", r, 200) {
+			a := testkit.DataObject(t, r)
 			if a["consumedAt"] != v["consumedAt"] || a["status"] != "approved" || a["approvedAt"] != v["approvedAt"] {
 				t.Errorf("admin get after consume: %s", r.Body)
 			}

@@ -1,14 +1,12 @@
 package passkey_test
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"net/http"
 	"testing"
 
+	"github.com/pvpipe/pvauth/internal/testkit"
+
 	"github.com/pvpipe/pvauth/internal/testdb"
-	"github.com/pvpipe/pvauth/internal/testkeys"
 	"github.com/pvpipe/pvauth/internal/testserver"
 	"github.com/pvpipe/pvauth/push/fcmtest"
 )
@@ -16,34 +14,9 @@ import (
 // aaDevice registers a device key for a over HTTP and gives it an FCM token.
 func aaDevice(t *testing.T, srv *testserver.Server, a *account, tok string) string {
 	t.Helper()
-	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	fp := "aa-" + tok
-	r := srv.Public(t, http.MethodPost, "/api/v1/auth/devices/register/challenge", a.token, map[string]any{
-		"deviceName": "Phone " + tok, "deviceType": "mobile", "deviceFingerprint": fp, "keyAlgorithm": "ES256",
-		"publicKey": testkeys.PEM("PUBLIC KEY", testkeys.MustDER(t, &k.PublicKey)),
-	})
-	var c struct {
-		Challenge string `json:"challenge"`
-		SessionID string `json:"sessionId"`
-		DeviceID  string `json:"deviceId"`
-	}
-	if r.Status != 200 {
-		t.Fatalf("register challenge: %d %s", r.Status, r.Body)
-	}
-	r.Data(t, &c)
-	r = srv.Public(t, http.MethodPost, "/api/v1/auth/devices/register/verify", a.token,
-		map[string]any{"sessionId": c.SessionID, "signedChallenge": testkeys.SignChallenge(t, k, c.Challenge)})
-	if r.Status != 200 {
-		t.Fatalf("register verify: %d %s", r.Status, r.Body)
-	}
-	r = srv.Public(t, http.MethodPut, "/api/v1/auth/devices/fcm-token", a.token, map[string]any{"deviceId": c.DeviceID, "fcmToken": tok})
-	if r.Status != 200 {
-		t.Fatalf("fcm token: %d %s", r.Status, r.Body)
-	}
-	return c.DeviceID
+	d := testkit.RegisterDevice(t, srv, a.token, nil, map[string]any{"deviceName": "Phone " + tok, "deviceFingerprint": "aa-" + tok})
+	testkit.SetFCMToken(t, srv, a.token, d.ID, tok)
+	return d.ID
 }
 
 // Adding a passkey pushes authenticator_added (kind passkey) to the user's devices that

@@ -98,16 +98,7 @@ func TestPasskeyManagement(t *testing.T) {
 
 		t.Run("rename", func(t *testing.T) {
 			r := srv.Public(t, http.MethodPatch, "/api/v1/auth/passkeys/"+k1.id, a.token, map[string]string{"name": "  Work laptop  "})
-			if r.Status != http.StatusOK {
-				t.Fatalf("rename: %d %s", r.Status, r.Body)
-			}
-			var ok struct {
-				Success bool `json:"success"`
-			}
-			r.Data(t, &ok)
-			if !ok.Success {
-				t.Fatalf("rename: %s", r.Body)
-			}
+			testkit.WantSuccess(t, "rename", r)
 			for _, c := range listOwn(t, srv, a.token) {
 				if c.ID == k1.id && c.Name != "Work laptop" {
 					t.Fatalf("renamed to %q", c.Name)

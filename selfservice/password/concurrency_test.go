@@ -32,7 +32,7 @@ func TestConcurrentOTPVerifyOneCode(t *testing.T) {
 			}
 			body, _ := json.Marshal(map[string]string{"otp": u.nextCode(t)})
 			outs := testkit.Race(concurrency, func(i int) (int, []byte, error) {
-				return testkit.PostJSON(srv.Client, srv.PublicURL+routeVerify, pending[i], body)
+				return testkit.Do(srv.Client, http.MethodPost, srv.PublicURL+routeVerify, pending[i], body)
 			})
 			if n := testkit.Tally(t, "one code, many pending tokens", outs, http.StatusUnauthorized); n > 1 {
 				t.Fatalf("%d concurrent logins succeeded with one TOTP code", n)
@@ -45,7 +45,7 @@ func TestConcurrentOTPVerifyOneCode(t *testing.T) {
 			pending := login(t, srv, u.Email, u.Password, false).Token
 			body, _ := json.Marshal(map[string]string{"otp": u.nextCode(t)})
 			outs := testkit.Race(concurrency, func(int) (int, []byte, error) {
-				return testkit.PostJSON(srv.Client, srv.PublicURL+routeVerify, pending, body)
+				return testkit.Do(srv.Client, http.MethodPost, srv.PublicURL+routeVerify, pending, body)
 			})
 			if n := testkit.Tally(t, "one code, one pending token", outs, http.StatusUnauthorized); n > 1 {
 				t.Fatalf("%d concurrent verifications of one pending token succeeded", n)
@@ -56,7 +56,7 @@ func TestConcurrentOTPVerifyOneCode(t *testing.T) {
 			pending := login(t, srv, u.Email, u.Password, false).Token
 			outs := testkit.Race(len(u.Recovery), func(i int) (int, []byte, error) {
 				body, _ := json.Marshal(map[string]string{"otp": u.Recovery[i]})
-				return testkit.PostJSON(srv.Client, srv.PublicURL+routeVerify, pending, body)
+				return testkit.Do(srv.Client, http.MethodPost, srv.PublicURL+routeVerify, pending, body)
 			})
 			if n := testkit.Tally(t, "recovery codes, one pending token", outs, http.StatusUnauthorized); n != 1 {
 				t.Fatalf("%d concurrent recovery-code logins with one pending token succeeded, want 1", n)
@@ -79,7 +79,7 @@ func TestConcurrentOTPVerifyOneCode(t *testing.T) {
 				bodies = append(bodies, b)
 			}
 			outs := testkit.Race(concurrency, func(i int) (int, []byte, error) {
-				return testkit.PostJSON(srv.Client, srv.PublicURL+routeVerify, pending[i%2], bodies[i%2])
+				return testkit.Do(srv.Client, http.MethodPost, srv.PublicURL+routeVerify, pending[i%2], bodies[i%2])
 			})
 			if n := testkit.Tally(t, "enrolment", outs, http.StatusUnauthorized, http.StatusConflict); n > 1 {
 				t.Fatalf("%d concurrent enrolments succeeded", n)
@@ -89,7 +89,7 @@ func TestConcurrentOTPVerifyOneCode(t *testing.T) {
 			u, _ := enrolledUser(t, srv, nil)
 			body, _ := json.Marshal(map[string]any{"userId": u.ID, "otp": u.nextCode(t)})
 			outs := testkit.Race(concurrency, func(int) (int, []byte, error) {
-				return testkit.PostJSON(srv.Client, srv.AdminURL+routeAdminOTPVerify, "", body)
+				return testkit.Do(srv.Client, http.MethodPost, srv.AdminURL+routeAdminOTPVerify, "", body)
 			})
 			testkit.Tally(t, "admin check", outs)
 			valid := 0
@@ -135,7 +135,7 @@ func TestConcurrentWrongCodesAreBounded(t *testing.T) {
 			bodies = append(bodies, b)
 		}
 		outs := testkit.Race(concurrency, func(i int) (int, []byte, error) {
-			return testkit.PostJSON(srv.Client, srv.PublicURL+routeVerify, pending, bodies[i])
+			return testkit.Do(srv.Client, http.MethodPost, srv.PublicURL+routeVerify, pending, bodies[i])
 		})
 		testkit.Tally(t, "parallel wrong codes", outs, http.StatusUnauthorized)
 		checked := 0
