@@ -2,8 +2,6 @@ package oauth2_test
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"io"
@@ -248,15 +246,6 @@ func retrieveError(t *testing.T, err error, code string) {
 	}
 }
 
-func randomString(t *testing.T) string {
-	t.Helper()
-	b := make([]byte, 16)
-	if _, err := rand.Read(b); err != nil {
-		t.Fatal(err)
-	}
-	return base64.RawURLEncoding.EncodeToString(b)
-}
-
 // handoff says how the test plays the login UI.
 type handoff struct {
 	user     user
@@ -402,7 +391,7 @@ type authRequest struct {
 
 func newAuthRequest(t *testing.T, conf *oauth2.Config, opts ...oauth2.AuthCodeOption) authRequest {
 	t.Helper()
-	a := authRequest{State: randomString(t), Nonce: randomString(t), Verifier: oauth2.GenerateVerifier()}
+	a := authRequest{State: testkit.RandomString(t, 16), Nonce: testkit.RandomString(t, 16), Verifier: oauth2.GenerateVerifier()}
 	opts = append([]oauth2.AuthCodeOption{oauth2.S256ChallengeOption(a.Verifier), oidc.Nonce(a.Nonce)}, opts...)
 	a.URL = conf.AuthCodeURL(a.State, opts...)
 	return a

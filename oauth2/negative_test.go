@@ -74,21 +74,21 @@ func TestAuthorizeErrors(t *testing.T) {
 			// Refused at /oauth2/auth, before any login (API.md §4): an error redirect to
 			// the registered URI, no login challenge, no hand-off started.
 			conf := o.config(pub, "openid")
-			state := randomString(t)
+			state := testkit.RandomString(t, 16)
 			for name, extra := range map[string][]oauth2.AuthCodeOption{
 				"no code_challenge": nil,
 				"plain": {oauth2.SetAuthURLParam("code_challenge", oauth2.GenerateVerifier()),
 					oauth2.SetAuthURLParam("code_challenge_method", "plain")},
 				"no method (plain by default)": {oauth2.SetAuthURLParam("code_challenge", oauth2.GenerateVerifier())},
 			} {
-				opts := append([]oauth2.AuthCodeOption{oauth2.SetAuthURLParam("nonce", randomString(t))}, extra...)
+				opts := append([]oauth2.AuthCodeOption{oauth2.SetAuthURLParam("nonce", testkit.RandomString(t, 16))}, extra...)
 				loc := redirect(t, o.get(t, conf.AuthCodeURL(state, opts...)), callbackURL)
 				if e := errorFrom(t, loc, state); e != "invalid_request" {
 					t.Fatalf("%s: error %q, want invalid_request: %s", name, e, loc)
 				}
 			}
 			// A confidential client may still omit PKCE: it reaches the login UI.
-			r := o.get(t, o.config(c, "openid").AuthCodeURL(state, oauth2.SetAuthURLParam("nonce", randomString(t))))
+			r := o.get(t, o.config(c, "openid").AuthCodeURL(state, oauth2.SetAuthURLParam("nonce", testkit.RandomString(t, 16))))
 			if loc := r.Header.Get("Location"); !strings.HasPrefix(loc, loginUIURL) {
 				t.Fatalf("confidential client without PKCE: %d %q", r.Status, loc)
 			}

@@ -167,6 +167,21 @@ func (p *browserPage) logout() {
 // waitForProfile waits for the account view showing the profile of email. The profile
 // fields are empty until /me answers (logout clears them), so the profile read after
 // this is the new session's.
+// enterTOTP types the current code of the secret the page shows and submits it; it
+// returns the secret.
+func (p *browserPage) enterTOTP() string {
+	p.t.Helper()
+	secret := strings.TrimSpace(p.text("otp-secret"))
+	code, err := totp.GenerateCode(secret, time.Now())
+	if err != nil {
+		p.t.Fatalf("TOTP from the secret on the page %q: %v", secret, err)
+	}
+	p.do("enter the TOTP code",
+		chromedp.SendKeys(chromedp.ID("otp-code"), code),
+		chromedp.Click(chromedp.ID("otp-verify-btn")))
+	return secret
+}
+
 func (p *browserPage) waitForProfile(what, email string) {
 	p.t.Helper()
 	p.waitFor(what, fmt.Sprintf(`document.body.dataset.view === 'account'
@@ -285,14 +300,7 @@ func TestLoginUIInBrowser(t *testing.T) {
 	p.shot("totp-enrolment")
 
 	// 3. The first code completes the enrolment: the profile and the recovery codes.
-	secret := strings.TrimSpace(p.text("otp-secret"))
-	code, err := totp.GenerateCode(secret, time.Now())
-	if err != nil {
-		t.Fatalf("TOTP from the secret on the page %q: %v", secret, err)
-	}
-	p.do("enter the TOTP code",
-		chromedp.SendKeys(chromedp.ID("otp-code"), code),
-		chromedp.Click(chromedp.ID("otp-verify-btn")))
+	p.enterTOTP()
 	p.waitForProfile("the profile after TOTP", email)
 	if n := p.eval(`String(document.querySelectorAll('#recovery-codes li').length)`); n != "10" {
 		p.fatalf("recovery codes shown: %s, want 10", n)

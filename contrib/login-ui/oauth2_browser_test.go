@@ -2,7 +2,6 @@ package loginui_test
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
@@ -19,7 +18,6 @@ import (
 
 	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
-	"github.com/pquerna/otp/totp"
 
 	loginui "github.com/pvpipe/pvauth/contrib/login-ui"
 	"github.com/pvpipe/pvauth/internal/testkit"
@@ -158,18 +156,9 @@ type authRequest struct {
 	url                    string
 }
 
-func randomString(t *testing.T) string {
-	t.Helper()
-	b := make([]byte, 32)
-	if _, err := rand.Read(b); err != nil {
-		t.Fatal(err)
-	}
-	return base64.RawURLEncoding.EncodeToString(b)
-}
-
 func newAuthRequest(t *testing.T, origin, clientID, redirectURI, scope string) *authRequest {
 	t.Helper()
-	a := &authRequest{state: randomString(t), nonce: randomString(t), verifier: randomString(t)}
+	a := &authRequest{state: testkit.RandomString(t, 32), nonce: testkit.RandomString(t, 32), verifier: testkit.RandomString(t, 32)}
 	sum := sha256.Sum256([]byte(a.verifier))
 	a.url = origin + "/oauth2/auth?" + url.Values{
 		"response_type":         {"code"},
@@ -320,14 +309,7 @@ func TestOAuth2LoginAndConsentInBrowser(t *testing.T) {
 		&& document.getElementById('otp-secret').textContent.length >= 16
 		&& !document.getElementById('oauth2-login-info').hidden`)
 	p.shot("oauth2-totp-enrolment")
-	secret := strings.TrimSpace(p.text("otp-secret"))
-	code, err := totp.GenerateCode(secret, time.Now())
-	if err != nil {
-		t.Fatalf("TOTP from the secret on the page %q: %v", secret, err)
-	}
-	p.do("enter the TOTP code",
-		chromedp.SendKeys(chromedp.ID("otp-code"), code),
-		chromedp.Click(chromedp.ID("otp-verify-btn")))
+	p.enterTOTP()
 
 	// 3. The recovery codes are shown once, before the page leaves for the client.
 	p.waitFor("the recovery codes before the hand-off", `document.body.dataset.view === 'handoff'

@@ -201,6 +201,16 @@ func Browser() *http.Client {
 	}
 }
 
+// RandomString is n random bytes, base64url-encoded: states, nonces, verifiers.
+func RandomString(t testing.TB, n int) string {
+	t.Helper()
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		t.Fatal(err)
+	}
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
 // PKCE is a fresh PKCE code verifier and its S256 code challenge.
 func PKCE() (verifier, challenge string) {
 	b := make([]byte, 32)
