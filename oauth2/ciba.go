@@ -86,6 +86,7 @@ var (
 // backchannelAuthorize is CIBA's backchannel authentication endpoint (CIBA Core §7).
 func (h *Handler) backchannelAuthorize(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
 	ctx := r.Context()
+	received := time.Now()
 	// Client authentication as at the token endpoint; only confidential clients (CIBA
 	// Core §7.1), never pvauth's own.
 	c := h.confidentialClient(w, r)
@@ -144,8 +145,10 @@ func (h *Handler) backchannelAuthorize(w http.ResponseWriter, r *http.Request, _
 	w.Header().Set("Cache-Control", "no-store")
 	x.WriteJSON(w, http.StatusOK, map[string]any{
 		"auth_req_id": authReqID,
-		// Stored in whole seconds, rounded up: never more than asked for here.
-		"expires_in": int(time.Until(started.ExpiresAt) / time.Second),
+		// Counted from the request's arrival (CIBA Core §7.3), not from this answer, which
+		// a busy server may send a second later; never more than was asked for (the
+		// expiry is stored rounded up to whole seconds).
+		"expires_in": expiresIn(started.ExpiresAt.Sub(received), in.expiry),
 		"interval":   req.Interval,
 	})
 }
@@ -270,4 +273,13 @@ func writeRFC6749(w http.ResponseWriter, r *http.Request, err error) {
 		desc = "The server could not handle the request."
 	}
 	writeOAuthError(w, status, rfc.ErrorField, desc)
+}
+
+// expiresIn is the lifetime to announce in whole seconds: what is left since the request
+// arrived, capped at the requested expiry when there was one.
+func expiresIn(left, requested time.Duration) int {
+	if requested > 0 {
+		left = min(left, requested)
+	}
+	return int(left / time.Second)
 }
