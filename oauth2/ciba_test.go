@@ -239,6 +239,7 @@ func (e *cibaEnv) cibaApproved(t *testing.T) {
 		t.Fatalf("tokens: %s", r.Body)
 	}
 	oauthError(t, e.poll(t, e.client, bc.AuthReqID), http.StatusBadRequest, "invalid_grant")
+	e.noRequestFormStored(t, bc.AuthReqID)
 
 	// The id_token is for this client, about this user, approved with a hardware key now.
 	provider, err := oidc.NewProvider(e.ctx(), e.issuer)
@@ -459,4 +460,25 @@ func (e *cibaEnv) cibaRateLimit(t *testing.T) {
 	}
 	// Another user is not affected.
 	e.start(t, e.client, hint(e.user.Email))
+}
+
+// noRequestFormStored checks that the token rows keep nothing of the token request's
+// form: it carries the auth_req_id (and, with client_secret_post, the client's secret).
+func (e *cibaEnv) noRequestFormStored(t *testing.T, authReqID string) {
+	t.Helper()
+	for _, table := range []string{"oauth2_access", "oauth2_refresh"} {
+		var forms []string
+		q := "SELECT form_data FROM " + table + " WHERE client_id = ?"
+		if err := e.srv.Registry.Persister().Connection(e.ctx()).RawQuery(q, e.client.ID).All(&forms); err != nil {
+			t.Fatal(err)
+		}
+		if len(forms) == 0 {
+			t.Fatalf("%s: no row for the CIBA client", table)
+		}
+		for _, f := range forms {
+			if strings.Contains(f, authReqID) || strings.Contains(f, "auth_req_id") || strings.Contains(f, "client_secret") {
+				t.Errorf("%s stores the token request's form: %q", table, f)
+			}
+		}
+	}
 }

@@ -195,8 +195,10 @@ func (s *Store) tokenPair(ctx context.Context, atSig, rtSig string, r fosite.Req
 // with concurrent logins: group commit), after inTx when it is set. inTx's error is
 // returned as is and stores nothing; a storage error is a fosite server error.
 // Serialising happens before the transaction: on SQLite it holds the only connection.
+// The request is sanitized first, as fosite's own handlers do: its form is the token
+// request's, with the client's secret (client_secret_post) and the grant's own codes.
 func (s *Store) StoreIssued(ctx context.Context, atSig, rtSig string, r fosite.Requester, inTx func(ctx context.Context) error) error {
-	atRow, rtRow, err := s.tokenPair(ctx, atSig, rtSig, r)
+	atRow, rtRow, err := s.tokenPair(ctx, atSig, rtSig, r.Sanitize(nil))
 	if err != nil {
 		return fosite.ErrServerError.WithWrap(err)
 	}
