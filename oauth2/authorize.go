@@ -99,7 +99,7 @@ func (h *Handler) bindBrowser(w http.ResponseWriter, r *http.Request) string {
 	}
 	http.SetCookie(w, &http.Cookie{
 		Name: BindingCookie, Value: v, Path: "/oauth2/", HttpOnly: true, SameSite: http.SameSiteLaxMode,
-		Secure: !strings.HasPrefix(h.issuer(), "http://"), MaxAge: int(h.flowTTL().Seconds()),
+		Secure: h.secureCookies(), MaxAge: int(h.flowTTL().Seconds()),
 	})
 	return x.SHA256Hex(v)
 }

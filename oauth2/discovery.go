@@ -40,8 +40,8 @@ func (h *Handler) discovery(w http.ResponseWriter, r *http.Request, _ httprouter
 		"code_challenge_methods_supported":              []string{"S256"},
 		"claims_supported":                              []string{"sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "amr", "email", "name"},
 		"request_parameter_supported":                   false,
+		"end_session_endpoint":                          iss + RouteOAuth2SessionsLogout,
 		// CIBA Core §4: poll mode only, unsigned requests.
-		"end_session_endpoint":                       iss + RouteOAuth2SessionsLogout,
 		"backchannel_authentication_endpoint":        iss + RouteOAuth2BCAuthorize,
 		"backchannel_token_delivery_modes_supported": []string{"poll"},
 		"backchannel_user_code_parameter_supported":  false,

@@ -89,8 +89,9 @@ func (s *Handoff) authorizeURL(f *Flow, key, value string) string {
 	return s.issuer + RouteOAuth2Auth + "?" + q.Encode()
 }
 
-// Login shows the request behind a login challenge. pvauth keeps no browser session
-// for the UI, so the user always logs in: Skip is false.
+// Login shows the request behind a login challenge. A browser with a live login
+// session never gets here (the authorize endpoint resumes it), so the user who does
+// always logs in: Skip is false.
 func (s *Handoff) Login(ctx context.Context, challenge string) (*LoginRequest, error) {
 	f, c, err := s.flowByChallenge(ctx, "login_challenge", challenge, FlowLogin)
 	if err != nil {

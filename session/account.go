@@ -81,10 +81,8 @@ func (a *Account) Logout(ctx context.Context, p *Principal, refreshToken string)
 	t := a.d.Tokens()
 	other := ""
 	if refreshToken != "" {
-		if sid := t.SessionIDOf(ctx, refreshToken); sid != "" && sid != p.SessionID {
-			if owner, _, err := t.Refreshable(ctx, refreshToken); err == nil && owner == p.Subject {
-				other = sid
-			}
+		if owner, sid, err := t.Refreshable(ctx, refreshToken); err == nil && sid != p.SessionID && owner == p.Subject {
+			other = sid
 		}
 	}
 	// The revocations and their event commit together.

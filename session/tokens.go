@@ -209,11 +209,9 @@ func (t *Tokens) Refresh(ctx context.Context, refreshToken string, inTx func(ctx
 	if !provider.IsFirstPartyClient(row.ClientID) {
 		return nil, owner, ErrRefreshInvalid
 	}
-	if t.hooks.SubjectCheck != nil {
-		if id, err := strconv.ParseInt(row.Subject, 10, 64); err == nil {
-			if err := t.hooks.SubjectCheck(ctx, id); err != nil {
-				return nil, owner, ErrRefreshInvalid.WithCause(err)
-			}
+	if t.hooks.SubjectCheck != nil && owner.IdentityID != 0 {
+		if err := t.hooks.SubjectCheck(ctx, owner.IdentityID); err != nil {
+			return nil, owner, ErrRefreshInvalid.WithCause(err)
 		}
 	}
 	form := url.Values{
@@ -369,35 +367,6 @@ const (
 // it deactivated and how many sessions ended.
 func (t *Tokens) RemoveAuthenticators(ctx context.Context, identityID int64, kind, id string) (removed, sessions int, err error) {
 	return t.p.RemoveAuthenticators(ctx, strconv.FormatInt(identityID, 10), kind, id)
-}
-
-// RevokeDeviceSessions revokes every token issued through a device of identityID.
-func (t *Tokens) RevokeDeviceSessions(ctx context.Context, identityID int64, deviceID string) (int, error) {
-	return t.p.RevokeDevice(ctx, strconv.FormatInt(identityID, 10), deviceID)
-}
-
-// RevokeToken revokes the family of any token (RFC 7009 semantics: unknown is fine).
-func (t *Tokens) RevokeToken(ctx context.Context, token string) error {
-	for _, kind := range []string{provider.KindRefresh, provider.KindAccess} {
-		sig := refreshSignature(token)
-		row, err := t.p.GetToken(ctx, kind, x.SHA256Hex(sig))
-		if errors.Is(err, provider.ErrTokenNotFound) {
-			continue
-		} else if err != nil {
-			return err
-		}
-		return t.RevokeSession(ctx, row.RequestID)
-	}
-	return nil
-}
-
-// SessionIDOf returns the family of a refresh token ("" when unknown).
-func (t *Tokens) SessionIDOf(ctx context.Context, refreshToken string) string {
-	row, err := t.refreshRow(ctx, refreshToken)
-	if err != nil {
-		return ""
-	}
-	return row.RequestID
 }
 
 // Refreshable returns the subject and family of a refresh token that is still active.

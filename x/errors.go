@@ -94,21 +94,19 @@ func NewError(status int, code, msg string) *Error {
 	return &Error{Status: status, Code: code, Message: msg, kind: &kind{}}
 }
 
-func newErr(status int, code, msg string) *Error { return NewError(status, code, msg) }
-
 // The error kinds of the contract. Handlers copy them with WithMessage.
 var (
-	ErrBadRequest       = newErr(http.StatusBadRequest, "bad_request", "The request is invalid.")
-	ErrUnauthorized     = newErr(http.StatusUnauthorized, "unauthorized", "Authentication is required.")
-	ErrForbidden        = newErr(http.StatusForbidden, "forbidden", "This action is not allowed.")
-	ErrNotFound         = newErr(http.StatusNotFound, "not_found", "The resource was not found.")
-	ErrMethodNotAllowed = newErr(http.StatusMethodNotAllowed, "method_not_allowed", "The method is not allowed for this resource.")
-	ErrConflict         = newErr(http.StatusConflict, "conflict", "The resource is in a conflicting state.")
-	ErrTooLarge         = newErr(http.StatusRequestEntityTooLarge, "payload_too_large", "The request body is larger than 1 MiB.")
-	ErrUnsupportedMedia = newErr(http.StatusUnsupportedMediaType, "unsupported_media_type", "The request body must be application/json.")
-	ErrTooManyRequests  = newErr(http.StatusTooManyRequests, "rate_limited", "Too many requests. Try again later.")
-	ErrInternal         = newErr(http.StatusInternalServerError, "internal_error", "An internal error occurred.")
-	ErrUnavailable      = newErr(http.StatusServiceUnavailable, "service_unavailable", "A dependency is unavailable. Try again later.")
+	ErrBadRequest       = NewError(http.StatusBadRequest, "bad_request", "The request is invalid.")
+	ErrUnauthorized     = NewError(http.StatusUnauthorized, "unauthorized", "Authentication is required.")
+	ErrForbidden        = NewError(http.StatusForbidden, "forbidden", "This action is not allowed.")
+	ErrNotFound         = NewError(http.StatusNotFound, "not_found", "The resource was not found.")
+	ErrMethodNotAllowed = NewError(http.StatusMethodNotAllowed, "method_not_allowed", "The method is not allowed for this resource.")
+	ErrConflict         = NewError(http.StatusConflict, "conflict", "The resource is in a conflicting state.")
+	ErrTooLarge         = NewError(http.StatusRequestEntityTooLarge, "payload_too_large", "The request body is larger than 1 MiB.")
+	ErrUnsupportedMedia = NewError(http.StatusUnsupportedMediaType, "unsupported_media_type", "The request body must be application/json.")
+	ErrTooManyRequests  = NewError(http.StatusTooManyRequests, "rate_limited", "Too many requests. Try again later.")
+	ErrInternal         = NewError(http.StatusInternalServerError, "internal_error", "An internal error occurred.")
+	ErrUnavailable      = NewError(http.StatusServiceUnavailable, "service_unavailable", "A dependency is unavailable. Try again later.")
 )
 
 // AsError converts any error to *Error; unknown errors become 500s that keep the cause.
@@ -128,9 +126,7 @@ func AsError(err error) *Error {
 		e = ErrUnavailable.WithCause(err)
 	}
 	if e.RetryAfter <= 0 {
-		c := *e
-		c.RetryAfter = unavailableRetryAfter
-		e = &c
+		e = e.WithRetryAfter(unavailableRetryAfter)
 	}
 	return e
 }

@@ -123,10 +123,7 @@ func (g *selfServiceGrant) PopulateTokenEndpointResponse(ctx context.Context, r 
 	if err != nil {
 		return fosite.ErrServerError.WithWrap(err).WithDebug(err.Error())
 	}
-	var inTx func(context.Context) error
-	if f, ok := ctx.Value(inTxKey{}).(func(context.Context) error); ok {
-		inTx = f
-	}
+	inTx, _ := ctx.Value(inTxKey{}).(func(context.Context) error)
 	if err := g.store.StoreIssued(ctx, atSig, rtSig, r, inTx); err != nil {
 		return err
 	}

@@ -340,10 +340,15 @@ func (s *Service) Reject(ctx context.Context, userID int64, id, reason string) (
 		r = &reason
 	}
 	ev := event(c, audit.ResultSuccess, reason, map[string]any{"event": "reject", "status": StatusRejected})
-	if err := s.decide(ctx, c, StatusRejected, nil, r, time.Now(), ev); err != nil {
+	at := time.Now()
+	if err := s.decide(ctx, c, StatusRejected, nil, r, at, ev); err != nil {
 		return nil, err
 	}
-	return s.Get(ctx, 0, c.ID)
+	// What the update wrote, without reading it back: nothing that can fail runs after
+	// the commit, or a rejection that happened would be answered an error (as Verify).
+	rejected := *c
+	rejected.Status, rejected.Reason, rejected.UpdatedAt = StatusRejected, r, at.UTC().Truncate(time.Second)
+	return &rejected, nil
 }
 
 // decide applies a decision exactly once, in one transaction with its event ev; the

@@ -220,9 +220,6 @@ func (s *Service) consumeTOTP(ctx context.Context, id *identity.Identity, code s
 	return nil
 }
 
-// ErrIdentityNotFound is the 404 of the service-to-service check for an unknown user.
-var ErrIdentityNotFound = x.ErrNotFound.Derive("Identity not found.")
-
 // CheckOTP lets another PVPipe service check a user's current TOTP code (single use,
 // rate limited per user). A wrong code is no error: it is valid false.
 func (s *Service) CheckOTP(ctx context.Context, uid int64, code string) (bool, error) {
@@ -231,7 +228,7 @@ func (s *Service) CheckOTP(ctx context.Context, uid int64, code string) (bool, e
 	}
 	id, err := s.d.IdentityPersister().GetIdentity(ctx, uid)
 	if errors.Is(err, identity.ErrNotFound) {
-		return false, ErrIdentityNotFound
+		return false, identity.ErrIdentityNotFound
 	} else if err != nil {
 		return false, err
 	}
