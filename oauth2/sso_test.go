@@ -95,15 +95,6 @@ func ssoClient(o *op, t *testing.T, name string, skipConsent bool) client {
 	})
 }
 
-func (o *op) active(t *testing.T, token string) bool {
-	t.Helper()
-	form := url.Values{"token": {token}}
-	req, _ := http.NewRequest(http.MethodPost, o.srv.AdminURL+"/admin/oauth2/introspect", strings.NewReader(form.Encode()))
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	resp := o.send(t, o.srv.Client, req)
-	return strings.Contains(string(resp.Body), `"active":true`)
-}
-
 func TestBrowserLoginSession(t *testing.T) {
 	testdb.ForEach(t, func(t *testing.T, dsn string) {
 		o := startOP(t, dsn, map[string]any{"ttl.login_session": "2h"})
@@ -233,7 +224,7 @@ func TestBrowserLoginSession(t *testing.T) {
 				t.Errorf("prompt=none after logout: %s", e)
 			}
 			for name, tok := range map[string]string{"A access": tokA.AccessToken, "A refresh": tokA.RefreshToken, "B access": tokB.AccessToken, "B refresh": tokB.RefreshToken} {
-				if o.active(t, tok) {
+				if testkit.IsActive(t, o.srv, tok) {
 					t.Errorf("%s token still active after logout", name)
 				}
 			}
@@ -245,9 +236,17 @@ func TestBrowserLoginSession(t *testing.T) {
 		})
 		t.Run("disable and sessions delete end it", func(t *testing.T) {
 			for _, end := range []func(id int64){
-				func(id int64) { o.srv.Admin(t, http.MethodDelete, "/admin/identities/"+itoa(id)+"/sessions", nil) },
 				func(id int64) {
-					o.srv.Admin(t, http.MethodPatch, "/admin/identities/"+itoa(id), map[string]any{"state": "disabled"})
+					r := o.srv.Admin(t, http.MethodDelete, "/admin/identities/"+itoa(id)+"/sessions", nil)
+					if r.Status != http.StatusOK {
+						t.Fatalf("admin sessions delete: %d %s", r.Status, r.Body)
+					}
+				},
+				func(id int64) {
+					r := o.srv.Admin(t, http.MethodPatch, "/admin/identities/"+itoa(id), map[string]any{"state": "disabled"})
+					if r.Status != http.StatusOK {
+						t.Fatalf("admin disable: %d %s", r.Status, r.Body)
+					}
 				},
 			} {
 				br := o.inBrowser()

@@ -92,7 +92,7 @@ func TestLogoutRevokesTheSession(t *testing.T) {
 		u, ts := signedIn(t, srv, nil)
 		other := testkit.IssueSession(t, srv, u)
 
-		// Without a body, and then with the refresh token of another own session.
+		// With the refresh token of another own session (logout without a body follows below).
 		resp := srv.Public(t, http.MethodPost, session.RouteLogout, ts.AccessToken, map[string]string{"refreshToken": other.RefreshToken})
 		testkit.WantSuccess(t, "logout", resp)
 		if testkit.IsActive(t, srv, ts.AccessToken) {
@@ -129,6 +129,9 @@ func TestLogoutCannotEndAnotherUsersSession(t *testing.T) {
 		resp := srv.Public(t, http.MethodPost, session.RouteLogout, mine.AccessToken, map[string]string{"refreshToken": theirs.RefreshToken})
 		if resp.Status != http.StatusOK {
 			t.Fatalf("logout: %d %s", resp.Status, resp.Body)
+		}
+		if testkit.IsActive(t, srv, mine.AccessToken) {
+			t.Fatal("the caller's own session is still active after logout")
 		}
 		if !testkit.IsActive(t, srv, theirs.AccessToken) {
 			t.Fatal("logout ended another user's session")

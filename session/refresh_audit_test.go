@@ -30,7 +30,8 @@ func TestRefreshEventCommitsWithTheRotation(t *testing.T) {
 			}
 			return evs
 		}
-		ts := testkit.IssueSession(t, srv, testkit.CreateIdentity(t, srv, nil), session.AMRPassword)
+		id := testkit.CreateIdentity(t, srv, nil)
+		ts := testkit.IssueSession(t, srv, id, session.AMRPassword)
 
 		// The hook writes the event, then the transaction fails.
 		injected := errors.New("injected after the event")
@@ -45,8 +46,8 @@ func TestRefreshEventCommitsWithTheRotation(t *testing.T) {
 		if err == nil {
 			t.Fatal("a refresh whose transaction failed succeeded")
 		}
-		if seen.FamilyID != ts.SessionID || seen.IdentityID != 1 || seen.Reused {
-			t.Fatalf("outcome %+v, want family %s of identity 1", seen, ts.SessionID)
+		if seen.FamilyID != ts.SessionID || seen.IdentityID != id.ID || seen.Reused {
+			t.Fatalf("outcome %+v, want family %s of identity %d", seen, ts.SessionID, id.ID)
 		}
 		if n := len(events(audit.TypeTokenRefresh)); n != 0 {
 			t.Fatalf("%d refresh events survived the rolled-back rotation", n)

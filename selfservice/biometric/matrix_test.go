@@ -785,3 +785,46 @@ func TestMatrixOddStrings(t *testing.T) {
 		}
 	})
 }
+
+// TestMatrixFieldLengths: deviceName and fcmToken are at most 255 characters; 256 is a
+// 400 naming the field, and 255 is accepted.
+func TestMatrixFieldLengths(t *testing.T) {
+	k := testkeys.KeySet(t)
+	testkit.ForEachDB(t, nil, func(t *testing.T, srv *testserver.Server) {
+		u := mxNewUser(t, srv)
+		pub := testkeys.PublicPEM(t, &k.EC.PublicKey)
+
+		fp := mxFingerprint("long-name")
+		body := mxRegisterBody(fp, pub, devicekey.AlgES256)
+		body["deviceName"] = strings.Repeat("n", 256)
+		testkit.WantErrorWords(t, "256-character deviceName", srv.Public(t, http.MethodPost, mxAPI+"/devices/register/challenge", u.Token, body),
+			http.StatusBadRequest, "deviceName")
+		body["deviceName"] = strings.Repeat("n", 255)
+		mxOK(t, "255-character deviceName", srv.Public(t, http.MethodPost, mxAPI+"/devices/register/challenge", u.Token, body), nil)
+
+		dev := mxRegister(t, srv, u, mxFingerprint("long-fcm"), pub, devicekey.AlgES256, mxES256(t, k.EC))
+		fcm := func(tok string) *testserver.Response {
+			return srv.Public(t, http.MethodPut, mxAPI+"/devices/fcm-token", u.Token, map[string]any{"deviceId": dev.ID, "fcmToken": tok})
+		}
+		testkit.WantErrorWords(t, "256-character fcmToken", fcm(strings.Repeat("f", 256)), http.StatusBadRequest, "fcmToken")
+		for _, d := range mxListDevices(t, srv, u) {
+			if d.ID == dev.ID && d.FCMToken != nil {
+				t.Fatalf("a refused fcmToken was stored: %+v", d)
+			}
+		}
+		ok := strings.Repeat("f", 255)
+		mxOK(t, "255-character fcmToken", fcm(ok), nil)
+		found := false
+		for _, d := range mxListDevices(t, srv, u) {
+			if d.ID == dev.ID {
+				found = true
+				if d.FCMToken == nil || *d.FCMToken != ok {
+					t.Fatalf("device after a 255-character fcmToken: %+v", d)
+				}
+			}
+		}
+		if !found {
+			t.Fatalf("device %s not listed", dev.ID)
+		}
+	})
+}
