@@ -164,9 +164,6 @@ func (p *browserPage) logout() {
 	}
 }
 
-// waitForProfile waits for the account view showing the profile of email. The profile
-// fields are empty until /me answers (logout clears them), so the profile read after
-// this is the new session's.
 // enterTOTP types the current code of the secret the page shows and submits it; it
 // returns the secret.
 func (p *browserPage) enterTOTP() string {
@@ -182,6 +179,9 @@ func (p *browserPage) enterTOTP() string {
 	return secret
 }
 
+// waitForProfile waits for the account view showing the profile of email. The profile
+// fields are empty until /me answers (logout clears them), so the profile read after
+// this is the new session's.
 func (p *browserPage) waitForProfile(what, email string) {
 	p.t.Helper()
 	p.waitFor(what, fmt.Sprintf(`document.body.dataset.view === 'account'

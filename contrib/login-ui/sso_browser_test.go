@@ -4,12 +4,10 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/chromedp/chromedp"
-	"github.com/pquerna/otp/totp"
 
 	"github.com/pvpipe/pvauth/internal/testkit"
 )
@@ -58,11 +56,7 @@ func TestSSOAndLogoutInBrowser(t *testing.T) {
 		chromedp.Click(chromedp.ID("login-btn")))
 	p.waitFor("the TOTP enrolment", `document.body.dataset.view === 'otp' && document.getElementById('otp-secret').textContent.length >= 16`)
 	p.shot("sso-remember-me")
-	code, err := totp.GenerateCode(strings.TrimSpace(p.text("otp-secret")), time.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
-	p.do("enter the TOTP code", chromedp.SendKeys(chromedp.ID("otp-code"), code), chromedp.Click(chromedp.ID("otp-verify-btn")))
+	p.enterTOTP()
 	p.waitFor("the recovery codes", `document.body.dataset.view === 'handoff' && !document.getElementById('handoff-continue-btn').hidden`)
 	p.do("continue to the wiki", chromedp.Click(chromedp.ID("handoff-continue-btn")))
 	q := cb.wait(p, "the wiki's callback")
@@ -70,6 +64,9 @@ func TestSSOAndLogoutInBrowser(t *testing.T) {
 		p.fatalf("wiki callback: %v", q)
 	}
 	wikiTokens := exchange(t, tokenURL, wiki, cb.URL, q.Get("code"), req.verifier)
+	if wikiTokens.RefreshToken == "" {
+		t.Fatal("the wiki asked offline_access and got no refresh token")
+	}
 	authTime := testkit.JWTClaims(t, wikiTokens.IDToken)["auth_time"]
 
 	// The page's own storage is not what signs the browser in: forget it.
@@ -111,6 +108,12 @@ func TestSSOAndLogoutInBrowser(t *testing.T) {
 	in := srv.Public(t, http.MethodGet, "/userinfo", wikiTokens.AccessToken, nil)
 	if in.Status != http.StatusUnauthorized {
 		t.Errorf("the wiki's access token after logout: /userinfo %d", in.Status)
+	}
+	if testkit.IsActive(t, srv, wikiTokens.AccessToken) {
+		t.Error("the wiki's access token is still active after logout")
+	}
+	if testkit.IsActive(t, srv, wikiTokens.RefreshToken) {
+		t.Error("the wiki's refresh token is still active after logout")
 	}
 
 	// 4. Logout without a redirect URI: the login page's signed-out page.

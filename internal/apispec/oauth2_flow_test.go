@@ -550,7 +550,9 @@ func (f *flow) backchannelAndLogout() {
 	// The form variant, without a redirect URI: the login UI's signed-out page.
 	req, _ := http.NewRequest("POST", srv.PublicURL+"/oauth2/sessions/logout", strings.NewReader(url.Values{"client_id": {bank.ClientID}}.Encode()))
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	f.redirect(f.send(req), 302)
+	if q := f.prefixed(f.redirect(f.send(req), 302), loginUI); q.Get("signed_out") != "true" || len(q) != 1 {
+		t.Errorf("form logout redirect: %v, want the login UI with only signed_out=true", q)
+	}
 }
 
 func mustRequest(t testing.TB, method, u string) *http.Request {

@@ -166,9 +166,18 @@ func TestReplicas(t *testing.T) {
 		want(t, "create client on A", r, http.StatusCreated)
 		cl := data(t, r)
 		id, secret := testkit.Str(cl["client_id"]), testkit.Str(cl["client_secret"])
-		token := func(srv *testserver.Server, scope string) int {
+		tokenResp := func(srv *testserver.Server, scope string) *testserver.Response {
 			return form(srv, false, "/oauth2/token", url.Values{"grant_type": {"client_credentials"}, "client_id": {id},
-				"client_secret": {secret}, "scope": {scope}}).Status
+				"client_secret": {secret}, "scope": {scope}})
+		}
+		token := func(srv *testserver.Server, scope string) int { return tokenResp(srv, scope).Status }
+		// refused: whether r is the RFC 6749 refusal status + code (JSON, no token in it).
+		refused := func(r *testserver.Response, status int, code string) bool {
+			var e struct {
+				Error string `json:"error"`
+			}
+			return r.Status == status && json.Unmarshal(r.Body, &e) == nil && e.Error == code &&
+				!strings.Contains(string(r.Body), "access_token")
 		}
 		// Created: usable on B at once (unknown clients are not cached).
 		if s := token(B, "reports.read"); s != http.StatusOK {
@@ -178,7 +187,9 @@ func TestReplicas(t *testing.T) {
 		want(t, "update on A", do(A, true, http.MethodPut, "/admin/clients/"+id, "", map[string]any{
 			"client_name": "replica job", "grant_types": []string{"client_credentials"},
 			"scope": "reports.write", "token_endpoint_auth_method": "client_secret_post"}), http.StatusOK)
-		within(t, "scope removed on A refused on B", 2*time.Second, func() bool { return token(B, "reports.read") != http.StatusOK })
+		within(t, "scope removed on A refused on B", 2*time.Second, func() bool {
+			return refused(tokenResp(B, "reports.read"), http.StatusBadRequest, "invalid_scope")
+		})
 		if s := token(B, "reports.write"); s != http.StatusOK {
 			t.Fatalf("kept scope on B: %d", s)
 		}
@@ -188,16 +199,22 @@ func TestReplicas(t *testing.T) {
 			"redirect_uris": []string{callbackURL, callbackURL + "2"}, "scope": "openid", "token_endpoint_auth_method": "client_secret_basic"})
 		want(t, "create code client on A", r, http.StatusCreated)
 		rp := testkit.Str(data(t, r)["client_id"])
-		authorize := func(srv *testserver.Server) bool { // whether B starts a login for callback 2
+		authorizeResp := func(srv *testserver.Server) *testserver.Response { // B's answer for callback 2, not followed
 			q := url.Values{"client_id": {rp}, "response_type": {"code"}, "redirect_uri": {callbackURL + "2"}, "scope": {"openid"},
 				"state": {"some-state-value"}, "nonce": {"some-nonce-value"}}
 			noFollow := &http.Client{Timeout: 5 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-			resp, err := noFollow.Get(srv.PublicURL + "/oauth2/auth?" + q.Encode())
+			req, err := http.NewRequest(http.MethodGet, srv.PublicURL+"/oauth2/auth?"+q.Encode(), nil)
 			if err != nil {
 				t.Fatal(err)
 			}
-			resp.Body.Close()
-			return strings.HasPrefix(resp.Header.Get("Location"), loginUI+"?")
+			r := testkit.SendRequest(noFollow, req)
+			if r.Status == 0 {
+				t.Fatalf("authorize on B: %s", r.Body)
+			}
+			return r
+		}
+		authorize := func(srv *testserver.Server) bool { // whether B starts a login for callback 2
+			return strings.HasPrefix(authorizeResp(srv).Header.Get("Location"), loginUI+"?")
 		}
 		if !authorize(B) {
 			t.Fatal("B refuses a registered redirect URI")
@@ -205,11 +222,17 @@ func TestReplicas(t *testing.T) {
 		want(t, "remove a redirect URI on A", do(A, true, http.MethodPut, "/admin/clients/"+rp, "", map[string]any{
 			"client_name": "replica RP", "grant_types": []string{"authorization_code"}, "response_types": []string{"code"},
 			"redirect_uris": []string{callbackURL}, "scope": "openid", "token_endpoint_auth_method": "client_secret_basic"}), http.StatusOK)
-		within(t, "redirect URI removed on A refused on B", 2*time.Second, func() bool { return !authorize(B) })
+		// An unregistered redirect URI is refused with a JSON invalid_request, never a redirect.
+		within(t, "redirect URI removed on A refused on B", 2*time.Second, func() bool {
+			r := authorizeResp(B)
+			return r.Header.Get("Location") == "" && refused(r, http.StatusBadRequest, "invalid_request")
+		})
 
 		// Deleted: refused on B within 2 s.
 		want(t, "delete on A", do(A, true, http.MethodDelete, "/admin/clients/"+id, "", nil), http.StatusOK)
-		within(t, "client deleted on A refused on B", 2*time.Second, func() bool { return token(B, "reports.write") == http.StatusUnauthorized })
+		within(t, "client deleted on A refused on B", 2*time.Second, func() bool {
+			return refused(tokenResp(B, "reports.write"), http.StatusUnauthorized, "invalid_client")
+		})
 	})
 
 	// Every "exactly once" of the contract, raced by 30 goroutines spread over the three

@@ -1,7 +1,6 @@
 package testkit
 
 import (
-	"encoding/json"
 	"net/http"
 	"strings"
 	"testing"
@@ -46,8 +45,7 @@ func CheckFuzzResponse(t *testing.T, body []byte, resp *testserver.Response) {
 		t.Fatalf("%q → %d %s", body, resp.Status, resp.Body)
 	}
 	if resp.Status >= 400 {
-		var e ErrorBody
-		if err := json.Unmarshal(resp.Body, &e); err != nil || e.StatusCode != resp.Status || e.Message == "" || e.Error == "" {
+		if _, ok := validErrorBody(resp.Body, resp.Status); !ok {
 			t.Fatalf("%q → %d without the error body: %s", body, resp.Status, resp.Body)
 		}
 	}
@@ -110,8 +108,8 @@ func WantRefusals(t *testing.T, srv *testserver.Server, cases []BodyCase) {
 			t.Errorf("%s %s: got %d %.200s, want %d", c.Path, c.Name, resp.Status, resp.Body, c.Status)
 			continue
 		}
-		var e ErrorBody
-		if err := json.Unmarshal(resp.Body, &e); err != nil || e.StatusCode != resp.Status || e.Message == "" || e.Error == "" {
+		e, ok := validErrorBody(resp.Body, resp.Status)
+		if !ok {
 			t.Errorf("%s %s: bad error body %.200s", c.Path, c.Name, resp.Body)
 			continue
 		}

@@ -1,7 +1,6 @@
 package testkit
 
 import (
-	"encoding/json"
 	"net/http"
 	"sync"
 	"testing"
@@ -75,8 +74,7 @@ func Tally(t *testing.T, what string, outs []Outcome, allowed ...int) int {
 			if !allowedStatus {
 				t.Errorf("%s #%d: unexpected %d %s", what, i, o.Status, o.Body)
 			}
-			var e ErrorBody
-			if err := json.Unmarshal(o.Body, &e); err != nil || e.StatusCode != o.Status || e.Message == "" {
+			if _, ok := validErrorBody(o.Body, o.Status); !ok {
 				t.Errorf("%s #%d: bad error body %s", what, i, o.Body)
 			}
 		}

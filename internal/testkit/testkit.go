@@ -5,6 +5,7 @@ package testkit
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"strings"
@@ -37,6 +38,16 @@ type ErrorBody struct {
 	Error      string `json:"error"`
 }
 
+// validErrorBody decodes body as the contract's error body and reports whether it is
+// one for status: valid JSON, the same statusCode, and a message and an error.
+func validErrorBody(body []byte, status int) (ErrorBody, bool) {
+	var e ErrorBody
+	if err := json.Unmarshal(body, &e); err != nil {
+		return e, false
+	}
+	return e, e.StatusCode == status && e.Message != "" && e.Error != ""
+}
+
 // WantError checks a refusal: never a 5xx unless asked for, the status, the contract's
 // error body as JSON, and, when msgPart is not empty, a message containing it (any case).
 func WantError(t testing.TB, resp *testserver.Response, status int, msgPart string) ErrorBody {
@@ -47,9 +58,8 @@ func WantError(t testing.TB, resp *testserver.Response, status int, msgPart stri
 	if resp.Status != status {
 		t.Fatalf("status %d, want %d: %s", resp.Status, status, resp.Body)
 	}
-	var e ErrorBody
-	resp.JSON(t, &e)
-	if e.StatusCode != status || e.Message == "" || e.Error == "" {
+	e, ok := validErrorBody(resp.Body, status)
+	if !ok {
 		t.Fatalf("error body %s does not follow the contract", resp.Body)
 	}
 	if ct := resp.Header.Get("Content-Type"); !strings.HasPrefix(ct, "application/json") {
