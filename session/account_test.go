@@ -237,19 +237,28 @@ func TestMeReturnsTheProfile(t *testing.T) {
 }
 
 // TestDisabledIdentityRefreshFails: disabling alone (the token rows untouched) still
-// stops refresh, through the subject check.
+// stops refresh, in the rotation's transaction: the refusal is "invalid" (not reuse),
+// and it changes nothing, so the token works again once the identity is enabled.
 func TestDisabledIdentityRefreshFails(t *testing.T) {
 	testkit.ForEachDB(t, nil, func(t *testing.T, srv *testserver.Server) {
 		u, ts := signedIn(t, srv, nil)
-		id, err := srv.Registry.Persister().GetIdentity(t.Context(), u.ID)
-		if err != nil {
-			t.Fatal(err)
+		setState := func(state string) {
+			t.Helper()
+			id, err := srv.Registry.Persister().GetIdentity(t.Context(), u.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			id.State = state
+			if err := srv.Registry.Persister().UpdateIdentity(t.Context(), id); err != nil {
+				t.Fatal(err)
+			}
 		}
-		id.State = "disabled"
-		if err := srv.Registry.Persister().UpdateIdentity(t.Context(), id); err != nil {
-			t.Fatal(err)
+		setState("disabled")
+		testkit.WantError(t, testkit.Refresh(t, srv, ts.RefreshToken), http.StatusUnauthorized, "invalid, expired or revoked")
+		setState("active")
+		if resp := testkit.Refresh(t, srv, ts.RefreshToken); resp.Status != http.StatusOK {
+			t.Fatalf("the refused token after enabling: %d %s", resp.Status, resp.Body)
 		}
-		testkit.WantError(t, testkit.Refresh(t, srv, ts.RefreshToken), http.StatusUnauthorized, "")
 	})
 }
 

@@ -90,7 +90,8 @@ type Tokens struct {
 
 // TokenHooks are what Tokens asks of other services; each may be nil.
 type TokenHooks struct {
-	// SubjectCheck refuses refreshes for identities that no longer may log in.
+	// SubjectCheck says why the inactive refresh token of an identity that may no
+	// longer log in is refused (the rotation itself refuses such an identity).
 	SubjectCheck func(ctx context.Context, identityID int64) error
 	// PendingCheck reports whether a token is a live pending (MFA) token.
 	PendingCheck func(ctx context.Context, token string) bool
@@ -209,11 +210,6 @@ func (t *Tokens) Refresh(ctx context.Context, refreshToken string, inTx func(ctx
 	if !provider.IsFirstPartyClient(row.ClientID) {
 		return nil, owner, ErrRefreshInvalid
 	}
-	if t.hooks.SubjectCheck != nil && owner.IdentityID != 0 {
-		if err := t.hooks.SubjectCheck(ctx, owner.IdentityID); err != nil {
-			return nil, owner, ErrRefreshInvalid.WithCause(err)
-		}
-	}
 	form := url.Values{
 		"grant_type":    {"refresh_token"},
 		"refresh_token": {refreshToken},
@@ -227,15 +223,25 @@ func (t *Tokens) Refresh(ctx context.Context, refreshToken string, inTx func(ctx
 	if inTx != nil {
 		ctx = provider.WithCommitHook(ctx, owner.IdentityID, inTx)
 	}
+	// A rotation refuses an identity that is not active, under its lock; an inactive
+	// token (revoked, as disabling revokes them all) says why only here.
+	if !row.Active && t.hooks.SubjectCheck != nil && owner.IdentityID != 0 {
+		if err := t.hooks.SubjectCheck(ctx, owner.IdentityID); err != nil {
+			return nil, owner, ErrRefreshInvalid.WithCause(err)
+		}
+	}
 	sess := &provider.Session{}
-	ar, err := t.provider.NewAccessRequest(ctx, req, sess)
+	// fosite reads the row again to validate the grant; it gets the one just read.
+	ar, err := t.provider.NewAccessRequest(provider.WithRead(ctx, provider.KindRefresh, row), req, sess)
 	if err != nil {
 		return nil, owner, refreshError(err)
 	}
 	wctx, lost := t.provider.Store().WatchRotation(ctx)
 	resp, err := t.provider.NewAccessResponse(wctx, ar)
 	if err != nil {
-		if reused, rerr := lost(ctx); rerr != nil {
+		if reused, rerr := lost(ctx); errors.Is(rerr, provider.ErrSubjectInactive) {
+			return nil, owner, ErrRefreshInvalid.WithCause(rerr)
+		} else if rerr != nil {
 			return nil, owner, rerr
 		} else if reused {
 			return nil, owner, ErrRefreshReused.WithCause(err)

@@ -49,12 +49,18 @@ const (
 // ErrTokenNotFound is returned for unknown signatures.
 var ErrTokenNotFound = errors.New("token not found")
 
+// ErrSubjectInactive is DeactivateToken's refusal to rotate the refresh token of an
+// identity that was disabled or deleted.
+var ErrSubjectInactive = errors.New("the token's identity is disabled or deleted")
+
 // TokenPersister is what fosite's storage needs, in plain rows.
 type TokenPersister interface {
 	InsertToken(ctx context.Context, kind string, row *TokenRow) error
 	GetToken(ctx context.Context, kind, signature string) (*TokenRow, error)
 	DeleteToken(ctx context.Context, kind, signature string) error
 	// DeactivateToken flips one active token to inactive; false when it was not active.
+	// A refresh token of an identity that is not active is refused (ErrSubjectInactive)
+	// and stays as it was.
 	DeactivateToken(ctx context.Context, kind, signature string) (bool, error)
 	// DeactivateFamily deactivates every token of kind with this request id.
 	DeactivateFamily(ctx context.Context, kind, requestID string) (int64, error)

@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/ory/fosite"
@@ -267,10 +268,35 @@ func (s *Store) create(ctx context.Context, kind, sig string, r fosite.Requester
 	return s.p.InsertToken(ctx, kind, row)
 }
 
+// readRowKey carries a token row its caller has just read (WithRead), so that fosite's
+// own read of it outside a transaction does not go to the database again.
+type readRowKey struct{}
+
+type readRow struct {
+	kind string
+	row  *TokenRow
+	used atomic.Bool
+}
+
+// WithRead hands fosite the row of kind that the caller read outside any transaction,
+// for its one read of the same token in the request that ctx carries. Reading it twice
+// gains nothing: neither read decides, the conditional update of the rotation does.
+func WithRead(ctx context.Context, kind string, row *TokenRow) context.Context {
+	return context.WithValue(ctx, readRowKey{}, &readRow{kind: kind, row: row})
+}
+
 // get loads a token; an inactive one comes back with the request and errInactive, as
 // fosite expects for refresh-reuse detection and used authorization codes.
 func (s *Store) get(ctx context.Context, kind, sig string, session fosite.Session, errInactive error) (fosite.Requester, error) {
-	row, err := s.p.GetToken(ctx, kind, x.SHA256Hex(sig))
+	hash := x.SHA256Hex(sig)
+	var row *TokenRow
+	var err error
+	if r, _ := ctx.Value(readRowKey{}).(*readRow); r != nil && r.kind == kind && r.row.Signature == hash &&
+		r.used.CompareAndSwap(false, true) {
+		row = r.row
+	} else {
+		row, err = s.p.GetToken(ctx, kind, hash)
+	}
 	if errors.Is(err, ErrTokenNotFound) {
 		return nil, fosite.ErrNotFound
 	} else if err != nil {
@@ -357,6 +383,12 @@ func (s *Store) DeleteRefreshTokenSession(ctx context.Context, sig string) error
 // hold while refreshing); reuse of a rotated token, logout and revocation end them all.
 func (s *Store) RotateRefreshToken(ctx context.Context, requestID, sig string) error {
 	ok, err := s.p.DeactivateToken(ctx, KindRefresh, x.SHA256Hex(sig))
+	if errors.Is(err, ErrSubjectInactive) {
+		if w, _ := ctx.Value(rotationWatchKey{}).(*rotationWatch); w != nil {
+			w.inactive = true
+		}
+		return fosite.ErrNotFound.WithWrap(err)
+	}
 	if err != nil {
 		return err
 	}
@@ -376,14 +408,21 @@ func (s *Store) RotateRefreshToken(ctx context.Context, requestID, sig string) e
 // the loser is recorded here and the family revoked after (RevokeLostRotation).
 type rotationWatchKey struct{}
 
-type rotationWatch struct{ lost string }
+type rotationWatch struct {
+	lost     string
+	inactive bool
+}
 
 // WatchRotation returns a context whose refresh records a lost rotation race, and the
 // function that, after the refresh failed, revokes the family of the token it lost
-// (outside fosite's rolled-back transaction); it reports whether it did.
+// (outside fosite's rolled-back transaction); it reports whether it did. A refresh
+// refused because its identity is no longer active reports ErrSubjectInactive.
 func (s *Store) WatchRotation(ctx context.Context) (context.Context, func(context.Context) (bool, error)) {
 	w := &rotationWatch{}
 	return context.WithValue(ctx, rotationWatchKey{}, w), func(ctx context.Context) (bool, error) {
+		if w.inactive {
+			return false, ErrSubjectInactive
+		}
 		if w.lost == "" {
 			return false, nil
 		}

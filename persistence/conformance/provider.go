@@ -43,11 +43,12 @@ func newToken(t *testing.T, p provider.TokenPersister, kind, requestID, subject 
 
 func tokenRows(t *testing.T, p TokenStore) {
 	ctx := context.Background()
+	sub := strconv.FormatInt(newIdentity(t, p), 10)
 	for _, kind := range []string{provider.KindAccess, provider.KindRefresh, provider.KindCode} {
-		r := newToken(t, p, kind, "req", "1", ptr("dev"))
+		r := newToken(t, p, kind, "req", sub, ptr("dev"))
 		got, err := p.GetToken(ctx, kind, r.Signature)
 		must(t, err)
-		if got.RequestID != "req" || got.Subject != "1" || *got.DeviceID != "dev" || !got.Active || got.ExpiresAt == nil {
+		if got.RequestID != "req" || got.Subject != sub || *got.DeviceID != "dev" || !got.Active || got.ExpiresAt == nil {
 			t.Fatalf("%s round trip: %+v", kind, got)
 		}
 		wantUTC(t, kind+" requested_at", got.RequestedAt, r.RequestedAt)
@@ -102,6 +103,8 @@ func tokenSubjectActive(t *testing.T, p TokenStore) {
 	id := newIdentity(t, p)
 	ok, err := p.SubjectActive(ctx, id)
 	wantOK(t, "an active identity", ok, err, true)
+	sub := strconv.FormatInt(id, 10)
+	live := newToken(t, p, provider.KindRefresh, "live", sub, nil)
 	i, err := p.GetIdentity(ctx, id)
 	must(t, err)
 	i.State = identity.StateDisabled
@@ -110,6 +113,22 @@ func tokenSubjectActive(t *testing.T, p TokenStore) {
 	wantOK(t, "a disabled identity", ok, err, false)
 	ok, err = p.SubjectActive(ctx, id+1000)
 	wantOK(t, "no identity", ok, err, false)
+
+	// A refresh token rotates only while its identity is active (and it stays as it was);
+	// one of a subject that is no identity (a client) has no identity to check.
+	ok, err = p.DeactivateToken(ctx, provider.KindRefresh, live.Signature)
+	wantErr(t, "rotate for a disabled identity", err, provider.ErrSubjectInactive)
+	if got, gerr := p.GetToken(ctx, provider.KindRefresh, live.Signature); gerr != nil || !got.Active || ok {
+		t.Fatalf("refused rotation changed the token: %v %+v", gerr, got)
+	}
+	gone := newToken(t, p, provider.KindRefresh, "gone", strconv.FormatInt(id+1000, 10), nil)
+	_, err = p.DeactivateToken(ctx, provider.KindRefresh, gone.Signature)
+	wantErr(t, "rotate for no identity", err, provider.ErrSubjectInactive)
+	client := newToken(t, p, provider.KindRefresh, "client", "some-client", nil)
+	ok, err = p.DeactivateToken(ctx, provider.KindRefresh, client.Signature)
+	wantOK(t, "rotate for a client subject", ok, err, true)
+	ok, err = p.DeactivateToken(ctx, provider.KindRefresh, "unknown")
+	wantOK(t, "rotate an unknown token", ok, err, false)
 }
 
 func keyRotation(t *testing.T, p provider.KeyPersister) {

@@ -211,7 +211,8 @@ func connectionDetails(dsn string) (*pop.ConnectionDetails, error) {
 		}
 		return &pop.ConnectionDetails{URL: u, Pool: 1, IdlePool: 1}, nil
 	case strings.HasPrefix(dsn, "postgres://"), strings.HasPrefix(dsn, "postgresql://"):
-		return &pop.ConnectionDetails{URL: "postgres://" + strings.SplitN(dsn, "://", 2)[1], Pool: 32, IdlePool: 16, ConnMaxLifetime: 5 * time.Minute}, nil
+		return &pop.ConnectionDetails{URL: "postgres://" + strings.SplitN(dsn, "://", 2)[1], Driver: pipeDriverName,
+			Pool: 32, IdlePool: 16, ConnMaxLifetime: 5 * time.Minute}, nil
 	default:
 		return nil, fmt.Errorf("dsn: unsupported scheme in %q (want memory, sqlite:// or postgres://)", redactDSN(dsn))
 	}

@@ -1,6 +1,7 @@
 package sql
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"strconv"
@@ -35,6 +36,11 @@ func (p *Persister) InsertToken(ctx context.Context, kind string, r *provider.To
 	args := []any{r.Signature, r.RequestID, dbTime(r.RequestedAt), r.ClientID, r.Scope, r.GrantedScope,
 		r.RequestedAudience, r.GrantedAudience, r.Form, r.SessionData, r.Subject, r.DeviceID, r.Active, dbTimePtr(r.ExpiresAt)}
 	q := "INSERT INTO " + tokenTable(kind) + " (" + tokenColumns
+	if !p.sqlite {
+		// In a transaction the row goes out with the next statement or COMMIT: its
+		// signature is random, so an error is the database's, and it fails the commit.
+		q = deferred + q
+	}
 	const values = "?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?"
 	switch kind {
 	case provider.KindRefresh:
@@ -96,17 +102,61 @@ func (p *Persister) DeactivateToken(ctx context.Context, kind, signature string)
 	if kind == provider.KindRefresh {
 		q = "UPDATE oauth2_refresh SET active = ?, first_used_at = ? WHERE signature = ? AND active = ?"
 		args = []any{false, now(), signature, true}
-	}
-	if (kind == provider.KindRefresh || kind == provider.KindCode) && p.Dialect() == DialectPostgres {
-		// Rotating a refresh token or spending a code is the gate of a transaction that
-		// then mints tokens: take the owner's shared lock first (see lockSubject).
-		if _, err := p.execPrepared(ctx, "SELECT id FROM identities WHERE id = (SELECT "+subjectID+" FROM "+tokenTable(kind)+
-			" WHERE signature = ?) FOR SHARE", signature); err != nil {
+		if err := p.refreshSubjectActive(ctx, signature); err != nil {
+			return false, err
+		}
+	} else if kind == provider.KindCode && p.Dialect() == DialectPostgres {
+		// Spending a code is the gate of a transaction that then mints tokens: take the
+		// owner's shared lock first (see lockSubject).
+		if _, err := p.execPrepared(ctx, "SELECT id FROM identities WHERE id = (SELECT "+subjectID+
+			" FROM oauth2_code WHERE signature = ?) FOR SHARE", signature); err != nil {
 			return false, err
 		}
 	}
 	n, err := p.execPrepared(ctx, q, args...)
 	return n == 1, err
+}
+
+// refreshSubjectActive refuses the rotation of a refresh token whose identity is not
+// active. On PostgreSQL it also takes the identity's shared lock (see lockSubject), in
+// one statement: rotating is the gate of a transaction that then mints tokens. A token
+// unknown here is left to the rotation's update to refuse.
+func (p *Persister) refreshSubjectActive(ctx context.Context, signature string) error {
+	if p.Dialect() == DialectPostgres {
+		n, err := p.execPrepared(ctx, "SELECT id FROM identities WHERE id = (SELECT "+subjectID+
+			" FROM oauth2_refresh WHERE signature = ?) AND state = ? FOR SHARE", signature, identity.StateActive)
+		if err != nil || n == 1 {
+			return err
+		}
+	}
+	// SQLite, or no active identity found: is the subject an identity at all?
+	join := "i.id = r.subject" // SQLite compares by the integer column's affinity
+	if p.Dialect() == DialectPostgres {
+		join = "i.id = " + subjectID
+	}
+	var subject string
+	var state *string
+	err := p.getPrepared(ctx, "SELECT r.subject, i.state FROM oauth2_refresh r LEFT JOIN identities i ON "+join+
+		" WHERE r.signature = ?", []any{signature}, &subject, &state)
+	if IsNotFound(err) {
+		return nil
+	} else if err != nil {
+		return err
+	}
+	if id, perr := strconv.ParseInt(subject, 10, 64); perr != nil || id <= 0 {
+		return nil // not an identity: nothing to check
+	}
+	if state == nil || *state != identity.StateActive {
+		return provider.ErrSubjectInactive
+	}
+	if p.Dialect() == DialectPostgres {
+		// Enabled between the two statements: take the lock after all.
+		id, _ := strconv.ParseInt(subject, 10, 64)
+		if ok, err := p.SubjectActive(ctx, id); err != nil || !ok {
+			return cmp.Or(err, provider.ErrSubjectInactive)
+		}
+	}
+	return nil
 }
 
 func (p *Persister) DeactivateFamily(ctx context.Context, kind, requestID string) (int64, error) {
