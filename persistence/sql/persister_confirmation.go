@@ -13,7 +13,11 @@ const confirmationColumns = "id, identity_id, action_type, action_payload, actio
 func (p *Persister) CreateConfirmation(ctx context.Context, c *confirmation.Confirmation) error {
 	c.CreatedAt, c.UpdatedAt = now(), now()
 	c.ExpiresAt = dbExpiry(c.ExpiresAt)
-	_, err := p.execPrepared(ctx, "INSERT INTO confirmations ("+confirmationColumns+") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+	q := "INSERT INTO confirmations (" + confirmationColumns + ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+	if !p.sqlite {
+		q = deferred + q // its id is random: an error is the database's, and fails the commit
+	}
+	_, err := p.execPrepared(ctx, q,
 		c.ID, c.IdentityID, c.ActionType, c.ActionPayload, c.ActionHash, c.ChallengeHash, c.MatchCodeHash, c.MatchFailures,
 		c.Status, c.DeviceID, c.Reason, c.ApprovedAt, c.ConsumedAt, c.ExpiresAt, c.CreatedAt, c.UpdatedAt)
 	return err

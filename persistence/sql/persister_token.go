@@ -197,10 +197,13 @@ func (p *Persister) lockSubject(ctx context.Context, subject string) error {
 }
 
 func (p *Persister) SubjectActive(ctx context.Context, identityID int64) (bool, error) {
-	q := "SELECT state FROM identities WHERE id = ?"
 	if p.Dialect() == DialectPostgres {
-		q += " FOR SHARE"
+		// The row count answers, so that the lock (often a transaction's first
+		// statement) goes out with BEGIN.
+		n, err := p.execPrepared(ctx, "SELECT id FROM identities WHERE id = ? AND state = ? FOR SHARE", identityID, identity.StateActive)
+		return n == 1, err
 	}
+	q := "SELECT state FROM identities WHERE id = ?"
 	var state string
 	err := p.getPrepared(ctx, q, []any{identityID}, &state)
 	if IsNotFound(err) {
