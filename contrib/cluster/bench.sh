@@ -64,9 +64,10 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
+# REPLICAS: how many replicas the cluster runs (default 3; pg3-lb is all of them).
 # REPLICA_GOMAXPROCS: the replicas' GOMAXPROCS (default: the Go runtime's, the CPU count).
 env ${REPLICA_GOMAXPROCS:+GOMAXPROCS=$REPLICA_GOMAXPROCS} LOG_LEVEL=error PVAUTH_BIN="$OUT/pvauth" \
-	bash "$here/run.sh" up --replicas 3 --loadtest | tee "$OUT/cluster.txt"
+	bash "$here/run.sh" up --replicas "${REPLICAS:-3}" --loadtest | tee "$OUT/cluster.txt"
 # shellcheck disable=SC1091
 . "$CLUSTER_DIR/cluster.env"
 PG_PORT=$((BASE + 352))
