@@ -109,6 +109,9 @@ type Transactor interface {
 	GroupTransaction(ctx context.Context, fn func(ctx context.Context) error) error
 	// InTransaction reports whether ctx carries a write transaction.
 	InTransaction(ctx context.Context) bool
+	// AfterCommit runs fn once the transaction ctx carries has committed, never if it
+	// rolls back (at once outside a transaction).
+	AfterCommit(ctx context.Context, fn func())
 }
 
 // Pinger is implemented by a persister that can tell whether its database answers. The
@@ -272,7 +275,15 @@ func (l *Logger) LogTx(ctx context.Context, e Event) error {
 	if !ok || !t.InTransaction(ctx) {
 		return ErrNoTransaction
 	}
-	return l.p.InsertAuditEvents(ctx, []Event{l.prepare(ctx, e)})
+	observed := e
+	if err := l.p.InsertAuditEvents(ctx, []Event{l.fill(ctx, e)}); err != nil {
+		return err
+	}
+	// The metrics count what happened: the event of a change that rolls back is not.
+	if fn := l.onLog.Load(); fn != nil {
+		t.AfterCommit(ctx, func() { (*fn)(observed) })
+	}
+	return nil
 }
 
 // Tx runs fn in a write transaction (joining the one ctx carries); fn makes a change
@@ -286,12 +297,16 @@ func (l *Logger) Tx(ctx context.Context, fn func(ctx context.Context) error) err
 	return t.GroupTransaction(ctx, fn)
 }
 
-// prepare fills id, time and request defaults and cuts fields to their columns; it
-// tells the OnLog hook.
+// prepare tells the OnLog hook of a background event and fills it (fill).
 func (l *Logger) prepare(ctx context.Context, e Event) Event {
 	if fn := l.onLog.Load(); fn != nil {
 		(*fn)(e)
 	}
+	return l.fill(ctx, e)
+}
+
+// fill fills id, time and request defaults and cuts fields to their columns.
+func (l *Logger) fill(ctx context.Context, e Event) Event {
 	if e.ID == "" {
 		id, err := uuid.NewV7()
 		if err != nil {

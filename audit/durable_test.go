@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"os"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -40,6 +41,23 @@ func TestLogTxCommitsAndRollsBackWithTheChange(t *testing.T) {
 		l := audit.NewLogger(p)
 		defer l.Close()
 		ctx := context.Background()
+		// The metrics hook hears of an event once its transaction commits, never of one
+		// that rolls back.
+		var mu sync.Mutex
+		observed := map[string]int{}
+		l.OnLog(func(e audit.Event) {
+			mu.Lock()
+			defer mu.Unlock()
+			observed[e.Type]++
+		})
+		wantObserved := func(typ string, n int) {
+			t.Helper()
+			mu.Lock()
+			defer mu.Unlock()
+			if observed[typ] != n {
+				t.Fatalf("%s observed %d times, want %d", typ, observed[typ], n)
+			}
+		}
 		create := func(ctx context.Context, email string) (int64, error) {
 			i := &identity.Identity{Email: email, Traits: json.RawMessage(`{}`)}
 			err := p.CreateIdentity(ctx, i)
@@ -68,6 +86,7 @@ func TestLogTxCommitsAndRollsBackWithTheChange(t *testing.T) {
 		if !exists("kept@example.com") || len(listAll(t, p, audit.Filter{Type: audit.TypeIdentityCreate})) != 1 {
 			t.Fatal("a committed change or its event is missing")
 		}
+		wantObserved(audit.TypeIdentityCreate, 1)
 
 		// The transaction fails after the event was written: neither exists.
 		injected := errors.New("injected")
@@ -87,6 +106,7 @@ func TestLogTxCommitsAndRollsBackWithTheChange(t *testing.T) {
 		if exists("undone@example.com") || len(listAll(t, p, audit.Filter{Type: audit.TypeIdentityUpdate})) != 0 {
 			t.Fatal("a rolled-back change or its event survived")
 		}
+		wantObserved(audit.TypeIdentityUpdate, 0)
 
 		// The event is refused (its id is taken): the change is undone with it.
 		err = l.Tx(ctx, func(ctx context.Context) error {
@@ -102,6 +122,28 @@ func TestLogTxCommitsAndRollsBackWithTheChange(t *testing.T) {
 		if exists("unrecorded@example.com") {
 			t.Fatal("a change survived the failure of its event")
 		}
+		wantObserved(audit.TypeIdentityDelete, 0)
+
+		// fosite's transactions (BeginTX, Commit, Rollback) too.
+		for _, commit := range []bool{false, true} {
+			txCtx, err := p.BeginTX(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := l.LogTx(txCtx, audit.Event{Type: audit.TypeTokenRefresh}); err != nil {
+				t.Fatal(err)
+			}
+			wantObserved(audit.TypeTokenRefresh, 0)
+			if commit {
+				err = p.Commit(txCtx)
+			} else {
+				err = p.Rollback(txCtx)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+		wantObserved(audit.TypeTokenRefresh, 1)
 	})
 }
 

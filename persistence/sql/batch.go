@@ -94,6 +94,7 @@ func (p *Persister) runGroups() {
 // commitGroup runs a batch in one transaction and answers every request.
 func (p *Persister) commitGroup(batch []*groupReq) {
 	results := make([]error, len(batch))
+	after := make([]afterCommit, len(batch)) // each request's own: its savepoint may roll back
 	err := p.Transaction(context.Background(), func(txCtx context.Context) error {
 		tx := p.txConnection(txCtx)
 		for i, r := range batch {
@@ -104,7 +105,7 @@ func (p *Persister) commitGroup(batch []*groupReq) {
 			if _, err := p.execPrepared(txCtx, "SAVEPOINT grouped"); err != nil {
 				return err
 			}
-			ctx := context.WithValue(context.WithoutCancel(r.ctx), txKey{}, tx)
+			ctx := context.WithValue(context.WithValue(context.WithoutCancel(r.ctx), txKey{}, tx), afterCommitKey{}, &after[i])
 			if results[i] = runGuarded(ctx, r.fn); results[i] != nil {
 				if _, err := p.execPrepared(txCtx, "ROLLBACK TO grouped"); err != nil {
 					return err
@@ -123,6 +124,9 @@ func (p *Persister) commitGroup(batch []*groupReq) {
 	for i, r := range batch {
 		if err != nil && results[i] == nil {
 			results[i] = fmt.Errorf("group commit: %w", err)
+		}
+		if results[i] == nil {
+			after[i].run()
 		}
 		r.done <- results[i]
 	}

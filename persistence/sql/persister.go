@@ -323,9 +323,36 @@ func (p *Persister) Transaction(ctx context.Context, fn func(ctx context.Context
 	}
 	ctx, cancel := p.bound(ctx)
 	defer cancel()
-	return p.conn.WithContext(p.driverCtx(ctx)).Transaction(func(tx *pop.Connection) error {
-		return fn(context.WithValue(ctx, txKey{}, tx))
+	h := &afterCommit{}
+	err := p.conn.WithContext(p.driverCtx(ctx)).Transaction(func(tx *pop.Connection) error {
+		return fn(context.WithValue(context.WithValue(ctx, txKey{}, tx), afterCommitKey{}, h))
 	})
+	if err == nil {
+		h.run()
+	}
+	return err
+}
+
+// afterCommit holds what runs once a transaction has committed (AfterCommit). A
+// transaction runs on one goroutine, so it needs no lock.
+type afterCommit struct{ fns []func() }
+
+type afterCommitKey struct{}
+
+func (h *afterCommit) run() {
+	for _, fn := range h.fns {
+		fn()
+	}
+}
+
+// AfterCommit runs fn once the transaction ctx carries has committed, and never if it
+// rolls back; outside a transaction it runs fn at once.
+func (p *Persister) AfterCommit(ctx context.Context, fn func()) {
+	if h, _ := ctx.Value(afterCommitKey{}).(*afterCommit); h != nil && p.txConnection(ctx) != nil {
+		h.fns = append(h.fns, fn)
+		return
+	}
+	fn()
 }
 
 // BeginTX, Commit and Rollback implement fosite's storage.Transactional.
@@ -342,7 +369,8 @@ func (p *Persister) BeginTX(ctx context.Context) (context.Context, error) {
 		cancel()
 		return ctx, err
 	}
-	return context.WithValue(context.WithValue(ctx, txKey{}, tx), txCancelKey{}, cancel), nil
+	ctx = context.WithValue(context.WithValue(ctx, txKey{}, tx), txCancelKey{}, cancel)
+	return context.WithValue(ctx, afterCommitKey{}, &afterCommit{}), nil
 }
 
 // txCancelKey carries the cancel of a BeginTX transaction's deadline to its end.
@@ -360,7 +388,13 @@ func (p *Persister) Commit(ctx context.Context) error {
 		return errors.New("commit: no transaction in context")
 	}
 	defer endTX(ctx)
-	return tx.TX.Commit()
+	if err := tx.TX.Commit(); err != nil {
+		return err
+	}
+	if h, _ := ctx.Value(afterCommitKey{}).(*afterCommit); h != nil {
+		h.run()
+	}
+	return nil
 }
 
 func (p *Persister) Rollback(ctx context.Context) error {
