@@ -8,6 +8,8 @@
 #   pg1-lb    the first of them alone, behind the same HAProxy
 #   pg1       the first of them, direct
 #   NAME=PUBLIC_URL,ADMIN_URL   a server started by hand (another cluster: CLUSTER_PORT_BASE)
+#   base-sqlite, base-pg   as sqlite and pg, built from the commit BASE_COMMIT names (a
+#             git worktree), to measure a change against the commit before it in one run
 #
 #   bash contrib/cluster/bench.sh [rounds (2)] [scenarios (all)] [targets]
 #
@@ -50,6 +52,12 @@ port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
 say "building pvauth and the load generator into $OUT"
 (cd "$repo" && go build -tags sqlite -o "$OUT/pvauth" ./cmd/pvauth && go build -o "$OUT/loadtest" ./contrib/loadtest)
+if [ -n "${BASE_COMMIT:-}" ]; then
+	say "building pvauth at $BASE_COMMIT into $OUT/pvauth-base"
+	git -C "$repo" worktree add -f --detach "$OUT/base-src" "$BASE_COMMIT" >/dev/null
+	(cd "$OUT/base-src" && go build -tags sqlite -o "$OUT/pvauth-base" ./cmd/pvauth)
+	git -C "$repo" worktree remove --force "$OUT/base-src"
+fi
 git -C "$repo" rev-parse --short HEAD >"$OUT/commit" 2>/dev/null || true
 
 pids=()
@@ -73,8 +81,8 @@ env ${REPLICA_GOMAXPROCS:+GOMAXPROCS=$REPLICA_GOMAXPROCS} LOG_LEVEL=error PVAUTH
 PG_PORT=$((BASE + 352))
 PG_BIN="${PG_BIN:-/usr/lib/postgresql/15/bin}"
 
-start_server() { # name public-port admin-port dsn [--dev]
-	local name=$1 pub=$2 adm=$3 dsn=$4
+start_server() { # name public-port admin-port dsn [--dev]   (BIN: another binary)
+	local name=$1 pub=$2 adm=$3 dsn=$4 bin=${BIN:-$OUT/pvauth}
 	shift 4
 	rm -rf "${OUT:?}/$name"
 	mkdir -p "$OUT/$name"
@@ -85,7 +93,7 @@ start_server() { # name public-port admin-port dsn [--dev]
 			RATELIMIT_ENABLED=false RATELIMIT_STORE=memory LOG_LEVEL=error \
 			SECRETS_DEFAULT SECRETS_CIPHER SECRETS_FILE_SIGNATURE
 		[ "${PROFILE:-0}" = 1 ] && export PROFILING=cpu
-		exec "$OUT/pvauth" serve "$@" </dev/null >"$OUT/$name/serve.log" 2>&1
+		exec "$bin" serve "$@" </dev/null >"$OUT/$name/serve.log" 2>&1
 	) &
 	pids+=($!)
 	local i
@@ -101,19 +109,31 @@ start_server() { # name public-port admin-port dsn [--dev]
 # since the cluster's are in the environment).
 start_server sqlite $((BASE + 100)) $((BASE + 101)) "sqlite://$OUT/sqlite/pvauth.sqlite?_fk=true" --dev
 # PostgreSQL, one replica, a database of its own on the cluster's server, migrated once.
-if [ "$(id -u)" -eq 0 ]; then
-	su postgres -s /bin/sh -c "cd / && $PG_BIN/psql -q -h 127.0.0.1 -p $PG_PORT -U postgres -c 'CREATE DATABASE pvauth_single OWNER pvauth'"
-else
-	"$PG_BIN/psql" -q -h 127.0.0.1 -p "$PG_PORT" -U postgres -c 'CREATE DATABASE pvauth_single OWNER pvauth'
-fi
+create_db() { # name
+	if [ "$(id -u)" -eq 0 ]; then
+		su postgres -s /bin/sh -c "cd / && $PG_BIN/psql -q -h 127.0.0.1 -p $PG_PORT -U postgres -c 'CREATE DATABASE $1 OWNER pvauth'"
+	else
+		"$PG_BIN/psql" -q -h 127.0.0.1 -p "$PG_PORT" -U postgres -c "CREATE DATABASE $1 OWNER pvauth"
+	fi
+}
+create_db pvauth_single
 PG1_DSN="${DSN/\/pvauth\?/\/pvauth_single?}"
 "$OUT/pvauth" migrate sql --yes "$PG1_DSN" >/dev/null
 start_server pg $((BASE + 110)) $((BASE + 111)) "$PG1_DSN"
+if [ -n "${BASE_COMMIT:-}" ]; then
+	BIN="$OUT/pvauth-base" start_server base-sqlite $((BASE + 120)) $((BASE + 121)) "sqlite://$OUT/base-sqlite/pvauth.sqlite?_fk=true" --dev
+	create_db pvauth_base
+	BASE_DSN="${DSN/\/pvauth\?/\/pvauth_base?}"
+	"$OUT/pvauth-base" migrate sql --yes "$BASE_DSN" >/dev/null
+	BIN="$OUT/pvauth-base" start_server base-pg $((BASE + 130)) $((BASE + 131)) "$BASE_DSN"
+fi
 
 urls() { # target -> "public admin"
 	case "$1" in
 	sqlite) echo "http://127.0.0.1:$((BASE + 100)) http://127.0.0.1:$((BASE + 101))" ;;
 	pg) echo "http://127.0.0.1:$((BASE + 110)) http://127.0.0.1:$((BASE + 111))" ;;
+	base-sqlite) echo "http://127.0.0.1:$((BASE + 120)) http://127.0.0.1:$((BASE + 121))" ;;
+	base-pg) echo "http://127.0.0.1:$((BASE + 130)) http://127.0.0.1:$((BASE + 131))" ;;
 	pg3-lb) echo "http://127.0.0.1:$BASE http://127.0.0.1:$((BASE + 1))" ;;
 	pg1-lb) echo "http://127.0.0.1:$((BASE + 3)) http://127.0.0.1:$((BASE + 4))" ;;
 	pg1) echo "http://127.0.0.1:$((BASE + 10)) http://127.0.0.1:$((BASE + 11))" ;;
