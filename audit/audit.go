@@ -275,13 +275,12 @@ func (l *Logger) LogTx(ctx context.Context, e Event) error {
 	if !ok || !t.InTransaction(ctx) {
 		return ErrNoTransaction
 	}
-	observed := e
 	if err := l.p.InsertAuditEvents(ctx, []Event{l.fill(ctx, e)}); err != nil {
 		return err
 	}
 	// The metrics count what happened: the event of a change that rolls back is not.
 	if fn := l.onLog.Load(); fn != nil {
-		t.AfterCommit(ctx, func() { (*fn)(observed) })
+		t.AfterCommit(ctx, func() { (*fn)(e) })
 	}
 	return nil
 }

@@ -109,13 +109,9 @@ start_server() { # name public-port admin-port dsn [--dev]   (BIN: another binar
 # since the cluster's are in the environment).
 start_server sqlite $((BASE + 100)) $((BASE + 101)) "sqlite://$OUT/sqlite/pvauth.sqlite?_fk=true" --dev
 # PostgreSQL, one replica, a database of its own on the cluster's server, migrated once.
-create_db() { # name
-	if [ "$(id -u)" -eq 0 ]; then
-		su postgres -s /bin/sh -c "cd / && $PG_BIN/psql -q -h 127.0.0.1 -p $PG_PORT -U postgres -c 'CREATE DATABASE $1 OWNER pvauth'"
-	else
-		"$PG_BIN/psql" -q -h 127.0.0.1 -p "$PG_PORT" -U postgres -c "CREATE DATABASE $1 OWNER pvauth"
-	fi
-}
+# shellcheck source=scripts/as_pg.sh
+source "$repo/scripts/as_pg.sh"
+create_db() { as_pg "$PG_BIN/psql" -q -h 127.0.0.1 -p "$PG_PORT" -U postgres -c "CREATE DATABASE $1 OWNER pvauth"; }
 create_db pvauth_single
 PG1_DSN="${DSN/\/pvauth\?/\/pvauth_single?}"
 "$OUT/pvauth" migrate sql --yes "$PG1_DSN" >/dev/null

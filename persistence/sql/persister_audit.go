@@ -57,10 +57,8 @@ func (p *Persister) InsertAuditEvents(ctx context.Context, events []audit.Event)
 
 func (p *Persister) insertAuditChunk(ctx context.Context, events []audit.Event) error {
 	var q strings.Builder
-	if !p.sqlite {
-		q.WriteString(deferred) // no answer to wait for: it goes out with the next statement
-	}
-	q.WriteString("INSERT INTO audit_events (" + auditColumns + ") VALUES ")
+	// No answer to wait for: on PostgreSQL it goes out with the next statement.
+	q.WriteString(p.deferrable("INSERT INTO audit_events (" + auditColumns + ") VALUES "))
 	args := make([]any, 0, len(events)*10)
 	for i, e := range events {
 		if i > 0 {

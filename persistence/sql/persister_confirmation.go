@@ -13,10 +13,8 @@ const confirmationColumns = "id, identity_id, action_type, action_payload, actio
 func (p *Persister) CreateConfirmation(ctx context.Context, c *confirmation.Confirmation) error {
 	c.CreatedAt, c.UpdatedAt = now(), now()
 	c.ExpiresAt = dbExpiry(c.ExpiresAt)
-	q := "INSERT INTO confirmations (" + confirmationColumns + ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-	if !p.sqlite {
-		q = deferred + q // its id is random: an error is the database's, and fails the commit
-	}
+	// Its id is random: an error is the database's, and fails the commit.
+	q := p.deferrable("INSERT INTO confirmations (" + confirmationColumns + ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
 	_, err := p.execPrepared(ctx, q,
 		c.ID, c.IdentityID, c.ActionType, c.ActionPayload, c.ActionHash, c.ChallengeHash, c.MatchCodeHash, c.MatchFailures,
 		c.Status, c.DeviceID, c.Reason, c.ApprovedAt, c.ConsumedAt, c.ExpiresAt, c.CreatedAt, c.UpdatedAt)

@@ -35,12 +35,9 @@ const tokenColumns = "signature, request_id, requested_at, client_id, scope, gra
 func (p *Persister) InsertToken(ctx context.Context, kind string, r *provider.TokenRow) error {
 	args := []any{r.Signature, r.RequestID, dbTime(r.RequestedAt), r.ClientID, r.Scope, r.GrantedScope,
 		r.RequestedAudience, r.GrantedAudience, r.Form, r.SessionData, r.Subject, r.DeviceID, r.Active, dbTimePtr(r.ExpiresAt)}
-	q := "INSERT INTO " + tokenTable(kind) + " (" + tokenColumns
-	if !p.sqlite {
-		// In a transaction the row goes out with the next statement or COMMIT: its
-		// signature is random, so an error is the database's, and it fails the commit.
-		q = deferred + q
-	}
+	// In a transaction the row goes out with the next statement or COMMIT: its
+	// signature is random, so an error is the database's, and it fails the commit.
+	q := p.deferrable("INSERT INTO " + tokenTable(kind) + " (" + tokenColumns)
 	const values = "?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?"
 	switch kind {
 	case provider.KindRefresh:
@@ -122,18 +119,16 @@ func (p *Persister) DeactivateToken(ctx context.Context, kind, signature string)
 // one statement: rotating is the gate of a transaction that then mints tokens. A token
 // unknown here is left to the rotation's update to refuse.
 func (p *Persister) refreshSubjectActive(ctx context.Context, signature string) error {
-	if p.Dialect() == DialectPostgres {
+	join := "i.id = r.subject" // SQLite compares by the integer column's affinity
+	if !p.sqlite {
 		n, err := p.execPrepared(ctx, "SELECT id FROM identities WHERE id = (SELECT "+subjectID+
 			" FROM oauth2_refresh WHERE signature = ?) AND state = ? FOR SHARE", signature, identity.StateActive)
 		if err != nil || n == 1 {
 			return err
 		}
-	}
-	// SQLite, or no active identity found: is the subject an identity at all?
-	join := "i.id = r.subject" // SQLite compares by the integer column's affinity
-	if p.Dialect() == DialectPostgres {
 		join = "i.id = " + subjectID
 	}
+	// SQLite, or no active identity found: is the subject an identity at all?
 	var subject string
 	var state *string
 	err := p.getPrepared(ctx, "SELECT r.subject, i.state FROM oauth2_refresh r LEFT JOIN identities i ON "+join+
@@ -143,15 +138,15 @@ func (p *Persister) refreshSubjectActive(ctx context.Context, signature string) 
 	} else if err != nil {
 		return err
 	}
-	if id, perr := strconv.ParseInt(subject, 10, 64); perr != nil || id <= 0 {
+	id, err := strconv.ParseInt(subject, 10, 64)
+	if err != nil || id <= 0 {
 		return nil // not an identity: nothing to check
 	}
 	if state == nil || *state != identity.StateActive {
 		return provider.ErrSubjectInactive
 	}
-	if p.Dialect() == DialectPostgres {
+	if !p.sqlite {
 		// Enabled between the two statements: take the lock after all.
-		id, _ := strconv.ParseInt(subject, 10, 64)
 		if ok, err := p.SubjectActive(ctx, id); err != nil || !ok {
 			return cmp.Or(err, provider.ErrSubjectInactive)
 		}

@@ -34,6 +34,14 @@ const pipeDriverName = "pvauth-pgx"
 // marked statement simply runs (the mark is a comment).
 const deferred = "/* deferred */ "
 
+// deferrable marks q deferred on PostgreSQL (SQLite runs every statement in process).
+func (p *Persister) deferrable(q string) string {
+	if p.sqlite {
+		return q
+	}
+	return deferred + q
+}
+
 // endTimeout bounds the ROLLBACK that ends a failed transaction.
 const endTimeout = 2 * time.Second
 
@@ -169,6 +177,14 @@ func (c *pipeConn) PrepareContext(ctx context.Context, query string) (driver.Stm
 	return &pipeStmt{Stmt: s.(*stdlib.Stmt), c: c}, nil
 }
 
+// takePending queues the deferred statements on b, in their order.
+func (tx *pipeTx) takePending(b *pgx.Batch) {
+	for _, q := range tx.pending {
+		b.Queue(q.sql, q.args...)
+	}
+	tx.pending = nil
+}
+
 // flush sends what waits in the connection's transaction, if any.
 func (c *pipeConn) flush(ctx context.Context) error {
 	if c.tx == nil {
@@ -205,10 +221,7 @@ func (tx *pipeTx) batch(next *queued) *pgx.Batch {
 	if !tx.begun {
 		b.Queue("begin")
 	}
-	for _, q := range tx.pending {
-		b.Queue(q.sql, q.args...)
-	}
-	tx.pending = nil
+	tx.takePending(b)
 	if next != nil {
 		b.Queue(next.sql, next.args...)
 	}
@@ -267,10 +280,7 @@ func (tx *pipeTx) Commit() error {
 	} else {
 		// Deferred statements alone: one pipeline is one implicit transaction.
 		b = &pgx.Batch{}
-		for _, q := range tx.pending {
-			b.Queue(q.sql, q.args...)
-		}
-		tx.pending = nil
+		tx.takePending(b)
 	}
 	began := tx.begun
 	tags, err := tx.send(tx.ctx, b)
